@@ -1,0 +1,171 @@
+"""Values in and out of the event log.
+
+Every stored value is bytes whose first byte names the format: ``p`` for cloudpickle (lossless
+for any picklable Python value, the default ``serializer = "pkl"``) and ``j`` for tagged JSON
+(readable by any language, lossless for JSON types plus datetime, date, time, timedelta, UUID,
+Decimal, bytes, tuple, set and frozenset). ``to_view`` makes the JSON view that servers, the CLI
+and logs display; servers never unpickle worker data.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import pickle
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from enum import Enum
+from typing import Any
+from uuid import UUID
+
+import cloudpickle
+
+from flux.errors import SerializationError
+
+__all__ = ["b64decode", "b64encode", "dumps", "loads", "to_view"]
+
+_PICKLE = b"p"
+_JSON = b"j"
+_SIMPLE = (str, int, float, bool, type(None), bytes)
+
+
+def dumps(value: Any, fmt: str = "pkl") -> bytes:
+    """Serialize ``value`` in format ``fmt`` ("pkl" or "json")."""
+    if fmt == "json":
+        try:
+            return _JSON + json.dumps(_tag(value), separators=(",", ":")).encode()
+        except (TypeError, ValueError):
+            pass  # not JSON-representable: fall through to pickle, still lossless
+    try:
+        if type(value) in _SIMPLE:
+            return _PICKLE + pickle.dumps(value, protocol=5)
+        return _PICKLE + cloudpickle.dumps(value, protocol=5)
+    except Exception as exc:
+        raise SerializationError(
+            f"cannot serialize a value of type {type(value).__qualname__!r}: {exc}; "
+            "return picklable values from tasks and workflows"
+        ) from exc
+
+
+def loads(data: bytes | None) -> Any:
+    """Read back a value written by :func:`dumps`."""
+    if data is None:
+        return None
+    head, body = data[:1], data[1:]
+    try:
+        if head == _PICKLE:
+            return pickle.loads(body)
+        if head == _JSON:
+            return _untag(json.loads(body))
+    except Exception as exc:
+        raise SerializationError(f"cannot read a stored value back: {exc}") from exc
+    raise SerializationError(f"unknown serialized format {head!r}")
+
+
+def b64encode(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def b64decode(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
+
+
+def _tag(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list):
+        return [_tag(v) for v in value]
+    if isinstance(value, dict):
+        if all(type(k) is str for k in value):
+            if "__flux__" in value:
+                return {"__flux__": "dict", "v": [[_tag(k), _tag(v)] for k, v in value.items()]}
+            return {k: _tag(v) for k, v in value.items()}
+        return {"__flux__": "dict", "v": [[_tag(k), _tag(v)] for k, v in value.items()]}
+    if isinstance(value, tuple) and type(value) is tuple:
+        return {"__flux__": "tuple", "v": [_tag(v) for v in value]}
+    if isinstance(value, set | frozenset):
+        kind = "set" if isinstance(value, set) else "frozenset"
+        return {"__flux__": kind, "v": [_tag(v) for v in value]}
+    if isinstance(value, datetime):
+        return {"__flux__": "datetime", "v": value.isoformat()}
+    if isinstance(value, date):
+        return {"__flux__": "date", "v": value.isoformat()}
+    if isinstance(value, time):
+        return {"__flux__": "time", "v": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {"__flux__": "timedelta", "v": value.total_seconds()}
+    if isinstance(value, UUID):
+        return {"__flux__": "uuid", "v": str(value)}
+    if isinstance(value, Decimal):
+        return {"__flux__": "decimal", "v": str(value)}
+    if isinstance(value, bytes):
+        return {"__flux__": "bytes", "v": base64.b64encode(value).decode()}
+    raise TypeError(type(value).__qualname__)
+
+
+_UNTAG = {
+    "dict": lambda v: {_untag(k): _untag(x) for k, x in v},
+    "tuple": lambda v: tuple(_untag(x) for x in v),
+    "set": lambda v: {_untag(x) for x in v},
+    "frozenset": lambda v: frozenset(_untag(x) for x in v),
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "timedelta": lambda v: timedelta(seconds=v),
+    "uuid": UUID,
+    "decimal": Decimal,
+    "bytes": base64.b64decode,
+}
+
+
+def _untag(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    if isinstance(value, dict):
+        kind = value.get("__flux__")
+        if kind is not None and len(value) == 2 and "v" in value:
+            return _UNTAG[kind](value["v"])
+        return {k: _untag(v) for k, v in value.items()}
+    return value
+
+
+def to_view(value: Any, _depth: int = 0) -> Any:
+    """A JSON-able rendering of ``value`` for display. Lossy by design; never read back."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+    if _depth > 20:
+        return repr(value)
+    if isinstance(value, dict):
+        return {str(k): to_view(v, _depth + 1) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_view(v, _depth + 1) for v in value]
+    if isinstance(value, set | frozenset):
+        items = [to_view(v, _depth + 1) for v in value]
+        try:
+            return sorted(items)
+        except TypeError:
+            return items
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, UUID | Decimal):
+        return str(value)
+    if isinstance(value, Enum):
+        return to_view(value.value, _depth + 1)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode()
+    if isinstance(value, BaseException):
+        return {"type": type(value).__name__, "message": str(value)}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_view(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        try:
+            return dump(mode="json")
+        except Exception:
+            pass
+    return repr(value)
