@@ -1,0 +1,217 @@
+"""The state of one execution while its workflow body runs in this process.
+
+A run, a resume and a crash recovery all re-run the body from the top. Each task call asks
+:meth:`Run.identify` for its identity, then looks itself up in the recorded history: a finished
+call returns (or re-raises) the recorded outcome, an unfinished one runs again from where it
+stopped. Calls are checked against the recorded order per scope (the task whose body made the
+call), so that branches of ``parallel`` may interleave differently on replay without tripping
+the determinism check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Protocol
+
+from flux._identity import call_digest
+from flux.domain import EventType, ExecutionEvent
+from flux.errors import NonDeterminismError
+
+if TYPE_CHECKING:
+    from flux.context import ExecutionContext
+
+TERMINAL_TASK_EVENTS = frozenset(
+    {
+        EventType.TASK_COMPLETED,
+        EventType.TASK_FALLBACK_COMPLETED,
+        EventType.TASK_FAILED,
+    }
+)
+SUCCESS_TASK_EVENTS = frozenset({EventType.TASK_COMPLETED, EventType.TASK_FALLBACK_COMPLETED})
+
+current_run: ContextVar[Run | None] = ContextVar("flux_current_run", default=None)
+current_scope: ContextVar[str] = ContextVar("flux_current_scope", default="")
+
+
+class Checkpointer(Protocol):
+    """Where a run's new events go. Local runs commit to SQLite; workers send to a server."""
+
+    def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
+        """Persist (or durably enqueue) ``events``; called in order, never concurrently."""
+
+    async def finish(self, ctx: ExecutionContext[Any]) -> None:
+        """Return once everything saved so far is durable (the run has ended or paused)."""
+
+
+class Services(Protocol):
+    """What tasks need from the environment the run lives in."""
+
+    async def get_secrets(self, names: list[str]) -> dict[str, Any]: ...
+
+    def cache_get(self, key: str) -> tuple[bool, Any]: ...
+
+    def cache_put(self, key: str, value: Any) -> None: ...
+
+    async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any: ...
+
+
+class Run:
+    __slots__ = (
+        "_group",
+        "branches",
+        "cancelling",
+        "checkpointer",
+        "counters",
+        "ctx",
+        "cursors",
+        "history",
+        "order",
+        "pending",
+        "services",
+        "terminal",
+    )
+
+    def __init__(
+        self,
+        ctx: ExecutionContext[Any],
+        checkpointer: Checkpointer,
+        services: Services | None = None,
+    ) -> None:
+        self.ctx = ctx
+        self.checkpointer = checkpointer
+        self.services = services
+        self.history: dict[str, list[ExecutionEvent]] = {}
+        self.terminal: dict[str, ExecutionEvent] = {}
+        self.order: dict[str, list[str]] = {}
+        for event in ctx.events:
+            if event.type.is_workflow:
+                continue
+            self.history.setdefault(event.source_id, []).append(event)
+            if event.type is EventType.TASK_STARTED:
+                self.order.setdefault(event.scope, []).append(event.source_id)
+            elif event.type in TERMINAL_TASK_EVENTS:
+                self.terminal[event.source_id] = event
+        self.cursors: dict[str, int] = {}
+        self.counters: dict[str, int] = {}
+        self.pending: list[ExecutionEvent] = []
+        self.branches = 0
+        self.cancelling = False
+        self._group: asyncio.Future[None] | None = None
+
+    # -- identity and the determinism check -------------------------------------------------
+
+    def identify(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, str]:
+        """The identity of this call and the scope it was made in."""
+        scope = current_scope.get()
+        digest = call_digest(scope, name, args, kwargs)
+        n = self.counters.get(digest, 0)
+        self.counters[digest] = n + 1
+        source_id = f"{name}:{digest}:{n}"
+        k = self.cursors.get(scope, 0)
+        self.cursors[scope] = k + 1
+        recorded = self.order.get(scope)
+        if recorded is not None and k < len(recorded) and recorded[k] != source_id:
+            self._diverged(scope, k, recorded[k], name, source_id)
+        return source_id, scope
+
+    def _diverged(self, scope: str, k: int, expected: str, name: str, got: str) -> None:
+        expected_name = expected.split(":", 1)[0]
+        where = f"inside task {scope.split(':', 1)[0]!r}" if scope else "in the workflow body"
+        if expected_name == name:
+            what = f"called {name!r} with arguments that differ from the recorded call"
+        else:
+            what = f"called {name!r} where the history has {expected_name!r}"
+        self.pending.clear()
+        raise NonDeterminismError(
+            f"workflow {self.ctx.workflow_name!r} (execution {self.ctx.execution_id}) diverged "
+            f"from its history at call #{k + 1} {where}: the code {what}. Restore the code the "
+            "execution started with, or start a new execution.",
+            execution_id=self.ctx.execution_id,
+            position=k + 1,
+            expected=expected,
+            actual=got,
+        )
+
+    # -- the log -------------------------------------------------------------------------------
+
+    def emit(
+        self, type: EventType, source_id: str, name: str, value: Any = None, scope: str = ""
+    ) -> ExecutionEvent:
+        event = ExecutionEvent(type, source_id, name, value, scope=scope)
+        self.ctx._apply(event)
+        self.pending.append(event)
+        return event
+
+    def write(self) -> None:
+        """Hand every pending event to the checkpointer now."""
+        if self.pending:
+            events, self.pending = self.pending, []
+            self.checkpointer.save(self.ctx, events)
+
+    async def commit(self) -> None:
+        """Make pending events durable before the caller moves on.
+
+        Sequential code writes at once. While parallel branches run, completions that land in
+        the same loop iteration share one write (group commit).
+        """
+        if not self.pending:
+            return
+        if self.branches <= 1:
+            self.write()
+            return
+        group = self._group
+        if group is None:
+            loop = asyncio.get_running_loop()
+            group = self._group = loop.create_future()
+            loop.call_soon(self._write_group, group)
+        await asyncio.shield(group)
+
+    def _write_group(self, group: asyncio.Future[None]) -> None:
+        self._group = None
+        try:
+            self.write()
+        except BaseException as exc:
+            group.set_exception(exc)
+        else:
+            group.set_result(None)
+
+    def resume_value_after(self, event: ExecutionEvent) -> tuple[bool, Any]:
+        """The input of the first WORKFLOW_RESUMED event logged after ``event``, if any."""
+        events = self.ctx.events
+        seen = False
+        for e in events:
+            if e is event:
+                seen = True
+            elif seen and e.type is EventType.WORKFLOW_RESUMED:
+                return True, e.value
+        return False, None
+
+
+def require_run(what: str) -> Run:
+    run = current_run.get()
+    if run is None:
+        from flux.errors import UsageError
+
+        raise UsageError(f"{what} can only be awaited inside a running workflow")
+    return run
+
+
+def call_plain(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Call ``fn`` with as many of the task's arguments as its signature takes."""
+    import inspect
+
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return fn(*args, **kwargs)
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError:
+        if not sig.parameters:
+            return fn()
+        raise
+    return fn(*args, **kwargs)

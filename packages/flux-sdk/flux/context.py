@@ -1,0 +1,137 @@
+"""ExecutionContext: what a workflow body receives and what a run returns."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from flux.domain import (
+    FINISHED_STATES,
+    WORKFLOW_EVENT_STATE,
+    EventType,
+    ExecutionEvent,
+    ExecutionState,
+)
+from flux.serialization import to_view
+
+__all__ = ["ExecutionContext"]
+
+T = TypeVar("T")
+
+
+class ExecutionContext(Generic[T]):
+    """One execution of a workflow: its identity, input, event log and derived state.
+
+    The lifecycle state and the output are read from the last workflow-level event, never
+    from a task event, so a late sibling task cannot change what the execution reports.
+    """
+
+    __slots__ = (
+        "_output",
+        "_state",
+        "events",
+        "execution_id",
+        "input",
+        "workflow_id",
+        "workflow_name",
+        "workflow_version",
+    )
+
+    def __init__(
+        self,
+        workflow_name: str,
+        input: T | None = None,
+        execution_id: str | None = None,
+        workflow_id: str | None = None,
+        events: list[ExecutionEvent] | None = None,
+        state: ExecutionState = ExecutionState.CREATED,
+        workflow_version: int | None = None,
+    ) -> None:
+        from uuid import uuid4
+
+        self.execution_id = execution_id or uuid4().hex
+        self.workflow_name = workflow_name
+        self.workflow_id = workflow_id or workflow_name
+        self.workflow_version = workflow_version
+        self.input: T | None = input
+        self.events: list[ExecutionEvent] = []
+        self._state = state
+        self._output: Any = None
+        for event in events or ():
+            self._apply(event)
+
+    def _apply(self, event: ExecutionEvent) -> None:
+        self.events.append(event)
+        state = WORKFLOW_EVENT_STATE.get(event.type)
+        if state is not None:
+            self._state = state
+            if state in FINISHED_STATES:
+                self._output = event.value
+            elif event.type is EventType.WORKFLOW_STARTED and self.input is None:
+                self.input = event.value
+
+    @property
+    def state(self) -> ExecutionState:
+        return self._state
+
+    @property
+    def output(self) -> Any:
+        """The workflow's return value; for a failed run, the exception that ended it."""
+        return self._output
+
+    @property
+    def has_started(self) -> bool:
+        return self._state not in (ExecutionState.CREATED, ExecutionState.SCHEDULED)
+
+    @property
+    def is_running(self) -> bool:
+        return self._state in (ExecutionState.RUNNING, ExecutionState.CLAIMED)
+
+    @property
+    def has_finished(self) -> bool:
+        return self._state in FINISHED_STATES
+
+    @property
+    def has_succeeded(self) -> bool:
+        return self._state is ExecutionState.COMPLETED
+
+    @property
+    def has_failed(self) -> bool:
+        return self._state is ExecutionState.FAILED
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self._state is ExecutionState.CANCELLED
+
+    @property
+    def is_paused(self) -> bool:
+        return self._state is ExecutionState.PAUSED
+
+    def to_dict(self, detailed: bool = False) -> dict[str, Any]:
+        """A JSON-able summary (values rendered with ``to_view``)."""
+        data: dict[str, Any] = {
+            "execution_id": self.execution_id,
+            "workflow_id": self.workflow_id,
+            "workflow_name": self.workflow_name,
+            "state": self._state.value,
+            "input": to_view(self.input),
+            "output": to_view(self._output),
+        }
+        if detailed:
+            data["events"] = [
+                {
+                    "id": e.id,
+                    "type": e.type.value,
+                    "source_id": e.source_id,
+                    "name": e.name,
+                    "value": to_view(e.value),
+                    "time": e.time.isoformat(),
+                }
+                for e in self.events
+            ]
+        return data
+
+    def __repr__(self) -> str:
+        return (
+            f"ExecutionContext(workflow={self.workflow_name!r}, "
+            f"execution_id={self.execution_id!r}, state={self._state.value})"
+        )

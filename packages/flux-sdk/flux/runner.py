@@ -1,0 +1,113 @@
+"""Running one execution of a workflow body: the same code for local runs and for workers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from typing import TYPE_CHECKING, Any
+
+from flux._runtime import Checkpointer, Run, Services, current_run
+from flux.domain import EventType
+from flux.errors import ExecutionPaused, NonDeterminismError
+
+if TYPE_CHECKING:
+    from flux.context import ExecutionContext
+    from flux.workflow import workflow
+
+__all__ = ["WorkflowRun"]
+
+
+class WorkflowRun:
+    """Drive ``wf`` over ``ctx`` (a new execution, or one with a recorded history).
+
+    ``execute()`` returns the context once the run completed, failed, paused or was
+    cancelled, after the checkpointer made every event durable. ``cancel()`` asks the body
+    to unwind: the running task is rolled back and the execution ends CANCELLED.
+    A :class:`NonDeterminismError` propagates to the caller and nothing more is recorded,
+    so the execution can continue once the original code is back.
+    """
+
+    def __init__(
+        self,
+        wf: workflow,
+        ctx: ExecutionContext[Any],
+        checkpointer: Checkpointer,
+        services: Services | None = None,
+    ) -> None:
+        self.workflow = wf
+        self.ctx = ctx
+        self.run = Run(ctx, checkpointer, services)
+        self._body: asyncio.Task[Any] | None = None
+        self._cancel_requested = False
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        self.run.cancelling = True
+        if self._body is not None and not self._body.done():
+            self._body.cancel()
+
+    async def execute(self) -> ExecutionContext[Any]:
+        run, ctx = self.run, self.ctx
+        context = contextvars.copy_context()
+        context.run(current_run.set, run)
+        if not any(e.type is EventType.WORKFLOW_STARTED for e in ctx.events):
+            run.emit(EventType.WORKFLOW_STARTED, ctx.execution_id, ctx.workflow_name, ctx.input)
+            run.write()
+        body = asyncio.get_running_loop().create_task(self.workflow.func(ctx), context=context)
+        self._body = body
+        if self._cancel_requested:
+            body.cancel()
+        try:
+            try:
+                output = await asyncio.shield(body)
+            except asyncio.CancelledError:
+                if body.done():
+                    raise
+                # The caller of execute() was cancelled: cancel the body and record it.
+                self.cancel()
+                await asyncio.wait([body])
+                self._finish_from(body)
+                await run.checkpointer.finish(ctx)
+                raise
+        except asyncio.CancelledError:
+            if not body.cancelled():
+                raise
+            self._record_cancelled()
+        except ExecutionPaused as paused:
+            run.emit(EventType.WORKFLOW_PAUSED, ctx.execution_id, ctx.workflow_name, paused.name)
+        except NonDeterminismError:
+            run.pending.clear()
+            raise
+        except Exception as exc:
+            run.emit(EventType.WORKFLOW_FAILED, ctx.execution_id, ctx.workflow_name, exc)
+        else:
+            if self._cancel_requested:
+                self._record_cancelled()
+            else:
+                run.emit(EventType.WORKFLOW_COMPLETED, ctx.execution_id, ctx.workflow_name, output)
+        run.write()
+        await run.checkpointer.finish(ctx)
+        return ctx
+
+    def _record_cancelled(self) -> None:
+        ctx = self.ctx
+        self.run.emit(EventType.WORKFLOW_CANCELLED, ctx.execution_id, ctx.workflow_name, None)
+
+    def _finish_from(self, body: asyncio.Task[Any]) -> None:
+        if body.cancelled():
+            self._record_cancelled()
+        elif isinstance(body.exception(), ExecutionPaused):
+            exc = body.exception()
+            self.run.emit(
+                EventType.WORKFLOW_PAUSED, self.ctx.execution_id, self.ctx.workflow_name, exc.name
+            )  # type: ignore[union-attr]
+        elif body.exception() is not None:
+            self.run.emit(
+                EventType.WORKFLOW_FAILED,
+                self.ctx.execution_id,
+                self.ctx.workflow_name,
+                body.exception(),
+            )
+        else:
+            self._record_cancelled()
+        self.run.write()

@@ -1,0 +1,311 @@
+"""Durable state for local runs: the standard library's sqlite3 in WAL mode.
+
+One file (``.flux/flux.db`` by default) holds executions, their event logs and the task cache;
+the secrets table of :mod:`flux.secrets` lives beside them. Several processes may share the
+file: SQLite serialises writers, and an execution is owned by one live process at a time.
+Every ``save`` is one transaction, committed before the workflow moves on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from flux.context import ExecutionContext
+from flux.domain import (
+    FINISHED_STATES,
+    WORKFLOW_EVENT_STATE,
+    EventType,
+    ExecutionEvent,
+    ExecutionState,
+)
+from flux.errors import ExecutionNotFoundError, ExecutionStateError, SerializationError
+from flux.serialization import dumps, loads
+
+__all__ = ["LocalStore", "StoredExecution"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS flux_executions (
+    execution_id TEXT PRIMARY KEY,
+    workflow_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    input BLOB,
+    output BLOB,
+    owner_pid INTEGER,
+    owner_host TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flux_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    execution_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    value BLOB,
+    time REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS flux_events_execution ON flux_events (execution_id, seq);
+CREATE TABLE IF NOT EXISTS flux_cache (
+    key TEXT PRIMARY KEY,
+    value BLOB,
+    created_at REAL NOT NULL
+);
+"""
+
+_INSERT_EVENT = (
+    "INSERT OR IGNORE INTO flux_events (id, execution_id, type, source_id, name, scope, value, time)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class StoredExecution:
+    __slots__ = ("cancel_requested", "ctx", "owner_host", "owner_pid")
+
+    def __init__(
+        self,
+        ctx: ExecutionContext[Any],
+        owner_pid: int | None,
+        owner_host: str | None,
+        cancel_requested: bool,
+    ) -> None:
+        self.ctx = ctx
+        self.owner_pid = owner_pid
+        self.owner_host = owner_host
+        self.cancel_requested = cancel_requested
+
+    @property
+    def owner_alive(self) -> bool:
+        """Whether the process that last ran it still runs (checked on this host only)."""
+        if self.owner_pid is None:
+            return False
+        if self.owner_host != socket.gethostname():
+            return True  # cannot tell: assume it lives
+        if self.owner_pid == os.getpid():
+            return False
+        try:
+            os.kill(self.owner_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+class LocalStore:
+    """Executions, events and cache in one SQLite file. Thread-safe; cheap to share."""
+
+    _instances: dict[Path, LocalStore] = {}
+    _instances_lock = threading.Lock()
+
+    def __init__(self, path: str | Path, serializer: str = "pkl") -> None:
+        self.path = Path(path)
+        self.serializer = serializer
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=30
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL is durable against a crash of the process; only an OS crash or power loss
+        # could drop the last transactions.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            self._db.executescript(_SCHEMA)
+        self._host = socket.gethostname()
+
+    @classmethod
+    def open(cls, path: str | Path, serializer: str = "pkl") -> LocalStore:
+        """The shared store for ``path`` in this process."""
+        key = Path(path).resolve()
+        with cls._instances_lock:
+            store = cls._instances.get(key)
+            if store is None:
+                store = cls._instances[key] = cls(key, serializer)
+            store.serializer = serializer
+            return store
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- serialization -------------------------------------------------------------------------
+
+    def _dump(self, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        try:
+            return dumps(value, self.serializer)
+        except SerializationError:
+            if isinstance(value, BaseException):  # keep the type's name and message at least
+                from flux.errors import ExecutionError
+
+                return dumps(ExecutionError(f"{type(value).__name__}: {value}"), self.serializer)
+            raise
+
+    # -- executions ----------------------------------------------------------------------------
+
+    def create(self, ctx: ExecutionContext[Any]) -> None:
+        now = _now()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO flux_executions (execution_id, workflow_name, state, input, owner_pid,"
+                " owner_host, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    ctx.execution_id,
+                    ctx.workflow_name,
+                    ctx.state.value,
+                    self._dump(ctx.input),
+                    os.getpid(),
+                    self._host,
+                    now,
+                    now,
+                ),
+            )
+
+    def load(self, execution_id: str) -> StoredExecution:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT workflow_name, state, input, owner_pid, owner_host, cancel_requested"
+                " FROM flux_executions WHERE execution_id = ?",
+                (execution_id,),
+            ).fetchone()
+            if row is None:
+                raise ExecutionNotFoundError(
+                    f"no execution with id {execution_id!r} in {self.path}; "
+                    "check the id, or the database path in your configuration",
+                    execution_id=execution_id,
+                )
+            rows = self._db.execute(
+                "SELECT id, type, source_id, name, scope, value, time FROM flux_events"
+                " WHERE execution_id = ? ORDER BY seq",
+                (execution_id,),
+            ).fetchall()
+        name, state, input_blob, owner_pid, owner_host, cancel = row
+        events = [
+            ExecutionEvent(
+                EventType(t), src, nm, loads(val), datetime.fromtimestamp(tm, UTC), eid, scope
+            )
+            for eid, t, src, nm, scope, val, tm in rows
+        ]
+        ctx: ExecutionContext[Any] = ExecutionContext(
+            name, loads(input_blob), execution_id, events=events, state=ExecutionState(state)
+        )
+        return StoredExecution(ctx, owner_pid, owner_host, bool(cancel))
+
+    def take_ownership(self, execution_id: str, previous_pid: int | None) -> None:
+        """Atomically make this process the owner, unless another process took it first."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE flux_executions SET owner_pid = ?, owner_host = ?, updated_at = ?"
+                " WHERE execution_id = ? AND owner_pid IS ?",
+                (os.getpid(), self._host, _now(), execution_id, previous_pid),
+            )
+        if cur.rowcount != 1:
+            raise ExecutionStateError(
+                f"execution {execution_id!r} was just taken over by another process",
+                execution_id=execution_id,
+            )
+
+    def release(self, execution_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE flux_executions SET owner_pid = NULL, owner_host = NULL"
+                " WHERE execution_id = ? AND owner_pid = ?",
+                (execution_id, os.getpid()),
+            )
+
+    def request_cancel(self, execution_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE flux_executions SET cancel_requested = 1, updated_at = ?"
+                " WHERE execution_id = ?",
+                (_now(), execution_id),
+            )
+
+    def cancel_requested(self, execution_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT cancel_requested FROM flux_executions WHERE execution_id = ?",
+                (execution_id,),
+            ).fetchone()
+        return bool(row and row[0])
+
+    def list_executions(self, workflow_name: str | None = None) -> list[tuple[str, str, str]]:
+        query = "SELECT execution_id, workflow_name, state FROM flux_executions"
+        params: tuple[Any, ...] = ()
+        if workflow_name is not None:
+            query += " WHERE workflow_name = ?"
+            params = (workflow_name,)
+        with self._lock:
+            return list(self._db.execute(query + " ORDER BY created_at", params).fetchall())
+
+    # -- the Checkpointer protocol -------------------------------------------------------------
+
+    def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
+        execution_id = ctx.execution_id
+        dump = self._dump
+        rows = [
+            (
+                e.id,
+                execution_id,
+                e.type.value,
+                e.source_id,
+                e.name,
+                e.scope,
+                dump(e.value),
+                e.time.timestamp(),
+            )
+            for e in events
+        ]
+        state_change = any(e.type in WORKFLOW_EVENT_STATE for e in events)
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(_INSERT_EVENT, rows)
+                if state_change:
+                    state = ctx.state
+                    output = dump(ctx.output) if state in FINISHED_STATES else None
+                    db.execute(
+                        "UPDATE flux_executions SET state = ?, output = ?, updated_at = ?"
+                        " WHERE execution_id = ?",
+                        (state.value, output, _now(), execution_id),
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    async def finish(self, ctx: ExecutionContext[Any]) -> None:
+        """Every save already committed; nothing is buffered."""
+
+    # -- cache ---------------------------------------------------------------------------------
+
+    def cache_get(self, key: str) -> tuple[bool, Any]:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM flux_cache WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return False, None
+        return True, loads(row[0])
+
+    def cache_put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO flux_cache (key, value, created_at) VALUES (?, ?, ?)",
+                (key, self._dump(value), _now()),
+            )
+
+
+def _now() -> float:
+    return datetime.now(UTC).timestamp()

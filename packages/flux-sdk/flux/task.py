@@ -1,0 +1,392 @@
+"""The ``@task`` decorator: a durable, retried, recorded step of a workflow."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, ParamSpec, TypeVar
+
+from flux._identity import canonical
+from flux._runtime import (
+    SUCCESS_TASK_EVENTS,
+    Run,
+    call_plain,
+    current_run,
+    current_scope,
+)
+from flux.domain import EventType, ExecutionEvent, utcnow
+from flux.errors import (
+    ExecutionPaused,
+    SecretNotFoundError,
+    TaskTimeoutError,
+    UsageError,
+)
+
+__all__ = ["TaskMetadata", "task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskMetadata:
+    """What a task with ``metadata=True`` learns about its own call."""
+
+    task_id: str
+    task_name: str
+
+
+class _hybrid:
+    """``task.with_options(...)`` on the class makes a decorator; on a task, a variant."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
+        return functools.partial(self.fn, cls, obj)
+
+
+def _number(name: str, value: Any, *, minimum: float = 0) -> float:
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise UsageError(f"task option {name}={value!r} must be a number >= {minimum}")
+    return float(value)
+
+
+class task(Generic[P, R]):  # noqa: N801 - the spec's decorator name
+    """Decorate an ``async def`` to make it a task.
+
+    Options (all keyword): ``name``, ``retry_max_attempts`` (retries after the first failure),
+    ``retry_delay`` (seconds before the first retry), ``retry_backoff`` (delay multiplier per
+    retry), ``timeout`` (seconds per attempt; 0 = none), ``fallback`` and ``rollback`` (called
+    with the task's arguments, sync or async), ``secret_requests`` (names filled into the
+    task's ``secrets`` argument), ``cache`` (reuse results of identical calls across
+    executions), ``metadata`` (fill the task's ``metadata`` argument with :class:`TaskMetadata`).
+
+    Raises:
+        UsageError: the function is not ``async def`` or an option has the wrong type.
+    """
+
+    def __init__(
+        self,
+        func: Callable[P, Awaitable[R]],
+        *,
+        name: str | None = None,
+        retry_max_attempts: int = 0,
+        retry_delay: float = 1,
+        retry_backoff: float = 2,
+        timeout: float = 0,
+        fallback: Callable[..., Any] | None = None,
+        rollback: Callable[..., Any] | None = None,
+        secret_requests: Sequence[str] = (),
+        cache: bool = False,
+        metadata: bool = False,
+    ) -> None:
+        if not callable(func):
+            raise UsageError(f"@task needs an async function, got {func!r}")
+        if not inspect.iscoroutinefunction(func):
+            raise UsageError(
+                f"@task needs an async function: define {getattr(func, '__name__', func)!r} "
+                "with 'async def'"
+            )
+        if name is not None and (not isinstance(name, str) or not name):
+            raise UsageError(f"task option name={name!r} must be a non-empty string")
+        if isinstance(retry_max_attempts, bool) or not isinstance(retry_max_attempts, int):
+            raise UsageError(f"task option retry_max_attempts={retry_max_attempts!r} must be an int")
+        if retry_max_attempts < 0:
+            raise UsageError(f"task option retry_max_attempts={retry_max_attempts!r} must be >= 0")
+        for label, fn in (("fallback", fallback), ("rollback", rollback)):
+            if fn is not None and not callable(fn):
+                raise UsageError(f"task option {label}={fn!r} must be callable")
+        if isinstance(secret_requests, str) or not all(
+            isinstance(s, str) for s in secret_requests
+        ):
+            raise UsageError(
+                f"task option secret_requests={secret_requests!r} must be a list of names"
+            )
+        for label, flag in (("cache", cache), ("metadata", metadata)):
+            if not isinstance(flag, bool):
+                raise UsageError(f"task option {label}={flag!r} must be True or False")
+        self.func = func
+        self.name: str = name or func.__name__
+        self.retry_max_attempts = retry_max_attempts
+        self.retry_delay = _number("retry_delay", retry_delay)
+        self.retry_backoff = _number("retry_backoff", retry_backoff)
+        self.timeout = _number("timeout", timeout)
+        self.fallback = fallback
+        self.rollback = rollback
+        self.secret_requests = list(secret_requests)
+        self.cache = cache
+        self.metadata = metadata
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]  # keeps __name__/__doc__
+
+    @_hybrid
+    def with_options(cls, self: task[Any, Any] | None, func: Any = None, **options: Any) -> Any:
+        """``@task.with_options(...)`` decorator, or ``some_task.with_options(...)`` variant."""
+        if self is not None:
+            merged = {**self._options(), **options}
+            return cls(self.func, **merged)
+        if func is not None:
+            return cls(func, **options)
+        return lambda f: cls(f, **options)
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "retry_max_attempts": self.retry_max_attempts,
+            "retry_delay": self.retry_delay,
+            "retry_backoff": self.retry_backoff,
+            "timeout": self.timeout,
+            "fallback": self.fallback,
+            "rollback": self.rollback,
+            "secret_requests": self.secret_requests,
+            "cache": self.cache,
+            "metadata": self.metadata,
+        }
+
+    def __flux_identity__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<task {self.name!r}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        return self._invoke(args, kwargs)
+
+    async def map(self, items: Iterable[Any]) -> list[R]:
+        """Run this task once per item, in parallel; results in input order."""
+        from flux.tasks.parallel import parallel
+
+        return await parallel(*(self._invoke((item,), {}) for item in items))
+
+    # -- execution -----------------------------------------------------------------------------
+
+    async def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        run = current_run.get()
+        if run is None:  # called outside a workflow: a plain call with the same policies
+            return await self._attempts(None, "", args, kwargs, None)
+        source_id, scope = run.identify(self.name, args, kwargs)
+        history = run.history.get(source_id)
+        if history is not None:
+            done = run.terminal.get(source_id)
+            if done is not None:
+                if done.type in SUCCESS_TASK_EVENTS:
+                    return done.value  # type: ignore[no-any-return]
+                raise done.value
+        else:
+            if self.cache:
+                hit, value = self._cache_lookup(run, args, kwargs)
+                if hit:
+                    run.emit(EventType.TASK_STARTED, source_id, self.name, None, scope)
+                    run.emit(EventType.TASK_COMPLETED, source_id, self.name, value, scope)
+                    await run.commit()
+                    return value  # type: ignore[no-any-return]
+            run.emit(EventType.TASK_STARTED, source_id, self.name, _args_value(args, kwargs), scope)
+        token = current_scope.set(source_id)
+        try:
+            result = await self._attempts(run, source_id, args, kwargs, history)
+        except ExecutionPaused:
+            raise
+        except asyncio.CancelledError:
+            if run.cancelling and self.rollback is not None:
+                await self._run_handler(run, source_id, scope, "rollback", args, kwargs)
+            run.emit(EventType.TASK_CANCELLED, source_id, self.name, None, scope)
+            run.write()
+            raise
+        except Exception as exc:
+            return await self._recover(run, source_id, scope, args, kwargs, exc)
+        finally:
+            current_scope.reset(token)
+        run.emit(EventType.TASK_COMPLETED, source_id, self.name, result, scope)
+        if self.cache:
+            self._cache_store(run, args, kwargs, result)
+        await run.commit()
+        return result
+
+    async def _recover(
+        self,
+        run: Run,
+        source_id: str,
+        scope: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        exc: Exception,
+    ) -> R:
+        """Fallback, else rollback, after every attempt failed; returns or raises."""
+        if self.fallback is not None:
+            try:
+                value = await self._run_handler(run, source_id, scope, "fallback", args, kwargs)
+            except Exception as fallback_exc:
+                exc = fallback_exc
+            else:
+                run.emit(EventType.TASK_FALLBACK_COMPLETED, source_id, self.name, value, scope)
+                await run.commit()
+                return value  # type: ignore[no-any-return]
+        if self.rollback is not None:
+            try:
+                await self._run_handler(run, source_id, scope, "rollback", args, kwargs)
+            except Exception:
+                pass  # recorded as TASK_ROLLBACK_FAILED; the task's own error wins
+        run.emit(EventType.TASK_FAILED, source_id, self.name, exc, scope)
+        await run.commit()
+        raise exc
+
+    async def _run_handler(
+        self,
+        run: Run,
+        source_id: str,
+        scope: str,
+        which: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        fn = self.fallback if which == "fallback" else self.rollback
+        started, completed, failed = _HANDLER_EVENTS[which]
+        run.emit(started, source_id, self.name, None, scope)
+        try:
+            value = call_plain(fn, args, kwargs)  # type: ignore[arg-type]
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as exc:
+            run.emit(failed, source_id, self.name, exc, scope)
+            raise
+        if which == "rollback":
+            run.emit(completed, source_id, self.name, value, scope)
+        return value
+
+    async def _attempts(
+        self,
+        run: Run | None,
+        source_id: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        history: list[ExecutionEvent] | None,
+    ) -> R:
+        """Run the body, retrying per the options. Resumes at an interrupted retry."""
+        attempt = 0
+        resumed_retry: ExecutionEvent | None = None
+        if history:
+            failed = sum(1 for e in history if e.type is EventType.TASK_RETRY_FAILED)
+            starts = [e for e in history if e.type is EventType.TASK_RETRY_STARTED]
+            if starts:
+                attempt = failed + 1 if len(starts) == failed else len(starts)
+                if len(starts) > failed:
+                    resumed_retry = starts[-1]
+        call_kwargs = await self._fill_arguments(run, source_id, kwargs)
+        while True:
+            try:
+                if attempt > 0 and run is not None:
+                    if resumed_retry is None:
+                        delay = self.retry_delay * self.retry_backoff ** (attempt - 1)
+                        not_before = utcnow().timestamp() + delay
+                        run.emit(
+                            EventType.TASK_RETRY_STARTED,
+                            source_id,
+                            self.name,
+                            {"attempt": attempt, "delay": delay, "not_before": not_before},
+                            current_scope.get(""),
+                        )
+                        run.write()
+                    else:
+                        not_before = resumed_retry.value["not_before"]
+                        resumed_retry = None
+                    wait = not_before - utcnow().timestamp()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
+                elif attempt > 0:
+                    await asyncio.sleep(self.retry_delay * self.retry_backoff ** (attempt - 1))
+                result = await self._call_once(args, call_kwargs)
+            except Exception as exc:
+                if attempt > 0 and run is not None:
+                    run.emit(EventType.TASK_RETRY_FAILED, source_id, self.name, exc, "")
+                if attempt >= self.retry_max_attempts:
+                    if run is None and self.fallback is not None:
+                        value = call_plain(self.fallback, args, kwargs)
+                        return await value if inspect.isawaitable(value) else value  # type: ignore[no-any-return]
+                    raise
+                attempt += 1
+                continue
+            if attempt > 0 and run is not None:
+                run.emit(EventType.TASK_RETRY_COMPLETED, source_id, self.name, None, "")
+            return result
+
+    async def _call_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        if not self.timeout:
+            return await self.func(*args, **kwargs)  # type: ignore[arg-type]
+        try:
+            async with asyncio.timeout(self.timeout) as deadline:
+                return await self.func(*args, **kwargs)  # type: ignore[arg-type]
+        except TimeoutError:
+            if deadline.expired():
+                raise TaskTimeoutError(
+                    f"task {self.name!r} timed out after {self.timeout:g}s",
+                    task=self.name,
+                    timeout=self.timeout,
+                ) from None
+            raise
+
+    async def _fill_arguments(
+        self, run: Run | None, source_id: str, kwargs: dict[str, Any]
+    ) -> dict[str, Any]:
+        if not self.secret_requests and not self.metadata:
+            return kwargs
+        kwargs = dict(kwargs)
+        if self.secret_requests:
+            kwargs["secrets"] = await _fetch_secrets(run, self.name, self.secret_requests)
+        if self.metadata:
+            kwargs["metadata"] = TaskMetadata(task_id=source_id, task_name=self.name)
+        return kwargs
+
+    def _cache_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+        text = f"{self.name}\x00{canonical(args)}\x00{canonical(kwargs)}"
+        return f"{self.name}:{hashlib.sha256(text.encode()).hexdigest()}"
+
+    def _cache_lookup(
+        self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[bool, Any]:
+        if run.services is None:
+            return False, None
+        return run.services.cache_get(self._cache_key(args, kwargs))
+
+    def _cache_store(self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any) -> None:
+        if run.services is not None:
+            run.services.cache_put(self._cache_key(args, kwargs), value)
+
+
+_HANDLER_EVENTS = {
+    "fallback": (
+        EventType.TASK_FALLBACK_STARTED,
+        EventType.TASK_FALLBACK_COMPLETED,
+        EventType.TASK_FALLBACK_FAILED,
+    ),
+    "rollback": (
+        EventType.TASK_ROLLBACK_STARTED,
+        EventType.TASK_ROLLBACK_COMPLETED,
+        EventType.TASK_ROLLBACK_FAILED,
+    ),
+}
+
+
+def _args_value(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    if not kwargs:
+        return list(args) if args else None
+    return {"args": list(args), "kwargs": kwargs}
+
+
+async def _fetch_secrets(run: Run | None, task_name: str, names: list[str]) -> dict[str, Any]:
+    if run is not None and run.services is not None:
+        return await run.services.get_secrets(names)
+    from flux.config import Configuration
+    from flux.secrets import LocalSecretStore
+
+    store = LocalSecretStore.from_settings(Configuration.get().settings)
+    try:
+        return store.get_many(names)
+    except SecretNotFoundError as exc:
+        raise SecretNotFoundError(f"task {task_name!r}: {exc.message}", **exc.details) from None

@@ -1,0 +1,19 @@
+"""Built-in tasks and composition helpers."""
+
+from flux.tasks.builtins import choice, now, pause, randint, sleep, uuid4
+from flux.tasks.graph import Graph
+from flux.tasks.parallel import parallel, pipeline
+from flux.tasks.subworkflow import call
+
+__all__ = [
+    "Graph",
+    "call",
+    "choice",
+    "now",
+    "parallel",
+    "pause",
+    "pipeline",
+    "randint",
+    "sleep",
+    "uuid4",
+]

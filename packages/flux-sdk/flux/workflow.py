@@ -1,0 +1,269 @@
+"""The ``@workflow`` decorator and local durable runs."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from flux._runtime import current_run
+from flux.context import ExecutionContext
+from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
+from flux.errors import ExecutionStateError, UsageError
+
+__all__ = ["ResourceRequest", "workflow"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+CANCEL_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResourceRequest:
+    """What a workflow needs from the worker that runs it (cpu cores, memory, GPUs)."""
+
+    cpu: float | None = None
+    memory: str | int | None = None  # bytes, or "512Mi", "4Gi", "2G"
+    gpu: int | None = None
+    packages: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"cpu": self.cpu, "memory": self.memory, "gpu": self.gpu}
+        if self.packages:
+            data["packages"] = list(self.packages)
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class _hybrid:
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn = fn
+
+    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
+        return functools.partial(self.fn, cls, obj)
+
+
+class workflow(Generic[T, R]):  # noqa: N801 - the spec's decorator name
+    """Decorate ``async def name(ctx: ExecutionContext[T])`` to make it a workflow.
+
+    Options: ``name``, ``schedule`` (a :mod:`flux.schedules` value; the server creates a
+    ``<name>_auto`` schedule on registration), ``secret_requests``, ``requests`` (a
+    :class:`ResourceRequest` or dict routing it to workers that have the resources), and
+    ``metadata`` (free-form dict kept with the registration).
+
+    Raises:
+        UsageError: the function is not ``async def`` or an option has the wrong type.
+    """
+
+    def __init__(
+        self,
+        func: Callable[[ExecutionContext[T]], Awaitable[R]],
+        *,
+        name: str | None = None,
+        schedule: Any = None,
+        secret_requests: Sequence[str] = (),
+        requests: ResourceRequest | dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(func):
+            raise UsageError(
+                f"@workflow needs an async function: define "
+                f"{getattr(func, '__name__', func)!r} with 'async def'"
+            )
+        if name is not None and (not isinstance(name, str) or not name):
+            raise UsageError(f"workflow option name={name!r} must be a non-empty string")
+        if schedule is not None:
+            from flux.schedules import Schedule
+
+            if not isinstance(schedule, Schedule):
+                raise UsageError(
+                    f"workflow option schedule={schedule!r} must be made with cron(), "
+                    "interval() or once() from flux"
+                )
+        if isinstance(requests, dict):
+            try:
+                requests = ResourceRequest(**requests)
+            except TypeError as exc:
+                raise UsageError(f"workflow option requests={requests!r}: {exc}") from None
+        elif requests is not None and not isinstance(requests, ResourceRequest):
+            raise UsageError(
+                f"workflow option requests={requests!r} must be a ResourceRequest or a dict"
+            )
+        if isinstance(secret_requests, str):
+            raise UsageError(f"workflow option secret_requests={secret_requests!r} must be a list")
+        self.func = func
+        self.name: str = name or func.__name__
+        self.schedule = schedule
+        self.secret_requests = list(secret_requests)
+        self.requests = requests
+        self.metadata = dict(metadata or {})
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]  # keeps __name__/__doc__
+
+    @_hybrid
+    def with_options(cls, self: workflow[Any, Any] | None, func: Any = None, **options: Any) -> Any:
+        """``@workflow.with_options(...)`` decorator, or a variant of an existing workflow."""
+        if self is not None:
+            merged = {
+                "name": self.name,
+                "schedule": self.schedule,
+                "secret_requests": self.secret_requests,
+                "requests": self.requests,
+                "metadata": self.metadata,
+                **options,
+            }
+            return cls(self.func, **merged)
+        if func is not None:
+            return cls(func, **options)
+        return lambda f: cls(f, **options)
+
+    def __flux_identity__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<workflow {self.name!r}>"
+
+    def __call__(self, input: Any = None) -> Awaitable[Any]:
+        """Inside a workflow, ``await other(input)`` runs ``other`` as a subworkflow."""
+        if current_run.get() is None:
+            raise UsageError(
+                f"call {self.name}.run(input) to start workflow {self.name!r}; awaiting it "
+                "directly only works inside another workflow"
+            )
+        from flux.tasks.subworkflow import call
+
+        return call(self, input)
+
+    # -- local runs ------------------------------------------------------------------------------
+
+    def run(
+        self, input: Any = None, *, execution_id: str | None = None, store: Any = None
+    ) -> ExecutionContext[T]:
+        """Run (or resume) an execution in this process, durably, and wait for it.
+
+        With ``execution_id``, continues that execution: a paused one resumes with ``input``
+        as the value its ``await pause(...)`` returns; one whose process died replays from
+        its log. Works from synchronous code; inside a running event loop it runs the
+        workflow on a helper thread (prefer ``await wf.arun(...)`` there).
+
+        Raises:
+            ExecutionNotFoundError: no execution with that id.
+            ExecutionStateError: it already finished, or another live process runs it.
+            NonDeterminismError: the body no longer matches the recorded history.
+        """
+        coro = self.arun(input, execution_id=execution_id, store=store)
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(coro)
+        result: list[Any] = []
+
+        def target() -> None:
+            try:
+                result.append(asyncio.run(coro))
+            except BaseException as exc:  # handed back to the caller's thread
+                result.append(exc)
+
+        thread = threading.Thread(target=target, name=f"flux-run-{self.name}")
+        thread.start()
+        thread.join()
+        if isinstance(result[0], BaseException):
+            raise result[0]
+        return result[0]  # type: ignore[no-any-return]
+
+    async def arun(
+        self, input: Any = None, *, execution_id: str | None = None, store: Any = None
+    ) -> ExecutionContext[T]:
+        """The async form of :meth:`run`."""
+        from flux.local import LocalServices, open_store
+        from flux.runner import WorkflowRun
+
+        store = store or open_store()
+        if execution_id is None:
+            ctx: ExecutionContext[T] = ExecutionContext(self.name, input)
+            store.create(ctx)
+        else:
+            ctx = self._prepare_resume(store, execution_id, input)
+        wf_run = WorkflowRun(self, ctx, store, LocalServices(store))
+        watcher = asyncio.get_running_loop().create_task(
+            _watch_cancel(store, ctx.execution_id, wf_run)
+        )
+        try:
+            return await wf_run.execute()
+        finally:
+            watcher.cancel()
+            store.release(ctx.execution_id)
+
+    def _prepare_resume(self, store: Any, execution_id: str, input: Any) -> ExecutionContext[T]:
+        stored = store.load(execution_id)
+        ctx: ExecutionContext[T] = stored.ctx
+        if ctx.workflow_name != self.name:
+            raise UsageError(
+                f"execution {execution_id!r} belongs to workflow {ctx.workflow_name!r}, "
+                f"not {self.name!r}"
+            )
+        if ctx.state in FINISHED_STATES:
+            raise ExecutionStateError(
+                f"execution {execution_id!r} already finished ({ctx.state.value}); "
+                "start a new execution instead",
+                execution_id=execution_id,
+                state=ctx.state.value,
+            )
+        if stored.owner_alive:
+            raise ExecutionStateError(
+                f"execution {execution_id!r} is running in process {stored.owner_pid}; "
+                "wait for it or cancel it",
+                execution_id=execution_id,
+            )
+        store.take_ownership(execution_id, stored.owner_pid)
+        if ctx.state is ExecutionState.PAUSED:
+            resumed = ExecutionEvent(
+                EventType.WORKFLOW_RESUMED, ctx.execution_id, ctx.workflow_name, input
+            )
+            ctx._apply(resumed)
+            store.save(ctx, [resumed])
+        return ctx
+
+    @staticmethod
+    def cancel(execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:
+        """Cancel a local execution from any process.
+
+        A running one unwinds (its running task is rolled back) and ends CANCELLED; a paused
+        or never-started one is marked CANCELLED at once.
+
+        Raises:
+            ExecutionNotFoundError: no execution with that id.
+            ExecutionStateError: it already finished.
+        """
+        from flux.local import open_store
+
+        store = store or open_store()
+        stored = store.load(execution_id)
+        ctx = stored.ctx
+        if ctx.state in FINISHED_STATES:
+            raise ExecutionStateError(
+                f"execution {execution_id!r} already finished ({ctx.state.value}); "
+                "nothing to cancel",
+                execution_id=execution_id,
+            )
+        if stored.owner_alive:
+            store.request_cancel(execution_id)
+            return ctx
+        event = ExecutionEvent(
+            EventType.WORKFLOW_CANCELLED, ctx.execution_id, ctx.workflow_name, None
+        )
+        ctx._apply(event)
+        store.save(ctx, [event])
+        return ctx
+
+
+async def _watch_cancel(store: Any, execution_id: str, wf_run: Any) -> None:
+    """Cancellation requested by another process reaches a local run through the store."""
+    while True:
+        await asyncio.sleep(CANCEL_POLL_SECONDS)
+        if store.cancel_requested(execution_id):
+            wf_run.cancel()
+            return
