@@ -41,7 +41,7 @@ typecheck: install  ## mypy over all packages
 	$(VENV)/bin/mypy
 
 bench: install  ## run the benchmark suite and print figures
-	$(PY) -m bench
+	$(PY) -m bench $(GROUPS)
 
 example: install  ## run the hello-world example workflow in-process
 	$(PY) examples/hello_world.py

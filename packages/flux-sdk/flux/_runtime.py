@@ -60,6 +60,7 @@ class Services(Protocol):
 class Run:
     __slots__ = (
         "_group",
+        "_group_error",
         "branches",
         "cancelling",
         "checkpointer",
@@ -98,7 +99,8 @@ class Run:
         self.pending: list[ExecutionEvent] = []
         self.branches = 0
         self.cancelling = False
-        self._group: asyncio.Future[None] | None = None
+        self._group = False
+        self._group_error: BaseException | None = None
 
     # -- identity and the determinism check -------------------------------------------------
 
@@ -156,28 +158,28 @@ class Run:
         """Make pending events durable before the caller moves on.
 
         Sequential code writes at once. While parallel branches run, completions that land in
-        the same loop iteration share one write (group commit).
+        the same loop iteration share one write (group commit): the first schedules the
+        write, and every completer yields once. The loop runs callbacks in FIFO order, so
+        the write has happened by the time any of them continues.
         """
         if not self.pending:
             return
         if self.branches <= 1:
             self.write()
             return
-        group = self._group
-        if group is None:
-            loop = asyncio.get_running_loop()
-            group = self._group = loop.create_future()
-            loop.call_soon(self._write_group, group)
-        await asyncio.shield(group)
+        if not self._group:
+            self._group = True
+            asyncio.get_running_loop().call_soon(self._write_group)
+        await asyncio.sleep(0)
+        if self._group_error is not None:
+            raise self._group_error
 
-    def _write_group(self, group: asyncio.Future[None]) -> None:
-        self._group = None
+    def _write_group(self) -> None:
+        self._group = False
         try:
             self.write()
-        except BaseException as exc:
-            group.set_exception(exc)
-        else:
-            group.set_result(None)
+        except BaseException as exc:  # every waiter of this group re-raises it
+            self._group_error = exc
 
     def resume_value_after(self, event: ExecutionEvent) -> tuple[bool, Any]:
         """The input of the first WORKFLOW_RESUMED event logged after ``event``, if any."""

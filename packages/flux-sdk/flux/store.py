@@ -29,6 +29,8 @@ from flux.serialization import dumps, loads
 
 __all__ = ["LocalStore", "StoredExecution"]
 
+SCHEMA_VERSION = 1
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS flux_executions (
     execution_id TEXT PRIMARY KEY,
@@ -123,8 +125,23 @@ class LocalStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         with self._lock:
-            self._db.executescript(_SCHEMA)
+            self._ensure_schema()
         self._host = socket.gethostname()
+
+    def _ensure_schema(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        has_tables = self._db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'flux_executions'"
+        ).fetchone()[0]
+        if has_tables and version != SCHEMA_VERSION:
+            from flux.errors import FluxError
+
+            raise FluxError(
+                f"{self.path} holds local Flux state of schema version {version}, this Flux "
+                f"reads version {SCHEMA_VERSION}; point local_database at a new file"
+            )
+        self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
     def open(cls, path: str | Path, serializer: str = "pkl") -> LocalStore:

@@ -27,7 +27,9 @@ async def parallel(*awaitables: Awaitable[Any] | Iterable[Awaitable[Any]]) -> li
     if not items:
         return []
     loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(_as_coroutine(aw)) for aw in items]
+    tasks = [
+        loop.create_task(aw if asyncio.iscoroutine(aw) else _as_coroutine(aw)) for aw in items
+    ]
     run = current_run.get()
     if run is not None:
         run.branches += len(tasks)

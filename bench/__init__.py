@@ -1,0 +1,1 @@
+"""Flux benchmark suite: `make bench` or `python -m bench [group ...]`."""

@@ -1,0 +1,34 @@
+"""Run benchmark groups and print a Markdown table of figures.
+
+    python -m bench            # every group
+    python -m bench sdk        # one group
+"""
+
+from __future__ import annotations
+
+import importlib
+import platform
+import sys
+
+GROUPS = ["sdk"]
+
+
+def main(argv: list[str]) -> None:
+    groups = argv or GROUPS
+    print(f"machine: {platform.machine()} {platform.processor() or ''}, "
+          f"{_cores()} cores, Python {platform.python_version()}")
+    print("| benchmark | value | unit | target |\n|---|---:|---|---|")
+    for group in groups:
+        module = importlib.import_module(f"bench.{group}")
+        for name, value, unit, target in module.main():
+            print(f"| {name} | {value:,.1f} | {unit} | {target} |", flush=True)
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 0
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
