@@ -1,0 +1,94 @@
+"""``flux-worker [NAME] [--server-url URL] [--token TOKEN] [--capacity N]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import socket
+import sys
+from pathlib import Path
+
+from flux.errors import FluxError
+
+
+def default_name() -> str:
+    host = socket.gethostname().split(".")[0] or "worker"
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in host)
+    return f"{safe}-{secrets.token_hex(3)}"
+
+
+def bootstrap_token(configured: str | None, home: Path) -> str | None:
+    """The configured token, else the one a local server generated into its home."""
+    if configured:
+        return configured
+    path = home / "bootstrap-token"
+    if path.exists():
+        return path.read_text().strip() or None
+    return None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="flux-worker", description="Run a Flux worker.")
+    parser.add_argument("name", nargs="?", help="worker name (default: <host>-<random>)")
+    parser.add_argument("--server-url", help="Flux server URL (default: workers.server_url)")
+    parser.add_argument("--token", help="bootstrap token (default: workers.bootstrap_token)")
+    parser.add_argument("--capacity", type=int, help="executions run at once")
+    parser.add_argument("--home", help="Flux home folder (default: home setting)")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING...")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from flux.config import Configuration
+
+    args = parse_args(argv)
+    try:
+        settings = Configuration.get().settings
+    except FluxError as exc:
+        print(f"flux-worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        level=(args.log_level or settings.log_level).upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    home = Path(args.home or settings.home)
+    token = bootstrap_token(args.token or settings.workers.bootstrap_token, home)
+    if not token:
+        print(
+            "flux-worker: no bootstrap token: pass --token, set FLUX_WORKERS__BOOTSTRAP_TOKEN, "
+            f"or run next to a server whose home is {home}",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    capacity = args.capacity or settings.workers.max_concurrent_executions
+    if capacity < 1:
+        print(f"flux-worker: --capacity must be >= 1, got {capacity}", file=sys.stderr)
+        raise SystemExit(2)
+    from flux_worker.worker import Worker
+
+    worker = Worker(
+        args.name or default_name(),
+        args.server_url or settings.workers.server_url,
+        token,
+        capacity=capacity,
+        serializer=settings.serializer,
+        home=home,
+    )
+
+    async def serve() -> None:
+        worker.install_signal_handlers()
+        await worker.run()
+
+    try:
+        asyncio.run(serve())
+    except FluxError as exc:
+        print(f"flux-worker: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

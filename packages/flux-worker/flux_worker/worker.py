@@ -1,0 +1,348 @@
+"""The worker: register, hold one SSE stream, claim offers, run executions, checkpoint.
+
+Life of a worker:
+1. ``POST /workers/register`` with the bootstrap token -> session token.
+2. ``GET /workers/{name}/connect`` (SSE). Each ``execution.scheduled`` offer is claimed when
+   there is room; a 409 means another worker got it. ``execution.cancelled`` cancels a run.
+3. Each claimed execution replays in-process from its history (compiled modules cached by
+   name, version and source hash) and checkpoints through its own :class:`Outbox`.
+4. A heartbeat task reports resources; an execution missing from the server's ``held`` list
+   was fenced and is abandoned.
+5. Lost stream or server restart: reconnect with jittered backoff, registering again if the
+   session is gone. SIGTERM drains: no new claims, running executions get ``drain_timeout``
+   seconds to finish, the rest are released back to the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+from flux.context import ExecutionContext
+from flux.errors import ApiError, ConflictError, FluxError
+from flux.protocol.frames import ExecutionCancelledFrame, ExecutionScheduledFrame
+from flux.protocol.workers import RegisterWorkerRequest
+from flux.runner import WorkflowRun
+from flux.serialization import b64decode, loads
+from flux.store import LocalStore
+from flux_worker import resources as res
+from flux_worker.modules import ModuleCache
+from flux_worker.outbox import Outbox
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("flux.worker")
+
+
+class _Execution:
+    __slots__ = ("outbox", "run", "task")
+
+    def __init__(self, run: WorkflowRun, outbox: Outbox, task: asyncio.Task[Any]) -> None:
+        self.run = run
+        self.outbox = outbox
+        self.task = task
+
+
+class Worker:
+    def __init__(
+        self,
+        name: str,
+        server_url: str,
+        bootstrap_token: str,
+        *,
+        capacity: int = 16,
+        serializer: str = "pkl",
+        home: str | Path = ".flux",
+        drain_timeout: float = 30.0,
+        max_backoff: float = 5.0,
+        client: Any = None,
+    ) -> None:
+        from flux.client import AsyncFluxClient
+
+        self.name = name
+        self.server_url = server_url
+        self.bootstrap_token = bootstrap_token
+        self.capacity = capacity
+        self.serializer = serializer
+        self.home = Path(home)
+        self.drain_timeout = drain_timeout
+        self.max_backoff = max_backoff
+        self.client = client or AsyncFluxClient(server_url)
+        self.modules = ModuleCache()
+        self.running: dict[str, _Execution] = {}
+        self.session_token: str | None = None
+        self.heartbeat_interval = 5.0
+        self._gpus = res.detect_gpus()
+        self._draining = False
+        self._stopped = asyncio.Event()
+        self._cache: LocalStore | None = None
+        self._claiming: set[str] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT when installed) has drained the worker."""
+        await self._register()
+        heartbeat = asyncio.create_task(self._heartbeat_loop())
+        stream = asyncio.create_task(self._stream_loop())
+        try:
+            await self._stopped.wait()
+        finally:
+            stream.cancel()
+            heartbeat.cancel()
+            await asyncio.gather(stream, heartbeat, return_exceptions=True)
+            await self._drain()
+            close = getattr(self.client, "aclose", None)
+            if close is not None:
+                await close()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, self.stop)
+
+    def stop(self) -> None:
+        """Stop taking work; running executions get the drain timeout to finish."""
+        if not self._draining:
+            log.info("worker %s draining", self.name)
+        self._draining = True
+        self._stopped.set()
+
+    async def _drain(self) -> None:
+        if not self.running:
+            return
+        tasks = [e.task for e in self.running.values()]
+        done, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+        for execution_id, execution in list(self.running.items()):
+            if execution.task in pending:
+                execution.outbox.abandon()
+                execution.task.cancel()
+                with contextlib.suppress(ApiError, OSError):
+                    await self.client.release(
+                        self.name,
+                        self._token(),
+                        execution_id,
+                        execution.outbox.generation,
+                        "worker draining",
+                    )
+        if pending:
+            await asyncio.wait(pending)
+
+    # -- registration and stream ---------------------------------------------------------------
+
+    def _token(self) -> str:
+        assert self.session_token is not None
+        return self.session_token
+
+    async def _register(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                request = RegisterWorkerRequest(
+                    name=self.name,
+                    runtime=res.runtime(),
+                    resources=res.resources(self.home if self.home.exists() else ".", self._gpus),
+                    packages=res.installed_packages(),
+                    capacity=self.capacity,
+                )
+                response = await self.client.register_worker(request, self.bootstrap_token)
+            except ApiError as exc:
+                if exc.status_code in (400, 401, 403, 422, 426):
+                    raise  # wrong token, name or version: retrying will not help
+                attempt = await self._backoff(attempt, f"register failed: {exc}")
+            except OSError as exc:
+                attempt = await self._backoff(attempt, f"server unreachable: {exc}")
+            else:
+                self.session_token = response.session_token
+                self.heartbeat_interval = response.heartbeat_interval
+                log.info("worker %s registered with %s", self.name, self.server_url)
+                return
+
+    async def _backoff(self, attempt: int, why: str) -> int:
+        delay = min(self.max_backoff, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
+        log.warning("%s; retrying in %.1fs", why, delay)
+        await asyncio.sleep(delay)
+        return attempt + 1
+
+    async def _stream_loop(self) -> None:
+        attempt = 0
+        while not self._draining:
+            try:
+                async for frame in self.client.connect(self.name, self._token()):
+                    attempt = 0
+                    if isinstance(frame, ExecutionScheduledFrame):
+                        self._offer(frame.execution_id)
+                    elif isinstance(frame, ExecutionCancelledFrame):
+                        self._cancel(frame.execution_id)
+                attempt = await self._backoff(attempt, "stream closed by the server")
+            except ApiError as exc:
+                if exc.status_code in (401, 403, 404):
+                    await self._register()
+                    continue
+                attempt = await self._backoff(attempt, f"stream failed: {exc}")
+            except OSError as exc:
+                attempt = await self._backoff(attempt, f"stream lost: {exc}")
+            except FluxError as exc:
+                attempt = await self._backoff(attempt, f"stream error: {exc}")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                resources = res.resources(self.home if self.home.exists() else ".", self._gpus)
+                response = await self.client.heartbeat(self.name, self._token(), resources)
+            except ApiError as exc:
+                if exc.status_code in (401, 403, 404):
+                    with contextlib.suppress(ApiError, OSError):
+                        await self._register()
+                continue
+            except (OSError, FluxError):
+                continue
+            self.heartbeat_interval = response.heartbeat_interval
+            held = set(response.held)
+            for execution_id, execution in list(self.running.items()):
+                if execution_id not in held and execution_id not in self._claiming:
+                    self._abandon(execution_id, "no longer held by this worker")
+            for execution_id in response.cancelling:
+                self._cancel(execution_id)
+
+    # -- executions ----------------------------------------------------------------------------
+
+    def _offer(self, execution_id: str) -> None:
+        if self._draining or execution_id in self.running or execution_id in self._claiming:
+            return
+        if len(self.running) + len(self._claiming) >= self.capacity:
+            return
+        self._claiming.add(execution_id)
+        asyncio.get_running_loop().create_task(self._claim_and_run(execution_id))
+
+    def _cancel(self, execution_id: str) -> None:
+        execution = self.running.get(execution_id)
+        if execution is not None:
+            execution.run.cancel()
+
+    def _abandon(self, execution_id: str, why: str) -> None:
+        execution = self.running.get(execution_id)
+        if execution is not None:
+            log.warning("abandoning execution %s: %s", execution_id, why)
+            execution.outbox.abandon()
+            execution.task.cancel()
+
+    async def _claim_and_run(self, execution_id: str) -> None:
+        try:
+            try:
+                claim = await self.client.claim(self.name, self._token(), execution_id)
+            except ConflictError:
+                return  # another worker has it
+            except (ApiError, OSError) as exc:
+                log.info("claim of %s failed: %s", execution_id, exc)
+                return
+            outbox = Outbox(
+                self.client,
+                self.name,
+                self._token,
+                execution_id,
+                claim.generation,
+                self.serializer,
+                on_fenced=lambda: self._abandon(execution_id, "fenced by the server"),
+                max_backoff=self.max_backoff,
+            )
+            try:
+                wf = self.modules.load(
+                    claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
+                )
+                ctx: ExecutionContext[Any] = ExecutionContext(
+                    claim.workflow_name,
+                    loads(b64decode(claim.input)),
+                    execution_id,
+                    workflow_id=claim.workflow_id,
+                    events=[e.to_event() for e in claim.events],
+                    state=claim.state,
+                    workflow_version=claim.workflow_version,
+                )
+            except Exception as exc:
+                await self._fail_to_load(claim, outbox, exc)
+                return
+            wf_run = WorkflowRun(wf, ctx, outbox, _WorkerServices(self, execution_id))
+            task = asyncio.current_task()
+            assert task is not None
+            self.running[execution_id] = _Execution(wf_run, outbox, task)
+        finally:
+            self._claiming.discard(execution_id)
+        try:
+            await wf_run.execute()
+        except asyncio.CancelledError:
+            if not outbox.fenced:
+                raise
+        except FluxError as exc:  # fenced, nondeterminism: the server keeps the state
+            log.warning("execution %s stopped: %s", execution_id, exc)
+            if not outbox.fenced:
+                with contextlib.suppress(ApiError, OSError):
+                    await self.client.release(
+                        self.name, self._token(), execution_id, claim.generation, str(exc)
+                    )
+        finally:
+            self.running.pop(execution_id, None)
+
+    async def _fail_to_load(self, claim: Any, outbox: Outbox, exc: Exception) -> None:
+        """The source cannot be loaded here: record the failure so nobody waits forever."""
+        from flux.domain import EventType, ExecutionEvent
+
+        ctx: ExecutionContext[Any] = ExecutionContext(
+            claim.workflow_name, None, claim.execution_id, workflow_id=claim.workflow_id
+        )
+        event = ExecutionEvent(EventType.WORKFLOW_FAILED, claim.execution_id, claim.workflow_name, exc)
+        ctx._apply(event)
+        with contextlib.suppress(FluxError):
+            outbox.save(ctx, [event])
+            await outbox.finish(ctx)
+
+    def cache(self) -> LocalStore:
+        if self._cache is None:
+            self._cache = LocalStore(self.home / f"worker-{self.name}.db", self.serializer)
+        return self._cache
+
+
+class _WorkerServices:
+    """Secrets from the server (for this execution only), a local cache, subworkflows by HTTP."""
+
+    def __init__(self, worker: Worker, execution_id: str) -> None:
+        self.worker = worker
+        self.execution_id = execution_id
+
+    async def get_secrets(self, names: list[str]) -> dict[str, Any]:
+        from flux.errors import NotFoundError, SecretNotFoundError
+
+        w = self.worker
+        try:
+            response = await w.client.get_secrets(w.name, w._token(), self.execution_id, names)
+        except NotFoundError as exc:
+            raise SecretNotFoundError(exc.message) from None
+        return dict(response.secrets)
+
+    def cache_get(self, key: str) -> tuple[bool, Any]:
+        return self.worker.cache().cache_get(key)
+
+    def cache_put(self, key: str, value: Any) -> None:
+        self.worker.cache().cache_put(key, value)
+
+    async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
+        from flux.errors import ExecutionError, ExecutionPaused
+
+        name = target if isinstance(target, str) else target.name
+        status = await self.worker.client.run(name, input, "sync")
+        state = str(status.state)
+        if state == "COMPLETED":
+            return status.output
+        if state == "PAUSED":
+            raise ExecutionPaused(f"subworkflow:{status.execution_id}")
+        raise ExecutionError(
+            f"subworkflow {name!r} ended {state}: {status.output!r}",
+            execution_id=status.execution_id,
+        )
