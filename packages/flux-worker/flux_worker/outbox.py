@@ -26,6 +26,9 @@ __all__ = ["FencedError", "Outbox"]
 log = logging.getLogger("flux.worker")
 
 MAX_BATCH = 5_000
+# Refusals that resending cannot fix; everything else (unreachable = status 0, 401 while the
+# worker registers again, 5xx, 429) is retried.
+_FATAL = frozenset({400, 403, 404, 413, 422, 426})
 
 
 class FencedError(FluxError):
@@ -37,18 +40,14 @@ class FencedError(FluxError):
 class Outbox:
     def __init__(
         self,
-        client: Any,
-        worker: str,
-        token: Callable[[], str],
+        channel: Callable[[], Any],
         execution_id: str,
         generation: int,
         serializer: str = "pkl",
         on_fenced: Callable[[], None] | None = None,
         max_backoff: float = 5.0,
     ) -> None:
-        self.client = client
-        self.worker = worker
-        self.token = token
+        self.channel = channel
         self.execution_id = execution_id
         self.generation = generation
         self.serializer = serializer
@@ -109,13 +108,8 @@ class Outbox:
                 batch = self._queue[:MAX_BATCH]
                 output = self._output if len(batch) == len(self._queue) else None
                 try:
-                    response = await self.client.checkpoint(
-                        self.worker,
-                        self.token(),
-                        self.execution_id,
-                        self.generation,
-                        batch,
-                        output,
+                    response = await self.channel().checkpoint(
+                        self.execution_id, self.generation, batch, output
                     )
                 except ConflictError as exc:
                     log.warning("execution %s fenced: %s", self.execution_id, exc)
@@ -124,7 +118,7 @@ class Outbox:
                         self.on_fenced()
                     return
                 except (ApiError, OSError) as exc:
-                    if isinstance(exc, ApiError) and 400 <= exc.status_code < 500 and exc.status_code not in (401, 408, 429):
+                    if isinstance(exc, ApiError) and exc.status_code in _FATAL:
                         log.error("checkpoint of %s refused: %s", self.execution_id, exc)
                         self.abandon()
                         if self.on_fenced is not None:

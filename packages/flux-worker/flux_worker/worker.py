@@ -76,6 +76,7 @@ class Worker:
         self.modules = ModuleCache()
         self.running: dict[str, _Execution] = {}
         self.session_token: str | None = None
+        self.channel: Any = None
         self.heartbeat_interval = 5.0
         self._gpus = res.detect_gpus()
         self._draining = False
@@ -124,21 +125,16 @@ class Worker:
                 execution.outbox.abandon()
                 execution.task.cancel()
                 with contextlib.suppress(ApiError, OSError):
-                    await self.client.release(
-                        self.name,
-                        self._token(),
-                        execution_id,
-                        execution.outbox.generation,
-                        "worker draining",
+                    await self.channel.release(
+                        execution_id, execution.outbox.generation, "worker draining"
                     )
         if pending:
             await asyncio.wait(pending)
 
     # -- registration and stream ---------------------------------------------------------------
 
-    def _token(self) -> str:
-        assert self.session_token is not None
-        return self.session_token
+    def _channel(self) -> Any:
+        return self.channel
 
     async def _register(self) -> None:
         attempt = 0
@@ -151,7 +147,9 @@ class Worker:
                     packages=res.installed_packages(),
                     capacity=self.capacity,
                 )
-                response = await self.client.register_worker(request, self.bootstrap_token)
+                response = await self.client.register_worker(
+                    request, bootstrap_token=self.bootstrap_token
+                )
             except ApiError as exc:
                 if exc.status_code in (400, 401, 403, 422, 426):
                     raise  # wrong token, name or version: retrying will not help
@@ -160,6 +158,7 @@ class Worker:
                 attempt = await self._backoff(attempt, f"server unreachable: {exc}")
             else:
                 self.session_token = response.session_token
+                self.channel = self.client.worker(self.name, response.session_token)
                 self.heartbeat_interval = response.heartbeat_interval
                 log.info("worker %s registered with %s", self.name, self.server_url)
                 return
@@ -174,7 +173,7 @@ class Worker:
         attempt = 0
         while not self._draining:
             try:
-                async for frame in self.client.connect(self.name, self._token()):
+                async for frame in self.channel.connect():
                     attempt = 0
                     if isinstance(frame, ExecutionScheduledFrame):
                         self._offer(frame.execution_id)
@@ -196,7 +195,7 @@ class Worker:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 resources = res.resources(self.home if self.home.exists() else ".", self._gpus)
-                response = await self.client.heartbeat(self.name, self._token(), resources)
+                response = await self.channel.heartbeat(resources)
             except ApiError as exc:
                 if exc.status_code in (401, 403, 404):
                     with contextlib.suppress(ApiError, OSError):
@@ -237,16 +236,14 @@ class Worker:
     async def _claim_and_run(self, execution_id: str) -> None:
         try:
             try:
-                claim = await self.client.claim(self.name, self._token(), execution_id)
+                claim = await self.channel.claim(execution_id)
             except ConflictError:
                 return  # another worker has it
             except (ApiError, OSError) as exc:
                 log.info("claim of %s failed: %s", execution_id, exc)
                 return
             outbox = Outbox(
-                self.client,
-                self.name,
-                self._token,
+                self._channel,
                 execution_id,
                 claim.generation,
                 self.serializer,
@@ -284,9 +281,7 @@ class Worker:
             log.warning("execution %s stopped: %s", execution_id, exc)
             if not outbox.fenced:
                 with contextlib.suppress(ApiError, OSError):
-                    await self.client.release(
-                        self.name, self._token(), execution_id, claim.generation, str(exc)
-                    )
+                    await self.channel.release(execution_id, claim.generation, str(exc))
         finally:
             self.running.pop(execution_id, None)
 
@@ -321,10 +316,9 @@ class _WorkerServices:
 
         w = self.worker
         try:
-            response = await w.client.get_secrets(w.name, w._token(), self.execution_id, names)
+            return await w.channel.get_secrets(self.execution_id, names)
         except NotFoundError as exc:
             raise SecretNotFoundError(exc.message) from None
-        return dict(response.secrets)
 
     def cache_get(self, key: str) -> tuple[bool, Any]:
         return self.worker.cache().cache_get(key)
@@ -336,7 +330,7 @@ class _WorkerServices:
         from flux.errors import ExecutionError, ExecutionPaused
 
         name = target if isinstance(target, str) else target.name
-        status = await self.worker.client.run(name, input, "sync")
+        status = await self.worker.client.run(name, input, mode="sync")
         state = str(status.state)
         if state == "COMPLETED":
             return status.output
