@@ -59,7 +59,7 @@ def _number(name: str, value: Any, *, minimum: float = 0) -> float:
     return float(value)
 
 
-class task(Generic[P, R]):  # noqa: N801 - the spec's decorator name
+class task(Generic[P, R]):
     """Decorate an ``async def`` to make it a task.
 
     Options (all keyword): ``name``, ``retry_max_attempts`` (retries after the first failure),
@@ -98,15 +98,15 @@ class task(Generic[P, R]):  # noqa: N801 - the spec's decorator name
         if name is not None and (not isinstance(name, str) or not name):
             raise UsageError(f"task option name={name!r} must be a non-empty string")
         if isinstance(retry_max_attempts, bool) or not isinstance(retry_max_attempts, int):
-            raise UsageError(f"task option retry_max_attempts={retry_max_attempts!r} must be an int")
+            raise UsageError(
+                f"task option retry_max_attempts={retry_max_attempts!r} must be an int"
+            )
         if retry_max_attempts < 0:
             raise UsageError(f"task option retry_max_attempts={retry_max_attempts!r} must be >= 0")
         for label, fn in (("fallback", fallback), ("rollback", rollback)):
             if fn is not None and not callable(fn):
                 raise UsageError(f"task option {label}={fn!r} must be callable")
-        if isinstance(secret_requests, str) or not all(
-            isinstance(s, str) for s in secret_requests
-        ):
+        if isinstance(secret_requests, str) or not all(isinstance(s, str) for s in secret_requests):
             raise UsageError(
                 f"task option secret_requests={secret_requests!r} must be a list of names"
             )
@@ -354,7 +354,9 @@ class task(Generic[P, R]):  # noqa: N801 - the spec's decorator name
             return False, None
         return run.services.cache_get(self._cache_key(args, kwargs))
 
-    def _cache_store(self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any) -> None:
+    def _cache_store(
+        self, run: Run, args: tuple[Any, ...], kwargs: dict[str, Any], value: Any
+    ) -> None:
         if run.services is not None:
             run.services.cache_put(self._cache_key(args, kwargs), value)
 
@@ -380,13 +382,13 @@ def _args_value(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
 
 async def _fetch_secrets(run: Run | None, task_name: str, names: list[str]) -> dict[str, Any]:
-    if run is not None and run.services is not None:
-        return await run.services.get_secrets(names)
-    from flux.config import Configuration
-    from flux.secrets import LocalSecretStore
-
-    store = LocalSecretStore.from_settings(Configuration.get().settings)
     try:
-        return store.get_many(names)
+        if run is not None and run.services is not None:
+            return await run.services.get_secrets(names)
+        from flux.config import Configuration
+        from flux.secrets import LocalSecretStore
+
+        return LocalSecretStore.from_settings(Configuration.get().settings).get_many(names)
     except SecretNotFoundError as exc:
+        # Name the task whichever source answered (local store, worker, server).
         raise SecretNotFoundError(f"task {task_name!r}: {exc.message}", **exc.details) from None
