@@ -52,7 +52,7 @@ class LocalServices:
 
             ctx: ExecutionContext[Any] = ExecutionContext(target.name, input, execution_id)
             self.store.create(ctx)
-            child = await target.arun(execution_id=execution_id, store=self.store)
+            child = await target._drive(self.store, ctx)
         else:
             stored = self.store.load(execution_id)
             if stored.ctx.has_finished:

@@ -72,7 +72,7 @@ _INSERT_EVENT = (
 
 
 class StoredExecution:
-    __slots__ = ("cancel_requested", "ctx", "owner_host", "owner_pid")
+    __slots__ = ("cancel_requested", "ctx", "owner_host", "owner_pid", "running_here")
 
     def __init__(
         self,
@@ -80,11 +80,13 @@ class StoredExecution:
         owner_pid: int | None,
         owner_host: str | None,
         cancel_requested: bool,
+        running_here: bool = False,
     ) -> None:
         self.ctx = ctx
         self.owner_pid = owner_pid
         self.owner_host = owner_host
         self.cancel_requested = cancel_requested
+        self.running_here = running_here
 
     @property
     def owner_alive(self) -> bool:
@@ -94,7 +96,9 @@ class StoredExecution:
         if self.owner_host != socket.gethostname():
             return True  # cannot tell: assume it lives
         if self.owner_pid == os.getpid():
-            return False
+            # The pid is ours: alive only while a run in this process holds it (on another
+            # thread), not when an earlier run here ended without releasing it.
+            return self.running_here
         try:
             os.kill(self.owner_pid, 0)
         except ProcessLookupError:
@@ -109,6 +113,10 @@ class LocalStore:
 
     _instances: dict[Path, LocalStore] = {}
     _instances_lock = threading.Lock()
+    # (database, execution id) of the runs live in this process, whichever store object
+    # they went through.
+    _running: set[tuple[str, str]] = set()
+    _running_lock = threading.Lock()
 
     def __init__(self, path: str | Path, serializer: str = "pkl") -> None:
         self.path = Path(path)
@@ -127,6 +135,7 @@ class LocalStore:
         with self._lock:
             self._ensure_schema()
         self._host = socket.gethostname()
+        self._key = str(self.path.resolve())
 
     def _ensure_schema(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -175,8 +184,10 @@ class LocalStore:
     # -- executions ----------------------------------------------------------------------------
 
     def create(self, ctx: ExecutionContext[Any]) -> None:
+        """Store a new execution, owned by the calling process's run of it."""
         now = _now()
         with self._lock:
+            self._running.add((self._key, ctx.execution_id))
             self._db.execute(
                 "INSERT INTO flux_executions (execution_id, workflow_name, state, input, owner_pid,"
                 " owner_host, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -220,24 +231,32 @@ class LocalStore:
         ctx: ExecutionContext[Any] = ExecutionContext(
             name, loads(input_blob), execution_id, events=events, state=ExecutionState(state)
         )
-        return StoredExecution(ctx, owner_pid, owner_host, bool(cancel))
+        running_here = (self._key, execution_id) in self._running
+        return StoredExecution(ctx, owner_pid, owner_host, bool(cancel), running_here)
 
     def take_ownership(self, execution_id: str, previous_pid: int | None) -> None:
-        """Atomically make this process the owner, unless another process took it first."""
-        with self._lock:
+        """Atomically make this process's run the owner, unless another run took it first."""
+        with self._lock, LocalStore._running_lock:
+            if (self._key, execution_id) in self._running:
+                raise ExecutionStateError(
+                    f"execution {execution_id!r} is already running in this process",
+                    execution_id=execution_id,
+                )
             cur = self._db.execute(
                 "UPDATE flux_executions SET owner_pid = ?, owner_host = ?, updated_at = ?"
                 " WHERE execution_id = ? AND owner_pid IS ?",
                 (os.getpid(), self._host, _now(), execution_id, previous_pid),
             )
-        if cur.rowcount != 1:
-            raise ExecutionStateError(
-                f"execution {execution_id!r} was just taken over by another process",
-                execution_id=execution_id,
-            )
+            if cur.rowcount != 1:
+                raise ExecutionStateError(
+                    f"execution {execution_id!r} was just taken over by another process",
+                    execution_id=execution_id,
+                )
+            self._running.add((self._key, execution_id))
 
     def release(self, execution_id: str) -> None:
         with self._lock:
+            self._running.discard((self._key, execution_id))
             self._db.execute(
                 "UPDATE flux_executions SET owner_pid = NULL, owner_host = NULL"
                 " WHERE execution_id = ? AND owner_pid = ?",

@@ -47,7 +47,7 @@ class _hybrid:
         return functools.partial(self.fn, cls, obj)
 
 
-class workflow(Generic[T, R]):  # noqa: N801 - the spec's decorator name
+class workflow(Generic[T, R]):
     """Decorate ``async def name(ctx: ExecutionContext[T])`` to make it a workflow.
 
     Options: ``name``, ``schedule`` (a :mod:`flux.schedules` value; the server creates a
@@ -178,8 +178,7 @@ class workflow(Generic[T, R]):  # noqa: N801 - the spec's decorator name
         self, input: Any = None, *, execution_id: str | None = None, store: Any = None
     ) -> ExecutionContext[T]:
         """The async form of :meth:`run`."""
-        from flux.local import LocalServices, open_store
-        from flux.runner import WorkflowRun
+        from flux.local import open_store
 
         store = store or open_store()
         if execution_id is None:
@@ -187,6 +186,13 @@ class workflow(Generic[T, R]):  # noqa: N801 - the spec's decorator name
             store.create(ctx)
         else:
             ctx = self._prepare_resume(store, execution_id, input)
+        return await self._drive(store, ctx)
+
+    async def _drive(self, store: Any, ctx: ExecutionContext[T]) -> ExecutionContext[T]:
+        """Run ``ctx``, which this process owns in ``store``, and release it at the end."""
+        from flux.local import LocalServices
+        from flux.runner import WorkflowRun
+
         wf_run = WorkflowRun(self, ctx, store, LocalServices(store))
         watcher = asyncio.get_running_loop().create_task(
             _watch_cancel(store, ctx.execution_id, wf_run)
