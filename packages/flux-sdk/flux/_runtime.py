@@ -67,6 +67,7 @@ class Run:
         "counters",
         "ctx",
         "cursors",
+        "diverged",
         "history",
         "order",
         "pending",
@@ -99,14 +100,15 @@ class Run:
         self.pending: list[ExecutionEvent] = []
         self.branches = 0
         self.cancelling = False
+        # Set once replay found a divergent body: from then on nothing more is recorded, and
+        # the run ends with this error however the body handles it.
+        self.diverged: NonDeterminismError | None = None
         self._group = False
         self._group_error: BaseException | None = None
 
     # -- identity and the determinism check -------------------------------------------------
 
-    def identify(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[str, str]:
+    def identify(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str, str]:
         """The identity of this call and the scope it was made in."""
         scope = current_scope.get()
         digest = call_digest(scope, name, args, kwargs)
@@ -128,7 +130,7 @@ class Run:
         else:
             what = f"called {name!r} where the history has {expected_name!r}"
         self.pending.clear()
-        raise NonDeterminismError(
+        self.diverged = NonDeterminismError(
             f"workflow {self.ctx.workflow_name!r} (execution {self.ctx.execution_id}) diverged "
             f"from its history at call #{k + 1} {where}: the code {what}. Restore the code the "
             "execution started with, or start a new execution.",
@@ -137,6 +139,7 @@ class Run:
             expected=expected,
             actual=got,
         )
+        raise self.diverged
 
     # -- the log -------------------------------------------------------------------------------
 
@@ -150,6 +153,9 @@ class Run:
 
     def write(self) -> None:
         """Hand every pending event to the checkpointer now."""
+        if self.diverged is not None:
+            self.pending.clear()
+            return
         if self.pending:
             events, self.pending = self.pending, []
             self.checkpointer.save(self.ctx, events)

@@ -85,6 +85,9 @@ class WorkflowRun:
                 self._record_cancelled()
             else:
                 run.emit(EventType.WORKFLOW_COMPLETED, ctx.execution_id, ctx.workflow_name, output)
+        if run.diverged is not None:  # the body caught it: the run still must not go on
+            run.pending.clear()
+            raise run.diverged
         run.write()
         await run.checkpointer.finish(ctx)
         return ctx

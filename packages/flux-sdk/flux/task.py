@@ -170,7 +170,7 @@ class task(Generic[P, R]):
     async def _invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         run = current_run.get()
         if run is None:  # called outside a workflow: a plain call with the same policies
-            return await self._attempts(None, "", args, kwargs, None)
+            return await self._attempts(None, "", "", args, kwargs, None)
         source_id, scope = run.identify(self.name, args, kwargs)
         history = run.history.get(source_id)
         if history is not None:
@@ -190,16 +190,21 @@ class task(Generic[P, R]):
             run.emit(EventType.TASK_STARTED, source_id, self.name, _args_value(args, kwargs), scope)
         token = current_scope.set(source_id)
         try:
-            result = await self._attempts(run, source_id, args, kwargs, history)
+            result = await self._attempts(run, source_id, scope, args, kwargs, history)
         except ExecutionPaused:
             raise
         except asyncio.CancelledError:
             if run.cancelling and self.rollback is not None:
-                await self._run_handler(run, source_id, scope, "rollback", args, kwargs)
+                try:
+                    await self._run_handler(run, source_id, scope, "rollback", args, kwargs)
+                except Exception:
+                    pass  # recorded as TASK_ROLLBACK_FAILED; the run still ends cancelled
             run.emit(EventType.TASK_CANCELLED, source_id, self.name, None, scope)
             run.write()
             raise
         except Exception as exc:
+            if run.diverged is not None:  # replay broke, the task did not fail
+                raise
             return await self._recover(run, source_id, scope, args, kwargs, exc)
         finally:
             current_scope.reset(token)
@@ -264,6 +269,7 @@ class task(Generic[P, R]):
         self,
         run: Run | None,
         source_id: str,
+        scope: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         history: list[ExecutionEvent] | None,
@@ -272,12 +278,15 @@ class task(Generic[P, R]):
         attempt = 0
         resumed_retry: ExecutionEvent | None = None
         if history:
-            failed = sum(1 for e in history if e.type is EventType.TASK_RETRY_FAILED)
+            failed = [e for e in history if e.type is EventType.TASK_RETRY_FAILED]
             starts = [e for e in history if e.type is EventType.TASK_RETRY_STARTED]
-            if starts:
-                attempt = failed + 1 if len(starts) == failed else len(starts)
-                if len(starts) > failed:
-                    resumed_retry = starts[-1]
+            if len(starts) > len(failed):  # the process died during this attempt: redo it
+                attempt = len(starts)
+                resumed_retry = starts[-1]
+            elif starts and len(failed) >= self.retry_max_attempts:
+                raise failed[-1].value  # it died after the last attempt failed
+            elif starts:
+                attempt = len(failed) + 1
         call_kwargs = await self._fill_arguments(run, source_id, kwargs)
         while True:
             try:
@@ -290,7 +299,7 @@ class task(Generic[P, R]):
                             source_id,
                             self.name,
                             {"attempt": attempt, "delay": delay, "not_before": not_before},
-                            current_scope.get(""),
+                            scope,
                         )
                         run.write()
                     else:
@@ -303,8 +312,10 @@ class task(Generic[P, R]):
                     await asyncio.sleep(self.retry_delay * self.retry_backoff ** (attempt - 1))
                 result = await self._call_once(args, call_kwargs)
             except Exception as exc:
+                if run is not None and run.diverged is not None:
+                    raise  # a nested call broke replay: not a failure to retry
                 if attempt > 0 and run is not None:
-                    run.emit(EventType.TASK_RETRY_FAILED, source_id, self.name, exc, "")
+                    run.emit(EventType.TASK_RETRY_FAILED, source_id, self.name, exc, scope)
                 if attempt >= self.retry_max_attempts:
                     if run is None and self.fallback is not None:
                         value = call_plain(self.fallback, args, kwargs)
@@ -313,7 +324,7 @@ class task(Generic[P, R]):
                 attempt += 1
                 continue
             if attempt > 0 and run is not None:
-                run.emit(EventType.TASK_RETRY_COMPLETED, source_id, self.name, None, "")
+                run.emit(EventType.TASK_RETRY_COMPLETED, source_id, self.name, None, scope)
             return result
 
     async def _call_once(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:

@@ -7,7 +7,7 @@ from typing import Any
 
 from flux._runtime import current_scope, require_run
 from flux.domain import EventType
-from flux.errors import ExecutionPaused
+from flux.errors import ExecutionPaused, NonDeterminismError
 
 __all__ = ["call"]
 
@@ -37,6 +37,9 @@ async def call(target: Any, input: Any = None) -> Any:
     try:
         output = await run.services.call_workflow(target, input, child_id)
     except ExecutionPaused:
+        raise
+    except NonDeterminismError as exc:  # the child cannot replay: neither can this run
+        run.diverged = exc
         raise
     except Exception as exc:
         run.emit(EventType.TASK_FAILED, source_id, label, exc, scope)
