@@ -184,16 +184,25 @@ class workflow(Generic[T, R]):
         if execution_id is None:
             ctx: ExecutionContext[T] = ExecutionContext(self.name, input)
             store.create(ctx)
-        else:
-            ctx = self._prepare_resume(store, execution_id, input)
-        return await self._drive(store, ctx)
+            return await self._drive(store, ctx)
+        ctx = self._prepare_resume(store, execution_id)
+        return await self._drive(store, ctx, resume=ctx.state is ExecutionState.PAUSED, input=input)
 
-    async def _drive(self, store: Any, ctx: ExecutionContext[T]) -> ExecutionContext[T]:
-        """Run ``ctx``, which this process owns in ``store``, and release it at the end."""
+    async def _drive(
+        self, store: Any, ctx: ExecutionContext[T], *, resume: bool = False, input: Any = None
+    ) -> ExecutionContext[T]:
+        """Run ``ctx``, which this process owns in ``store``, and release it at the end.
+
+        ``resume`` continues a paused execution with ``input``. The resume is recorded with the
+        run's first events, so a run that stops at once (a NonDeterminismError) leaves the
+        execution paused, its resume input unused.
+        """
         from flux.local import LocalServices
         from flux.runner import WorkflowRun
 
         wf_run = WorkflowRun(self, ctx, store, LocalServices(store))
+        if resume:
+            wf_run.run.emit(EventType.WORKFLOW_RESUMED, ctx.execution_id, ctx.workflow_name, input)
         watcher = asyncio.get_running_loop().create_task(
             _watch_cancel(store, ctx.execution_id, wf_run)
         )
@@ -203,7 +212,7 @@ class workflow(Generic[T, R]):
             watcher.cancel()
             store.release(ctx.execution_id)
 
-    def _prepare_resume(self, store: Any, execution_id: str, input: Any) -> ExecutionContext[T]:
+    def _prepare_resume(self, store: Any, execution_id: str) -> ExecutionContext[T]:
         stored = store.load(execution_id)
         ctx: ExecutionContext[T] = stored.ctx
         if ctx.workflow_name != self.name:
@@ -225,12 +234,6 @@ class workflow(Generic[T, R]):
                 execution_id=execution_id,
             )
         store.take_ownership(execution_id, stored.owner_pid)
-        if ctx.state is ExecutionState.PAUSED:
-            resumed = ExecutionEvent(
-                EventType.WORKFLOW_RESUMED, ctx.execution_id, ctx.workflow_name, input
-            )
-            ctx._apply(resumed)
-            store.save(ctx, [resumed])
         return ctx
 
     @staticmethod
