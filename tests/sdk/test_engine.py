@@ -1,0 +1,694 @@
+"""Engine edge cases: retries, fallback, rollback, timeouts, structured concurrency, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from flux import ExecutionContext, task, workflow
+from flux._identity import call_digest
+from flux.domain import EventType, ExecutionEvent
+from flux.errors import NonDeterminismError, TaskTimeoutError
+from flux.local import open_store
+from flux.tasks import call, parallel, pause, sleep
+from sdk_support import events_of, kinds
+
+# -- retries, fallback, rollback ------------------------------------------------------------------
+
+
+def test_retry_counts_and_backoff_events():
+    calls: list[int] = []
+
+    @task.with_options(retry_max_attempts=3, retry_delay=0.01, retry_backoff=3)
+    async def flaky(x: int) -> int:
+        calls.append(x)
+        if len(calls) < 3:
+            raise ConnectionError(f"attempt {len(calls)} failed")
+        return x * 2
+
+    @workflow
+    async def retry_wf(ctx: ExecutionContext[int]):
+        return await flaky(ctx.input)
+
+    result = retry_wf.run(21)
+
+    assert result.output == 42
+    assert calls == [21, 21, 21]
+    assert kinds(result, "flaky") == [
+        "TASK_STARTED",
+        "TASK_RETRY_STARTED",
+        "TASK_RETRY_FAILED",
+        "TASK_RETRY_STARTED",
+        "TASK_RETRY_COMPLETED",
+        "TASK_COMPLETED",
+    ]
+    started = events_of(result, "TASK_RETRY_STARTED")
+    assert [e.value["attempt"] for e in started] == [1, 2]
+    assert [e.value["delay"] for e in started] == pytest.approx([0.01, 0.03])
+    failed = events_of(result, "TASK_RETRY_FAILED")
+    assert isinstance(failed[0].value, ConnectionError)
+    assert str(failed[0].value) == "attempt 2 failed"
+    # Retry events belong to the task, in the scope the task was called from.
+    assert {e.scope for e in result.events if e.name == "flaky"} == {""}
+
+
+def test_fallback_after_retries_gets_the_arguments():
+    calls: list[str] = []
+
+    async def fallback(name: str, *, punctuation: str) -> str:
+        return f"fallback for {name}{punctuation}"
+
+    @task.with_options(retry_max_attempts=2, retry_delay=0, fallback=fallback)
+    async def greet(name: str, *, punctuation: str) -> str:
+        calls.append(name)
+        raise TimeoutError("upstream down")
+
+    @workflow
+    async def fallback_wf(ctx: ExecutionContext[str]):
+        return await greet(ctx.input, punctuation="!")
+
+    result = fallback_wf.run("Ada")
+
+    assert result.output == "fallback for Ada!"
+    assert calls == ["Ada"] * 3
+    assert kinds(result, "greet")[-2:] == ["TASK_FALLBACK_STARTED", "TASK_FALLBACK_COMPLETED"]
+    assert "TASK_FAILED" not in kinds(result)
+
+
+def test_rollback_on_failure_and_the_user_exception_is_the_output():
+    undone: list[tuple[Any, ...]] = []
+
+    def rollback(order_id: int) -> None:
+        undone.append(("rollback", order_id))
+
+    class PaymentDeclined(Exception):
+        pass
+
+    @task.with_options(rollback=rollback)
+    async def charge(order_id: int) -> None:
+        raise PaymentDeclined(f"order {order_id} declined")
+
+    @workflow
+    async def order_wf(ctx: ExecutionContext[int]):
+        await charge(ctx.input)
+
+    result = order_wf.run(7)
+
+    assert result.has_failed
+    assert undone == [("rollback", 7)]
+    assert type(result.output) is PaymentDeclined
+    assert str(result.output) == "order 7 declined"
+    assert kinds(result, "charge") == [
+        "TASK_STARTED",
+        "TASK_ROLLBACK_STARTED",
+        "TASK_ROLLBACK_COMPLETED",
+        "TASK_FAILED",
+    ]
+    # The stored execution reports the same failure.
+    stored = open_store().load(result.execution_id).ctx
+    assert stored.has_failed
+    assert (type(stored.output).__name__, str(stored.output)) == (
+        "PaymentDeclined",
+        "order 7 declined",
+    )
+
+
+def test_failing_rollback_is_recorded_and_the_task_error_wins():
+    def rollback() -> None:
+        raise OSError("rollback broke")
+
+    @task.with_options(rollback=rollback)
+    async def step() -> None:
+        raise ValueError("step broke")
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        await step()
+
+    result = wf.run()
+    assert isinstance(result.output, ValueError)
+    assert kinds(result, "step")[-3:] == [
+        "TASK_ROLLBACK_STARTED",
+        "TASK_ROLLBACK_FAILED",
+        "TASK_FAILED",
+    ]
+
+
+def test_timeout_cuts_off_an_awaiting_task():
+    @task.with_options(timeout=0.2)
+    async def slow() -> str:
+        await asyncio.sleep(30)
+        return "too late"
+
+    @workflow
+    async def timeout_wf(ctx: ExecutionContext):
+        return await slow()
+
+    began = time.monotonic()
+    result = timeout_wf.run()
+    elapsed = time.monotonic() - began
+
+    assert elapsed < 15, "the task ran far past its timeout"
+    assert result.has_failed
+    assert isinstance(result.output, TaskTimeoutError)
+    assert isinstance(result.output, TimeoutError)
+    assert "'slow' timed out after 0.2s" in str(result.output)
+
+
+def test_timeout_applies_per_attempt_and_is_retried():
+    calls: list[int] = []
+
+    @task.with_options(timeout=0.2, retry_max_attempts=1, retry_delay=0)
+    async def slow_then_fast() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            await asyncio.sleep(30)
+        return "fast"
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        return await slow_then_fast()
+
+    result = wf.run()
+    assert result.output == "fast"
+    assert len(calls) == 2
+
+
+def test_task_failure_caught_by_the_workflow():
+    @task
+    async def fails() -> None:
+        raise KeyError("missing")
+
+    @task
+    async def recover(reason: str) -> str:
+        return f"recovered from {reason}"
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        try:
+            await fails()
+        except KeyError as exc:
+            return await recover(type(exc).__name__)
+
+    result = wf.run()
+    assert result.has_succeeded
+    assert result.output == "recovered from KeyError"
+    assert kinds(result, "fails") == ["TASK_STARTED", "TASK_FAILED"]
+
+
+def test_task_called_outside_a_workflow_runs_with_its_policies():
+    calls: list[int] = []
+
+    @task.with_options(retry_max_attempts=2, retry_delay=0, fallback=lambda: "fallback")
+    async def plain() -> str:
+        calls.append(1)
+        raise RuntimeError("no")
+
+    assert asyncio.run(plain()) == "fallback"
+    assert len(calls) == 3
+
+
+# -- structured concurrency -----------------------------------------------------------------------
+
+
+def test_parallel_failure_cancels_and_awaits_siblings():
+    seen: list[str] = []
+
+    @task
+    async def sibling() -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.01)  # unwinding takes a moment; parallel must wait for it
+            seen.append("sibling cancelled")
+            raise
+
+    @task
+    async def failing() -> None:
+        await asyncio.sleep(0.01)
+        raise ValueError("branch failed")
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        try:
+            await parallel(sibling(), failing())
+        except ValueError as exc:
+            seen.append(f"caught {exc}")
+            raise
+
+    began = time.monotonic()
+    result = wf.run()
+    assert time.monotonic() - began < 15
+
+    assert seen == ["sibling cancelled", "caught branch failed"]
+    assert result.has_failed
+    assert str(result.output) == "branch failed"
+    order = [(e.type.value, e.name) for e in result.events]
+    assert order.index(("TASK_CANCELLED", "sibling")) < order.index(("WORKFLOW_FAILED", "wf"))
+    assert kinds(result, "failing") == ["TASK_STARTED", "TASK_FAILED"]
+
+
+def test_pause_inside_parallel_then_resume():
+    runs: list[str] = []
+
+    @task
+    async def work(x: int) -> int:
+        runs.append(f"work {x}")
+        return x * 10
+
+    async def approval() -> Any:
+        return await pause("approve")
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        return await parallel(work(1), approval(), work(2))
+
+    paused = wf.run()
+    assert paused.is_paused
+    assert kinds(paused)[-1] == "WORKFLOW_PAUSED"
+
+    resumed = wf.run({"ok": True}, execution_id=paused.execution_id)
+    assert resumed.has_succeeded
+    assert resumed.output == [10, {"ok": True}, 20]
+    # Branches that completed before the pause did not run again.
+    assert {e.value for e in events_of(paused, "TASK_COMPLETED")} == {10, 20}
+    assert sorted(runs) == ["work 1", "work 2"]
+
+
+def test_map_is_parallel_and_keeps_input_order():
+    @task
+    async def slow_square(x: int) -> int:
+        await asyncio.sleep(0.01 * (5 - x))
+        return x * x
+
+    @workflow
+    async def wf(ctx: ExecutionContext[list[int]]):
+        return await slow_square.map(ctx.input)
+
+    assert wf.run([1, 2, 3, 4]).output == [1, 4, 9, 16]
+
+
+# -- identity and replay --------------------------------------------------------------------------
+
+
+def test_nested_tasks_are_scoped_to_their_parent():
+    @task
+    async def inner(x: int) -> int:
+        return x + 1
+
+    @task
+    async def outer(x: int) -> int:
+        return await inner(x) + await inner(x)
+
+    @workflow
+    async def wf(ctx: ExecutionContext[int]):
+        return await outer(ctx.input)
+
+    result = wf.run(1)
+    assert result.output == 4
+    outer_id = events_of(result, "TASK_STARTED")[0].source_id
+    inner_started = [e for e in events_of(result, "TASK_STARTED") if e.name == "inner"]
+    assert [e.scope for e in inner_started] == [outer_id, outer_id]
+    assert inner_started[0].source_id != inner_started[1].source_id
+
+
+def test_repeated_identical_calls_get_distinct_occurrence_ids():
+    @task
+    async def same(x: int) -> int:
+        return x
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        return [await same(1), await same(1), await same(2), await same(1)]
+
+    result = wf.run()
+    ids = [e.source_id for e in events_of(result, "TASK_STARTED")]
+    digest_1 = call_digest("", "same", (1,), {})
+    digest_2 = call_digest("", "same", (2,), {})
+    assert ids == [
+        f"same:{digest_1}:0",
+        f"same:{digest_1}:1",
+        f"same:{digest_2}:0",
+        f"same:{digest_1}:2",
+    ]
+
+
+def test_identity_does_not_depend_on_object_addresses_or_dict_order():
+    class Opaque:
+        def __init__(self, v: int) -> None:
+            self.v = v
+
+    assert call_digest("", "t", (Opaque(1),), {}) == call_digest("", "t", (Opaque(1),), {})
+    assert call_digest("", "t", (Opaque(1),), {}) != call_digest("", "t", (Opaque(2),), {})
+    assert call_digest("", "t", ({"a": 1, "b": 2},), {}) == call_digest(
+        "", "t", ({"b": 2, "a": 1},), {}
+    )
+    assert call_digest("", "t", ((1, 2),), {}) != call_digest("", "t", ([1, 2],), {})
+
+
+def test_a_failed_task_replays_as_a_failure():
+    runs: list[int] = []
+
+    class QuotaExceeded(Exception):
+        pass
+
+    @task
+    async def fetch() -> None:
+        runs.append(1)
+        raise QuotaExceeded("quota exceeded")
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        try:
+            await fetch()
+        except QuotaExceeded as exc:
+            caught = (type(exc).__name__, str(exc))
+        return [caught, await pause("after")]
+
+    paused = wf.run()
+    assert paused.is_paused
+    result = wf.run("go", execution_id=paused.execution_id)
+    assert result.output == [("QuotaExceeded", "quota exceeded"), "go"]
+    assert runs == [1]
+
+
+def test_finished_tasks_do_not_run_again_on_resume():
+    runs: list[str] = []
+
+    @task
+    async def step(name: str) -> str:
+        runs.append(name)
+        return name.upper()
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        a = await step("a")
+        answer = await pause("gate")
+        b = await step("b")
+        return [a, answer, b]
+
+    paused = wf.run()
+    assert runs == ["a"]
+    result = wf.run(42, execution_id=paused.execution_id)
+    assert result.output == ["A", 42, "B"]
+    assert runs == ["a", "b"]
+
+
+def test_non_determinism_names_the_first_mismatch_and_leaves_it_resumable(db_path):
+    @task
+    async def charge(amount: int) -> str:
+        return f"charged {amount}"
+
+    @task
+    async def refund(amount: int) -> str:
+        return f"refunded {amount}"
+
+    @workflow.with_options(name="billing")
+    async def original(ctx: ExecutionContext):
+        receipt = await charge(10)
+        return [receipt, await pause("confirm")]
+
+    @workflow.with_options(name="billing")
+    async def changed(ctx: ExecutionContext):
+        receipt = await refund(10)
+        return [receipt, await pause("confirm")]
+
+    paused = original.run()
+    before = open_store().load(paused.execution_id).ctx
+
+    with pytest.raises(NonDeterminismError) as info:
+        changed.run("yes", execution_id=paused.execution_id)
+    message = str(info.value)
+    assert "call #1" in message
+    assert "'refund'" in message and "'charge'" in message
+    assert info.value.details["expected"].startswith("charge:")
+    assert info.value.details["actual"].startswith("refund:")
+
+    after = open_store().load(paused.execution_id).ctx
+    assert after.is_paused
+    assert [e.id for e in after.events] == [e.id for e in before.events]  # nothing recorded
+
+    result = original.run("confirmed", execution_id=paused.execution_id)
+    assert result.has_succeeded
+    assert result.output == ["charged 10", "confirmed"]
+
+
+def test_non_determinism_cannot_be_swallowed_by_the_workflow():
+    @task
+    async def a() -> str:
+        return "a"
+
+    @task
+    async def b() -> str:
+        return "b"
+
+    @workflow.with_options(name="swallow")
+    async def original(ctx: ExecutionContext):
+        await a()
+        return await pause("p")
+
+    @workflow.with_options(name="swallow")
+    async def changed(ctx: ExecutionContext):
+        try:
+            await b()
+        except Exception:
+            return "swallowed"
+        return await pause("p")
+
+    paused = original.run()
+    with pytest.raises(NonDeterminismError):
+        changed.run(1, execution_id=paused.execution_id)
+    assert open_store().load(paused.execution_id).ctx.is_paused
+    assert original.run(2, execution_id=paused.execution_id).output == 2
+
+
+def test_non_determinism_inside_a_task_is_not_a_task_failure():
+    @task
+    async def x() -> str:
+        return "x"
+
+    @task
+    async def y() -> str:
+        return "y"
+
+    fallbacks: list[int] = []
+
+    @task.with_options(
+        name="outer", retry_max_attempts=2, retry_delay=0, fallback=lambda: fallbacks.append(1)
+    )
+    async def outer_original() -> str:
+        return await x()
+
+    @task.with_options(
+        name="outer", retry_max_attempts=2, retry_delay=0, fallback=lambda: fallbacks.append(1)
+    )
+    async def outer_changed() -> str:
+        return await y()
+
+    @workflow.with_options(name="nested_nd")
+    async def original(ctx: ExecutionContext):
+        await outer_original()
+        return await pause("p")
+
+    @workflow.with_options(name="nested_nd")
+    async def changed(ctx: ExecutionContext):
+        await outer_changed()
+        return await pause("p")
+
+    # Record the nested call of the outer task, then crash before the outer task finished:
+    # build that history by dropping the outer task's completion.
+    paused = original.run()
+    store = open_store()
+    events = [
+        e
+        for e in store.load(paused.execution_id).ctx.events
+        if not (e.name == "outer" and e.type is EventType.TASK_COMPLETED)
+        and e.type is not EventType.WORKFLOW_PAUSED
+        and e.name != "pause"
+    ]
+    crashed = _store_history("nested_nd", events)
+
+    with pytest.raises(NonDeterminismError, match="inside task 'outer'"):
+        changed.run(execution_id=crashed)
+    assert fallbacks == []
+    assert "TASK_FAILED" not in kinds(store.load(crashed).ctx)
+
+
+def test_durable_sleep_resumes_waiting_only_the_time_left():
+    @workflow
+    async def napper(ctx: ExecutionContext):
+        await sleep(60)
+        return "rested"
+
+    # A run that started its 60 s sleep 59.7 s ago, then its process died.
+    until = datetime.now(UTC).timestamp() + 0.3
+    sleep_id = f"sleep:{call_digest('', 'sleep', (60,), {})}:0"
+    execution_id = _store_history(
+        "napper",
+        [
+            ExecutionEvent(EventType.WORKFLOW_STARTED, "x", "napper", None),
+            ExecutionEvent(
+                EventType.TASK_STARTED, sleep_id, "sleep", {"seconds": 60, "until": until}
+            ),
+        ],
+    )
+
+    began = time.monotonic()
+    result = napper.run(execution_id=execution_id)
+    elapsed = time.monotonic() - began
+
+    assert result.output == "rested"
+    assert elapsed < 30, "the resumed sleep waited for the whole duration again"
+    assert datetime.now(UTC).timestamp() >= until  # it did wait for the time that was left
+    assert kinds(result, "sleep") == ["TASK_STARTED", "TASK_COMPLETED"]
+
+
+def test_retry_resumes_at_the_interrupted_attempt_in_process():
+    calls: list[int] = []
+
+    @task.with_options(name="flaky", retry_max_attempts=4, retry_delay=0)
+    async def flaky() -> str:
+        calls.append(1)
+        return "ok"
+
+    @workflow
+    async def retrying(ctx: ExecutionContext):
+        return await flaky()
+
+    started = ExecutionEvent(EventType.TASK_STARTED, _flaky_id(), "flaky", None)
+    history = [
+        ExecutionEvent(EventType.WORKFLOW_STARTED, "x", "retrying", None),
+        started,
+        _retry(EventType.TASK_RETRY_STARTED, 1),
+        _retry(EventType.TASK_RETRY_FAILED, ValueError("1")),
+        _retry(EventType.TASK_RETRY_STARTED, 2),  # the process died during attempt 2
+    ]
+    result = retrying.run(execution_id=_store_history("retrying", history))
+    assert result.output == "ok"
+    assert calls == [1]
+    attempts = [e.value["attempt"] for e in events_of(result, "TASK_RETRY_STARTED")]
+    assert attempts == [1, 2]  # attempt 2 ran again; no attempt 3 was started
+
+
+def test_retries_exhausted_before_a_crash_are_not_run_again():
+    calls: list[int] = []
+
+    @task.with_options(name="flaky", retry_max_attempts=1, retry_delay=0)
+    async def flaky() -> str:
+        calls.append(1)
+        return "ok"
+
+    @workflow
+    async def retrying(ctx: ExecutionContext):
+        try:
+            return await flaky()
+        except ValueError as exc:
+            return f"gave up: {exc}"
+
+    history = [
+        ExecutionEvent(EventType.WORKFLOW_STARTED, "x", "retrying", None),
+        ExecutionEvent(EventType.TASK_STARTED, _flaky_id(), "flaky", None),
+        _retry(EventType.TASK_RETRY_STARTED, 1),
+        _retry(EventType.TASK_RETRY_FAILED, ValueError("last")),
+        # the process died before the failure was recorded
+    ]
+    result = retrying.run(execution_id=_store_history("retrying", history))
+    assert calls == []
+    assert result.output == "gave up: last"
+
+
+# -- subworkflows ---------------------------------------------------------------------------------
+
+
+def test_subworkflow_by_await_and_by_call_and_replay_does_not_rerun_the_child():
+    child_runs: list[str] = []
+
+    @task
+    async def shout(text: str) -> str:
+        return text.upper()
+
+    @workflow
+    async def child(ctx: ExecutionContext[str]):
+        child_runs.append(ctx.input)
+        return await shout(ctx.input)
+
+    @workflow
+    async def parent(ctx: ExecutionContext[str]):
+        first = await child(ctx.input)
+        second = await call(child, ctx.input + "!")
+        answer = await pause("gate")
+        return [first, second, answer]
+
+    paused = parent.run("hi")
+    assert paused.is_paused
+    assert child_runs == ["hi", "hi!"]
+    calls = events_of(paused, "TASK_COMPLETED")
+    assert [e.name for e in calls] == ["call:child", "call:child"]
+    child_ids = [
+        e.value["execution_id"] for e in events_of(paused, "TASK_STARTED") if e.name == "call:child"
+    ]
+    store = open_store()
+    assert [store.load(cid).ctx.output for cid in child_ids] == ["HI", "HI!"]
+    assert all(store.load(cid).ctx.has_succeeded for cid in child_ids)
+
+    result = parent.run("done", execution_id=paused.execution_id)
+    assert result.output == ["HI", "HI!", "done"]
+    assert child_runs == ["hi", "hi!"]  # the replay did not run the children again
+
+
+def test_subworkflow_failure_propagates_with_its_type():
+    @workflow
+    async def child(ctx: ExecutionContext):
+        raise ArithmeticError("child broke")
+
+    @workflow
+    async def parent(ctx: ExecutionContext):
+        try:
+            await child()
+        except ArithmeticError as exc:
+            return f"parent saw {exc}"
+
+    result = parent.run()
+    assert result.output == "parent saw child broke"
+    assert kinds(result, "call:child") == ["TASK_STARTED", "TASK_FAILED"]
+
+
+def test_awaiting_a_workflow_outside_a_workflow_is_a_usage_error():
+    from flux.errors import UsageError
+
+    @workflow
+    async def lonely(ctx: ExecutionContext):
+        return 1
+
+    with pytest.raises(UsageError, match=r"lonely\.run\(input\)"):
+        lonely()
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+
+def _flaky_id() -> str:
+    return f"flaky:{call_digest('', 'flaky', (), {})}:0"
+
+
+def _retry(type_: EventType, value: Any) -> ExecutionEvent:
+    if type_ is EventType.TASK_RETRY_STARTED:
+        value = {"attempt": value, "delay": 0, "not_before": 0}
+    return ExecutionEvent(type_, _flaky_id(), "flaky", value, scope="")
+
+
+def _store_history(workflow_name: str, events: list[ExecutionEvent]) -> str:
+    """Store a RUNNING execution with ``events`` and no live owner: a crashed run."""
+    store = open_store()
+    ctx: ExecutionContext[Any] = ExecutionContext(workflow_name)
+    store.create(ctx)
+    for event in events:
+        if event.type.is_workflow:
+            event.source_id = ctx.execution_id
+        ctx._apply(event)
+    store.save(ctx, events)
+    store.release(ctx.execution_id)
+    return ctx.execution_id
