@@ -1,0 +1,115 @@
+"""Printing results: Rich tables for people, JSON for programs.
+
+JSON goes straight to stdout (never through Rich, which would wrap long lines), so
+``--format json`` output is exactly one JSON document, or one JSON object per line for streams.
+User data never passes through Rich markup: cells are :class:`rich.text.Text`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = [
+    "FormatOption",
+    "OutputFormat",
+    "console",
+    "details_table",
+    "dump",
+    "format_time",
+    "format_value",
+    "print_json",
+    "print_json_line",
+    "table",
+]
+
+
+class OutputFormat(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+
+
+FormatOption = Annotated[
+    OutputFormat,
+    typer.Option(
+        "--format",
+        "-f",
+        case_sensitive=False,
+        help="table for people, json for programs (valid JSON on stdout, nothing else).",
+    ),
+]
+"""The ``--format table|json`` option every listing or showing command takes."""
+
+
+def console() -> Console:
+    """A console on the current stdout (looked up at each call, so test runners capture it)."""
+    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+
+
+def dump(value: Any) -> Any:
+    """``value`` as plain JSON data: models (and lists of them) through ``model_dump``."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, list | tuple):
+        return [dump(item) for item in value]
+    return value
+
+
+def print_json(value: Any) -> None:
+    """Print ``value`` (models allowed) as one indented JSON document."""
+    sys.stdout.write(json.dumps(dump(value), indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_json_line(value: Any) -> None:
+    """Print ``value`` as one compact JSON line and flush (for streams: JSON Lines)."""
+    sys.stdout.write(json.dumps(dump(value), ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def format_time(value: datetime | None) -> str:
+    """``2025-01-02 03:04:05Z``: UTC, to the second; empty for ``None``."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC)
+    return value.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def format_value(value: Any, limit: int | None = None) -> str:
+    """A JSON view as compact JSON text, cut to ``limit`` characters (with an ellipsis)."""
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    if limit is not None and len(text) > limit:
+        text = text[: max(limit - 1, 0)] + "…"
+    return text
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None) -> Table:
+    """A table whose cells are plain text (``None`` shows as empty). Columns never cut a value:
+    long values wrap, so ids stay copyable."""
+    result = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
+    for column in columns:
+        result.add_column(column, overflow="fold")
+    for row in rows:
+        result.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
+    return result
+
+
+def details_table(pairs: Iterable[tuple[str, Any]]) -> Table:
+    """Two columns, label and value, without borders (for one object)."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column(overflow="fold")
+    for label, value in pairs:
+        grid.add_row(Text(label), Text("" if value is None else str(value)))
+    return grid

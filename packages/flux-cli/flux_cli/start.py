@@ -1,0 +1,149 @@
+"""``flux start server|worker|mcp``: run an installed Flux program in the foreground.
+
+The program replaces the ``flux`` process (``exec``), so it receives signals directly and its
+exit code is the command's. Only the options given are passed on: the program reads its
+defaults from the Flux configuration itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from flux_cli.components import MCP, SERVER, WORKER, Component
+from flux_cli.context import state
+
+__all__ = ["app", "exec_program", "register"]
+
+app = typer.Typer(
+    name="start",
+    help="Start the Flux server, a worker or the MCP server in the foreground.",
+    no_args_is_help=True,
+)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)
+
+
+class Transport(StrEnum):
+    STDIO = "stdio"
+    STREAMABLE_HTTP = "streamable-http"
+    SSE = "sse"
+
+
+HostOption = Annotated[str | None, typer.Option("--host", help="Address to bind.")]
+PortOption = Annotated[int | None, typer.Option("--port", min=0, max=65535, help="Port to bind.")]
+
+
+@app.command("server")
+def server(
+    host: HostOption = None,
+    port: PortOption = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="SQLAlchemy URL, e.g. sqlite:///.flux/flux.db or postgresql://...",
+        ),
+    ] = None,
+) -> None:
+    """Start the Flux server (HTTP API, dispatcher and scheduler). Needs flux-server.
+
+    Defaults come from the configuration (server_host, server_port, database_url).
+    """
+    _start(SERVER, "flux start server", _options(host=host, port=port, database_url=database_url))
+
+
+@app.command("worker")
+def worker(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Worker name (default: <host>-<random>).", show_default=False),
+    ] = None,
+    server_url: Annotated[
+        str | None,
+        typer.Option(
+            "--server-url", help="Server to join (default: flux --server-url, else workers.server_url)."
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            help="Bootstrap token (default: workers.bootstrap_token, else the one a local "
+            "server wrote into the Flux home).",
+        ),
+    ] = None,
+    capacity: Annotated[
+        int | None, typer.Option("--capacity", min=1, help="Executions run at once.")
+    ] = None,
+    home: Annotated[
+        Path | None, typer.Option("--home", help="Flux home folder (default: the home setting).")
+    ] = None,
+) -> None:
+    """Start a worker that claims and runs executions. Needs flux-worker."""
+    server_url = server_url or state(ctx).server_url
+    args = [name] if name else []
+    args += _options(server_url=server_url, token=token, capacity=capacity, home=home)
+    _start(WORKER, "flux start worker", args)
+
+
+@app.command("mcp")
+def mcp(
+    ctx: typer.Context,
+    host: HostOption = None,
+    port: PortOption = None,
+    transport: Annotated[
+        Transport | None,
+        typer.Option("--transport", case_sensitive=False, help="MCP transport."),
+    ] = None,
+    server_url: Annotated[
+        str | None,
+        typer.Option(
+            "--server-url", help="Flux server the tools call (default: flux --server-url, "
+            "else mcp.server_url)."
+        ),
+    ] = None,
+) -> None:
+    """Start the MCP server that exposes workflows as tools. Needs flux-mcp.
+
+    Defaults come from the [mcp] configuration.
+    """
+    server_url = server_url or state(ctx).server_url
+    args = _options(host=host, port=port, transport=transport, server_url=server_url)
+    _start(MCP, "flux start mcp", args)
+
+
+def _options(**values: object) -> list[str]:
+    """``--flag value`` for every value given, in order (``database_url`` -> ``--database-url``)."""
+    args: list[str] = []
+    for key, value in values.items():
+        if value is not None:
+            args += [f"--{key.replace('_', '-')}", str(value)]
+    return args
+
+
+def _start(component: Component, command: str, args: list[str]) -> NoReturn:
+    component.require(command)
+    exec_program(component.argv(*args))
+
+
+def exec_program(argv: list[str]) -> NoReturn:
+    """Replace this process with ``argv`` (POSIX); elsewhere run it and exit with its code.
+
+    Tests replace this function to see the command line without running it.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execv(argv[0], argv)
+    # Windows has no real exec: wait for the child; Ctrl-C reaches it through the console.
+    raise SystemExit(subprocess.call(argv))

@@ -1,0 +1,323 @@
+"""``flux workflow ...``: register, inspect, run, resume, check and cancel workflows."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from flux.domain import FINISHED_STATES, ExecutionState
+from flux.protocol import (
+    CancelMode,
+    ExecutionFrame,
+    ExecutionStatus,
+    RunMode,
+    WorkflowDetail,
+    WorkflowSummary,
+    execution_frame_event,
+)
+from rich.syntax import Syntax
+from rich.text import Text
+
+from flux_cli.context import client
+from flux_cli.errors import CliError
+from flux_cli.inputs import parse_json
+from flux_cli.output import (
+    FormatOption,
+    OutputFormat,
+    console,
+    details_table,
+    format_time,
+    format_value,
+    print_json,
+    print_json_line,
+    table,
+)
+
+__all__ = ["app", "register"]
+
+app = typer.Typer(
+    name="workflow",
+    help="Register, inspect, run, resume and cancel workflows on a Flux server.",
+    no_args_is_help=True,
+)
+
+NameArg = Annotated[str, typer.Argument(help="Workflow name.", show_default=False)]
+ExecutionArg = Annotated[str, typer.Argument(help="Execution id.", show_default=False)]
+InputArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="INPUT_JSON",
+        help="Input as JSON text, e.g. '{\"input\": \"data\"}' or '\"World\"'; - reads stdin.",
+        show_default=False,
+    ),
+]
+ModeOption = Annotated[
+    RunMode,
+    typer.Option(
+        "--mode",
+        "-m",
+        case_sensitive=False,
+        help="async: answer at once; sync: wait until it finishes or pauses; "
+        "stream: show each state change live.",
+    ),
+]
+
+# Final states a waiting command reports with a non-zero exit code.
+_UNSUCCESSFUL = frozenset({ExecutionState.FAILED, ExecutionState.CANCELLED})
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app)
+
+
+@app.command("list")
+def list_workflows(ctx: typer.Context, format: FormatOption = OutputFormat.TABLE) -> None:
+    """List registered workflows (latest version of each)."""
+    with client(ctx) as flux:
+        workflows = flux.list_workflows()
+    if format is OutputFormat.JSON:
+        print_json(workflows)
+        return
+    if not workflows:
+        console().print("No workflows registered. Add some with: flux workflow register FILE")
+        return
+    console().print(_summary_table(workflows))
+
+
+@app.command("register")
+def register_file(
+    ctx: typer.Context,
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True,
+            dir_okay=False,
+            readable=True,
+            help="Python file that defines @workflow functions.",
+            show_default=False,
+        ),
+    ],
+    format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Upload a Python file and register every workflow in it (a new version when changed)."""
+    with client(ctx) as flux:
+        workflows = flux.register_workflows(file)
+    if format is OutputFormat.JSON:
+        print_json(workflows)
+        return
+    console().print(_summary_table(workflows, title=f"Registered from {file.name}"))
+
+
+@app.command("show")
+def show(ctx: typer.Context, name: NameArg, format: FormatOption = OutputFormat.TABLE) -> None:
+    """Show a workflow: its options, versions and source."""
+    with client(ctx) as flux:
+        detail = flux.get_workflow(name)
+    if format is OutputFormat.JSON:
+        print_json(detail)
+        return
+    _print_detail(detail)
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    name: NameArg,
+    input: InputArg = None,
+    mode: ModeOption = RunMode.ASYNC,
+    format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Run a workflow with JSON input.
+
+    sync and stream exit with code 1 when the execution ends FAILED or CANCELLED.
+    """
+    value = parse_json(input)
+    with client(ctx) as flux:
+        if mode is RunMode.STREAM:
+            _follow(flux.stream(name, value), format)
+        else:
+            _report(flux.run(name, value, mode=mode), format, waited=mode is RunMode.SYNC)
+
+
+@app.command("resume")
+def resume(
+    ctx: typer.Context,
+    name: NameArg,
+    execution_id: ExecutionArg,
+    input: InputArg = None,
+    mode: ModeOption = RunMode.ASYNC,
+    format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Resume a paused execution; the workflow's pause() returns the JSON input.
+
+    sync and stream exit with code 1 when the execution ends FAILED or CANCELLED.
+    """
+    value = parse_json(input)
+    with client(ctx) as flux:
+        if mode is RunMode.STREAM:
+            _follow(flux.stream_resume(name, execution_id, value), format)
+        else:
+            status = flux.resume(name, execution_id, value, mode=mode)
+            _report(status, format, waited=mode is RunMode.SYNC)
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    name: NameArg,
+    execution_id: ExecutionArg,
+    detailed: Annotated[
+        bool, typer.Option("--detailed", "-d", help="Include the execution's events.")
+    ] = False,
+    format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Show an execution's state, input and output (and with --detailed, its events)."""
+    with client(ctx) as flux:
+        result = flux.status(name, execution_id, detailed=detailed)
+    if format is OutputFormat.JSON:
+        print_json(result)
+        return
+    _print_status(result)
+
+
+@app.command("cancel")
+def cancel(
+    ctx: typer.Context,
+    name: NameArg,
+    execution_id: ExecutionArg,
+    mode: Annotated[
+        CancelMode,
+        typer.Option(
+            "--mode",
+            "-m",
+            case_sensitive=False,
+            help="async: answer at once (the state may be CANCELLING); "
+            "sync: wait until it has stopped.",
+        ),
+    ] = CancelMode.ASYNC,
+    format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Cancel an execution."""
+    with client(ctx) as flux:
+        result = flux.cancel(name, execution_id, mode=mode)
+    if format is OutputFormat.JSON:
+        print_json(result)
+        return
+    _print_status(result)
+
+
+# -- rendering ----------------------------------------------------------------------------------
+
+
+def _summary_table(workflows: list[WorkflowSummary], title: str | None = None) -> object:
+    rows = (
+        (w.name, w.version, w.id, _schedule_text(w.options.schedule), format_time(w.created_at))
+        for w in workflows
+    )
+    return table(("NAME", "VERSION", "ID", "SCHEDULE", "CREATED"), rows, title=title)
+
+
+def _schedule_text(schedule: dict[str, object] | None) -> str:
+    if not schedule:
+        return ""
+    for key in ("cron_expression", "expression", "cron"):
+        if schedule.get(key):
+            return f"cron {schedule[key]}"
+    return format_value(schedule, 40)
+
+
+def _print_detail(detail: WorkflowDetail) -> None:
+    options = detail.options
+    out = console()
+    pairs: list[tuple[str, object]] = [
+        ("name", detail.name),
+        ("version", detail.version),
+        ("id", detail.id),
+        ("source hash", detail.source_hash),
+        ("created", format_time(detail.created_at)),
+    ]
+    if options.schedule:
+        pairs.append(("schedule", format_value(options.schedule)))
+    if options.secret_requests:
+        pairs.append(("secrets", ", ".join(options.secret_requests)))
+    if options.requests is not None and not options.requests.is_empty():
+        pairs.append(("resources", format_value(options.requests.model_dump(exclude_none=True))))
+    for key, value in sorted(options.settings.items()):
+        pairs.append((key, format_value(value)))
+    out.print(details_table(pairs))
+    if detail.versions:
+        out.print()
+        rows = (
+            (v.version, v.id, v.source_hash[:12], format_time(v.created_at))
+            for v in detail.versions
+        )
+        out.print(table(("VERSION", "ID", "SOURCE HASH", "CREATED"), rows, title="Versions"))
+    out.print()
+    out.print(Syntax(detail.source, "python", line_numbers=False, word_wrap=True))
+
+
+def _print_status(result: ExecutionStatus) -> None:
+    out = console()
+    out.print(
+        details_table(
+            [
+                ("execution", result.execution_id),
+                ("workflow", f"{result.workflow_name} v{result.workflow_version}"),
+                ("state", result.state.value),
+                ("worker", result.worker or ""),
+                ("created", format_time(result.created_at)),
+                ("updated", format_time(result.updated_at)),
+                ("input", format_value(result.input)),
+                ("output", format_value(result.output)),
+            ]
+        )
+    )
+    if result.events is not None:
+        out.print()
+        rows = (
+            (format_time(e.time), e.type.value, e.name, format_value(e.view, 60))
+            for e in result.events
+        )
+        out.print(table(("TIME", "EVENT", "NAME", "VALUE"), rows, title="Events"))
+
+
+def _report(result: ExecutionStatus, format: OutputFormat, *, waited: bool) -> None:
+    if format is OutputFormat.JSON:
+        print_json(result)
+    else:
+        _print_status(result)
+    if waited:
+        _check_outcome(result.execution_id, result.state, result.output)
+
+
+def _follow(frames: Iterator[ExecutionFrame], format: OutputFormat) -> None:
+    """Print each frame as it arrives, then the final output."""
+    out = console()
+    last: ExecutionFrame | None = None
+    for frame in frames:
+        event = execution_frame_event(frame.state) or f"workflow.execution.{frame.state.lower()}"
+        if format is OutputFormat.JSON:
+            print_json_line({"event": event, **frame.model_dump(mode="json")})
+        else:
+            if last is None:
+                out.print(Text(f"execution {frame.execution_id}"))
+            out.print(Text(f"{format_time(frame.timestamp)}  {event:<30} {frame.state.value}"))
+        last = frame
+    if last is None:
+        raise CliError("the server closed the stream before the execution started")
+    if last.state not in FINISHED_STATES and last.state is not ExecutionState.PAUSED:
+        raise CliError(
+            f"the stream of execution {last.execution_id} ended while it was {last.state.value}; "
+            "check it with: flux workflow status NAME EXECUTION_ID"
+        )
+    if format is OutputFormat.TABLE:
+        out.print(Text(f"output: {format_value(last.output)}"))
+    _check_outcome(last.execution_id, last.state, last.output)
+
+
+def _check_outcome(execution_id: str, state: ExecutionState, output: object) -> None:
+    if state in _UNSUCCESSFUL:
+        detail = f": {format_value(output, 200)}" if output is not None else ""
+        raise CliError(f"execution {execution_id} ended {state.value}{detail}")
