@@ -1,0 +1,31 @@
+"""Typed HTTP clients for a Flux server: :class:`FluxClient` (blocking) and
+:class:`AsyncFluxClient` (asyncio), over httpx, with Server-Sent Events via httpx-sse.
+
+The CLI, the worker, the MCP server and subworkflow calls all go through these; nothing else
+builds Flux URLs. Every request carries the protocol version header; error answers become
+:class:`flux.errors.ApiError` (``NotFoundError`` for 404, ``ConflictError`` for 409) or
+:class:`flux.errors.ProtocolError`, with the server's message.
+
+A worker registers, then works through a channel bound to its session token::
+
+    async with AsyncFluxClient("http://localhost:8000") as client:
+        session = await client.register_worker(request, bootstrap_token=token)
+        channel = client.worker(session.name, session.session_token)
+        async for frame in channel.connect():
+            ...
+"""
+
+from flux.client._async import AsyncFluxClient, AsyncWorkerChannel
+from flux.client._calls import Call, StreamCall
+from flux.client._http import is_retryable
+from flux.client._sync import FluxClient, WorkerChannel
+
+__all__ = [
+    "AsyncFluxClient",
+    "AsyncWorkerChannel",
+    "Call",
+    "FluxClient",
+    "StreamCall",
+    "WorkerChannel",
+    "is_retryable",
+]

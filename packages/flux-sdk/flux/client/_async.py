@@ -1,0 +1,297 @@
+"""The asyncio client: :class:`AsyncFluxClient` and a worker's :class:`AsyncWorkerChannel`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from httpx_sse import aconnect_sse
+
+from flux.client import _calls as calls
+from flux.client._calls import Call, StreamCall
+from flux.client._http import base_headers, check_response, request_headers, unreachable
+from flux.protocol import (
+    CheckpointResponse,
+    ClaimResponse,
+    EventRecord,
+    ExecutionFrame,
+    ExecutionStatus,
+    HealthResponse,
+    HeartbeatResponse,
+    OutputRecord,
+    RegisterWorkerRequest,
+    RegisterWorkerResponse,
+    ReleaseResponse,
+    WorkerFrame,
+    WorkerInfo,
+    WorkerResources,
+    WorkflowDetail,
+    WorkflowSummary,
+    parse_execution_frame,
+    parse_worker_frame,
+)
+
+__all__ = ["AsyncFluxClient", "AsyncWorkerChannel"]
+
+T = TypeVar("T")
+F = TypeVar("F")
+
+
+class AsyncFluxClient:
+    """Typed asyncio client for a Flux server.
+
+    Every method raises :class:`flux.errors.NotFoundError` (404),
+    :class:`flux.errors.ConflictError` (409), :class:`flux.errors.ProtocolError` (the server
+    speaks another major protocol version) or :class:`flux.errors.ApiError` (any other error;
+    ``status_code`` 0 when the server cannot be reached), each carrying the server's message.
+
+    Args:
+        base_url: the server, e.g. ``"http://localhost:8000"``.
+        timeout: seconds for connecting and for each answer (sync-mode calls and streams wait
+            without a read timeout: the server bounds them).
+        headers: extra headers for every request.
+        transport: an httpx transport (tests pass an in-process ASGI transport).
+    """
+
+    def __init__(
+        self,
+        base_url: str = "http://localhost:8000",
+        *,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._http = httpx.AsyncClient(
+            base_url=base_url,
+            timeout=timeout,
+            headers=base_headers(headers),
+            transport=transport,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    async def send(self, call: Call[T]) -> T:
+        """Send any :class:`Call` (the extension point for endpoints added later)."""
+        timeout = httpx.Timeout(self._timeout, read=None) if call.wait else httpx.USE_CLIENT_DEFAULT
+        try:
+            response = await self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                content=call.content,
+                files=call.files,
+                headers=request_headers(call.token, call.content_type),
+                timeout=timeout,
+            )
+        except httpx.TransportError as exc:
+            raise unreachable(exc, self._http.base_url) from exc
+        check_response(response)
+        return call.parse(response.content)
+
+    async def events(
+        self, call: StreamCall, parse: Callable[[str, str], F | None]
+    ) -> AsyncIterator[F]:
+        """Send a streaming call and yield each Server-Sent Event ``parse`` recognises."""
+        try:
+            async with aconnect_sse(
+                self._http,
+                call.method,
+                call.path,
+                content=call.content,
+                headers=request_headers(call.token, call.content_type),
+                timeout=httpx.Timeout(self._timeout, read=None),
+            ) as source:
+                response = source.response
+                if response.status_code >= 400:
+                    await response.aread()
+                check_response(response)
+                async for sse in source.aiter_sse():
+                    frame = parse(sse.event, sse.data)
+                    if frame is not None:
+                        yield frame
+        except httpx.TransportError as exc:
+            raise unreachable(exc, self._http.base_url) from exc
+
+    # -- health --------------------------------------------------------------------------------
+
+    async def health(self) -> HealthResponse:
+        return await self.send(calls.health())
+
+    # -- workflows -----------------------------------------------------------------------------
+
+    async def list_workflows(self) -> list[WorkflowSummary]:
+        """The latest version of every registered workflow."""
+        return await self.send(calls.list_workflows())
+
+    async def get_workflow(self, name: str) -> WorkflowDetail:
+        """The latest version of ``name`` with its source and all its versions."""
+        return await self.send(calls.get_workflow(name))
+
+    async def register_workflows(
+        self, source: str | PathLike[str] | bytes, *, filename: str | None = None
+    ) -> list[WorkflowSummary]:
+        """Upload a Python file; every workflow in it is registered (a new version when its
+        source changed). ``source`` is a path, or the file's content as bytes.
+
+        Raises:
+            ApiError: 400 when the file has a syntax error or defines no workflow.
+        """
+        if isinstance(source, bytes):
+            content, name = source, filename or "workflows.py"
+        else:
+            path = Path(source)
+            content, name = await asyncio.to_thread(path.read_bytes), filename or path.name
+        return await self.send(calls.register_workflows(content, name))
+
+    async def run(self, name: str, input: Any = None, *, mode: str = "async") -> ExecutionStatus:
+        """Start the latest version of ``name`` with JSON ``input``.
+
+        ``mode="async"`` answers at once; ``"sync"`` waits until it finishes or pauses (or the
+        server's sync timeout passes: check ``state``). For ``"stream"`` use :meth:`stream`.
+        """
+        return await self.send(calls.run(name, input, mode))
+
+    def stream(self, name: str, input: Any = None) -> AsyncIterator[ExecutionFrame]:
+        """Start ``name`` and yield a frame per state change until it finishes or pauses."""
+        return self.events(calls.run_stream(name, input), parse_execution_frame)
+
+    async def resume(
+        self, name: str, execution_id: str, input: Any = None, *, mode: str = "async"
+    ) -> ExecutionStatus:
+        """Resume a PAUSED execution; ``await pause(...)`` in the workflow returns ``input``.
+
+        Raises:
+            ConflictError: the execution is not paused.
+        """
+        return await self.send(calls.resume(name, execution_id, input, mode))
+
+    def stream_resume(
+        self, name: str, execution_id: str, input: Any = None
+    ) -> AsyncIterator[ExecutionFrame]:
+        """Resume and yield a frame per state change until it finishes or pauses again."""
+        return self.events(calls.resume_stream(name, execution_id, input), parse_execution_frame)
+
+    async def status(
+        self, name: str, execution_id: str, *, detailed: bool = False
+    ) -> ExecutionStatus:
+        """The execution's state; ``detailed`` adds its events."""
+        return await self.send(calls.status(name, execution_id, detailed))
+
+    async def cancel(self, name: str, execution_id: str, *, mode: str = "async") -> ExecutionStatus:
+        """Request cancellation; ``mode="sync"`` waits until it has finished.
+
+        Raises:
+            ConflictError: the execution has already finished.
+        """
+        return await self.send(calls.cancel(name, execution_id, mode))
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def list_workers(self) -> list[WorkerInfo]:
+        return await self.send(calls.list_workers())
+
+    async def register_worker(
+        self, request: RegisterWorkerRequest, *, bootstrap_token: str
+    ) -> RegisterWorkerResponse:
+        """Register a worker; use the answer's ``session_token`` with :meth:`worker`.
+
+        Raises:
+            ApiError: 401 for a wrong bootstrap token.
+        """
+        return await self.send(calls.register_worker(request, bootstrap_token))
+
+    def worker(self, name: str, session_token: str) -> AsyncWorkerChannel:
+        """The calls of a registered worker, authenticated with its session token."""
+        return AsyncWorkerChannel(self, name, session_token)
+
+
+class AsyncWorkerChannel:
+    """A registered worker's side of the protocol (see :mod:`flux.protocol.claims`).
+
+    Every call raises :class:`flux.errors.ApiError` 401 (bad session token: register again),
+    403 (not this worker's execution), :class:`flux.errors.ConflictError` 409 (fenced: abandon
+    the execution) or a retryable error (see :func:`flux.client.is_retryable`).
+    """
+
+    def __init__(self, client: AsyncFluxClient, name: str, session_token: str) -> None:
+        self.client = client
+        self.name = name
+        self.session_token = session_token
+
+    def connect(self) -> AsyncIterator[WorkerFrame]:
+        """Open the worker's event stream and yield its frames (unknown events are skipped).
+
+        The stream ends when the server closes it (restart, or this worker was declared dead):
+        reconnect with backoff. Close the iterator to disconnect.
+        """
+        return self.client.events(calls.connect(self.name, self.session_token), parse_worker_frame)
+
+    async def claim(self, execution_id: str) -> ClaimResponse:
+        """Take an offered execution.
+
+        Raises:
+            ConflictError: it is not claimable (taken by another worker, finished, cancelled).
+        """
+        return await self.client.send(calls.claim(self.name, self.session_token, execution_id))
+
+    async def checkpoint(
+        self,
+        execution_id: str,
+        generation: int,
+        events: Sequence[EventRecord] = (),
+        output: OutputRecord | None = None,
+    ) -> CheckpointResponse:
+        """Store new events (idempotent by event id), and the output with the terminal event.
+
+        Raises:
+            ConflictError: ``generation`` is stale; abandon the execution.
+        """
+        call = calls.checkpoint(
+            self.name, self.session_token, execution_id, generation, events, output
+        )
+        return await self.client.send(call)
+
+    async def release(
+        self, execution_id: str, generation: int, reason: str | None = None
+    ) -> ReleaseResponse:
+        """Give an unfinished execution back to the queue (it replays elsewhere)."""
+        call = calls.release(self.name, self.session_token, execution_id, generation, reason)
+        return await self.client.send(call)
+
+    async def heartbeat(self, resources: WorkerResources | None = None) -> HeartbeatResponse:
+        """Report liveness (and optionally fresh resources)."""
+        return await self.client.send(calls.heartbeat(self.name, self.session_token, resources))
+
+    async def get_secrets(self, execution_id: str, names: Sequence[str]) -> dict[str, Any]:
+        """Secret values for a held execution.
+
+        Raises:
+            NotFoundError: a secret does not exist (``details['error_details']['missing']``).
+            ApiError: 403 when this worker does not hold the execution.
+        """
+        call = calls.get_secrets(self.name, self.session_token, execution_id, names)
+        return (await self.client.send(call)).secrets

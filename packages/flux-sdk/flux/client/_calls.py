@@ -1,0 +1,295 @@
+"""Every Flux HTTP endpoint as a :class:`Call`: the one place that builds URLs.
+
+A call is plain data (method, path, query, body, bearer token, how to read the answer); the sync
+and async clients only send it. Adding an endpoint (schedules, admin secrets, ...) means adding a
+builder here and one method to each client that sends it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+from pydantic import BaseModel, TypeAdapter
+
+from flux.errors import UsageError
+from flux.protocol import (
+    CancelMode,
+    CheckpointRequest,
+    CheckpointResponse,
+    ClaimResponse,
+    EventRecord,
+    ExecutionStatus,
+    HealthResponse,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    OutputRecord,
+    RegisterWorkerRequest,
+    RegisterWorkerResponse,
+    ReleaseRequest,
+    ReleaseResponse,
+    RunMode,
+    SecretsResponse,
+    WorkerInfo,
+    WorkerResources,
+    WorkflowDetail,
+    WorkflowSummary,
+)
+
+__all__ = ["Call", "StreamCall"]
+
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+_JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request and the reader of its answer's body."""
+
+    method: str
+    path: str
+    parse: Callable[[bytes], T]
+    params: Mapping[str, str] | None = None
+    content: bytes | None = None
+    content_type: str | None = None
+    files: Mapping[str, tuple[str, bytes, str]] | None = None
+    token: str | None = None
+    """Sent as ``Authorization: Bearer <token>``."""
+    wait: bool = False
+    """The server may hold the answer back (sync modes): no read timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCall:
+    """A request answered with Server-Sent Events."""
+
+    method: str
+    path: str
+    content: bytes | None = None
+    content_type: str | None = None
+    token: str | None = None
+
+
+def _seg(value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"expected a non-empty name or id, got {value!r}")
+    return quote(value, safe="")
+
+
+def _json_body(value: Any, what: str) -> bytes:
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:
+        raise UsageError(
+            f"the {what} must be JSON (dicts, lists, strings, numbers, booleans, None) to go "
+            f"over HTTP: {exc}"
+        ) from None
+
+
+def _model_body(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+def _model(cls: type[M]) -> Callable[[bytes], M]:
+    return cls.model_validate_json
+
+
+def _list(cls: type[M]) -> Callable[[bytes], list[M]]:
+    return TypeAdapter(list[cls]).validate_json  # type: ignore[valid-type]
+
+
+def _mode(mode: str, allowed: type[RunMode] | type[CancelMode]) -> str:
+    try:
+        return allowed(mode).value
+    except ValueError:
+        choices = ", ".join(repr(m.value) for m in allowed)
+        raise UsageError(f"unknown mode {mode!r}; use one of {choices}") from None
+
+
+# -- health --------------------------------------------------------------------------------------
+
+
+def health() -> Call[HealthResponse]:
+    return Call("GET", "/health", _model(HealthResponse))
+
+
+# -- workflows -----------------------------------------------------------------------------------
+
+
+def list_workflows() -> Call[list[WorkflowSummary]]:
+    return Call("GET", "/workflows", _list(WorkflowSummary))
+
+
+def get_workflow(name: str) -> Call[WorkflowDetail]:
+    return Call("GET", f"/workflows/{_seg(name)}", _model(WorkflowDetail))
+
+
+def register_workflows(source: bytes, filename: str) -> Call[list[WorkflowSummary]]:
+    return Call(
+        "POST",
+        "/workflows",
+        _list(WorkflowSummary),
+        files={"file": (filename, source, "text/x-python")},
+    )
+
+
+def run(name: str, input: Any, mode: str) -> Call[ExecutionStatus]:
+    mode = _mode(mode, RunMode)
+    if mode == RunMode.STREAM:
+        raise UsageError("mode 'stream' answers with events: use stream() instead of run()")
+    return Call(
+        "POST",
+        f"/workflows/{_seg(name)}/run/{mode}",
+        _model(ExecutionStatus),
+        content=_json_body(input, "workflow input"),
+        content_type=_JSON,
+        wait=mode == RunMode.SYNC,
+    )
+
+
+def resume(name: str, execution_id: str, input: Any, mode: str) -> Call[ExecutionStatus]:
+    mode = _mode(mode, RunMode)
+    if mode == RunMode.STREAM:
+        raise UsageError("mode 'stream' answers with events: use stream_resume() instead")
+    return Call(
+        "POST",
+        f"/workflows/{_seg(name)}/resume/{_seg(execution_id)}/{mode}",
+        _model(ExecutionStatus),
+        content=_json_body(input, "resume input"),
+        content_type=_JSON,
+        wait=mode == RunMode.SYNC,
+    )
+
+
+def run_stream(name: str, input: Any) -> StreamCall:
+    return StreamCall(
+        "POST",
+        f"/workflows/{_seg(name)}/run/stream",
+        content=_json_body(input, "workflow input"),
+        content_type=_JSON,
+    )
+
+
+def resume_stream(name: str, execution_id: str, input: Any) -> StreamCall:
+    return StreamCall(
+        "POST",
+        f"/workflows/{_seg(name)}/resume/{_seg(execution_id)}/stream",
+        content=_json_body(input, "resume input"),
+        content_type=_JSON,
+    )
+
+
+def status(name: str, execution_id: str, detailed: bool) -> Call[ExecutionStatus]:
+    return Call(
+        "GET",
+        f"/workflows/{_seg(name)}/status/{_seg(execution_id)}",
+        _model(ExecutionStatus),
+        params={"detailed": "true" if detailed else "false"},
+    )
+
+
+def cancel(name: str, execution_id: str, mode: str) -> Call[ExecutionStatus]:
+    mode = _mode(mode, CancelMode)
+    return Call(
+        "GET",
+        f"/workflows/{_seg(name)}/cancel/{_seg(execution_id)}",
+        _model(ExecutionStatus),
+        params={"mode": mode},
+        wait=mode == CancelMode.SYNC,
+    )
+
+
+# -- workers -------------------------------------------------------------------------------------
+
+
+def list_workers() -> Call[list[WorkerInfo]]:
+    return Call("GET", "/workers", _list(WorkerInfo))
+
+
+def register_worker(
+    request: RegisterWorkerRequest, bootstrap_token: str
+) -> Call[RegisterWorkerResponse]:
+    return Call(
+        "POST",
+        "/workers/register",
+        _model(RegisterWorkerResponse),
+        content=_model_body(request),
+        content_type=_JSON,
+        token=bootstrap_token,
+    )
+
+
+def connect(name: str, token: str) -> StreamCall:
+    return StreamCall("GET", f"/workers/{_seg(name)}/connect", token=token)
+
+
+def claim(name: str, token: str, execution_id: str) -> Call[ClaimResponse]:
+    return Call(
+        "POST",
+        f"/workers/{_seg(name)}/claim/{_seg(execution_id)}",
+        _model(ClaimResponse),
+        token=token,
+    )
+
+
+def checkpoint(
+    name: str,
+    token: str,
+    execution_id: str,
+    generation: int,
+    events: Sequence[EventRecord],
+    output: OutputRecord | None,
+) -> Call[CheckpointResponse]:
+    body = CheckpointRequest(generation=generation, events=list(events), output=output)
+    return Call(
+        "POST",
+        f"/workers/{_seg(name)}/checkpoint/{_seg(execution_id)}",
+        _model(CheckpointResponse),
+        content=_model_body(body),
+        content_type=_JSON,
+        token=token,
+    )
+
+
+def release(
+    name: str, token: str, execution_id: str, generation: int, reason: str | None
+) -> Call[ReleaseResponse]:
+    body = ReleaseRequest(generation=generation, reason=reason)
+    return Call(
+        "POST",
+        f"/workers/{_seg(name)}/release/{_seg(execution_id)}",
+        _model(ReleaseResponse),
+        content=_model_body(body),
+        content_type=_JSON,
+        token=token,
+    )
+
+
+def heartbeat(name: str, token: str, resources: WorkerResources | None) -> Call[HeartbeatResponse]:
+    return Call(
+        "POST",
+        f"/workers/{_seg(name)}/heartbeat",
+        _model(HeartbeatResponse),
+        content=_model_body(HeartbeatRequest(resources=resources)),
+        content_type=_JSON,
+        token=token,
+    )
+
+
+def get_secrets(
+    name: str, token: str, execution_id: str, names: Sequence[str]
+) -> Call[SecretsResponse]:
+    if isinstance(names, str):
+        raise UsageError(f"names must be a list of secret names, got the string {names!r}")
+    return Call(
+        "GET",
+        f"/workers/{_seg(name)}/secrets/{_seg(execution_id)}",
+        _model(SecretsResponse),
+        params={"names": ",".join(names)},
+        token=token,
+    )

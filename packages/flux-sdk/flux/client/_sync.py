@@ -1,0 +1,222 @@
+"""The blocking client: :class:`FluxClient` and a worker's :class:`WorkerChannel`.
+
+Same methods, arguments and errors as :mod:`flux.client._async`; see there for the details.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from os import PathLike
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from httpx_sse import connect_sse
+
+from flux.client import _calls as calls
+from flux.client._calls import Call, StreamCall
+from flux.client._http import base_headers, check_response, request_headers, unreachable
+from flux.protocol import (
+    CheckpointResponse,
+    ClaimResponse,
+    EventRecord,
+    ExecutionFrame,
+    ExecutionStatus,
+    HealthResponse,
+    HeartbeatResponse,
+    OutputRecord,
+    RegisterWorkerRequest,
+    RegisterWorkerResponse,
+    ReleaseResponse,
+    WorkerFrame,
+    WorkerInfo,
+    WorkerResources,
+    WorkflowDetail,
+    WorkflowSummary,
+    parse_execution_frame,
+    parse_worker_frame,
+)
+
+__all__ = ["FluxClient", "WorkerChannel"]
+
+T = TypeVar("T")
+F = TypeVar("F")
+
+
+class FluxClient:
+    """Typed blocking client for a Flux server (the CLI's). See :class:`AsyncFluxClient`."""
+
+    def __init__(
+        self,
+        base_url: str = "http://localhost:8000",
+        *,
+        timeout: float = 30.0,
+        headers: dict[str, str] | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self._timeout = timeout
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            headers=base_headers(headers),
+            transport=transport,
+        )
+
+    @property
+    def base_url(self) -> str:
+        return str(self._http.base_url)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def send(self, call: Call[T]) -> T:
+        """Send any :class:`Call` (the extension point for endpoints added later)."""
+        timeout = httpx.Timeout(self._timeout, read=None) if call.wait else httpx.USE_CLIENT_DEFAULT
+        try:
+            response = self._http.request(
+                call.method,
+                call.path,
+                params=call.params,
+                content=call.content,
+                files=call.files,
+                headers=request_headers(call.token, call.content_type),
+                timeout=timeout,
+            )
+        except httpx.TransportError as exc:
+            raise unreachable(exc, self._http.base_url) from exc
+        check_response(response)
+        return call.parse(response.content)
+
+    def events(self, call: StreamCall, parse: Callable[[str, str], F | None]) -> Iterator[F]:
+        """Send a streaming call and yield each Server-Sent Event ``parse`` recognises."""
+        try:
+            with connect_sse(
+                self._http,
+                call.method,
+                call.path,
+                content=call.content,
+                headers=request_headers(call.token, call.content_type),
+                timeout=httpx.Timeout(self._timeout, read=None),
+            ) as source:
+                response = source.response
+                if response.status_code >= 400:
+                    response.read()
+                check_response(response)
+                for sse in source.iter_sse():
+                    frame = parse(sse.event, sse.data)
+                    if frame is not None:
+                        yield frame
+        except httpx.TransportError as exc:
+            raise unreachable(exc, self._http.base_url) from exc
+
+    # -- health --------------------------------------------------------------------------------
+
+    def health(self) -> HealthResponse:
+        return self.send(calls.health())
+
+    # -- workflows -----------------------------------------------------------------------------
+
+    def list_workflows(self) -> list[WorkflowSummary]:
+        return self.send(calls.list_workflows())
+
+    def get_workflow(self, name: str) -> WorkflowDetail:
+        return self.send(calls.get_workflow(name))
+
+    def register_workflows(
+        self, source: str | PathLike[str] | bytes, *, filename: str | None = None
+    ) -> list[WorkflowSummary]:
+        if isinstance(source, bytes):
+            content, name = source, filename or "workflows.py"
+        else:
+            path = Path(source)
+            content, name = path.read_bytes(), filename or path.name
+        return self.send(calls.register_workflows(content, name))
+
+    def run(self, name: str, input: Any = None, *, mode: str = "async") -> ExecutionStatus:
+        return self.send(calls.run(name, input, mode))
+
+    def stream(self, name: str, input: Any = None) -> Iterator[ExecutionFrame]:
+        return self.events(calls.run_stream(name, input), parse_execution_frame)
+
+    def resume(
+        self, name: str, execution_id: str, input: Any = None, *, mode: str = "async"
+    ) -> ExecutionStatus:
+        return self.send(calls.resume(name, execution_id, input, mode))
+
+    def stream_resume(
+        self, name: str, execution_id: str, input: Any = None
+    ) -> Iterator[ExecutionFrame]:
+        return self.events(calls.resume_stream(name, execution_id, input), parse_execution_frame)
+
+    def status(self, name: str, execution_id: str, *, detailed: bool = False) -> ExecutionStatus:
+        return self.send(calls.status(name, execution_id, detailed))
+
+    def cancel(self, name: str, execution_id: str, *, mode: str = "async") -> ExecutionStatus:
+        return self.send(calls.cancel(name, execution_id, mode))
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def list_workers(self) -> list[WorkerInfo]:
+        return self.send(calls.list_workers())
+
+    def register_worker(
+        self, request: RegisterWorkerRequest, *, bootstrap_token: str
+    ) -> RegisterWorkerResponse:
+        return self.send(calls.register_worker(request, bootstrap_token))
+
+    def worker(self, name: str, session_token: str) -> WorkerChannel:
+        return WorkerChannel(self, name, session_token)
+
+
+class WorkerChannel:
+    """Blocking twin of :class:`flux.client.AsyncWorkerChannel`."""
+
+    def __init__(self, client: FluxClient, name: str, session_token: str) -> None:
+        self.client = client
+        self.name = name
+        self.session_token = session_token
+
+    def connect(self) -> Iterator[WorkerFrame]:
+        return self.client.events(calls.connect(self.name, self.session_token), parse_worker_frame)
+
+    def claim(self, execution_id: str) -> ClaimResponse:
+        return self.client.send(calls.claim(self.name, self.session_token, execution_id))
+
+    def checkpoint(
+        self,
+        execution_id: str,
+        generation: int,
+        events: Sequence[EventRecord] = (),
+        output: OutputRecord | None = None,
+    ) -> CheckpointResponse:
+        call = calls.checkpoint(
+            self.name, self.session_token, execution_id, generation, events, output
+        )
+        return self.client.send(call)
+
+    def release(
+        self, execution_id: str, generation: int, reason: str | None = None
+    ) -> ReleaseResponse:
+        call = calls.release(self.name, self.session_token, execution_id, generation, reason)
+        return self.client.send(call)
+
+    def heartbeat(self, resources: WorkerResources | None = None) -> HeartbeatResponse:
+        return self.client.send(calls.heartbeat(self.name, self.session_token, resources))
+
+    def get_secrets(self, execution_id: str, names: Sequence[str]) -> dict[str, Any]:
+        call = calls.get_secrets(self.name, self.session_token, execution_id, names)
+        return self.client.send(call).secrets

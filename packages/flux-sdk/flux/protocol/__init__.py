@@ -1,0 +1,134 @@
+"""The Flux wire protocol, version 1: every request, response and SSE frame between the server,
+its workers and its clients.
+
+One module per resource (``workflows``, ``executions``, ``workers``, ``claims``, ``frames``,
+``events``, ``health``, ``errors``) plus ``version``. Readers ignore fields they do not know;
+writers building a model with an unknown field get ``TypeError``.
+
+The JSON schema of every model is pinned by ``tests/sdk/protocol_schema.json``; after a
+deliberate protocol change, regenerate it with::
+
+    python -m flux.protocol > tests/sdk/protocol_schema.json
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from flux.protocol._base import UtcDateTime, WireModel
+from flux.protocol.claims import (
+    CheckpointRequest,
+    CheckpointResponse,
+    ClaimResponse,
+    ReleaseRequest,
+    ReleaseResponse,
+    SecretsResponse,
+)
+from flux.protocol.errors import ErrorBody
+from flux.protocol.events import EventRecord, OutputRecord
+from flux.protocol.executions import CancelMode, ExecutionStatus, RunMode
+from flux.protocol.frames import (
+    EXECUTION_FRAME_STATES,
+    ConnectedFrame,
+    ExecutionCancelledFrame,
+    ExecutionFrame,
+    ExecutionScheduledFrame,
+    KeepaliveFrame,
+    WorkerFrame,
+    execution_frame_event,
+    parse_execution_frame,
+    parse_worker_frame,
+)
+from flux.protocol.health import HealthResponse
+from flux.protocol.version import PROTOCOL_HEADER, PROTOCOL_VERSION, check_compatible, major_of
+from flux.protocol.workers import (
+    WORKER_NAME_PATTERN,
+    GpuInfo,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    PackageInfo,
+    RegisterWorkerRequest,
+    RegisterWorkerResponse,
+    WorkerInfo,
+    WorkerResources,
+    WorkerRuntime,
+)
+from flux.protocol.workflows import (
+    ResourceRequest,
+    WorkflowDetail,
+    WorkflowOptions,
+    WorkflowSummary,
+    WorkflowVersion,
+    parse_size,
+)
+
+__all__ = [
+    "EXECUTION_FRAME_STATES",
+    "PROTOCOL_HEADER",
+    "PROTOCOL_VERSION",
+    "WORKER_NAME_PATTERN",
+    "CancelMode",
+    "CheckpointRequest",
+    "CheckpointResponse",
+    "ClaimResponse",
+    "ConnectedFrame",
+    "ErrorBody",
+    "EventRecord",
+    "ExecutionCancelledFrame",
+    "ExecutionFrame",
+    "ExecutionScheduledFrame",
+    "ExecutionStatus",
+    "GpuInfo",
+    "HealthResponse",
+    "HeartbeatRequest",
+    "HeartbeatResponse",
+    "KeepaliveFrame",
+    "OutputRecord",
+    "PackageInfo",
+    "RegisterWorkerRequest",
+    "RegisterWorkerResponse",
+    "ReleaseRequest",
+    "ReleaseResponse",
+    "ResourceRequest",
+    "RunMode",
+    "SecretsResponse",
+    "UtcDateTime",
+    "WireModel",
+    "WorkerFrame",
+    "WorkerInfo",
+    "WorkerResources",
+    "WorkerRuntime",
+    "WorkflowDetail",
+    "WorkflowOptions",
+    "WorkflowSummary",
+    "WorkflowVersion",
+    "check_compatible",
+    "execution_frame_event",
+    "json_schema",
+    "major_of",
+    "parse_execution_frame",
+    "parse_size",
+    "parse_worker_frame",
+]
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of every wire model, keyed by model name, plus the protocol version.
+
+    This is what ``tests/sdk/protocol_schema.json`` pins.
+    """
+    models = sorted(
+        (obj for obj in globals().values() if isinstance(obj, type) and issubclass(obj, WireModel)),
+        key=lambda cls: cls.__name__,
+    )
+    return {
+        "protocol_version": PROTOCOL_VERSION,
+        "header": PROTOCOL_HEADER,
+        "models": {
+            cls.__name__: cls.model_json_schema(mode="validation")
+            for cls in models
+            if cls is not WireModel and issubclass(cls, BaseModel)
+        },
+    }

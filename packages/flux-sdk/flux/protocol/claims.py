@@ -1,0 +1,82 @@
+"""Claiming, checkpointing and releasing an execution: the worker's side of the work.
+
+Fencing: a claim returns a ``generation``. Every checkpoint and release carries it; once the
+execution has been claimed again (by anyone, after a heartbeat expiry, a release or a resume),
+the old generation gets HTTP 409 and the worker must abandon its copy without further writes.
+
+- ``POST /workers/{name}/claim/{execution_id}`` -> :class:`ClaimResponse`; 409 when it is not
+  claimable (someone else has it, it finished, it was cancelled).
+- ``POST /workers/{name}/checkpoint/{execution_id}`` with :class:`CheckpointRequest` ->
+  :class:`CheckpointResponse` once committed. Send only events not acknowledged before; resending
+  an event (same ``id``) is harmless. The execution's state follows the last workflow-level event
+  (``WORKFLOW_STARTED``/``RESUMED`` -> RUNNING, ``PAUSED``, ``COMPLETED``, ``FAILED``,
+  ``CANCELLED``); a terminal or paused state ends the worker's hold.
+- ``POST /workers/{name}/release/{execution_id}`` with :class:`ReleaseRequest` ->
+  :class:`ReleaseResponse`: give an unfinished execution back to the queue (draining).
+- ``GET /workers/{name}/secrets/{execution_id}?names=A,B`` -> :class:`SecretsResponse`, only for
+  an execution the worker holds (403 otherwise; 404 naming missing secrets).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from flux.domain import ExecutionState
+from flux.protocol._base import WireModel
+from flux.protocol.events import EventRecord, OutputRecord
+
+__all__ = [
+    "CheckpointRequest",
+    "CheckpointResponse",
+    "ClaimResponse",
+    "ReleaseRequest",
+    "ReleaseResponse",
+    "SecretsResponse",
+]
+
+
+class ClaimResponse(WireModel):
+    """Everything needed to (re)play the execution from the top."""
+
+    execution_id: str
+    generation: int
+    workflow_id: str
+    workflow_name: str
+    workflow_version: int
+    source: str
+    """The Python source of the registered file that defines the workflow."""
+    source_hash: str
+    input: str | None
+    """base64 of ``flux.serialization.dumps(input)`` (JSON format for inputs sent over HTTP)."""
+    events: list[EventRecord]
+    """The full history so far, oldest first (empty for a fresh run)."""
+    state: ExecutionState
+
+
+class CheckpointRequest(WireModel):
+    generation: int
+    events: list[EventRecord] = Field(default_factory=list, max_length=100_000)
+    output: OutputRecord | None = None
+    """The workflow's output; sent with the terminal event (else that event's value is used)."""
+
+
+class CheckpointResponse(WireModel):
+    acknowledged: int
+    """How many of the request's events are now stored (duplicates included)."""
+    state: ExecutionState
+
+
+class ReleaseRequest(WireModel):
+    generation: int
+    reason: str | None = None
+
+
+class ReleaseResponse(WireModel):
+    state: ExecutionState
+
+
+class SecretsResponse(WireModel):
+    secrets: dict[str, Any]
+    """Secret values by name (any JSON value, usually a string)."""

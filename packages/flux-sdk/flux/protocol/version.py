@@ -1,0 +1,48 @@
+"""The protocol version and the header that carries it.
+
+Every request a Flux client or worker sends carries ``X-Flux-Protocol: <major>.<minor>``; the
+server answers with its own version in the same header. Peers with the same major version
+understand each other (minor versions only add optional fields, which readers ignore when they
+do not know them). A major mismatch is refused with HTTP 426.
+"""
+
+from __future__ import annotations
+
+from flux.errors import ProtocolError
+
+__all__ = ["PROTOCOL_HEADER", "PROTOCOL_VERSION", "check_compatible", "major_of"]
+
+PROTOCOL_VERSION = "1.0"
+PROTOCOL_HEADER = "X-Flux-Protocol"
+
+
+def major_of(version: str) -> int:
+    """The major part of ``"<major>.<minor>"``.
+
+    Raises:
+        ProtocolError: ``version`` is not of that form.
+    """
+    head = version.strip().split(".", 1)[0]
+    if not head.isdigit():
+        raise ProtocolError(
+            f"unreadable protocol version {version!r}; expected '<major>.<minor>' "
+            f"such as {PROTOCOL_VERSION!r}",
+            peer_version=version,
+            protocol_version=PROTOCOL_VERSION,
+        )
+    return int(head)
+
+
+def check_compatible(peer_version: str, *, peer: str = "peer") -> None:
+    """Accept ``peer_version`` when its major version equals ours.
+
+    Raises:
+        ProtocolError: the major versions differ; the message names both versions.
+    """
+    if major_of(peer_version) != major_of(PROTOCOL_VERSION):
+        raise ProtocolError(
+            f"the {peer} speaks Flux protocol {peer_version} but this side speaks "
+            f"{PROTOCOL_VERSION}; upgrade the older of the two so their major versions match",
+            peer_version=peer_version,
+            protocol_version=PROTOCOL_VERSION,
+        )

@@ -1,0 +1,107 @@
+"""Workers: registration, liveness and what the server knows about each worker.
+
+``POST /workers/register`` (``Authorization: Bearer <bootstrap token>``) takes a
+:class:`RegisterWorkerRequest` and returns a :class:`RegisterWorkerResponse` whose
+``session_token`` authenticates every later call of that worker (``Bearer <session token>``).
+Registering again under the same name starts a new session: the old token stops working and
+executions the name held go back to the queue.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from flux.protocol._base import UtcDateTime, WireModel
+
+__all__ = [
+    "WORKER_NAME_PATTERN",
+    "GpuInfo",
+    "HeartbeatRequest",
+    "HeartbeatResponse",
+    "PackageInfo",
+    "RegisterWorkerRequest",
+    "RegisterWorkerResponse",
+    "WorkerInfo",
+    "WorkerResources",
+    "WorkerRuntime",
+]
+
+WORKER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
+
+
+class GpuInfo(WireModel):
+    name: str
+    memory_total: int = 0
+    memory_free: int = 0
+
+
+class WorkerResources(WireModel):
+    """What the worker's machine has (bytes for sizes, percent for ``cpu_percent``)."""
+
+    cpu_count: int = 0
+    cpu_percent: float = 0.0
+    memory_total: int = 0
+    memory_available: int = 0
+    disk_total: int = 0
+    disk_free: int = 0
+    gpus: list[GpuInfo] = []
+
+
+class WorkerRuntime(WireModel):
+    os: str = ""
+    os_release: str = ""
+    python_version: str = ""
+    hostname: str = ""
+    flux_version: str = ""
+
+
+class PackageInfo(WireModel):
+    name: str
+    version: str
+
+
+class RegisterWorkerRequest(WireModel):
+    name: str = Field(pattern=WORKER_NAME_PATTERN)
+    runtime: WorkerRuntime = WorkerRuntime()
+    resources: WorkerResources = WorkerResources()
+    packages: list[PackageInfo] = []
+    capacity: int = Field(default=1, ge=1, le=100_000)
+    """How many executions this worker runs at once."""
+
+
+class RegisterWorkerResponse(WireModel):
+    name: str
+    session_token: str
+    """Send as ``Authorization: Bearer <session_token>`` on every worker call."""
+    heartbeat_interval: float
+    """Seconds between ``POST /workers/{name}/heartbeat`` calls."""
+    protocol_version: str
+
+
+class HeartbeatRequest(WireModel):
+    """Optionally refreshed resources (free memory, disk, GPU memory change over time)."""
+
+    resources: WorkerResources | None = None
+
+
+class HeartbeatResponse(WireModel):
+    heartbeat_interval: float
+    held: list[str] = []
+    """Executions the server records as held by this worker. One the worker runs that is missing
+    here was taken away (fenced): the worker should abandon its copy."""
+    cancelling: list[str] = []
+    """Held executions whose cancellation was requested (a repeat of ``execution.cancelled``)."""
+
+
+class WorkerInfo(WireModel):
+    """``GET /workers``: one registered worker."""
+
+    name: str
+    connected: bool
+    last_heartbeat: UtcDateTime | None = None
+    capacity: int
+    running: int = 0
+    """Executions it holds now."""
+    runtime: WorkerRuntime = WorkerRuntime()
+    resources: WorkerResources = WorkerResources()
+    packages: list[PackageInfo] = []

@@ -1,0 +1,121 @@
+"""Registered workflows: ``POST /workflows``, ``GET /workflows``, ``GET /workflows/{name}``."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from flux.protocol._base import UtcDateTime, WireModel
+
+__all__ = [
+    "ResourceRequest",
+    "WorkflowDetail",
+    "WorkflowOptions",
+    "WorkflowSummary",
+    "WorkflowVersion",
+    "parse_size",
+]
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "ki": 2**10,
+    "kib": 2**10,
+    "mi": 2**20,
+    "mib": 2**20,
+    "gi": 2**30,
+    "gib": 2**30,
+    "ti": 2**40,
+    "tib": 2**40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(value: int | float | str) -> int:
+    """Bytes in ``value``: an integer, or text such as ``"4Gi"``, ``"512Mi"``, ``"2GB"``.
+
+    Raises:
+        ValueError: the text is not a size.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"a size cannot be negative: {value!r}")
+        return int(value)
+    match = _SIZE.match(value)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in _UNITS:
+        raise ValueError(
+            f"not a size: {value!r}; use bytes or a unit such as '4Gi', '512Mi', '2GB'"
+        )
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+class ResourceRequest(WireModel):
+    """What one execution of a workflow needs from a worker; ``None`` means no requirement.
+
+    ``memory`` and ``disk`` are bytes (text such as ``"4Gi"`` is accepted and converted).
+    """
+
+    cpu: float | None = Field(default=None, ge=0)
+    memory: int | None = Field(default=None, ge=0)
+    gpu: int | None = Field(default=None, ge=0)
+    disk: int | None = Field(default=None, ge=0)
+
+    @field_validator("memory", "disk", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        return value if value is None else parse_size(value)
+
+    def is_empty(self) -> bool:
+        return not (self.cpu or self.memory or self.gpu or self.disk)
+
+
+class WorkflowOptions(WireModel):
+    """Options read statically from the workflow's decorator.
+
+    ``schedule`` is the schedule's config (``flux.schedules.Schedule.to_config()``);
+    ``settings`` holds the other literal options (``retry_max_attempts``, ``timeout``, ...); an
+    option whose value is not a literal is kept as its source text.
+    """
+
+    schedule: dict[str, Any] | None = None
+    secret_requests: list[str] = []
+    requests: ResourceRequest | None = None
+    settings: dict[str, Any] = {}
+
+
+class WorkflowVersion(WireModel):
+    id: str
+    version: int
+    source_hash: str
+    created_at: UtcDateTime
+
+
+class WorkflowSummary(WireModel):
+    """One version of a workflow (the latest, in listings)."""
+
+    id: str
+    name: str
+    version: int
+    source_hash: str
+    options: WorkflowOptions = WorkflowOptions()
+    created_at: UtcDateTime
+
+
+class WorkflowDetail(WorkflowSummary):
+    """The latest version with its source, and every version of the workflow, oldest first."""
+
+    source: str
+    versions: list[WorkflowVersion] = []
