@@ -1,0 +1,86 @@
+"""``flux-server``: serve the API, or ``flux-server db upgrade`` to migrate the database.
+
+Settings come from ``flux.config`` (``flux.toml``, ``FLUX_*``); the options override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from flux.errors import FluxError
+
+from flux_server.options import ServerOptions
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flux-server", description=__doc__)
+    parser.add_argument("--host", help="bind address (default: server_host, 'localhost')")
+    parser.add_argument("--port", type=int, help="port (default: server_port, 8000)")
+    parser.add_argument("--database-url", help="default: database_url, sqlite:///.flux/flux.db")
+    parser.add_argument("--log-level", default=None, help="default: log_level, INFO")
+    commands = parser.add_subparsers(dest="command")
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply the schema migrations and exit")
+    upgrade.add_argument("--database-url", dest="db_url", help="default: database_url")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        from flux.config import Configuration
+
+        settings = Configuration.get().settings
+        level = (args.log_level or settings.log_level).upper()
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        overrides: dict[str, object] = {}
+        if args.host:
+            overrides["host"] = args.host
+        if args.port is not None:
+            overrides["port"] = args.port
+        url = getattr(args, "db_url", None) or args.database_url
+        if url:
+            overrides["database_url"] = url
+        options = ServerOptions.from_settings(settings, **overrides)
+        if args.command == "db":
+            return _upgrade(options)
+        return _serve(options, level)
+    except FluxError as exc:
+        print(f"flux-server: {exc}", file=sys.stderr)
+        return 2
+
+
+def _upgrade(options: ServerOptions) -> int:
+    from flux_server.db import Database, upgrade
+
+    async def run() -> None:
+        db = Database(options.database_url)
+        try:
+            await upgrade(db)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    print(f"database at {options.database_url} is up to date")
+    return 0
+
+
+def _serve(options: ServerOptions, level: str) -> int:
+    import uvicorn
+
+    from flux_server.app import create_app
+
+    app = create_app(options)
+    uvicorn.run(app, host=options.host, port=options.port, log_level=level.lower())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

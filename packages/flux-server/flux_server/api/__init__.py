@@ -1,0 +1,18 @@
+"""HTTP routers, one per resource. No SQL here: routes call the stores on the runtime.
+
+To add a resource (schedules, admin secrets), write its router module and append it to
+:data:`ROUTERS`.
+"""
+
+from fastapi import APIRouter
+
+from flux_server.api import executions, health, workers, workflows
+
+__all__ = ["ROUTERS"]
+
+ROUTERS: list[APIRouter] = [
+    health.router,
+    workflows.router,
+    executions.router,
+    workers.router,
+]

@@ -1,0 +1,194 @@
+"""``/workflows/{name}/run|resume|status|cancel``: executions as clients drive them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from fastapi import APIRouter, Query, Request
+from flux.domain import FINISHED_STATES, ExecutionState
+from flux.errors import UsageError
+from flux.protocol import (
+    EXECUTION_FRAME_STATES,
+    CancelMode,
+    ExecutionFrame,
+    ExecutionStatus,
+    RunMode,
+)
+from starlette.responses import Response
+
+from flux_server.api.deps import JSON_BODY, RuntimeDep, json_body, model_response
+from flux_server.runtime import Runtime
+from flux_server.sse import event_stream, frame
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/workflows", tags=["executions"])
+
+_RECHECK = 5.0
+"""Seconds between re-reads while waiting, in case a wake-up from a replica was missed."""
+_STREAM = {200: {"content": {"text/event-stream": {}}, "description": "stream mode: SSE frames"}}
+
+
+def _settled(state: ExecutionState) -> bool:
+    return state in FINISHED_STATES or state == ExecutionState.PAUSED
+
+
+def _finished(state: ExecutionState) -> bool:
+    return state in FINISHED_STATES
+
+
+def _run_mode(mode: str) -> RunMode:
+    try:
+        return RunMode(mode)
+    except ValueError:
+        raise UsageError(
+            f"unknown mode {mode!r}; use one of {', '.join(m.value for m in RunMode)}"
+        ) from None
+
+
+@router.post(
+    "/{name}/run/{mode}",
+    response_model=ExecutionStatus,
+    openapi_extra=JSON_BODY,
+    responses=_STREAM,
+)
+async def run_workflow(
+    name: str, mode: str, request: Request, runtime: RuntimeDep, detailed: bool = False
+) -> Response:
+    """Start the latest version of ``name``; the JSON body is its input.
+
+    ``async`` answers at once, ``sync`` when it finishes or pauses (or after the sync timeout),
+    ``stream`` with a Server-Sent Event per state change.
+    """
+    run_mode = _run_mode(mode)
+    value = await json_body(request)
+    workflow = await runtime.workflows.latest(name)
+    status = await runtime.executions.create(workflow, value)
+    return await _answer(runtime, status, run_mode, detailed)
+
+
+@router.post(
+    "/{name}/resume/{execution_id}/{mode}",
+    response_model=ExecutionStatus,
+    openapi_extra=JSON_BODY,
+    responses=_STREAM,
+)
+async def resume_execution(
+    name: str,
+    execution_id: str,
+    mode: str,
+    request: Request,
+    runtime: RuntimeDep,
+    detailed: bool = False,
+) -> Response:
+    """Resume a PAUSED execution; the JSON body is what the workflow's ``pause()`` returns.
+
+    409 when the execution is not paused.
+    """
+    run_mode = _run_mode(mode)
+    value = await json_body(request)
+    status = await runtime.executions.resume(name, execution_id, value)
+    return await _answer(runtime, status, run_mode, detailed)
+
+
+@router.get("/{name}/status/{execution_id}", response_model=ExecutionStatus)
+async def execution_status(
+    name: str, execution_id: str, runtime: RuntimeDep, detailed: bool = False
+) -> Response:
+    """The execution's state, input and output; ``detailed=true`` adds its events."""
+    return model_response(await runtime.executions.status(execution_id, name, detailed=detailed))
+
+
+@router.get("/{name}/cancel/{execution_id}", response_model=ExecutionStatus)
+async def cancel_execution(
+    name: str,
+    execution_id: str,
+    runtime: RuntimeDep,
+    mode: str = Query("async", description="sync waits until the execution has finished"),
+) -> Response:
+    """Cancel: at once when no worker runs it, else by asking its worker (CANCELLING).
+
+    409 when it has already finished.
+    """
+    try:
+        cancel_mode = CancelMode(mode)
+    except ValueError:
+        raise UsageError(f"unknown mode {mode!r}; use 'sync' or 'async'") from None
+    status = await runtime.executions.cancel(name, execution_id)
+    if cancel_mode == CancelMode.SYNC and not _finished(status.state):
+        status = await _wait(runtime, execution_id, name, _finished)
+    return model_response(status)
+
+
+async def _answer(
+    runtime: Runtime, status: ExecutionStatus, mode: RunMode, detailed: bool
+) -> Response:
+    if mode == RunMode.STREAM:
+        return event_stream(
+            _frames(runtime, status.execution_id, status.workflow_name),
+            headers={"X-Flux-Execution-Id": status.execution_id},
+        )
+    if mode == RunMode.SYNC:
+        status = await _wait(runtime, status.execution_id, status.workflow_name, _settled)
+    if detailed:
+        status = await runtime.executions.status(status.execution_id, detailed=True)
+    return model_response(status)
+
+
+async def _wait(
+    runtime: Runtime, execution_id: str, name: str, done: Callable[[ExecutionState], bool]
+) -> ExecutionStatus:
+    """Wait until ``done(state)`` or the sync timeout; the status at that moment."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + runtime.options.sync_timeout
+    with runtime.watchers.watch(execution_id) as changed:
+        while True:
+            changed.clear()
+            status = await runtime.executions.status(execution_id, name)
+            remaining = deadline - loop.time()
+            if done(status.state) or remaining <= 0:
+                return status
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), min(remaining, _RECHECK))
+
+
+async def _frames(runtime: Runtime, execution_id: str, name: str) -> AsyncIterator[bytes]:
+    """One frame per state change until the execution finishes or pauses.
+
+    A state passed through between two looks is not reported, except that a completed or
+    paused execution is always preceded by ``running``. Closing the stream only stops it.
+    """
+    sent: ExecutionState | None = None
+    ran = False
+    keepalive = runtime.options.sse_keepalive
+    with runtime.watchers.watch(execution_id) as changed:
+        while True:
+            changed.clear()
+            status = await runtime.executions.status(execution_id, name)
+            state = status.state
+            if state in (ExecutionState.PAUSED, ExecutionState.COMPLETED) and not ran:
+                state_ = ExecutionState.RUNNING
+                yield _frame(status, state_)
+                sent, ran = state_, True
+            if state != sent and state in EXECUTION_FRAME_STATES:
+                yield _frame(status, state)
+                sent = state
+                ran = ran or state == ExecutionState.RUNNING
+            if _settled(state):
+                return
+            try:
+                await asyncio.wait_for(changed.wait(), min(keepalive, _RECHECK))
+            except TimeoutError:
+                yield b": keepalive\n\n"
+
+
+def _frame(status: ExecutionStatus, state: ExecutionState) -> bytes:
+    data = ExecutionFrame(
+        execution_id=status.execution_id,
+        state=state,
+        output=status.output if state in FINISHED_STATES else None,
+        timestamp=status.updated_at,
+    )
+    return frame(EXECUTION_FRAME_STATES[state], data)

@@ -1,0 +1,169 @@
+"""``/workers``: registration, the worker stream, claims, checkpoints, heartbeats, secrets.
+
+Every ``/workers/{name}/...`` call needs ``Authorization: Bearer <session token>`` of that
+worker (401 otherwise, 403 with another worker's token).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Depends, Query, Request
+from flux.domain import utcnow
+from flux.errors import ApiError
+from flux.protocol import (
+    PROTOCOL_VERSION,
+    CheckpointRequest,
+    CheckpointResponse,
+    ClaimResponse,
+    ConnectedFrame,
+    HeartbeatRequest,
+    HeartbeatResponse,
+    KeepaliveFrame,
+    RegisterWorkerRequest,
+    RegisterWorkerResponse,
+    ReleaseRequest,
+    ReleaseResponse,
+    SecretsResponse,
+    WorkerInfo,
+    WorkerResources,
+)
+from starlette.responses import Response
+
+from flux_server.api.deps import RuntimeDep, WorkerName, model_response
+from flux_server.auth import hash_token, new_token
+from flux_server.hub import Connection
+from flux_server.runtime import Runtime
+from flux_server.sse import event_stream, frame
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/workers", tags=["workers"])
+
+
+async def _bootstrap(request: Request) -> None:
+    runtime: Runtime = request.app.state.runtime
+    runtime.authenticator.check_bootstrap(request.headers.get("authorization"))
+
+
+@router.get("", response_model=list[WorkerInfo])
+async def list_workers(runtime: RuntimeDep) -> list[WorkerInfo]:
+    """Every registered worker, its resources and how many executions it holds."""
+    return await runtime.workers.list()
+
+
+@router.post("/register", response_model=RegisterWorkerResponse, dependencies=[Depends(_bootstrap)])
+async def register_worker(body: RegisterWorkerRequest, runtime: RuntimeDep) -> Response:
+    """Start a worker session (``Authorization: Bearer <bootstrap token>``).
+
+    Registering a name again ends its previous session: the old token stops working and the
+    executions it held go back to the queue.
+    """
+    token = new_token()
+    await runtime.workers.register(body, hash_token(token))
+    runtime.hub.close(body.name)
+    return model_response(
+        RegisterWorkerResponse(
+            name=body.name,
+            session_token=token,
+            heartbeat_interval=runtime.options.heartbeat_interval,
+            protocol_version=PROTOCOL_VERSION,
+        )
+    )
+
+
+@router.get("/{name}/connect", responses={200: {"content": {"text/event-stream": {}}}})
+async def connect(name: WorkerName, runtime: RuntimeDep) -> Response:
+    """The worker's Server-Sent Event stream (see ``flux.protocol.frames``)."""
+    record = await runtime.workers.get(name)
+    if record is None:  # deleted between authentication and now
+        raise ApiError(f"worker {name!r} is not registered; register it again", 401)
+    await runtime.workers.heartbeat(name, None)
+    return event_stream(_worker_frames(runtime, name, record.capacity, record.resources))
+
+
+async def _worker_frames(
+    runtime: Runtime, name: str, capacity: int, resources: WorkerResources
+) -> AsyncIterator[bytes]:
+    conn: Connection = runtime.hub.attach(name, capacity, resources)
+    runtime.dispatcher.wake()
+    keepalive = runtime.options.sse_keepalive
+    try:
+        hello = ConnectedFrame(
+            name=name, heartbeat_interval=runtime.options.heartbeat_interval, server_time=utcnow()
+        )
+        yield frame(ConnectedFrame.EVENT, hello)
+        while True:
+            try:
+                data = await asyncio.wait_for(conn.queue.get(), keepalive)
+            except TimeoutError:
+                yield frame(KeepaliveFrame.EVENT, KeepaliveFrame(time=utcnow()))
+                continue
+            if data is None:  # replaced by a newer connection, or declared dead
+                return
+            yield data
+    finally:
+        if runtime.hub.detach(conn):
+            runtime.chore(runtime.executions.withdraw_offers(name))
+
+
+@router.post("/{name}/claim/{execution_id}", response_model=ClaimResponse)
+async def claim(name: WorkerName, execution_id: str, runtime: RuntimeDep) -> Response:
+    """Take an execution; the answer holds everything needed to replay it. 409 when it is not
+    claimable (another worker has it, or it finished or was cancelled)."""
+    return model_response(await runtime.executions.claim(name, execution_id))
+
+
+@router.post("/{name}/checkpoint/{execution_id}", response_model=CheckpointResponse)
+async def checkpoint(
+    name: WorkerName, execution_id: str, body: CheckpointRequest, runtime: RuntimeDep
+) -> Response:
+    """Store new events (idempotent by id) and the output; answered after commit. 409 for a
+    stale generation: the worker must abandon its copy."""
+    return model_response(await runtime.executions.checkpoint(name, execution_id, body))
+
+
+@router.post("/{name}/release/{execution_id}", response_model=ReleaseResponse)
+async def release(
+    name: WorkerName, execution_id: str, body: ReleaseRequest, runtime: RuntimeDep
+) -> Response:
+    """Give a held execution back to the queue."""
+    return model_response(await runtime.executions.release(name, execution_id, body))
+
+
+@router.post("/{name}/heartbeat", response_model=HeartbeatResponse)
+async def heartbeat(
+    name: WorkerName, runtime: RuntimeDep, body: HeartbeatRequest | None = None
+) -> Response:
+    """Liveness; the answer lists what the server believes this worker holds."""
+    resources = body.resources if body is not None else None
+    await runtime.workers.heartbeat(name, resources)
+    if resources is not None:
+        runtime.hub.update_resources(name, resources)
+    held, cancelling = await runtime.executions.held_by(name)
+    return model_response(
+        HeartbeatResponse(
+            heartbeat_interval=runtime.options.heartbeat_interval,
+            held=held,
+            cancelling=cancelling,
+        )
+    )
+
+
+@router.get("/{name}/secrets/{execution_id}", response_model=SecretsResponse)
+async def secrets(
+    name: WorkerName,
+    execution_id: str,
+    runtime: RuntimeDep,
+    names: str = Query("", description="Comma-separated secret names"),
+) -> Response:
+    """Secret values for an execution this worker holds (403 otherwise)."""
+    if not await runtime.executions.holds(name, execution_id):
+        raise ApiError(
+            f"worker {name!r} does not hold execution {execution_id!r}; secrets are only given "
+            "to the worker running it",
+            403,
+        )
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    return model_response(SecretsResponse(secrets=await runtime.secrets.get_many(wanted)))

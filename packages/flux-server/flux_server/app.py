@@ -1,0 +1,69 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from flux_server.api import ROUTERS
+from flux_server.db.engine import async_url
+from flux_server.errors import install_error_handlers
+from flux_server.guard import GuardMiddleware
+from flux_server.options import ServerOptions
+from flux_server.runtime import Runtime
+
+if TYPE_CHECKING:
+    from flux.config import FluxSettings
+
+__all__ = ["create_app"]
+
+try:
+    _VERSION = version("flux-server")
+except PackageNotFoundError:  # running from a source tree without metadata
+    _VERSION = "0+unknown"
+
+
+def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
+    """A Flux server application.
+
+    Args:
+        settings: Flux settings (default: ``flux.config.Configuration.get().settings``) or
+            ready :class:`ServerOptions`.
+
+    Starting it (its lifespan) migrates the database, loads or creates the bootstrap token and
+    starts the dispatcher and the heartbeat monitor; stopping it closes worker streams.
+
+    Raises:
+        UsageError: the database URL is not supported.
+    """
+    options = (
+        settings if isinstance(settings, ServerOptions) else ServerOptions.from_settings(settings)
+    )
+    async_url(options.database_url)  # fail here, not at the first request
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = Runtime(options)
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(
+        title="Flux",
+        version=_VERSION,
+        summary="Durable workflow orchestration: workflows, executions and workers.",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    app.add_middleware(GuardMiddleware, max_request_bytes=options.max_request_bytes)
+    return app

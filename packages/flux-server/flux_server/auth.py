@@ -1,0 +1,110 @@
+"""Worker authentication: the bootstrap token and per-worker session tokens.
+
+The bootstrap token lets a worker register. It comes from ``workers.bootstrap_token`` in the
+settings or else from ``{home}/bootstrap-token``, generated once with mode 0600: there is never
+a public default. Registration returns a random session token; only its SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from pathlib import Path
+
+from flux.errors import ApiError
+
+from flux_server.store import WorkerStore
+
+__all__ = ["TOKEN_FILE", "Authenticator", "hash_token", "load_bootstrap_token", "new_token"]
+
+log = logging.getLogger(__name__)
+
+TOKEN_FILE = "bootstrap-token"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_bootstrap_token(configured: str | None, home: Path) -> str:
+    """``configured`` when set, else the token in ``{home}/bootstrap-token`` (created once)."""
+    if configured:
+        return configured
+    path = Path(home) / TOKEN_FILE
+    try:
+        token = path.read_text().strip()
+    except FileNotFoundError:
+        token = ""
+    if token:
+        return token
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = new_token()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process wrote it first: use theirs
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(token + "\n")
+    log.info("generated a worker bootstrap token in %s (readable by this user only)", path)
+    return token
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return token.strip() or None
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(message, 401)
+
+
+class Authenticator:
+    """Checks ``Authorization: Bearer ...`` headers; caches token owners in memory."""
+
+    def __init__(self, bootstrap_token: str, workers: WorkerStore) -> None:
+        self._bootstrap = bootstrap_token.encode()
+        self._workers = workers
+        self._owners: dict[str, str] = {}
+
+    def check_bootstrap(self, authorization: str | None) -> None:
+        """Raises ApiError 401 unless the header carries the bootstrap token."""
+        token = _bearer(authorization)
+        if token is None:
+            raise _unauthorized(
+                "worker registration needs 'Authorization: Bearer <bootstrap token>'"
+            )
+        if not hmac.compare_digest(token.encode(), self._bootstrap):
+            raise _unauthorized(
+                "wrong bootstrap token; use the server's (workers.bootstrap_token, or the "
+                f"{TOKEN_FILE} file in the server's Flux home)"
+            )
+
+    async def check_session(self, name: str, authorization: str | None) -> None:
+        """Raises ApiError 401 for a missing/unknown token, 403 for another worker's token."""
+        token = _bearer(authorization)
+        if token is None:
+            raise _unauthorized("worker calls need 'Authorization: Bearer <session token>'")
+        digest = hash_token(token)
+        owner = self._owners.get(digest)
+        if owner is None:
+            owner = await self._workers.token_owner(digest)
+            if owner is None:
+                raise _unauthorized("unknown or expired session token; register the worker again")
+            self._owners[digest] = owner
+        if owner != name:
+            raise ApiError(f"this session token belongs to another worker, not {name!r}", 403)
+
+    def forget(self, token_hash: str) -> None:
+        """A session ended (re-registration): stop accepting its token."""
+        self._owners.pop(token_hash, None)

@@ -1,0 +1,103 @@
+"""The schema as SQLAlchemy Core tables. Alembic revisions in ``migrations/versions`` create it;
+keep the two in step (``tests/server/test_migrations.py`` compares them)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from flux_server.db.types import JSON_TYPE, IsoDateTime, UTCDateTime
+
+__all__ = ["events", "executions", "metadata", "secrets", "workers", "workflows"]
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+workflows = sa.Table(
+    "workflows",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("source_hash", sa.String(64), nullable=False),
+    sa.Column("options", JSON_TYPE, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("name", "version"),
+)
+
+executions = sa.Table(
+    "executions",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("workflow_id", sa.String(36), sa.ForeignKey("workflows.id"), nullable=False),
+    sa.Column("workflow_name", sa.String(255), nullable=False),
+    sa.Column("workflow_version", sa.Integer, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("input", sa.LargeBinary),
+    sa.Column("input_view", JSON_TYPE),
+    sa.Column("output", sa.LargeBinary),
+    sa.Column("output_view", JSON_TYPE),
+    sa.Column("worker_name", sa.String(128)),
+    sa.Column("generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requests", JSON_TYPE),
+    sa.Column("offered_to", sa.String(128)),
+    sa.Column("offered_at", UTCDateTime),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_at", UTCDateTime),
+    sa.Index("ix_executions_state_created_at", "state", "created_at"),
+    sa.Index("ix_executions_worker_name", "worker_name"),
+    sa.Index("ix_executions_offered_to", "offered_to"),
+)
+
+events = sa.Table(
+    "events",
+    metadata,
+    # SQLite can only autoincrement its rowid primary key, so ``seq`` is the key that orders the
+    # log and the event id (the merge key of checkpoints) carries a unique constraint.
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("id", sa.String(128), nullable=False, unique=True),
+    sa.Column(
+        "execution_id",
+        sa.String(36),
+        sa.ForeignKey("executions.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("source_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("scope", sa.Text, nullable=False, server_default=""),
+    sa.Column("time", UTCDateTime, nullable=False),
+    sa.Column("value", sa.LargeBinary),
+    sa.Column("view", JSON_TYPE),
+    sa.Index("ix_events_execution_id_seq", "execution_id", "seq"),
+)
+
+workers = sa.Table(
+    "workers",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("session_token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("runtime", JSON_TYPE, nullable=False),
+    sa.Column("resources", JSON_TYPE, nullable=False),
+    sa.Column("packages", JSON_TYPE, nullable=False),
+    sa.Column("capacity", sa.Integer, nullable=False),
+    sa.Column("last_heartbeat", UTCDateTime),
+    sa.Column("connected", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("registered_at", UTCDateTime, nullable=False),
+)
+
+# Same layout as flux.secrets.LocalSecretStore's table, which shares the default SQLite file.
+secrets = sa.Table(
+    "secrets",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("value", sa.LargeBinary, nullable=False),
+    sa.Column("updated_at", IsoDateTime, nullable=False),
+)

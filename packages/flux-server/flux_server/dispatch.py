@@ -1,0 +1,100 @@
+"""Event-driven dispatch: offer queued executions to connected workers.
+
+The dispatcher sleeps until something may have changed what can be offered (a new or resumed
+execution, freed capacity, a worker connecting; on PostgreSQL also such changes on other
+replicas, via NOTIFY), then runs one round: :meth:`ExecutionStore.offer` picks executions for
+this process's workers and the frames go out on their streams. A slow sweep re-runs the round
+so offers not claimed within the claim timeout are made again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from flux.protocol import ExecutionScheduledFrame, ResourceRequest, WorkerResources
+
+from flux_server.hub import WorkerHub
+from flux_server.sse import frame
+from flux_server.store.executions import ExecutionStore, OfferTarget
+
+__all__ = ["Dispatcher", "fits"]
+
+log = logging.getLogger(__name__)
+
+
+def fits(requests: dict[str, Any] | None, resources: WorkerResources) -> bool:
+    """Whether a worker with ``resources`` can run an execution requesting ``requests``.
+
+    CPU, memory and disk are compared with what the machine has in total (free amounts move
+    too fast to route on; the worker's capacity bounds concurrency), GPUs by count.
+    """
+    if not requests:
+        return True
+    request = ResourceRequest.model_validate(requests)
+    if request.cpu and request.cpu > resources.cpu_count:
+        return False
+    if request.memory and request.memory > resources.memory_total:
+        return False
+    if request.gpu and request.gpu > len(resources.gpus):
+        return False
+    return not (request.disk and request.disk > resources.disk_total)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        executions: ExecutionStore,
+        hub: WorkerHub,
+        claim_timeout: float,
+        sweep_interval: float,
+    ) -> None:
+        self._executions = executions
+        self._hub = hub
+        self._claim_timeout = claim_timeout
+        self._sweep_interval = sweep_interval
+        self._wake = asyncio.Event()
+        self.rounds = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Dispatch until cancelled."""
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._sweep_interval)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.dispatch_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dispatch round failed; retrying")
+                await asyncio.sleep(min(1.0, self._sweep_interval))
+                self._wake.set()
+
+    async def dispatch_once(self) -> int:
+        """One round; returns how many offers were sent."""
+        self.rounds += 1
+        connections = list(self._hub.connections.values())
+        if not connections:
+            return 0
+        targets = [
+            OfferTarget(c.name, c.capacity, lambda r, res=c.resources: fits(r, res))
+            for c in connections
+        ]
+        offers = await self._executions.offer(targets, self._claim_timeout)
+        for worker, offer in offers:
+            if not self._hub.send(worker, _offer_frame(offer)):
+                # It disconnected meanwhile: the offer lapses and is made again after the
+                # claim timeout, or at once when the disconnect withdraws its offers.
+                self._wake.set()
+        return len(offers)
+
+
+def _offer_frame(offer: ExecutionScheduledFrame) -> bytes:
+    return frame(ExecutionScheduledFrame.EVENT, offer)

@@ -1,0 +1,121 @@
+"""One JSON shape for every error answer: ``{type, code, message, details}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from flux.errors import (
+    ApiError,
+    ExecutionNotFoundError,
+    ExecutionStateError,
+    FluxError,
+    ProtocolError,
+    SecretNotFoundError,
+    SerializationError,
+    UsageError,
+)
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
+
+__all__ = ["error_response", "install_error_handlers", "status_of"]
+
+log = logging.getLogger(__name__)
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    426: "protocol_version",
+}
+
+
+def status_of(exc: FluxError) -> int:
+    if isinstance(exc, ApiError):
+        return exc.status_code
+    if isinstance(exc, ExecutionNotFoundError | SecretNotFoundError):
+        return 404
+    if isinstance(exc, ExecutionStateError):
+        return 409
+    if isinstance(exc, ProtocolError):
+        return 426
+    if isinstance(exc, UsageError | SerializationError):
+        return 400
+    return 500
+
+
+def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _flux_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, FluxError)
+    status = status_of(exc)
+    body = exc.to_dict()
+    body["details"].pop("status_code", None)
+    if status >= 500:
+        log.error("request failed: %s", exc, exc_info=exc)
+    return error_response(status, body)
+
+
+def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+            "type": e.get("type"),
+        }
+        for e in exc.errors()
+    ]
+    # A body that is not JSON at all is a bad request; JSON of the wrong shape is unprocessable.
+    status = 400 if any(e["type"] == "json_invalid" for e in errors) else 422
+    summary = "; ".join(f"{'.'.join(e['loc'][1:] or e['loc'])}: {e['msg']}" for e in errors[:5])
+    body = {
+        "type": "ValidationError",
+        "code": _HTTP_CODES[status],
+        "message": f"invalid request: {summary}",
+        "details": {"errors": errors},
+    }
+    return error_response(status, body)
+
+
+def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    body = {
+        "type": "HTTPError",
+        "code": _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}"),
+        "message": str(exc.detail),
+        "details": {},
+    }
+    response = error_response(exc.status_code, body)
+    for key, value in (exc.headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    body = {
+        "type": "InternalError",
+        "code": "internal_error",
+        "message": "the server failed to handle this request; see its log",
+        "details": {},
+    }
+    return error_response(500, body)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(FluxError, _flux_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

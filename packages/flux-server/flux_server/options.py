@@ -1,0 +1,75 @@
+"""The server's settings, read once from ``flux.config`` (or given directly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flux.config import FluxSettings
+
+__all__ = ["ServerOptions"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerOptions:
+    """Everything the server reads from settings; times in seconds.
+
+    Defaults are those of ``flux.config``; :meth:`from_settings` maps the settings tree
+    (``server_host``, ``server_port``, ``database_url``, ``home``, ``workers.bootstrap_token``,
+    ``workers.heartbeat_interval``, ``security.encryption_key`` and ``server.*``).
+    """
+
+    host: str = "localhost"
+    port: int = 8000
+    database_url: str = "sqlite:///.flux/flux.db"
+    home: Path = field(default_factory=lambda: Path(".flux"))
+    bootstrap_token: str | None = field(default=None, repr=False)
+    """``None``: generated once into ``{home}/bootstrap-token`` (mode 0600)."""
+    encryption_key: str | None = field(default=None, repr=False)
+    """Key material for secrets; ``None``: ``{home}/encryption.key`` (see ``flux.secrets``)."""
+    heartbeat_interval: float = 5.0
+    """What workers are told to use."""
+    heartbeat_timeout: float = 15.0
+    """A worker silent this long is declared dead and its executions go back to the queue."""
+    claim_timeout: float = 10.0
+    """An offer not claimed this long is offered again (to another worker if one fits)."""
+    max_request_bytes: int = 10 * 1024 * 1024
+    sse_keepalive: float = 10.0
+    sync_timeout: float = 300.0
+    """The longest a sync-mode request waits before answering with the current state."""
+
+    @classmethod
+    def from_settings(cls, settings: FluxSettings | None = None, **overrides: Any) -> ServerOptions:
+        """Options from ``settings`` (default: ``Configuration.get().settings``)."""
+        if settings is None:
+            from flux.config import Configuration
+
+            settings = Configuration.get().settings
+        options = cls(
+            host=settings.server_host,
+            port=settings.server_port,
+            database_url=settings.database_url,
+            home=Path(settings.home),
+            bootstrap_token=settings.workers.bootstrap_token,
+            encryption_key=settings.security.encryption_key,
+            heartbeat_interval=settings.workers.heartbeat_interval,
+            heartbeat_timeout=settings.server.heartbeat_timeout,
+            claim_timeout=settings.server.claim_timeout,
+            max_request_bytes=settings.server.max_request_bytes,
+            sse_keepalive=settings.server.sse_keepalive,
+            sync_timeout=settings.server.sync_timeout,
+        )
+        return replace(options, **overrides) if overrides else options
+
+    @property
+    def sweep_interval(self) -> float:
+        """How often unclaimed offers are looked at again (a safety net; dispatch is driven by
+        events)."""
+        return max(0.2, min(self.claim_timeout / 2, 5.0))
+
+    @property
+    def liveness_interval(self) -> float:
+        """How often heartbeats are checked for expiry."""
+        return max(0.2, min(self.heartbeat_timeout / 4, 5.0))

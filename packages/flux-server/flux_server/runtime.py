@@ -1,0 +1,115 @@
+"""Everything one server process runs: database, stores, dispatcher, liveness, listener."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from flux_server.auth import Authenticator, load_bootstrap_token
+from flux_server.db import Database, upgrade
+from flux_server.dispatch import Dispatcher
+from flux_server.hub import WorkerHub
+from flux_server.liveness import Liveness
+from flux_server.options import ServerOptions
+from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
+from flux_server.store.workers import DROP_NOTE, TOKEN_NOTE
+from flux_server.store.workflows import WORKFLOWS_NOTE
+from flux_server.watchers import Watchers
+
+__all__ = ["Runtime"]
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Created by the app's lifespan; reachable from routes as ``request.app.state.runtime``."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.db = Database(options.database_url)
+        self.db.sink = self.deliver
+        self.workflows = WorkflowStore(self.db)
+        self.executions = ExecutionStore(self.db)
+        self.workers = WorkerStore(self.db)
+        self.secrets = SecretStore(self.db, self._secrets_key)
+        self.hub = WorkerHub()
+        self.watchers = Watchers()
+        self.dispatcher = Dispatcher(
+            self.executions, self.hub, options.claim_timeout, options.sweep_interval
+        )
+        self.liveness = Liveness(self.workers, options.heartbeat_timeout, options.liveness_interval)
+        self.auth: Authenticator | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._chores: set[asyncio.Task[Any]] = set()
+
+    def _secrets_key(self) -> bytes:
+        from flux.secrets import load_or_create_key
+
+        return load_or_create_key(self.options.home, self.options.encryption_key)
+
+    @property
+    def authenticator(self) -> Authenticator:
+        assert self.auth is not None, "the runtime has not started"
+        return self.auth
+
+    async def start(self) -> None:
+        await upgrade(self.db)
+        token = await asyncio.to_thread(
+            load_bootstrap_token, self.options.bootstrap_token, self.options.home
+        )
+        self.auth = Authenticator(token, self.workers)
+        self._spawn(self.dispatcher.run(), "dispatcher")
+        self._spawn(self.liveness.run(), "liveness")
+        if not self.db.is_sqlite:
+            from flux_server.listener import listen
+
+            ready = asyncio.Event()
+            self._spawn(listen(self.db, self.deliver, ready), "listener")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.wait(), 10)
+        self.dispatcher.wake()
+
+    async def stop(self) -> None:
+        self.hub.close_all()
+        for task in [*self._tasks, *self._chores]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._chores, return_exceptions=True)
+        self._tasks.clear()
+        await self.db.dispose()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=f"flux-{name}"))
+
+    def chore(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background (kept referenced until done; errors are logged)."""
+        task = asyncio.create_task(coro)
+        self._chores.add(task)
+        task.add_done_callback(self._chore_done)
+
+    def _chore_done(self, task: asyncio.Task[Any]) -> None:
+        self._chores.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    def deliver(self, note: str) -> None:
+        """Act on a committed note from this process or another replica."""
+        kind, _, rest = note.partition(":")
+        if kind == "dispatch":
+            self.dispatcher.wake()
+        elif kind == "exec":
+            self.watchers.changed(rest)
+        elif kind == "cancel":
+            worker, _, execution_id = rest.partition(":")
+            self.hub.cancel(worker, execution_id)
+        elif kind == TOKEN_NOTE:
+            if self.auth is not None:
+                self.auth.forget(rest)
+        elif kind == DROP_NOTE:
+            self.hub.close(rest)
+        elif kind == WORKFLOWS_NOTE:
+            self.workflows.invalidate()
+        else:
+            log.debug("ignoring unknown note %r", note)

@@ -1,0 +1,25 @@
+"""Server-Sent Events framing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from pydantic import BaseModel
+from starlette.responses import StreamingResponse
+
+__all__ = ["event_stream", "frame"]
+
+_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+
+
+def frame(event: str, data: BaseModel) -> bytes:
+    """One SSE frame: ``event: <name>`` and the model's JSON as ``data:``."""
+    return b"event: " + event.encode() + b"\ndata: " + data.model_dump_json().encode() + b"\n\n"
+
+
+def event_stream(
+    frames: AsyncIterator[bytes], headers: dict[str, str] | None = None
+) -> StreamingResponse:
+    return StreamingResponse(
+        frames, media_type="text/event-stream", headers={**_HEADERS, **(headers or {})}
+    )

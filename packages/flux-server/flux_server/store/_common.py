@@ -1,0 +1,171 @@
+"""Helpers shared by the stores: ids, notes, dialect-specific statements."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flux.domain import EventType, ExecutionState, new_event_id
+from flux.errors import UsageError
+from flux.protocol import EventRecord
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from flux_server.db import Tx
+from flux_server.db.tables import events, executions
+
+__all__ = [
+    "DISPATCH",
+    "HELD",
+    "OFFERABLE",
+    "b64",
+    "cancel_note",
+    "exec_note",
+    "insert_events",
+    "new_id",
+    "requeue_held",
+    "server_event",
+]
+
+DISPATCH = "dispatch"
+"""Note: there may be work to offer (new execution, freed capacity, a worker came)."""
+
+OFFERABLE = (ExecutionState.SCHEDULED,)
+"""States a worker may claim."""
+HELD = (ExecutionState.CLAIMED, ExecutionState.RUNNING, ExecutionState.CANCELLING)
+"""States in which a worker holds the execution (and it counts toward the worker's load)."""
+
+
+def exec_note(execution_id: str) -> str:
+    return f"exec:{execution_id}"
+
+
+def cancel_note(worker: str, execution_id: str) -> str:
+    return f"cancel:{worker}:{execution_id}"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def b64(text: str | None, what: str) -> bytes | None:
+    """Strict base64 decoding of a wire value.
+
+    Raises:
+        UsageError: not base64.
+    """
+    if text is None:
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise UsageError(f"{what} is not base64 of serialized bytes") from None
+
+
+def _insert(tx: Tx) -> Any:
+    dialect = tx.conn.dialect.name
+    stmt = sqlite_insert(events) if dialect == "sqlite" else pg_insert(events)
+    return stmt.on_conflict_do_nothing(index_elements=["id"])
+
+
+async def insert_events(tx: Tx, execution_id: str, records: Sequence[EventRecord]) -> None:
+    """Append events, ignoring ids already stored (idempotent merge)."""
+    if not records:
+        return
+    rows = [
+        {
+            "id": r.id,
+            "execution_id": execution_id,
+            "type": r.type.value,
+            "source_id": r.source_id,
+            "name": r.name,
+            "scope": r.scope,
+            "time": r.time,
+            "value": b64(r.value, f"the value of event {r.id!r}"),
+            "view": r.view,
+        }
+        for r in records
+    ]
+    await tx.conn.execute(_insert(tx), rows)
+
+
+def server_event(
+    execution_id: str,
+    workflow_name: str,
+    type: EventType,
+    now: datetime,
+    value: bytes | None,
+    view: Any,
+) -> dict[str, Any]:
+    """A row for an event the server itself appends (resume, cancel)."""
+    return {
+        "id": new_event_id(),
+        "execution_id": execution_id,
+        "type": type.value,
+        "source_id": execution_id,
+        "name": workflow_name,
+        "scope": "",
+        "time": now,
+        "value": value,
+        "view": view,
+    }
+
+
+async def requeue_held(tx: Tx, names: Iterable[str], now: datetime) -> None:
+    """Take executions away from workers ``names`` (dead or re-registered).
+
+    Claimed and running ones go back to the queue with a new generation, so the old holder is
+    fenced; cancelling ones become CANCELLED (nobody is left to unwind them); unclaimed offers
+    are withdrawn.
+    """
+    names = list(names)
+    if not names:
+        return
+    c = executions.c
+    await tx.conn.execute(
+        sa.update(executions)
+        .where(
+            c.worker_name.in_(names),
+            c.state.in_([ExecutionState.CLAIMED.value, ExecutionState.RUNNING.value]),
+        )
+        .values(
+            state=ExecutionState.SCHEDULED.value,
+            worker_name=None,
+            generation=c.generation + 1,
+            offered_to=None,
+            offered_at=None,
+            claimed_at=None,
+            updated_at=now,
+        )
+    )
+    cancelled = (
+        await tx.conn.execute(
+            sa.update(executions)
+            .where(c.worker_name.in_(names), c.state == ExecutionState.CANCELLING.value)
+            .values(
+                state=ExecutionState.CANCELLED.value, generation=c.generation + 1, updated_at=now
+            )
+            .returning(c.id, c.workflow_name)
+        )
+    ).all()
+    if cancelled:
+        await tx.conn.execute(
+            sa.insert(events),
+            [
+                server_event(eid, wf, EventType.WORKFLOW_CANCELLED, now, None, None)
+                for eid, wf in cancelled
+            ],
+        )
+        for eid, _ in cancelled:
+            tx.notify(exec_note(eid))
+    await tx.conn.execute(
+        sa.update(executions)
+        .where(c.offered_to.in_(names), c.state == ExecutionState.SCHEDULED.value)
+        .values(offered_to=None, offered_at=None)
+    )
+    tx.notify(DISPATCH)

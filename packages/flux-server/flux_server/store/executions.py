@@ -1,0 +1,591 @@
+"""Executions: create, read, resume, cancel, and the worker side (claim, checkpoint, release,
+offers). Every state change is one transaction; notes tell waiters and the dispatcher after it
+commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from flux.domain import (
+    FINISHED_STATES,
+    WORKFLOW_EVENT_STATE,
+    EventType,
+    ExecutionState,
+    utcnow,
+)
+from flux.errors import ConflictError, NotFoundError
+from flux.protocol import (
+    CheckpointRequest,
+    CheckpointResponse,
+    ClaimResponse,
+    EventRecord,
+    ExecutionScheduledFrame,
+    ExecutionStatus,
+    ReleaseRequest,
+    ReleaseResponse,
+)
+from flux.serialization import b64encode, dumps
+
+from flux_server.db import Database, Tx
+from flux_server.db.tables import events, executions, workflows
+from flux_server.store._common import (
+    DISPATCH,
+    HELD,
+    OFFERABLE,
+    b64,
+    cancel_note,
+    exec_note,
+    insert_events,
+    new_id,
+    server_event,
+)
+from flux_server.store.workflows import LatestWorkflow
+
+__all__ = ["ExecutionStore", "OfferTarget", "next_state"]
+
+_C = executions.c
+_E = events.c
+_STATUS_COLUMNS = (
+    _C.id,
+    _C.workflow_id,
+    _C.workflow_name,
+    _C.workflow_version,
+    _C.state,
+    _C.input_view,
+    _C.output_view,
+    _C.created_at,
+    _C.updated_at,
+    _C.worker_name,
+)
+_EVENT_COLUMNS = (_E.id, _E.type, _E.source_id, _E.name, _E.scope, _E.time, _E.value)
+_PAGE = 500
+
+
+def next_state(current: ExecutionState, records: Sequence[EventRecord]) -> ExecutionState:
+    """The state after a checkpoint with ``records``: that of the last workflow-level event.
+
+    A finished execution stays finished; a claimed one that reports any event is running; a
+    cancelling one stays cancelling until its run ends.
+    """
+    if current in FINISHED_STATES:
+        return current
+    last = next((r.type for r in reversed(records) if r.type.is_workflow), None)
+    if last is None:
+        return ExecutionState.RUNNING if records and current == ExecutionState.CLAIMED else current
+    derived = WORKFLOW_EVENT_STATE[last]
+    if current == ExecutionState.CANCELLING and derived == ExecutionState.RUNNING:
+        return current
+    return derived
+
+
+@dataclass(frozen=True, slots=True)
+class OfferTarget:
+    """A worker connected to this server that may receive offers."""
+
+    name: str
+    capacity: int
+    fits: Any
+    """``fits(requests: dict | None) -> bool``."""
+
+
+class ExecutionStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- clients -------------------------------------------------------------------------------
+
+    async def create(self, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
+        """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON."""
+        now = utcnow()
+        execution_id = new_id()
+        async with self.db.write() as tx:
+            await tx.conn.execute(
+                sa.insert(executions).values(
+                    id=execution_id,
+                    workflow_id=workflow.id,
+                    workflow_name=workflow.name,
+                    workflow_version=workflow.version,
+                    state=ExecutionState.SCHEDULED.value,
+                    input=dumps(input, "json"),
+                    input_view=input,
+                    requests=workflow.requests,
+                    generation=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            tx.notify(DISPATCH)
+        return ExecutionStatus.model_construct(
+            execution_id=execution_id,
+            workflow_id=workflow.id,
+            workflow_name=workflow.name,
+            workflow_version=workflow.version,
+            state=ExecutionState.SCHEDULED,
+            input=input,
+            output=None,
+            created_at=now,
+            updated_at=now,
+            worker=None,
+            events=None,
+        )
+
+    async def status(
+        self, execution_id: str, workflow_name: str | None = None, *, detailed: bool = False
+    ) -> ExecutionStatus:
+        """Raises NotFoundError for an unknown id (or one of another workflow)."""
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(sa.select(*_STATUS_COLUMNS).where(_C.id == execution_id))
+            ).first()
+            if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
+                raise _not_found(execution_id, workflow_name)
+            records = None
+            if detailed:
+                rows = await conn.execute(
+                    sa.select(*_EVENT_COLUMNS, _E.view)
+                    .where(_E.execution_id == execution_id)
+                    .order_by(_E.seq)
+                )
+                records = [_record(r, r.view) for r in rows]
+        return _status(row, records)
+
+    async def resume(self, workflow_name: str, execution_id: str, input: Any) -> ExecutionStatus:
+        """Append WORKFLOW_RESUMED carrying ``input`` and queue the execution again.
+
+        Raises:
+            NotFoundError: unknown execution.  ConflictError: it is not PAUSED.
+        """
+        now = utcnow()
+        async with self.db.write() as tx:
+            row = await self._locked(tx, execution_id, workflow_name)
+            if row.state != ExecutionState.PAUSED:
+                raise ConflictError(
+                    f"execution {execution_id!r} is {row.state}; only a PAUSED execution can be "
+                    "resumed",
+                    status_code=409,
+                    state=row.state,
+                )
+            await tx.conn.execute(
+                sa.insert(events).values(
+                    server_event(
+                        execution_id,
+                        row.workflow_name,
+                        EventType.WORKFLOW_RESUMED,
+                        now,
+                        dumps(input, "json"),
+                        input,
+                    )
+                )
+            )
+            await tx.conn.execute(
+                sa.update(executions)
+                .where(_C.id == execution_id)
+                .values(
+                    state=ExecutionState.SCHEDULED.value,
+                    worker_name=None,
+                    generation=_C.generation + 1,
+                    offered_to=None,
+                    offered_at=None,
+                    claimed_at=None,
+                    updated_at=now,
+                )
+            )
+            tx.notify(DISPATCH)
+            tx.notify(exec_note(execution_id))
+        return await self.status(execution_id)
+
+    async def cancel(self, workflow_name: str, execution_id: str) -> ExecutionStatus:
+        """Cancel at once when no worker holds it, else ask the holder (CANCELLING).
+
+        Raises:
+            NotFoundError: unknown execution.  ConflictError: it has already finished.
+        """
+        now = utcnow()
+        async with self.db.write() as tx:
+            row = await self._locked(tx, execution_id, workflow_name)
+            state = ExecutionState(row.state)
+            if state in FINISHED_STATES:
+                raise ConflictError(
+                    f"execution {execution_id!r} has already finished ({state}); nothing to cancel",
+                    status_code=409,
+                    state=state,
+                )
+            if state in HELD:
+                if state != ExecutionState.CANCELLING:
+                    await tx.conn.execute(
+                        sa.update(executions)
+                        .where(_C.id == execution_id)
+                        .values(state=ExecutionState.CANCELLING.value, updated_at=now)
+                    )
+                    tx.notify(exec_note(execution_id))
+                tx.notify(cancel_note(row.worker_name, execution_id))
+            else:
+                await self._finish_cancelled(tx, execution_id, row.workflow_name, now)
+        return await self.status(execution_id)
+
+    # -- workers -------------------------------------------------------------------------------
+
+    async def claim(self, worker: str, execution_id: str) -> ClaimResponse:
+        """Give the execution to ``worker`` with a new generation.
+
+        Raises:
+            NotFoundError: unknown execution.  ConflictError: not claimable now.
+        """
+        now = utcnow()
+        async with self.db.write() as tx:
+            row = (
+                await tx.conn.execute(
+                    sa.update(executions)
+                    .where(_C.id == execution_id, _C.state.in_([s.value for s in OFFERABLE]))
+                    .values(
+                        state=ExecutionState.CLAIMED.value,
+                        worker_name=worker,
+                        generation=_C.generation + 1,
+                        claimed_at=now,
+                        offered_to=None,
+                        offered_at=None,
+                        updated_at=now,
+                    )
+                    .returning(
+                        _C.generation,
+                        _C.workflow_id,
+                        _C.workflow_name,
+                        _C.workflow_version,
+                        _C.input,
+                    )
+                )
+            ).first()
+            if row is None:
+                current = (
+                    await tx.conn.execute(
+                        sa.select(_C.state, _C.worker_name).where(_C.id == execution_id)
+                    )
+                ).first()
+                if current is None:
+                    raise _not_found(execution_id)
+                holder = f" by worker {current.worker_name!r}" if current.state in HELD else ""
+                raise ConflictError(
+                    f"execution {execution_id!r} cannot be claimed: it is {current.state}{holder}",
+                    status_code=409,
+                    state=current.state,
+                )
+            source = (
+                await tx.conn.execute(
+                    sa.select(workflows.c.source, workflows.c.source_hash).where(
+                        workflows.c.id == row.workflow_id
+                    )
+                )
+            ).one()
+            history = await tx.conn.execute(
+                sa.select(*_EVENT_COLUMNS).where(_E.execution_id == execution_id).order_by(_E.seq)
+            )
+            # Views are for display; the worker replays from values, so they are left out.
+            records = [_record(r, None) for r in history]
+        return ClaimResponse.model_construct(
+            execution_id=execution_id,
+            generation=row.generation,
+            workflow_id=row.workflow_id,
+            workflow_name=row.workflow_name,
+            workflow_version=row.workflow_version,
+            source=source.source,
+            source_hash=source.source_hash,
+            input=b64encode(row.input),
+            events=records,
+            state=ExecutionState.CLAIMED,
+        )
+
+    async def checkpoint(
+        self, worker: str, execution_id: str, request: CheckpointRequest
+    ) -> CheckpointResponse:
+        """Merge new events idempotently and move the state along, in one transaction.
+
+        Raises:
+            NotFoundError: unknown execution.  ConflictError: stale generation (fenced).
+            UsageError: a value is not base64.
+        """
+        now = utcnow()
+        async with self.db.write() as tx:
+            row = await self._fenced(tx, worker, execution_id, request.generation)
+            state = ExecutionState(row.state)
+            await insert_events(tx, execution_id, request.events)
+            new = next_state(state, request.events)
+            values: dict[str, Any] = {}
+            if new == ExecutionState.PAUSED and state == ExecutionState.CANCELLING:
+                # It paused instead of unwinding: nobody will resume it, so it is cancelled.
+                await self._finish_cancelled(tx, execution_id, row.workflow_name, now)
+                new = ExecutionState.CANCELLED
+            elif new != state:
+                values["state"] = new.value
+                if new in FINISHED_STATES:
+                    values.update(_output(request))
+            if values or request.events:
+                values["updated_at"] = now
+                await tx.conn.execute(
+                    sa.update(executions).where(_C.id == execution_id).values(**values)
+                )
+            if new != state:
+                tx.notify(exec_note(execution_id))
+                if new in FINISHED_STATES or new == ExecutionState.PAUSED:
+                    tx.notify(DISPATCH)
+        return CheckpointResponse(acknowledged=len(request.events), state=new)
+
+    async def release(
+        self, worker: str, execution_id: str, request: ReleaseRequest
+    ) -> ReleaseResponse:
+        """Put a held execution back in the queue (a cancelling one is cancelled instead).
+
+        Raises:
+            NotFoundError: unknown execution.  ConflictError: stale generation (fenced).
+        """
+        now = utcnow()
+        async with self.db.write() as tx:
+            row = await self._fenced(tx, worker, execution_id, request.generation)
+            state = ExecutionState(row.state)
+            if state in (ExecutionState.CLAIMED, ExecutionState.RUNNING):
+                await tx.conn.execute(
+                    sa.update(executions)
+                    .where(_C.id == execution_id)
+                    .values(
+                        state=ExecutionState.SCHEDULED.value,
+                        worker_name=None,
+                        generation=_C.generation + 1,
+                        claimed_at=None,
+                        updated_at=now,
+                    )
+                )
+                state = ExecutionState.SCHEDULED
+                tx.notify(DISPATCH)
+            elif state == ExecutionState.CANCELLING:
+                await self._finish_cancelled(tx, execution_id, row.workflow_name, now)
+                state = ExecutionState.CANCELLED
+        return ReleaseResponse(state=state)
+
+    async def held_by(self, worker: str) -> tuple[list[str], list[str]]:
+        """(held execution ids, those of them being cancelled)."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(_C.id, _C.state).where(
+                        _C.worker_name == worker, _C.state.in_([s.value for s in HELD])
+                    )
+                )
+            ).all()
+        held = [r.id for r in rows]
+        return held, [r.id for r in rows if r.state == ExecutionState.CANCELLING]
+
+    async def holds(self, worker: str, execution_id: str) -> bool:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(_C.id).where(
+                        _C.id == execution_id,
+                        _C.worker_name == worker,
+                        _C.state.in_([s.value for s in HELD]),
+                    )
+                )
+            ).first()
+        return row is not None
+
+    # -- dispatch ------------------------------------------------------------------------------
+
+    async def offer(
+        self, targets: Sequence[OfferTarget], claim_timeout: float
+    ) -> list[tuple[str, ExecutionScheduledFrame]]:
+        """Pick queued executions for connected workers and record the offers.
+
+        Each execution goes to the least-loaded worker whose resources fit its requests and
+        that has free capacity; one that fits nowhere is skipped without holding up the rest.
+        An offer older than ``claim_timeout`` counts as withdrawn and is made again.
+        """
+        if not targets:
+            return []
+        now = utcnow()
+        cutoff = now - timedelta(seconds=claim_timeout)
+        names = [t.name for t in targets]
+        async with self.db.write() as tx:
+            load = await self._load(tx, names, cutoff)
+            free = {t.name: t.capacity - load.get(t.name, 0) for t in targets}
+            if not any(n > 0 for n in free.values()):
+                return []
+            capacity = {t.name: t.capacity for t in targets}
+            offers: list[tuple[str, ExecutionScheduledFrame]] = []
+            after: tuple[datetime, str] | None = None
+            while any(n > 0 for n in free.values()):
+                page = await self._queued(tx, cutoff, after)
+                for row in page:
+                    fitting = [t.name for t in targets if free[t.name] > 0 and t.fits(row.requests)]
+                    if not fitting:
+                        continue
+                    name = min(fitting, key=lambda n: (capacity[n] - free[n]) / capacity[n])
+                    free[name] -= 1
+                    frame = ExecutionScheduledFrame.model_construct(
+                        execution_id=row.id,
+                        workflow_name=row.workflow_name,
+                        workflow_version=row.workflow_version,
+                    )
+                    offers.append((name, frame))
+                    if not any(n > 0 for n in free.values()):
+                        break
+                if len(page) < _PAGE:
+                    break
+                after = (page[-1].created_at, page[-1].id)
+            if offers:
+                await tx.conn.execute(
+                    sa.update(executions)
+                    .where(_C.id == sa.bindparam("b_id"))
+                    .values(offered_to=sa.bindparam("b_worker"), offered_at=now),
+                    [{"b_id": f.execution_id, "b_worker": w} for w, f in offers],
+                )
+        return offers
+
+    async def withdraw_offers(self, worker: str) -> None:
+        """Forget unclaimed offers to ``worker`` (its stream closed) so others get them now."""
+        async with self.db.write() as tx:
+            result = await tx.conn.execute(
+                sa.update(executions)
+                .where(_C.offered_to == worker, _C.state == ExecutionState.SCHEDULED.value)
+                .values(offered_to=None, offered_at=None)
+            )
+            if result.rowcount:
+                tx.notify(DISPATCH)
+
+    async def _load(self, tx: Tx, names: list[str], cutoff: datetime) -> dict[str, int]:
+        held = (
+            sa.select(_C.worker_name.label("w"), sa.func.count().label("n"))
+            .where(_C.worker_name.in_(names), _C.state.in_([s.value for s in HELD]))
+            .group_by(_C.worker_name)
+        )
+        offered = (
+            sa.select(_C.offered_to.label("w"), sa.func.count().label("n"))
+            .where(
+                _C.offered_to.in_(names),
+                _C.state == ExecutionState.SCHEDULED.value,
+                _C.offered_at >= cutoff,
+            )
+            .group_by(_C.offered_to)
+        )
+        load: dict[str, int] = {}
+        for w, n in await tx.conn.execute(sa.union_all(held, offered)):
+            load[w] = load.get(w, 0) + n
+        return load
+
+    async def _queued(
+        self, tx: Tx, cutoff: datetime, after: tuple[datetime, str] | None
+    ) -> list[Any]:
+        query = (
+            sa.select(_C.id, _C.workflow_name, _C.workflow_version, _C.requests, _C.created_at)
+            .where(
+                _C.state.in_([s.value for s in OFFERABLE]),
+                sa.or_(_C.offered_to.is_(None), _C.offered_at < cutoff),
+            )
+            .order_by(_C.created_at, _C.id)
+            .limit(_PAGE)
+        )
+        if after is not None:
+            query = query.where(sa.tuple_(_C.created_at, _C.id) > sa.tuple_(*after))
+        if not self.db.is_sqlite:
+            # Another replica offering at the same moment skips these rows instead of waiting.
+            query = query.with_for_update(skip_locked=True)
+        return list((await tx.conn.execute(query)).all())
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _locked(self, tx: Tx, execution_id: str, workflow_name: str | None = None) -> Any:
+        query = sa.select(_C.state, _C.workflow_name, _C.worker_name, _C.generation).where(
+            _C.id == execution_id
+        )
+        if not self.db.is_sqlite:
+            query = query.with_for_update()
+        row = (await tx.conn.execute(query)).first()
+        if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
+            raise _not_found(execution_id, workflow_name)
+        return row
+
+    async def _fenced(self, tx: Tx, worker: str, execution_id: str, generation: int) -> Any:
+        row = await self._locked(tx, execution_id)
+        if row.generation != generation or row.worker_name != worker:
+            raise ConflictError(
+                f"execution {execution_id!r} is no longer held by worker {worker!r} with "
+                f"generation {generation} (current generation {row.generation}); abandon it",
+                status_code=409,
+                generation=row.generation,
+            )
+        return row
+
+    async def _finish_cancelled(
+        self, tx: Tx, execution_id: str, workflow_name: str, now: datetime
+    ) -> None:
+        await tx.conn.execute(
+            sa.insert(events).values(
+                server_event(
+                    execution_id, workflow_name, EventType.WORKFLOW_CANCELLED, now, None, None
+                )
+            )
+        )
+        await tx.conn.execute(
+            sa.update(executions)
+            .where(_C.id == execution_id)
+            .values(
+                state=ExecutionState.CANCELLED.value,
+                generation=_C.generation + 1,
+                offered_to=None,
+                offered_at=None,
+                updated_at=now,
+            )
+        )
+        tx.notify(exec_note(execution_id))
+        tx.notify(DISPATCH)
+
+
+def _not_found(execution_id: str, workflow_name: str | None = None) -> NotFoundError:
+    of = f" of workflow {workflow_name!r}" if workflow_name is not None else ""
+    return NotFoundError(
+        f"no execution {execution_id!r}{of}; check the id (see `flux workflow status`)",
+        status_code=404,
+        execution_id=execution_id,
+    )
+
+
+def _record(row: Any, view: Any) -> EventRecord:
+    return EventRecord.model_construct(
+        id=row.id,
+        type=EventType(row.type),
+        source_id=row.source_id,
+        name=row.name,
+        scope=row.scope,
+        time=row.time,
+        value=b64encode(row.value),
+        view=view,
+    )
+
+
+def _status(row: Any, records: list[EventRecord] | None) -> ExecutionStatus:
+    return ExecutionStatus.model_construct(
+        execution_id=row.id,
+        workflow_id=row.workflow_id,
+        workflow_name=row.workflow_name,
+        workflow_version=row.workflow_version,
+        state=ExecutionState(row.state),
+        input=row.input_view,
+        output=row.output_view,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        worker=row.worker_name,
+        events=records,
+    )
+
+
+def _output(request: CheckpointRequest) -> dict[str, Any]:
+    if request.output is not None:
+        return {
+            "output": b64(request.output.value, "the output value"),
+            "output_view": request.output.view,
+        }
+    terminal = next((r for r in reversed(request.events) if r.type.is_workflow), None)
+    if terminal is None:
+        return {}
+    return {"output": b64(terminal.value, "the output value"), "output_view": terminal.view}

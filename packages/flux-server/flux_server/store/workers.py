@@ -1,0 +1,153 @@
+"""Registered workers: sessions, liveness, and what they report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from flux.domain import utcnow
+from flux.protocol import (
+    PackageInfo,
+    RegisterWorkerRequest,
+    WorkerInfo,
+    WorkerResources,
+    WorkerRuntime,
+)
+
+from flux_server.db import Database
+from flux_server.db.tables import executions, workers
+from flux_server.store._common import DISPATCH, HELD, requeue_held
+
+__all__ = ["DROP_NOTE", "TOKEN_NOTE", "WorkerRecord", "WorkerStore"]
+
+TOKEN_NOTE = "token"
+"""Note ``token:<hash>``: that session token is no longer valid."""
+DROP_NOTE = "drop"
+"""Note ``drop:<name>``: close that worker's stream (it was declared dead)."""
+
+_K = workers.c
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRecord:
+    name: str
+    capacity: int
+    resources: WorkerResources
+
+
+class WorkerStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def register(self, request: RegisterWorkerRequest, token_hash: str) -> None:
+        """Create or replace the worker ``request.name`` with a new session.
+
+        A previous session of that name ends: its token stops working and what it held goes back
+        to the queue (fenced), since a new session means a new process.
+        """
+        now = utcnow()
+        values = {
+            "session_token_hash": token_hash,
+            "runtime": request.runtime.model_dump(mode="json"),
+            "resources": request.resources.model_dump(mode="json"),
+            "packages": [p.model_dump(mode="json") for p in request.packages],
+            "capacity": request.capacity,
+            "last_heartbeat": now,
+            "connected": True,
+            "registered_at": now,
+        }
+        async with self.db.write() as tx:
+            old = (
+                await tx.conn.execute(
+                    sa.select(_K.session_token_hash).where(_K.name == request.name)
+                )
+            ).first()
+            if old is None:
+                await tx.conn.execute(sa.insert(workers).values(name=request.name, **values))
+            else:
+                await tx.conn.execute(
+                    sa.update(workers).where(_K.name == request.name).values(**values)
+                )
+                tx.notify(f"{TOKEN_NOTE}:{old.session_token_hash}")
+                await requeue_held(tx, [request.name], now)
+            tx.notify(DISPATCH)
+
+    async def token_owner(self, token_hash: str) -> str | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(sa.select(_K.name).where(_K.session_token_hash == token_hash))
+            ).first()
+        return None if row is None else row.name
+
+    async def get(self, name: str) -> WorkerRecord | None:
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(_K.name, _K.capacity, _K.resources).where(_K.name == name)
+                )
+            ).first()
+        if row is None:
+            return None
+        return WorkerRecord(row.name, row.capacity, WorkerResources.model_validate(row.resources))
+
+    async def heartbeat(self, name: str, resources: WorkerResources | None) -> bool:
+        """Record that ``name`` is alive; ``True`` when it had been declared dead."""
+        values: dict[str, object] = {"last_heartbeat": utcnow(), "connected": True}
+        if resources is not None:
+            values["resources"] = resources.model_dump(mode="json")
+        async with self.db.write() as tx:
+            was = (
+                await tx.conn.execute(sa.select(_K.connected).where(_K.name == name))
+            ).scalar_one_or_none()
+            await tx.conn.execute(sa.update(workers).where(_K.name == name).values(**values))
+            if was is False:
+                tx.notify(DISPATCH)
+        return was is False
+
+    async def expire(self, cutoff: datetime) -> list[str]:
+        """Declare dead every worker silent since ``cutoff``; requeue what they held."""
+        async with self.db.write() as tx:
+            names = list(
+                (
+                    await tx.conn.execute(
+                        sa.update(workers)
+                        .where(_K.connected.is_(True), _K.last_heartbeat < cutoff)
+                        .values(connected=False)
+                        .returning(_K.name)
+                    )
+                ).scalars()
+            )
+            if names:
+                await requeue_held(tx, names, utcnow())
+                for name in names:
+                    tx.notify(f"{DROP_NOTE}:{name}")
+        return names
+
+    async def list(self) -> list[WorkerInfo]:
+        running = (
+            sa.select(executions.c.worker_name, sa.func.count().label("n"))
+            .where(executions.c.state.in_([s.value for s in HELD]))
+            .group_by(executions.c.worker_name)
+            .subquery()
+        )
+        query = (
+            sa.select(workers, sa.func.coalesce(running.c.n, 0).label("running"))
+            .outerjoin(running, running.c.worker_name == _K.name)
+            .order_by(_K.name)
+        )
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [
+            WorkerInfo(
+                name=r.name,
+                connected=r.connected,
+                last_heartbeat=r.last_heartbeat,
+                capacity=r.capacity,
+                running=r.running,
+                runtime=WorkerRuntime.model_validate(r.runtime),
+                resources=WorkerResources.model_validate(r.resources),
+                packages=[PackageInfo.model_validate(p) for p in r.packages],
+            )
+            for r in rows
+        ]

@@ -1,0 +1,188 @@
+"""Registered workflows and their versions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from flux.domain import utcnow
+from flux.errors import NotFoundError
+from flux.protocol import (
+    ResourceRequest,
+    WorkflowDetail,
+    WorkflowOptions,
+    WorkflowSummary,
+    WorkflowVersion,
+)
+
+from flux_server.db import Database
+from flux_server.db.tables import workflows
+from flux_server.source import WorkflowDefinition
+from flux_server.store._common import new_id
+
+__all__ = ["WORKFLOWS_NOTE", "LatestWorkflow", "WorkflowStore"]
+
+WORKFLOWS_NOTE = "workflows"
+"""Note: registrations changed (drop cached latest versions)."""
+
+_W = workflows.c
+_SUMMARY = (_W.id, _W.name, _W.version, _W.source_hash, _W.options, _W.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class LatestWorkflow:
+    """What starting an execution needs to know about the latest version."""
+
+    id: str
+    name: str
+    version: int
+    requests: dict[str, Any] | None
+
+
+class WorkflowStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._latest: dict[str, LatestWorkflow] = {}
+
+    def invalidate(self) -> None:
+        """Forget cached latest versions (a registration happened, here or on a replica)."""
+        self._latest.clear()
+
+    async def register(
+        self, definitions: Sequence[WorkflowDefinition], source: str, source_hash: str
+    ) -> list[WorkflowSummary]:
+        """Store ``source`` as a new version of each workflow it defines; a workflow whose
+        latest version has the same source keeps that version."""
+        for attempt in range(3):
+            try:
+                return await self._register(definitions, source, source_hash)
+            except sa.exc.IntegrityError:
+                # A concurrent registration of the same name took this version number.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _register(
+        self, definitions: Sequence[WorkflowDefinition], source: str, source_hash: str
+    ) -> list[WorkflowSummary]:
+        now = utcnow()
+        summaries = []
+        async with self.db.write() as tx:
+            for definition in definitions:
+                latest = (
+                    await tx.conn.execute(
+                        sa.select(*_SUMMARY)
+                        .where(_W.name == definition.name)
+                        .order_by(_W.version.desc())
+                        .limit(1)
+                    )
+                ).first()
+                if latest is not None and latest.source_hash == source_hash:
+                    summaries.append(_summary(latest))
+                    continue
+                row = {
+                    "id": new_id(),
+                    "name": definition.name,
+                    "version": 1 if latest is None else latest.version + 1,
+                    "source": source,
+                    "source_hash": source_hash,
+                    "options": definition.options.model_dump(mode="json"),
+                    "created_at": now,
+                }
+                await tx.conn.execute(sa.insert(workflows).values(row))
+                summaries.append(_summary(row))
+            tx.notify(WORKFLOWS_NOTE)
+        return summaries
+
+    async def list(self) -> list[WorkflowSummary]:
+        """The latest version of every workflow, by name."""
+        newest = (
+            sa.select(_W.name, sa.func.max(_W.version).label("version"))
+            .group_by(_W.name)
+            .subquery()
+        )
+        query = (
+            sa.select(*_SUMMARY)
+            .join(newest, sa.and_(_W.name == newest.c.name, _W.version == newest.c.version))
+            .order_by(_W.name)
+        )
+        async with self.db.read() as conn:
+            return [_summary(row) for row in await conn.execute(query)]
+
+    async def get(self, name: str) -> WorkflowDetail:
+        """Raises NotFoundError for an unknown name."""
+        async with self.db.read() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(*_SUMMARY, _W.source).where(_W.name == name).order_by(_W.version)
+                )
+            ).all()
+            if not rows:
+                raise _not_found(name)
+            latest = rows[-1]
+            # Only the latest source is needed; older rows were read for their metadata.
+        return WorkflowDetail(
+            **_summary(latest).model_dump(),
+            source=latest.source,
+            versions=[
+                WorkflowVersion(
+                    id=r.id, version=r.version, source_hash=r.source_hash, created_at=r.created_at
+                )
+                for r in rows
+            ],
+        )
+
+    async def latest(self, name: str) -> LatestWorkflow:
+        """The latest version of ``name`` (cached until the next registration).
+
+        Raises:
+            NotFoundError: no workflow of that name.
+        """
+        cached = self._latest.get(name)
+        if cached is not None:
+            return cached
+        async with self.db.read() as conn:
+            row = (
+                await conn.execute(
+                    sa.select(_W.id, _W.name, _W.version, _W.options)
+                    .where(_W.name == name)
+                    .order_by(_W.version.desc())
+                    .limit(1)
+                )
+            ).first()
+        if row is None:
+            raise _not_found(name)
+        latest = LatestWorkflow(row.id, row.name, row.version, _requests(row.options))
+        self._latest[name] = latest
+        return latest
+
+
+def _not_found(name: str) -> NotFoundError:
+    return NotFoundError(
+        f"no workflow named {name!r}; register it first (POST /workflows, `flux workflow "
+        "register FILE`)",
+        status_code=404,
+        workflow=name,
+    )
+
+
+def _summary(row: Any) -> WorkflowSummary:
+    get = row.__getitem__ if isinstance(row, dict) else row._mapping.__getitem__
+    return WorkflowSummary(
+        id=get("id"),
+        name=get("name"),
+        version=get("version"),
+        source_hash=get("source_hash"),
+        options=WorkflowOptions.model_validate(get("options") or {}),
+        created_at=get("created_at"),
+    )
+
+
+def _requests(options: dict[str, Any] | None) -> dict[str, Any] | None:
+    raw = (options or {}).get("requests")
+    if not raw:
+        return None
+    request = ResourceRequest.model_validate(raw)
+    return None if request.is_empty() else request.model_dump(exclude_none=True)
