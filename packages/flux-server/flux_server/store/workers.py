@@ -54,7 +54,8 @@ class WorkerStore:
             "packages": [p.model_dump(mode="json") for p in request.packages],
             "capacity": request.capacity,
             "last_heartbeat": now,
-            "connected": True,
+            # Connected (alive) from its first stream or heartbeat on.
+            "connected": False,
             "registered_at": now,
         }
         async with self.db.write() as tx:

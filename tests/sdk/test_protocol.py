@@ -1,0 +1,166 @@
+"""flux.protocol: the pinned schema, tolerant readers, strict writers, value encoding."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import flux.protocol as protocol
+import pytest
+from flux.domain import EventType, ExecutionEvent, ExecutionState
+from flux.errors import ProtocolError
+from flux.protocol import (
+    CheckpointRequest,
+    EventRecord,
+    ExecutionCancelledFrame,
+    ExecutionFrame,
+    ExecutionScheduledFrame,
+    OutputRecord,
+    ResourceRequest,
+    WorkerResources,
+)
+from pydantic import ValidationError
+
+SNAPSHOT = Path(__file__).parent / "protocol_schema.json"
+
+
+def test_schema_matches_the_committed_snapshot() -> None:
+    current = json.loads(json.dumps(protocol.json_schema(), sort_keys=True))
+    pinned = json.loads(SNAPSHOT.read_text())
+    assert current == pinned, (
+        "the wire protocol changed; if that is deliberate, regenerate the snapshot with "
+        "`python -m flux.protocol > tests/sdk/protocol_schema.json` (and bump PROTOCOL_VERSION "
+        "when old peers can no longer read it)"
+    )
+
+
+def test_public_surface_exports_every_wire_model() -> None:
+    assert len(set(protocol.__all__)) == len(protocol.__all__)
+    for name in protocol.__all__:
+        assert hasattr(protocol, name), name
+    models = set(protocol.json_schema()["models"])
+    assert models <= set(protocol.__all__)
+
+
+def test_readers_ignore_unknown_fields_even_nested() -> None:
+    data = {
+        "generation": 3,
+        "from_the_future": True,
+        "events": [
+            {
+                "id": "e1",
+                "type": "TASK_STARTED",
+                "source_id": "s",
+                "name": "t",
+                "time": "2025-01-01T00:00:00Z",
+                "new_field": 1,
+            }
+        ],
+    }
+    request = CheckpointRequest.model_validate_json(json.dumps(data))
+    assert request.generation == 3
+    assert request.events[0].id == "e1"
+    assert "new_field" not in request.events[0].model_dump()
+
+
+def test_writers_reject_unknown_fields() -> None:
+    with pytest.raises(TypeError, match="evnts"):
+        CheckpointRequest(generation=1, evnts=[])  # type: ignore[call-arg]
+
+
+def test_writers_still_validate_types() -> None:
+    with pytest.raises(ValidationError):
+        CheckpointRequest(generation="not a number")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("serializer", ["pkl", "json"])
+def test_event_record_round_trips_values_losslessly(serializer: str) -> None:
+    value = {"when": datetime(2025, 1, 2, tzinfo=UTC), "pair": (1, 2), "raw": b"\x00"}
+    event = ExecutionEvent(EventType.TASK_COMPLETED, "task:abc:0", "task", value, scope="")
+    record = EventRecord.from_event(event, serializer)
+    wire = EventRecord.model_validate_json(record.model_dump_json())
+    back = wire.to_event()
+    assert back.value == value
+    assert (back.id, back.type, back.time) == (event.id, event.type, event.time)
+    assert wire.view == {"when": "2025-01-02T00:00:00+00:00", "pair": [1, 2], "raw": "AA=="}
+
+
+def test_event_without_value_has_no_bytes() -> None:
+    record = EventRecord.from_event(ExecutionEvent(EventType.WORKFLOW_STARTED, "x", "wf"))
+    assert record.value is None and record.to_event().value is None
+
+
+def test_output_record_round_trip() -> None:
+    out = OutputRecord.from_value({"a": {1, 2}}, "pkl")
+    assert OutputRecord.model_validate_json(out.model_dump_json()).load() == {"a": {1, 2}}
+    assert out.view == {"a": [1, 2]}
+
+
+def test_times_are_read_as_utc() -> None:
+    naive = EventRecord.model_validate(
+        {"id": "e", "type": "TASK_STARTED", "source_id": "s", "name": "n",
+         "time": "2025-01-01T10:00:00"}
+    )  # fmt: skip
+    assert naive.time == datetime(2025, 1, 1, 10, tzinfo=UTC)
+    shifted = naive.model_copy(
+        update={"time": datetime(2025, 1, 1, 12, tzinfo=timezone(timedelta(hours=2)))}
+    )
+    again = EventRecord.model_validate_json(shifted.model_dump_json())
+    assert again.time.tzinfo == UTC and again.time.hour == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("4Gi", 4 * 2**30), ("512Mi", 512 * 2**20), ("2GB", 2 * 10**9), ("1024", 1024), (7, 7)],
+)
+def test_resource_request_sizes(text: str | int, size: int) -> None:
+    assert ResourceRequest.model_validate({"memory": text}).memory == size
+
+
+def test_resource_request_rejects_nonsense() -> None:
+    with pytest.raises(ValidationError):
+        ResourceRequest.model_validate({"memory": "lots"})
+    with pytest.raises(ValidationError):
+        ResourceRequest.model_validate({"cpu": -1})
+
+
+def test_version_check_names_both_versions() -> None:
+    protocol.check_compatible("1.9")
+    with pytest.raises(ProtocolError) as info:
+        protocol.check_compatible("2.0", peer="server")
+    assert "2.0" in str(info.value) and protocol.PROTOCOL_VERSION in str(info.value)
+    with pytest.raises(ProtocolError):
+        protocol.check_compatible("banana")
+
+
+def test_worker_frames_parse_by_event_name_and_unknown_is_skipped() -> None:
+    offer = protocol.parse_worker_frame(
+        "execution.scheduled",
+        '{"execution_id": "e", "workflow_name": "w", "workflow_version": 2, "extra": 1}',
+    )
+    assert offer == ExecutionScheduledFrame(execution_id="e", workflow_name="w", workflow_version=2)
+    cancel = protocol.parse_worker_frame("execution.cancelled", '{"execution_id": "e"}')
+    assert isinstance(cancel, ExecutionCancelledFrame)
+    assert protocol.parse_worker_frame("something.new", "{}") is None
+
+
+def test_execution_frame_names_follow_the_spec() -> None:
+    names = {s.value: protocol.execution_frame_event(s) for s in ExecutionState}
+    assert names["RUNNING"] == "workflow.execution.running"
+    assert names["PAUSED"] == "workflow.execution.paused"
+    assert names["COMPLETED"] == "workflow.execution.completed"
+    assert names["FAILED"] == "workflow.execution.failed"
+    assert names["CANCELLED"] == "workflow.execution.cancelled"
+    assert names["SCHEDULED"] is None
+    frame = protocol.parse_execution_frame(
+        "workflow.execution.completed",
+        '{"execution_id": "a", "state": "COMPLETED", "output": 3, '
+        '"timestamp": "2025-01-01T00:00:00Z"}',
+    )
+    assert isinstance(frame, ExecutionFrame) and frame.output == 3
+    assert protocol.parse_execution_frame("keepalive", "{}") is None
+
+
+def test_worker_resources_defaults_allow_minimal_reports() -> None:
+    assert WorkerResources.model_validate({}).gpus == []
