@@ -9,10 +9,12 @@ Command groups live in their own modules, listed in :data:`COMMAND_MODULES`. Eac
         root.add_typer(app)
 
 Modules in :data:`OPTIONAL_MODULES` are skipped while they do not exist, so ``flux_cli.schedules``
-and ``flux_cli.secrets`` appear in ``flux --help`` as soon as their files are added. A command
-raises what it naturally raises (``flux.errors`` from the client, :class:`~flux_cli.errors.CliError`,
-``typer.BadParameter``); :class:`FluxGroup` prints it as one ``error: ...`` line on stderr and
-exits 1 (2 for usage errors), with the traceback only under ``--debug``.
+and ``flux_cli.secrets`` appear in ``flux --help`` as soon as their files are added.
+
+A command raises what it naturally raises (``flux.errors`` from the client,
+:class:`~flux_cli.errors.CliError`, ``typer.BadParameter``); :class:`FluxGroup` prints it as one
+``error: ...`` line on stderr and exits 1 (2 for usage errors), with the traceback only under
+``--debug``.
 """
 
 from __future__ import annotations
@@ -133,9 +135,7 @@ def _root(
             show_default=False,
         ),
     ] = None,
-    debug: Annotated[
-        bool, typer.Option("--debug", help="Show the traceback of an error.")
-    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show the traceback of an error.")] = False,
     _: Annotated[
         bool,
         typer.Option(

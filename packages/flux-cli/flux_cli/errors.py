@@ -71,10 +71,8 @@ def describe(exc: BaseException, server_url: str | None) -> tuple[str, int]:
             one_line(f"{where} sent an answer this flux-cli does not understand: {exc}"),
             EXIT_FAILURE,
         )
-    return (
-        one_line(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"),
-        EXIT_FAILURE,
-    )
+    message = f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+    return one_line(message), EXIT_FAILURE
 
 
 def _is_validation_error(exc: BaseException) -> bool:

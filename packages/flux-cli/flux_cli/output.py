@@ -8,8 +8,9 @@ User data never passes through Rich markup: cells are :class:`rich.text.Text`.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -51,9 +52,16 @@ FormatOption = Annotated[
 """The ``--format table|json`` option every listing or showing command takes."""
 
 
+_PIPE_WIDTH = 240
+"""Width when stdout is not a terminal (and COLUMNS is unset): wide enough that ids never fold."""
+
+
 def console() -> Console:
     """A console on the current stdout (looked up at each call, so test runners capture it)."""
-    return Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
+    if not out.is_terminal and "COLUMNS" not in os.environ:
+        out = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=_PIPE_WIDTH)
+    return out
 
 
 def dump(value: Any) -> Any:
@@ -94,12 +102,21 @@ def format_value(value: Any, limit: int | None = None) -> str:
     return text
 
 
-def table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, title: str | None = None) -> Table:
-    """A table whose cells are plain text (``None`` shows as empty). Columns never cut a value:
-    long values wrap, so ids stay copyable."""
+def table(
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    title: str | None = None,
+    wrap: Collection[str] = (),
+) -> Table:
+    """A table whose cells are plain text (``None`` shows as empty).
+
+    Only the columns named in ``wrap`` give up width on a narrow terminal, so names and ids stay
+    on one line, copyable; a value that still does not fit folds rather than being cut.
+    """
     result = Table(title=title, header_style="bold", show_edge=False, pad_edge=False)
     for column in columns:
-        result.add_column(column, overflow="fold")
+        result.add_column(column, overflow="fold", no_wrap=column not in wrap)
     for row in rows:
         result.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     return result

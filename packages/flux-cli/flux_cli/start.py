@@ -71,7 +71,8 @@ def worker(
     server_url: Annotated[
         str | None,
         typer.Option(
-            "--server-url", help="Server to join (default: flux --server-url, else workers.server_url)."
+            "--server-url",
+            help="Server to join (default: flux --server-url, else workers.server_url).",
         ),
     ] = None,
     token: Annotated[
@@ -108,8 +109,8 @@ def mcp(
     server_url: Annotated[
         str | None,
         typer.Option(
-            "--server-url", help="Flux server the tools call (default: flux --server-url, "
-            "else mcp.server_url)."
+            "--server-url",
+            help="Flux server the tools call (default: flux --server-url, else mcp.server_url).",
         ),
     ] = None,
 ) -> None:

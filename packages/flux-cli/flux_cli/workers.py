@@ -29,7 +29,8 @@ def list_workers(ctx: typer.Context, format: FormatOption = OutputFormat.TABLE) 
         console().print("No workers registered. Start one with: flux start worker")
         return
     columns = ("NAME", "CONNECTED", "RUNNING", "CAPACITY", "HOST", "CPUS", "MEMORY", "GPUS")
-    console().print(table(columns, (_row(w) for w in workers)))
+    rows = (_row(w) for w in workers)
+    console().print(table(columns, rows, wrap={"CONNECTED", "HOST", "MEMORY", "GPUS"}))
 
 
 def _row(worker: WorkerInfo) -> tuple[object, ...]:

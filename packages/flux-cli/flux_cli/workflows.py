@@ -43,13 +43,15 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-NameArg = Annotated[str, typer.Argument(help="Workflow name.", show_default=False)]
-ExecutionArg = Annotated[str, typer.Argument(help="Execution id.", show_default=False)]
+NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Workflow name.", show_default=False)]
+ExecutionArg = Annotated[
+    str, typer.Argument(metavar="EXECUTION_ID", help="Execution id.", show_default=False)
+]
 InputArg = Annotated[
     str | None,
     typer.Argument(
         metavar="INPUT_JSON",
-        help="Input as JSON text, e.g. '{\"input\": \"data\"}' or '\"World\"'; - reads stdin.",
+        help='Input as JSON text, e.g. \'{"input": "data"}\' or \'"World"\'; - reads stdin.',
         show_default=False,
     ),
 ]
@@ -136,7 +138,7 @@ def run(
     value = parse_json(input)
     with client(ctx) as flux:
         if mode is RunMode.STREAM:
-            _follow(flux.stream(name, value), format)
+            _follow(name, flux.stream(name, value), format)
         else:
             _report(flux.run(name, value, mode=mode), format, waited=mode is RunMode.SYNC)
 
@@ -157,7 +159,7 @@ def resume(
     value = parse_json(input)
     with client(ctx) as flux:
         if mode is RunMode.STREAM:
-            _follow(flux.stream_resume(name, execution_id, value), format)
+            _follow(name, flux.stream_resume(name, execution_id, value), format)
         else:
             status = flux.resume(name, execution_id, value, mode=mode)
             _report(status, format, waited=mode is RunMode.SYNC)
@@ -216,7 +218,8 @@ def _summary_table(workflows: list[WorkflowSummary], title: str | None = None) -
         (w.name, w.version, w.id, _schedule_text(w.options.schedule), format_time(w.created_at))
         for w in workflows
     )
-    return table(("NAME", "VERSION", "ID", "SCHEDULE", "CREATED"), rows, title=title)
+    columns = ("NAME", "VERSION", "ID", "SCHEDULE", "CREATED")
+    return table(columns, rows, title=title, wrap={"SCHEDULE", "CREATED"})
 
 
 def _schedule_text(schedule: dict[str, object] | None) -> str:
@@ -253,7 +256,8 @@ def _print_detail(detail: WorkflowDetail) -> None:
             (v.version, v.id, v.source_hash[:12], format_time(v.created_at))
             for v in detail.versions
         )
-        out.print(table(("VERSION", "ID", "SOURCE HASH", "CREATED"), rows, title="Versions"))
+        columns = ("VERSION", "ID", "SOURCE HASH", "CREATED")
+        out.print(table(columns, rows, title="Versions", wrap={"CREATED"}))
     out.print()
     out.print(Syntax(detail.source, "python", line_numbers=False, word_wrap=True))
 
@@ -280,7 +284,8 @@ def _print_status(result: ExecutionStatus) -> None:
             (format_time(e.time), e.type.value, e.name, format_value(e.view, 60))
             for e in result.events
         )
-        out.print(table(("TIME", "EVENT", "NAME", "VALUE"), rows, title="Events"))
+        columns = ("TIME", "EVENT", "NAME", "VALUE")
+        out.print(table(columns, rows, title="Events", wrap={"TIME", "NAME", "VALUE"}))
 
 
 def _report(result: ExecutionStatus, format: OutputFormat, *, waited: bool) -> None:
@@ -288,11 +293,13 @@ def _report(result: ExecutionStatus, format: OutputFormat, *, waited: bool) -> N
         print_json(result)
     else:
         _print_status(result)
+        if result.state is ExecutionState.PAUSED:
+            console().print(Text(_resume_hint(result.workflow_name, result.execution_id)))
     if waited:
         _check_outcome(result.execution_id, result.state, result.output)
 
 
-def _follow(frames: Iterator[ExecutionFrame], format: OutputFormat) -> None:
+def _follow(name: str, frames: Iterator[ExecutionFrame], format: OutputFormat) -> None:
     """Print each frame as it arrives, then the final output."""
     out = console()
     last: ExecutionFrame | None = None
@@ -314,7 +321,13 @@ def _follow(frames: Iterator[ExecutionFrame], format: OutputFormat) -> None:
         )
     if format is OutputFormat.TABLE:
         out.print(Text(f"output: {format_value(last.output)}"))
+        if last.state is ExecutionState.PAUSED:
+            out.print(Text(_resume_hint(name, last.execution_id)))
     _check_outcome(last.execution_id, last.state, last.output)
+
+
+def _resume_hint(name: str, execution_id: str) -> str:
+    return f"paused: resume it with: flux workflow resume {name} {execution_id} INPUT_JSON"
 
 
 def _check_outcome(execution_id: str, state: ExecutionState, output: object) -> None:

@@ -1,0 +1,167 @@
+"""``flux start ...`` and ``flux dev`` without running anything: the command lines they would
+exec, and the messages when a package is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from typing import NoReturn
+
+import pytest
+import typer
+from cli_support import Cli
+from flux_cli import start
+from flux_cli.components import MCP, SERVER, WORKER
+
+
+@pytest.fixture
+def execs(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """Command lines `flux start` would exec (it exits 0 instead of replacing the process)."""
+    seen: list[list[str]] = []
+
+    def fake_exec(argv: list[str]) -> NoReturn:
+        seen.append(argv)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(start, "exec_program", fake_exec)
+    return seen
+
+
+def _missing(monkeypatch: pytest.MonkeyPatch, module: str) -> None:
+    # A None entry makes the import system (and find_spec) treat the package as absent.
+    monkeypatch.setitem(sys.modules, module, None)
+
+
+def test_start_mcp_without_flux_mcp_says_what_to_install(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, execs: list[list[str]]
+) -> None:
+    _missing(monkeypatch, "flux_mcp")
+    result = cli("start", "mcp")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr == (
+        "error: flux start mcp needs the Flux MCP server, which is not installed: "
+        "pip install flux-mcp\n"
+    )
+    assert execs == []
+
+
+@pytest.mark.parametrize(
+    ("command", "module", "package"),
+    [("server", "flux_server", "flux-server"), ("worker", "flux_worker", "flux-worker")],
+)
+def test_start_without_the_package_says_what_to_install(
+    cli: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    execs: list[list[str]],
+    command: str,
+    module: str,
+    package: str,
+) -> None:
+    _missing(monkeypatch, module)
+    result = cli("start", command)
+    assert result.exit_code == 1
+    assert result.stderr.endswith(f"which is not installed: pip install {package}\n")
+    assert len(result.stderr.splitlines()) == 1
+    assert execs == []
+
+
+def test_dev_without_the_server_says_what_to_install(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _missing(monkeypatch, "flux_server")
+    result = cli("dev", "--port", "0")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: flux dev needs the Flux server, which is not installed: pip install flux-server\n"
+    )
+
+
+def test_start_server_forwards_only_the_options_given(cli: Cli, execs: list[list[str]]) -> None:
+    if not SERVER.installed():
+        pytest.skip("flux-server is not installed (python -m flux_server is missing)")
+    assert cli("start", "server").exit_code == 0
+    args = ("start", "server", "--host", "0.0.0.0", "--port", "8080")
+    assert cli(*args, "--database-url", "sqlite:///x.db").exit_code == 0
+    assert execs == [
+        [sys.executable, "-m", "flux_server"],
+        [
+            sys.executable,
+            "-m",
+            "flux_server",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "8080",
+            "--database-url",
+            "sqlite:///x.db",
+        ],
+    ]
+
+
+def test_start_worker_forwards_name_and_options(cli: Cli, execs: list[list[str]]) -> None:
+    assert WORKER.installed()
+    args = ("start", "worker", "w-01", "--server-url", "http://server:8000", "--token", "t")
+    assert cli(*args, "--capacity", "3").exit_code == 0
+    assert execs[-1] == [
+        *WORKER.argv("w-01"),
+        "--server-url",
+        "http://server:8000",
+        "--token",
+        "t",
+        "--capacity",
+        "3",
+    ]
+
+
+def test_start_worker_uses_the_global_server_url(cli: Cli, execs: list[list[str]]) -> None:
+    assert cli("--server-url", "http://elsewhere:9000", "start", "worker").exit_code == 0
+    assert execs[-1] == WORKER.argv("--server-url", "http://elsewhere:9000")
+    assert cli("start", "worker").exit_code == 0
+    assert execs[-1] == WORKER.argv()
+
+
+def test_start_mcp_forwards_its_options(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, execs: list[list[str]]
+) -> None:
+    monkeypatch.setattr(type(MCP), "installed", lambda self: True)
+    args = ("start", "mcp", "--host", "localhost", "--port", "8080", "--transport", "sse")
+    assert cli(*args).exit_code == 0
+    assert execs[-1] == MCP.argv("--host", "localhost", "--port", "8080", "--transport", "sse")
+
+
+def test_start_mcp_rejects_an_unknown_transport(cli: Cli, execs: list[list[str]]) -> None:
+    result = cli("start", "mcp", "--transport", "carrier-pigeon")
+    assert result.exit_code == 2
+    assert "--transport" in result.stderr
+    assert execs == []
+
+
+def test_the_cli_never_imports_a_sibling_package() -> None:
+    """Only flux-sdk may be imported: the others are started as programs, never imported."""
+    code = textwrap.dedent(
+        """
+        import sys
+        from typer.testing import CliRunner
+        from flux_cli.app import app
+        from flux_cli.components import MCP, SERVER, WORKER
+
+        runner = CliRunner()
+        for args in (
+            ["--help"],
+            ["start", "worker", "--help"],
+            ["dev", "--help"],
+            ["--server-url", "http://127.0.0.1:9", "workflow", "list"],
+        ):
+            runner.invoke(app, args)
+        SERVER.installed(), WORKER.installed(), MCP.installed()
+        siblings = ("flux_server", "flux_worker", "flux_mcp", "flux_agents")
+        print(sorted(m for m in sys.modules if m.split(".")[0] in siblings))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[]\n"
