@@ -72,36 +72,39 @@ def b64decode(text: str | None) -> bytes | None:
 
 
 def _tag(value: Any) -> Any:
-    if value is None or isinstance(value, bool | int | float | str):
+    # Exact types only: a subclass (an Enum over str or int, an OrderedDict, a namedtuple, a
+    # pandas Timestamp) would come back as its base type, so it goes to pickle instead.
+    t = type(value)
+    if value is None or t is bool or t is int or t is float or t is str:
         return value
-    if isinstance(value, list):
+    if t is list:
         return [_tag(v) for v in value]
-    if isinstance(value, dict):
-        if all(type(k) is str for k in value):
-            if "__flux__" in value:
-                return {"__flux__": "dict", "v": [[_tag(k), _tag(v)] for k, v in value.items()]}
+    if t is dict:
+        if all(type(k) is str for k in value) and "__flux__" not in value:
             return {k: _tag(v) for k, v in value.items()}
         return {"__flux__": "dict", "v": [[_tag(k), _tag(v)] for k, v in value.items()]}
-    if isinstance(value, tuple) and type(value) is tuple:
+    if t is tuple:
         return {"__flux__": "tuple", "v": [_tag(v) for v in value]}
-    if isinstance(value, set | frozenset):
-        kind = "set" if isinstance(value, set) else "frozenset"
-        return {"__flux__": kind, "v": [_tag(v) for v in value]}
-    if isinstance(value, datetime):
-        return {"__flux__": "datetime", "v": value.isoformat()}
-    if isinstance(value, date):
-        return {"__flux__": "date", "v": value.isoformat()}
-    if isinstance(value, time):
-        return {"__flux__": "time", "v": value.isoformat()}
-    if isinstance(value, timedelta):
-        return {"__flux__": "timedelta", "v": value.total_seconds()}
-    if isinstance(value, UUID):
+    if t is set or t is frozenset:
+        return {"__flux__": t.__name__, "v": [_tag(v) for v in value]}
+    if t is datetime or t is date or t is time:
+        return {"__flux__": t.__name__, "v": value.isoformat()}
+    if t is timedelta:
+        return {"__flux__": "timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if t is UUID:
         return {"__flux__": "uuid", "v": str(value)}
-    if isinstance(value, Decimal):
+    if t is Decimal:
         return {"__flux__": "decimal", "v": str(value)}
-    if isinstance(value, bytes):
+    if t is bytes:
         return {"__flux__": "bytes", "v": base64.b64encode(value).decode()}
-    raise TypeError(type(value).__qualname__)
+    raise TypeError(t.__qualname__)
+
+
+def _timedelta(v: Any) -> timedelta:
+    if isinstance(v, list):
+        days, seconds, microseconds = v
+        return timedelta(days=days, seconds=seconds, microseconds=microseconds)
+    return timedelta(seconds=v)  # written by earlier versions as total seconds
 
 
 _UNTAG = {
@@ -112,7 +115,7 @@ _UNTAG = {
     "datetime": datetime.fromisoformat,
     "date": date.fromisoformat,
     "time": time.fromisoformat,
-    "timedelta": lambda v: timedelta(seconds=v),
+    "timedelta": _timedelta,
     "uuid": UUID,
     "decimal": Decimal,
     "bytes": base64.b64decode,
@@ -135,7 +138,9 @@ def to_view(value: Any, _depth: int = 0) -> Any:
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
-        return value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        return (
+            value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        )
     if _depth > 20:
         return repr(value)
     if isinstance(value, dict):
@@ -161,7 +166,9 @@ def to_view(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, BaseException):
         return {"type": type(value).__name__, "message": str(value)}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_view(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)}
+        return {
+            f.name: to_view(getattr(value, f.name), _depth + 1) for f in dataclasses.fields(value)
+        }
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         try:
