@@ -124,7 +124,7 @@ class Run:
 
     def _diverged(self, scope: str, k: int, expected: str, name: str, got: str) -> None:
         expected_name = expected.split(":", 1)[0]
-        where = f"inside task {scope.split(':', 1)[0]!r}" if scope else "in the workflow body"
+        where = _describe_scope(scope)
         if expected_name == name:
             what = f"called {name!r} with arguments that differ from the recorded call"
         else:
@@ -197,6 +197,15 @@ class Run:
             elif seen and e.type is EventType.WORKFLOW_RESUMED:
                 return True, e.value
         return False, None
+
+
+def _describe_scope(scope: str) -> str:
+    if not scope:
+        return "in the workflow body"
+    if scope.endswith("]"):  # branch i of a parallel call: "<parent scope>[i]"
+        parent, _, index = scope[:-1].rpartition("[")
+        return f"in branch #{int(index) + 1} of a parallel call {_describe_scope(parent)}"
+    return f"inside task {scope.split(':', 1)[0]!r}"
 
 
 def require_run(what: str) -> Run:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from flux._runtime import current_run
+from flux._runtime import current_run, current_scope
 
 __all__ = ["parallel", "pipeline"]
 
@@ -27,11 +28,19 @@ async def parallel(*awaitables: Awaitable[Any] | Iterable[Awaitable[Any]]) -> li
     if not items:
         return []
     loop = asyncio.get_running_loop()
-    tasks = [
-        loop.create_task(aw if asyncio.iscoroutine(aw) else _as_coroutine(aw)) for aw in items
-    ]
+    coros = [aw if asyncio.iscoroutine(aw) else _as_coroutine(aw) for aw in items]
     run = current_run.get()
-    if run is not None:
+    if run is None:
+        tasks = [loop.create_task(coro) for coro in coros]
+    else:
+        # Each branch is a scope of its own: replay checks a branch's calls in the order that
+        # branch made them, however the branches interleave (replayed calls return at once).
+        scope = current_scope.get()
+        tasks = []
+        for i, coro in enumerate(coros):
+            context = contextvars.copy_context()
+            context.run(current_scope.set, f"{scope}[{i}]")
+            tasks.append(loop.create_task(coro, context=context))
         run.branches += len(tasks)
 
         def finished(_: asyncio.Task[Any]) -> None:
