@@ -46,6 +46,8 @@ def read_workflows(source: str, filename: str = "<upload>") -> list[WorkflowDefi
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:
+        if exc.lineno is None:
+            raise UsageError(f"{filename} cannot be parsed as Python: {exc.msg}") from None
         raise UsageError(
             f"{filename} has a syntax error at line {exc.lineno}: {exc.msg}",
             line=exc.lineno,

@@ -1,0 +1,48 @@
+"""Alembic: one head, upgrade from empty on both databases, schema equal to the tables."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from flux_server.__main__ import main
+from flux_server.db import Database, upgrade
+from flux_server.db.migrate import VERSION_TABLE, heads
+from flux_server.db.tables import metadata
+
+
+def test_one_head() -> None:
+    assert heads() == ["0001"]
+
+
+async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
+    db = Database(db_url)
+    try:
+        await upgrade(db)
+        await upgrade(db)  # a second run is a no-op
+        async with db.read() as conn:
+            diff = await conn.run_sync(
+                lambda sync: compare_metadata(
+                    MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+                )
+            )
+            version = (
+                await conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
+            ).all()
+    finally:
+        await db.dispose()
+    diff = [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
+    assert diff == []
+    assert version == [("0001",)]
+
+
+def test_db_upgrade_command(tmp_path, capsys) -> None:
+    url = f"sqlite:///{tmp_path}/cli/flux.db"
+    assert main(["db", "upgrade", "--database-url", url]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert (tmp_path / "cli" / "flux.db").exists()
+
+
+def test_unsupported_database_url_is_a_clear_error(capsys) -> None:
+    assert main(["db", "upgrade", "--database-url", "mysql://x/y"]) == 2
+    assert "unsupported database_url" in capsys.readouterr().err
