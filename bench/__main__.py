@@ -10,7 +10,7 @@ import importlib
 import platform
 import sys
 
-GROUPS = ["sdk"]
+GROUPS = ["sdk", "server"]
 
 
 def main(argv: list[str]) -> None:

@@ -1,0 +1,250 @@
+"""Server + worker benchmarks: real processes on loopback, figures from server-stamped times.
+
+Set FLUX_BENCH_DB=sqlite|postgres|both (default both when PostgreSQL answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from flux.client import AsyncFluxClient
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("FLUX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+N_DISPATCH = int(os.environ.get("FLUX_BENCH_DISPATCH", "200"))
+N_WORKFLOWS = int(os.environ.get("FLUX_BENCH_WORKFLOWS", "1000"))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, round(p / 100 * (len(values) - 1))))
+    return values[k]
+
+
+class Cluster:
+    def __init__(self, home: Path, database_url: str) -> None:
+        self.home = home
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.database_url = database_url
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
+        self.env.update({"FLUX_HOME": str(home), "FLUX_LOG_LEVEL": "WARNING"})
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, workers: int) -> None:
+        log = open(self.home / "server.log", "ab")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "flux_server", "--host", "127.0.0.1",
+               "--port", str(self.port), "--database-url", self.database_url]  # fmt: skip
+        self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log))
+        self._wait(lambda: httpx.get(f"{self.url}/health", timeout=1).status_code == 200)
+        for i in range(workers):
+            self.add_worker(f"bench-{i}")
+
+    def add_worker(self, name: str) -> subprocess.Popen[bytes]:
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115
+        cmd = [sys.executable, "-m", "flux_worker", name, "--server-url", self.url,
+               "--home", str(self.home), "--capacity", "64"]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)
+        self.procs.append(proc)
+        self._wait(
+            lambda: any(
+                w["name"] == name and w["connected"]
+                for w in httpx.get(f"{self.url}/workers", timeout=1).json()
+            )
+        )
+        return proc
+
+    def _wait(self, check: Any, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if check():
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"cluster did not come up; see logs in {self.home}")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+async def _wait_finished(client: AsyncFluxClient, name: str, ids: list[str]) -> None:
+    pending = set(ids)
+    while pending:
+        for eid in list(pending):
+            st = await client.status(name, eid)
+            if str(st.state) in ("COMPLETED", "FAILED", "CANCELLED", "PAUSED"):
+                pending.discard(eid)
+        if pending:
+            await asyncio.sleep(0.05)
+
+
+async def _measure(url: str, workers: int, label: str) -> list[tuple[str, float, str, str]]:
+    rows: list[tuple[str, float, str, str]] = []
+    async with AsyncFluxClient(url, timeout=120) as client:
+        await client.register_workflows(ROOT / "bench" / "workflows.py")
+        for _ in range(20):  # warm up module cache and connections
+            await client.run("bench_one", 1, mode="sync")
+        if workers == 1:
+            latencies = []
+            for _ in range(N_DISPATCH):
+                st = await client.run("bench_one", 1, mode="sync")
+                detail = await client.status("bench_one", st.execution_id, detailed=True)
+                started = next(e.time for e in detail.events or [] if e.type == "WORKFLOW_STARTED")
+                latencies.append((started - detail.created_at).total_seconds() * 1e3)
+            rows += [
+                (f"{label} dispatch p50", _pct(latencies, 50), "ms", "<= 5"),
+                (f"{label} dispatch p95", _pct(latencies, 95), "ms", "-"),
+                (f"{label} dispatch p99", _pct(latencies, 99), "ms", "<= 25"),
+            ]
+
+        sem = asyncio.Semaphore(64)
+
+        async def submit(name: str, arg: int) -> str:
+            async with sem:
+                return (await client.run(name, arg, mode="async")).execution_id
+
+        health: list[float] = []
+        stop = asyncio.Event()
+
+        async def probe() -> None:
+            async with httpx.AsyncClient(base_url=url) as h:
+                while not stop.is_set():
+                    t0 = time.perf_counter()
+                    await h.get("/health")
+                    health.append((time.perf_counter() - t0) * 1e3)
+                    await asyncio.sleep(0.02)
+
+        prober = asyncio.create_task(probe())
+        t0 = time.perf_counter()
+        ids = await asyncio.gather(*(submit("bench_one", 1) for _ in range(N_WORKFLOWS)))
+        await _wait_finished(client, "bench_one", list(ids))
+        rate = N_WORKFLOWS / (time.perf_counter() - t0)
+        stop.set()
+        await prober
+        rows.append((f"{label} workflows/s ({workers} worker)", rate, "wf/s", ">= 500"))
+        if health:
+            rows.append((f"{label} /health p99 under load", _pct(health, 99), "ms", "-"))
+
+        n_wf, n_tasks = 20, 500
+        t0 = time.perf_counter()
+        ids = await asyncio.gather(*(submit("bench_tasks", n_tasks) for _ in range(n_wf)))
+        await _wait_finished(client, "bench_tasks", list(ids))
+        rate = n_wf * n_tasks / (time.perf_counter() - t0)
+        rows.append((f"{label} tasks/s ({workers} worker)", rate, "tasks/s", ">= 3000"))
+
+        if workers == 1:
+            points = []
+            for n in (0, 1000, 4000):
+                samples = []
+                for _ in range(3):
+                    st = await client.run("bench_replay", n, mode="sync")
+                    t1 = time.perf_counter()
+                    await client.resume("bench_replay", st.execution_id, None, mode="sync")
+                    samples.append(time.perf_counter() - t1)
+                points.append((n, statistics.median(samples)))
+            fixed = points[0][1]
+            marginal = (points[-1][1] - fixed) / points[-1][0]
+            rows.append((f"{label} replay fixed cost", fixed * 1e3, "ms", "<= 20"))
+            rows.append((f"{label} replay per task of history", marginal * 1e6, "us", "<= 20"))
+    return rows
+
+
+def _pg_database() -> tuple[str, str] | None:
+    try:
+        import psycopg
+    except ImportError:
+        return None
+    name = f"flux_bench_{secrets.token_hex(4)}"
+    try:
+        with psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    except Exception:
+        return None
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, name
+
+
+def _drop_pg(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def _run_backend(label: str, url_for: Any) -> list[tuple[str, float, str, str]]:
+    rows: list[tuple[str, float, str, str]] = []
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as tmp:
+            cluster = Cluster(Path(tmp), url_for(Path(tmp)))
+            try:
+                cluster.start(workers)
+                rows += asyncio.run(_measure(cluster.url, workers, label))
+                if workers == 1:
+                    import psutil
+
+                    time.sleep(2)
+                    rss = psutil.Process(cluster.procs[1].pid).memory_info().rss / 2**20
+                    rows.append((f"{label} worker RSS after the run", rss, "MiB", "-"))
+            finally:
+                cluster.stop()
+    return rows
+
+
+def idle_worker_rss() -> list[tuple[str, float, str, str]]:
+    import psutil
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cluster = Cluster(Path(tmp), f"sqlite:///{tmp}/flux.db")
+        try:
+            cluster.start(1)
+            time.sleep(2)
+            rss = psutil.Process(cluster.procs[1].pid).memory_info().rss / 2**20
+        finally:
+            cluster.stop()
+    return [("worker idle RSS", rss, "MiB", "<= 80")]
+
+
+def main() -> list[tuple[str, float, str, str]]:
+    which = os.environ.get("FLUX_BENCH_DB", "both")
+    rows = idle_worker_rss()
+    if which in ("sqlite", "both"):
+        rows += _run_backend("sqlite", lambda home: f"sqlite:///{home}/flux.db")
+    if which in ("postgres", "both"):
+        created = _pg_database()
+        if created is None:
+            print("PostgreSQL not reachable: skipping the postgres figures", file=sys.stderr)
+        else:
+            url, name = created
+            try:
+                rows += _run_backend("postgres", lambda home: url)
+            finally:
+                _drop_pg(name)
+    return rows
