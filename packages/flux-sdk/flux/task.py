@@ -51,6 +51,14 @@ class _hybrid:
         return functools.partial(self.fn, cls, obj)
 
 
+def check_option_names(kind: str, cls: type, options: dict[str, Any]) -> None:
+    """Refuse option names the decorator does not know, listing the ones it does."""
+    known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "func")]
+    for name in options:
+        if name not in known:
+            raise UsageError(f"unknown {kind} option {name!r}; the options are {', '.join(known)}")
+
+
 def _number(name: str, value: Any, *, minimum: float = 0) -> float:
     if isinstance(value, timedelta):
         value = value.total_seconds()
@@ -106,7 +114,9 @@ class task(Generic[P, R]):
         for label, fn in (("fallback", fallback), ("rollback", rollback)):
             if fn is not None and not callable(fn):
                 raise UsageError(f"task option {label}={fn!r} must be callable")
-        if isinstance(secret_requests, str) or not all(isinstance(s, str) for s in secret_requests):
+        if not isinstance(secret_requests, list | tuple | set | frozenset) or not all(
+            isinstance(s, str) for s in secret_requests
+        ):
             raise UsageError(
                 f"task option secret_requests={secret_requests!r} must be a list of names"
             )
@@ -129,6 +139,7 @@ class task(Generic[P, R]):
     @_hybrid
     def with_options(cls, self: task[Any, Any] | None, func: Any = None, **options: Any) -> Any:
         """``@task.with_options(...)`` decorator, or ``some_task.with_options(...)`` variant."""
+        check_option_names("task", cls, options)
         if self is not None:
             merged = {**self._options(), **options}
             return cls(self.func, **merged)

@@ -14,6 +14,7 @@ from flux._runtime import current_run
 from flux.context import ExecutionContext
 from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
 from flux.errors import ExecutionStateError, UsageError
+from flux.task import check_option_names
 
 __all__ = ["ResourceRequest", "workflow"]
 
@@ -93,8 +94,14 @@ class workflow(Generic[T, R]):
             raise UsageError(
                 f"workflow option requests={requests!r} must be a ResourceRequest or a dict"
             )
-        if isinstance(secret_requests, str):
-            raise UsageError(f"workflow option secret_requests={secret_requests!r} must be a list")
+        if not isinstance(secret_requests, list | tuple | set | frozenset) or not all(
+            isinstance(s, str) for s in secret_requests
+        ):
+            raise UsageError(
+                f"workflow option secret_requests={secret_requests!r} must be a list of names"
+            )
+        if metadata is not None and not isinstance(metadata, dict):
+            raise UsageError(f"workflow option metadata={metadata!r} must be a dict")
         self.func = func
         self.name: str = name or func.__name__
         self.schedule = schedule
@@ -106,6 +113,7 @@ class workflow(Generic[T, R]):
     @_hybrid
     def with_options(cls, self: workflow[Any, Any] | None, func: Any = None, **options: Any) -> Any:
         """``@workflow.with_options(...)`` decorator, or a variant of an existing workflow."""
+        check_option_names("workflow", cls, options)
         if self is not None:
             merged = {
                 "name": self.name,
