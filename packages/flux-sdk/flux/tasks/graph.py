@@ -43,8 +43,7 @@ class Graph:
             raise GraphValidationError(f"graph {self.name!r} already has a node {name!r}")
         if not callable(action):
             raise GraphValidationError(
-                f"graph {self.name!r}: node {name!r} needs a task or async callable, "
-                f"got {action!r}"
+                f"graph {self.name!r}: node {name!r} needs a task or async callable, got {action!r}"
             )
         self._nodes[name] = action
         return self
@@ -56,8 +55,31 @@ class Graph:
             raise GraphValidationError(
                 f"graph {self.name!r}: condition of edge {start!r} -> {end!r} must be callable"
             )
+        path = self._path(end, start)
+        if path is not None:  # refuse it now, not when a workflow already runs the graph
+            raise GraphValidationError(
+                f"graph {self.name!r}: edge {start!r} -> {end!r} would make a cycle "
+                f"({' -> '.join([start, *path])}); a graph must be acyclic"
+            )
         self._edges[(start, end)] = condition
         return self
+
+    def _path(self, source: str, target: str) -> list[str] | None:
+        """The nodes of a path from ``source`` to ``target`` along the edges, if there is one."""
+        parents: dict[str, str | None] = {source: None}
+        frontier = [source]
+        while frontier:
+            node = frontier.pop()
+            if node == target:
+                path = [node]
+                while (parent := parents[path[-1]]) is not None:
+                    path.append(parent)
+                return path[::-1]
+            for a, b in self._edges:
+                if a == node and b not in parents:
+                    parents[b] = node
+                    frontier.append(b)
+        return None
 
     def start_with(self, node: str) -> Self:
         self._require(node)
