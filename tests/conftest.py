@@ -63,10 +63,11 @@ class FluxCluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _log(self, name: str):
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen:
         path = self.home / f"{name}.log"
         self.logs.append(path)
-        return open(path, "ab")  # noqa: SIM115 - handed to the child process
+        with open(path, "ab") as log:  # the child keeps its own copy of the descriptor
+            return subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=self.home)
 
     def start_server(self) -> None:
         cmd = [
@@ -74,8 +75,7 @@ class FluxCluster:
             "--host", "127.0.0.1", "--port", str(self.port),
             "--database-url", self.database_url,
         ]  # fmt: skip
-        log = self._log("server")
-        self.server = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=self.home)
+        self.server = self._spawn("server", cmd)
         wait_until(self._healthy, timeout=30, what=f"server health at {self.url}")
 
     def _healthy(self) -> bool:
@@ -91,8 +91,7 @@ class FluxCluster:
             sys.executable, "-m", "flux_worker", name,
             "--server-url", self.url, "--home", str(self.home), *extra,
         ]  # fmt: skip
-        log = self._log(f"worker-{name}")
-        proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log, cwd=self.home)
+        proc = self._spawn(f"worker-{name}", cmd)
         self.workers[name] = proc
         wait_until(lambda: self._worker_connected(name), timeout=30, what=f"worker {name}")
         return proc

@@ -53,6 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         level=(args.log_level or settings.log_level).upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # One line per HTTP call would drown the worker's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     home = Path(args.home or settings.home)
     token = bootstrap_token(args.token or settings.workers.bootstrap_token, home)
     if not token:

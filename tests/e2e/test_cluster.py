@@ -1,0 +1,358 @@
+"""Real uvicorn server and worker processes: the spec's examples over HTTP, and chaos."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flux.client import FluxClient
+from tests.conftest import FluxCluster, make_cluster, stop_process, wait_until
+
+pytestmark = pytest.mark.e2e
+
+WORKFLOWS = '''
+import asyncio
+import os
+from pathlib import Path
+
+from flux import ExecutionContext, task, workflow
+from flux.tasks import parallel, pause, pipeline
+
+MARKS = Path(os.environ["FLUX_TEST_MARKS"])
+
+
+def mark(name: str) -> None:
+    with open(MARKS / name, "a") as f:
+        f.write("x")
+
+
+@task
+async def say_hello(name: str) -> str:
+    return f"Hello, {name}"
+
+
+@workflow
+async def hello_world(ctx: ExecutionContext[str]):
+    return await say_hello(ctx.input)
+
+
+@task
+async def say_hi(name: str):
+    return f"Hi, {name}"
+
+
+@task
+async def say_hola(name: str):
+    return f"Hola, {name}"
+
+
+@workflow
+async def parallel_workflow(ctx: ExecutionContext[str]):
+    return await parallel(say_hi(ctx.input), say_hello(ctx.input), say_hola(ctx.input))
+
+
+@task
+async def multiply_by_two(x):
+    return x * 2
+
+
+@task
+async def add_three(x):
+    return x + 3
+
+
+@task
+async def square(x):
+    return x * x
+
+
+@workflow
+async def pipeline_workflow(ctx: ExecutionContext[int]):
+    return await pipeline(multiply_by_two, add_three, square, input=ctx.input)
+
+
+@task
+async def process_item(item: str):
+    return item.upper()
+
+
+@workflow
+async def map_workflow(ctx: ExecutionContext[list[str]]):
+    return await process_item.map(ctx.input)
+
+
+@workflow
+async def approval(ctx: ExecutionContext[str]):
+    answer = await pause("wait_for_approval")
+    return {"input": ctx.input, "answer": answer}
+
+
+@task
+async def step(i: int) -> int:
+    mark(f"step{i}")
+    return i
+
+
+@task
+async def slow(seconds: float) -> str:
+    mark("slow-started")
+    await asyncio.sleep(seconds)
+    mark("slow-finished")
+    return "slow done"
+
+
+@workflow
+async def chaos(ctx: ExecutionContext[float]):
+    a = await step(1)
+    b = await step(2)
+    c = await slow(ctx.input)
+    d = await step(3)
+    return [a, b, c, d]
+
+
+@task
+async def counted(i: int) -> int:
+    mark(f"run-{i}")
+    await asyncio.sleep(0.01)
+    return i
+
+
+@workflow
+async def race(ctx: ExecutionContext[int]):
+    return await counted(ctx.input)
+
+
+@task
+async def forever() -> None:
+    await asyncio.sleep(3600)
+
+
+@task
+async def cleanup() -> None:
+    mark("cleanup")
+
+
+@workflow
+async def cancellable(ctx: ExecutionContext):
+    try:
+        await forever()
+        return "completed"
+    except asyncio.CancelledError:
+        await cleanup()
+        raise
+
+
+@task
+async def boom(x: int) -> int:
+    raise ValueError(f"bad value {x}")
+
+
+@workflow
+async def failing(ctx: ExecutionContext[int]):
+    return await boom(ctx.input)
+'''
+
+
+@pytest.fixture
+def marks(tmp_path: Path) -> Path:
+    path = tmp_path / "marks"
+    path.mkdir()
+    return path
+
+
+def _cluster(tmp_path: Path, marks: Path, database_url: str | None = None) -> FluxCluster:
+    return make_cluster(tmp_path, database_url, FLUX_TEST_MARKS=str(marks))
+
+
+@pytest.fixture
+def flux(tmp_path: Path, marks: Path):
+    c = _cluster(tmp_path, marks)
+    try:
+        c.start_server()
+        c.start_worker("w1")
+        source = tmp_path / "workflows.py"
+        source.write_text(WORKFLOWS)
+        with FluxClient(c.url) as client:
+            client.register_workflows(source)
+            yield c, client
+    finally:
+        c.stop()
+
+
+def count(marks: Path, name: str) -> int:
+    path = marks / name
+    return len(path.read_text()) if path.exists() else 0
+
+
+def test_spec_examples_run_in_sync_async_and_stream_modes(flux) -> None:
+    c, client = flux
+    assert client.run("hello_world", "World", mode="sync").output == "Hello, World"
+    assert client.run("parallel_workflow", "Ana", mode="sync").output == [
+        "Hi, Ana",
+        "Hello, Ana",
+        "Hola, Ana",
+    ]
+    assert client.run("pipeline_workflow", 4, mode="sync").output == 121
+    assert client.run("map_workflow", ["a", "b"], mode="sync").output == ["A", "B"]
+
+    started = client.run("hello_world", "Async", mode="async")
+    assert started.state in ("CREATED", "SCHEDULED", "CLAIMED", "RUNNING", "COMPLETED")
+    done = wait_until(
+        lambda: (s := client.status("hello_world", started.execution_id)).state == "COMPLETED"
+        and s,
+        what="async run to complete",
+    )
+    assert done.output == "Hello, Async"
+
+    frames = list(client.stream("hello_world", "Stream"))
+    assert frames[-1].state == "COMPLETED"
+    assert frames[-1].output == "Hello, Stream"
+    assert all(f.execution_id == frames[0].execution_id for f in frames)
+
+
+def test_stream_frames_are_named_as_the_spec_writes_them(flux) -> None:
+    c, _ = flux
+    with httpx.stream(
+        "POST", f"{c.url}/workflows/hello_world/run/stream", json="SSE", timeout=30
+    ) as response:
+        assert response.status_code == 200
+        body = "".join(response.iter_text())
+    names = [line.split(":", 1)[1].strip() for line in body.splitlines() if line.startswith("event:")]
+    assert names[-1] == "workflow.execution.completed"
+    assert set(names) <= {"workflow.execution.running", "workflow.execution.completed"}
+    data = [json.loads(line[5:]) for line in body.splitlines() if line.startswith("data:")]
+    assert data[-1]["state"] == "COMPLETED" and data[-1]["output"] == "Hello, SSE"
+    assert {"execution_id", "state", "timestamp"} <= set(data[-1])
+
+
+def test_pause_resume_with_input_and_detailed_status(flux) -> None:
+    _, client = flux
+    paused = client.run("approval", "doc-1", mode="sync")
+    assert paused.state == "PAUSED"
+    resumed = client.resume("approval", paused.execution_id, {"approved": True}, mode="sync")
+    assert resumed.state == "COMPLETED"
+    assert resumed.output == {"input": "doc-1", "answer": {"approved": True}}
+    detail = client.status("approval", paused.execution_id, detailed=True)
+    types = [e.type for e in detail.events or []]
+    assert types[0] == "WORKFLOW_STARTED" and types[-1] == "WORKFLOW_COMPLETED"
+    assert "WORKFLOW_PAUSED" in types and "WORKFLOW_RESUMED" in types
+    assert client.status("approval", paused.execution_id).events is None
+
+
+def test_failed_execution_keeps_the_error_type_and_message(flux) -> None:
+    _, client = flux
+    status = client.run("failing", 7, mode="sync")
+    assert status.state == "FAILED"
+    assert status.output == {"type": "ValueError", "message": "bad value 7"}
+
+
+def test_cancel_runs_the_workflows_cleanup_and_ends_cancelled(flux, marks: Path) -> None:
+    _, client = flux
+    started = client.run("cancellable", None, mode="async")
+    wait_until(
+        lambda: client.status("cancellable", started.execution_id).state == "RUNNING",
+        what="running",
+    )
+    result = client.cancel("cancellable", started.execution_id, mode="sync")
+    assert result.state == "CANCELLED"
+    assert count(marks, "cleanup") == 1
+
+
+def test_worker_killed_mid_task_execution_completes_on_another_worker(
+    flux, marks: Path
+) -> None:
+    c, client = flux
+    started = client.run("chaos", 2.0, mode="async")
+    wait_until(lambda: count(marks, "slow-started") == 1, what="the slow task to start")
+    os.kill(c.workers["w1"].pid, signal.SIGKILL)
+    c.workers["w1"].wait(10)
+    c.start_worker("w2")
+    done = wait_until(
+        lambda: (s := client.status("chaos", started.execution_id)).state == "COMPLETED" and s,
+        timeout=60,
+        what="the execution to finish on w2",
+    )
+    assert done.output == [1, 2, "slow done", 3]
+    assert count(marks, "step1") == 1 and count(marks, "step2") == 1  # not run again
+    assert count(marks, "slow-started") == 2  # the interrupted task ran again
+    assert count(marks, "step3") == 1
+
+
+def test_server_killed_and_restarted_mid_run_execution_completes(flux, marks: Path) -> None:
+    c, client = flux
+    started = client.run("chaos", 3.0, mode="async")
+    wait_until(lambda: count(marks, "slow-started") == 1, what="the slow task to start")
+    assert c.server is not None
+    os.kill(c.server.pid, signal.SIGKILL)
+    c.server.wait(10)
+    c.start_server()
+    done = wait_until(
+        lambda: (s := client.status("chaos", started.execution_id)).state == "COMPLETED" and s,
+        timeout=60,
+        what="the execution to finish after the restart",
+    )
+    assert done.output == [1, 2, "slow done", 3]
+    assert count(marks, "step1") == 1 and count(marks, "step2") == 1
+    detail = client.status("chaos", started.execution_id, detailed=True)
+    ids = [e.id for e in detail.events or []]
+    assert len(ids) == len(set(ids))
+    assert [e.type for e in detail.events or []].count("WORKFLOW_COMPLETED") == 1
+
+
+def test_two_workers_racing_never_run_an_execution_twice(flux, marks: Path) -> None:
+    c, client = flux
+    c.start_worker("w2")
+    ids = [client.run("race", i, mode="async").execution_id for i in range(40)]
+    for execution_id in ids:
+        wait_until(
+            lambda eid=execution_id: client.status("race", eid).state == "COMPLETED",
+            what=f"execution {execution_id}",
+        )
+    assert all(count(marks, f"run-{i}") == 1 for i in range(40))
+
+
+def test_workers_endpoint_reports_resources(flux) -> None:
+    c, _ = flux
+    workers = httpx.get(f"{c.url}/workers").json()
+    (w1,) = [w for w in workers if w["name"] == "w1"]
+    assert w1["connected"] is True
+    assert w1["resources"]["cpu_count"] >= 1
+    assert w1["resources"]["memory_total"] > 0
+    assert w1["resources"]["gpus"] == []  # no GPU on CI: detected as none, not an error
+    assert any(p["name"] == "flux-sdk" for p in w1["packages"])
+
+
+def test_worker_with_a_wrong_bootstrap_token_exits_with_one_line(tmp_path: Path, marks) -> None:
+    c = _cluster(tmp_path, marks)
+    try:
+        c.start_server()
+        import subprocess
+        import sys
+
+        out = subprocess.run(
+            [sys.executable, "-m", "flux_worker", "bad", "--server-url", c.url, "--token", "nope"],
+            env=c.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode != 0
+        assert "Traceback" not in out.stderr
+        assert "token" in out.stderr.lower()
+    finally:
+        c.stop()
+
+
+def test_sigterm_drains_the_worker(flux, marks: Path) -> None:
+    c, client = flux
+    started = client.run("chaos", 0.5, mode="async")
+    wait_until(lambda: count(marks, "slow-started") == 1, what="the slow task to start")
+    stop_process(c.workers["w1"], signal.SIGTERM, grace=20)
+    assert c.workers["w1"].returncode == 0
+    status = client.status("chaos", started.execution_id)
+    assert status.state == "COMPLETED"  # finished within the drain timeout
