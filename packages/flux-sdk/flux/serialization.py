@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import json
 import pickle
 from datetime import date, datetime, time, timedelta
@@ -40,12 +41,49 @@ def dumps(value: Any, fmt: str = "pkl") -> bytes:
     try:
         if type(value) in _SIMPLE:
             return _PICKLE + pickle.dumps(value, protocol=5)
-        return _PICKLE + cloudpickle.dumps(value, protocol=5)
+        with io.BytesIO() as buffer:
+            _Pickler(buffer, protocol=5).dump(value)
+            return _PICKLE + buffer.getvalue()
     except Exception as exc:
         raise SerializationError(
             f"cannot serialize a value of type {type(value).__qualname__!r}: {exc}; "
             "return picklable values from tasks and workflows"
         ) from exc
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle, except that exceptions come back without calling their ``__init__``.
+
+    Pickle rebuilds an exception as ``cls(*exc.args)``, which fails at load time for the
+    common ``__init__(self, code, message)`` or keyword-only signatures and would make the
+    whole execution unreadable. Their type, args and attributes are restored directly instead.
+    """
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, BaseException) and _rebuilt_directly(type(obj)):
+            return _rebuild_exception, (type(obj), obj.args, obj.__dict__ or None)
+        return super().reducer_override(obj)
+
+
+def _rebuilt_directly(cls: type[BaseException]) -> bool:
+    # Only Python classes with their own __init__ and the default pickling: built-in
+    # exceptions and classes with a custom __reduce__ (FluxError, OSError) pickle fine.
+    return (
+        cls.__module__ != "builtins"
+        and cls.__init__ is not BaseException.__init__
+        and cls.__reduce__ is BaseException.__reduce__
+        and cls.__reduce_ex__ is BaseException.__reduce_ex__
+    )
+
+
+def _rebuild_exception(
+    cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any] | None
+) -> BaseException:
+    exc = cls.__new__(cls, *args)
+    exc.args = args
+    if state:
+        exc.__dict__.update(state)
+    return exc
 
 
 def loads(data: bytes | None) -> Any:
