@@ -46,7 +46,7 @@ class LocalServices:
                 "calling a workflow by name needs a Flux server"
             )
         try:
-            self.store.load(execution_id)
+            stored = self.store.load(execution_id)
         except ExecutionNotFoundError:
             from flux.context import ExecutionContext
 
@@ -54,12 +54,27 @@ class LocalServices:
             self.store.create(ctx)
             child = await target._drive(self.store, ctx)
         else:
-            stored = self.store.load(execution_id)
-            if stored.ctx.has_finished:
-                child = stored.ctx
-            else:
-                child = await target.arun(execution_id=execution_id, store=self.store)
+            child = stored.ctx
+            if not child.has_finished:
+                resume = _parent_resume_input(execution_id)
+                child = await target.arun(resume, execution_id=execution_id, store=self.store)
         return _child_outcome(child)
+
+
+def _parent_resume_input(child_id: str) -> Any:
+    """What the calling run was resumed with after it paused because this child paused: the
+    input a paused child resumes with."""
+    from flux._runtime import current_run
+    from flux.domain import EventType
+
+    run = current_run.get()
+    if run is None:
+        return None
+    reason = f"subworkflow:{child_id}"
+    for event in reversed(run.ctx.events):
+        if event.type is EventType.WORKFLOW_PAUSED and event.value == reason:
+            return run.resume_value_after(event)[1]
+    return None
 
 
 def _child_outcome(child: Any) -> Any:
