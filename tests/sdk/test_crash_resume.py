@@ -222,6 +222,12 @@ TYPED = """
         pass
 
 
+    class CodedError(Exception):
+        def __init__(self, code: int, message: str) -> None:
+            super().__init__(message)
+            self.code = code
+
+
     def samples() -> dict:
         return {
             "datetime": datetime(2024, 1, 2, 3, 4, 5, 678, tzinfo=UTC),
@@ -260,6 +266,11 @@ TYPED = """
         raise Boom("kaboom")
 
 
+    @task
+    async def explode_coded() -> None:
+        raise CodedError(409, "conflict")
+
+
     @workflow
     async def typed(ctx: ExecutionContext):
         values = {kind: await produce(kind) for kind in sorted(samples())}
@@ -268,10 +279,15 @@ TYPED = """
             error = None
         except Boom as exc:
             error = exc
+        try:
+            await explode_coded()
+        except CodedError as exc:
+            coded = [type(exc).__qualname__, exc.code, str(exc)]
         await pause("go")
         report = {k: [type(v).__qualname__, same(v, samples()[k])] for k, v in values.items()}
         report["input"] = [type(ctx.input).__qualname__, same(ctx.input, samples())]
         report["error"] = [type(error).__qualname__, str(error)]
+        report["coded"] = coded
         return report
 """
 
@@ -300,6 +316,7 @@ def test_values_keep_their_types_through_a_resume_in_a_new_process(
     assert result["state"] == "COMPLETED"
     report = result["output"]
     assert report.pop("error") == ["Boom", "kaboom"]
+    assert report.pop("coded") == ["CodedError", 409, "conflict"]
     wrong = {kind: got for kind, got in report.items() if got[1] is not True}
     assert wrong == {}, f"values that lost their type or value with {serializer}: {wrong}"
     assert len(report) == 17

@@ -740,6 +740,26 @@ def test_subworkflow_by_await_and_by_call_and_replay_does_not_rerun_the_child():
     assert child_runs == ["hi", "hi!"]  # the replay did not run the children again
 
 
+def test_a_paused_subworkflow_resumes_with_the_parent_resume_input():
+    @workflow
+    async def approver(ctx: ExecutionContext[str]):
+        decision = await pause("approve")
+        return f"{ctx.input}: {decision}"
+
+    @workflow
+    async def requester(ctx: ExecutionContext[str]):
+        return await approver(ctx.input)
+
+    paused = requester.run("invoice 7")
+    assert paused.is_paused
+    assert events_of(paused, "WORKFLOW_PAUSED")[0].value.startswith("subworkflow:")
+
+    result = requester.run("approved", execution_id=paused.execution_id)
+    assert result.output == "invoice 7: approved"
+    child_id = events_of(result, "TASK_STARTED")[0].value["execution_id"]
+    assert open_store().load(child_id).ctx.output == "invoice 7: approved"
+
+
 def test_subworkflow_failure_propagates_with_its_type():
     @workflow
     async def child(ctx: ExecutionContext):
