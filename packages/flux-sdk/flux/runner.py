@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from flux._runtime import Checkpointer, Run, Services, current_run
 from flux.domain import EventType
-from flux.errors import ExecutionPaused, NonDeterminismError
+from flux.errors import ExecutionPaused, NonDeterminismError, SerializationError
 
 if TYPE_CHECKING:
     from flux.context import ExecutionContext
@@ -88,7 +88,15 @@ class WorkflowRun:
         if run.diverged is not None:  # the body caught it: the run still must not go on
             run.pending.clear()
             raise run.diverged
-        run.write()
+        saved = len(ctx.events) - len(run.pending)
+        try:
+            run.write()
+        except SerializationError as exc:
+            # The outcome cannot be stored (an unpicklable output): rather than leave the
+            # execution running forever, it fails with that error.
+            del ctx.events[saved:]
+            run.emit(EventType.WORKFLOW_FAILED, ctx.execution_id, ctx.workflow_name, exc)
+            run.write()
         await run.checkpointer.finish(ctx)
         return ctx
 
