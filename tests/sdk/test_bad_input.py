@@ -13,6 +13,7 @@ from flux.errors import (
     ExecutionStateError,
     FluxError,
     GraphValidationError,
+    SerializationError,
     UsageError,
 )
 from flux.tasks import Graph, pause, sleep
@@ -150,6 +151,15 @@ def test_unknown_execution_id(db_path):
     )
     assert err.details["execution_id"] == "nope"
     raises(ExecutionNotFoundError, r"'nope'", lambda: workflow.cancel("nope"))
+    assert row_counts(db_path) == counts
+
+
+def test_unstorable_input_is_refused_before_anything_is_written(db_path):
+    import threading
+
+    greet.run("x")
+    counts = row_counts(db_path)
+    raises(SerializationError, r"type 'lock'", lambda: greet.run(threading.Lock()))
     assert row_counts(db_path) == counts
 
 

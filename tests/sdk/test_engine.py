@@ -11,7 +11,7 @@ import pytest
 from flux import ExecutionContext, task, workflow
 from flux._identity import call_digest
 from flux.domain import EventType, ExecutionEvent
-from flux.errors import NonDeterminismError, TaskTimeoutError
+from flux.errors import NonDeterminismError, SerializationError, TaskTimeoutError
 from flux.local import open_store
 from flux.tasks import call, parallel, pause, sleep
 from sdk_support import events_of, kinds
@@ -699,6 +699,62 @@ def test_retries_exhausted_before_a_crash_are_not_run_again():
     result = retrying.run(execution_id=_store_history("retrying", history))
     assert calls == []
     assert result.output == "gave up: last"
+
+
+# -- values that cannot be stored, runs inside an event loop -------------------------------------
+
+
+def test_unstorable_task_result_fails_the_workflow():
+    import threading
+
+    @task
+    async def make_lock() -> Any:
+        return threading.Lock()
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        await make_lock()
+
+    result = wf.run()
+    assert result.has_failed
+    assert isinstance(result.output, SerializationError)
+    assert "'lock'" in str(result.output)
+    assert open_store().load(result.execution_id).ctx.has_failed
+
+
+def test_unstorable_workflow_output_fails_the_execution_instead_of_leaving_it_running():
+    import threading
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        return threading.Lock()
+
+    result = wf.run()
+    assert result.has_failed
+    assert isinstance(result.output, SerializationError)
+    stored = open_store().load(result.execution_id).ctx
+    assert stored.has_failed
+    assert (
+        [e.type for e in stored.events]
+        == [e.type for e in result.events]
+        == [
+            EventType.WORKFLOW_STARTED,
+            EventType.WORKFLOW_FAILED,
+        ]
+    )
+
+
+async def test_run_inside_an_event_loop_and_arun():
+    @task
+    async def double(x: int) -> int:
+        return x * 2
+
+    @workflow
+    async def wf(ctx: ExecutionContext[int]):
+        return await double(ctx.input)
+
+    assert wf.run(2).output == 4  # on a helper thread: the caller's loop is busy
+    assert (await wf.arun(3)).output == 6
 
 
 # -- subworkflows ---------------------------------------------------------------------------------
