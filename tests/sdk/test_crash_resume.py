@@ -412,6 +412,48 @@ def test_cancel_from_another_process(scripts):
     ]
 
 
+def test_sigkill_during_a_map_keeps_the_branches_that_finished(scripts):
+    """Completions of parallel branches are group-committed: each is durable all the same."""
+    _setup(
+        scripts,
+        """
+    @task
+    async def square(x: int) -> int:
+        n = bump(f"square{x}")
+        if x == 3 and n == 1:
+            # Wait until every other branch has finished, then signal and hang.
+            while sum((HERE / f"count.square{i}").exists() for i in range(6)) < 6:
+                await asyncio.sleep(0.01)
+            # Their group write was scheduled when they returned: it runs before we resume.
+            await asyncio.sleep(0)
+            mark("inside_square3")
+            await asyncio.sleep(60)
+        return x * x
+
+
+    @workflow
+    async def squares(ctx: ExecutionContext):
+        mark("execution_id", ctx.execution_id)
+        return await square.map(range(6))
+""",
+    )
+    proc = scripts.start("run.py", "squares")
+    _wait_for_marker(scripts, proc, "inside_square3")
+    execution_id = (scripts.folder / "execution_id").read_text()
+    _kill(proc)
+    completed = [
+        e.value
+        for e in open_store().load(execution_id).ctx.events
+        if e.type.value == "TASK_COMPLETED"
+    ]
+    assert sorted(completed) == [0, 1, 4, 16, 25]
+
+    result = json.loads(scripts.run("resume.py", "squares", execution_id))
+
+    assert result["output"] == [0, 1, 4, 9, 16, 25]
+    assert [_count(scripts, f"square{i}") for i in range(6)] == [1, 1, 1, 2, 1, 1]
+
+
 def test_resume_after_a_crash_before_any_task(scripts):
     """A process that died right after WORKFLOW_STARTED: the resume runs everything once."""
     _setup(

@@ -14,7 +14,7 @@ from flux.domain import EventType, ExecutionEvent
 from flux.errors import NonDeterminismError, SerializationError, TaskTimeoutError
 from flux.local import open_store
 from flux.tasks import call, parallel, pause, sleep
-from sdk_support import events_of, kinds
+from sdk_support import events_of, kinds, wait_for
 
 # -- retries, fallback, rollback ------------------------------------------------------------------
 
@@ -496,6 +496,62 @@ def test_finished_tasks_do_not_run_again_on_resume():
     result = wf.run(42, execution_id=paused.execution_id)
     assert result.output == ["A", 42, "B"]
     assert runs == ["a", "b"]
+
+
+def test_sequential_pauses_each_get_their_own_resume_input():
+    runs: list[str] = []
+
+    @task
+    async def approve_step(who: str) -> str:
+        runs.append(who)
+        answer = await pause(f"ask {who}")  # a pause inside a task
+        return f"{who} said {answer}"
+
+    @workflow
+    async def wf(ctx: ExecutionContext):
+        first = await approve_step("alice")
+        second = await pause("final")
+        return [first, second]
+
+    first = wf.run()
+    assert events_of(first, "TASK_PAUSED")[0].value == "ask alice"
+    second = wf.run("yes", execution_id=first.execution_id)
+    assert second.is_paused
+    assert events_of(second, "TASK_PAUSED")[-1].value == "final"
+    third = wf.run("ship it", execution_id=first.execution_id)
+    assert third.output == ["alice said yes", "ship it"]
+    assert runs == ["alice", "alice"]  # the task body re-ran up to its pause, as designed
+
+
+def test_cancel_during_a_durable_sleep():
+    import threading
+
+    ids: list[str] = []
+    sleeping = threading.Event()
+
+    @task
+    async def announce() -> None:
+        sleeping.set()
+
+    @workflow
+    async def napper(ctx: ExecutionContext):
+        ids.append(ctx.execution_id)
+        await announce()
+        await sleep(60)
+
+    results: list[Any] = []
+    thread = threading.Thread(target=lambda: results.append(napper.run()))
+    thread.start()
+    try:
+        assert sleeping.wait(30)
+        # Wait until the sleep is on record, then cancel it.
+        wait_for(lambda: "sleep" in {e.name for e in open_store().load(ids[0]).ctx.events})
+        workflow.cancel(ids[0])
+    finally:
+        thread.join(60)
+    assert not thread.is_alive()
+    assert results[0].is_cancelled
+    assert kinds(results[0], "sleep") == ["TASK_STARTED", "TASK_CANCELLED"]
 
 
 def test_non_determinism_names_the_first_mismatch_and_leaves_it_resumable(db_path):
