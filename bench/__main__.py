@@ -1,7 +1,7 @@
 """Run benchmark groups and print a Markdown table of figures.
 
-    python -m bench            # every group
-    python -m bench sdk        # one group
+python -m bench            # every group
+python -m bench sdk        # one group
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ GROUPS = ["sdk", "server"]
 
 def main(argv: list[str]) -> None:
     groups = argv or GROUPS
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, "
-          f"{_cores()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''}, "
+        f"{_cores()} cores, Python {platform.python_version()}"
+    )
     print("| benchmark | value | unit | target |\n|---|---:|---|---|")
     for group in groups:
         module = importlib.import_module(f"bench.{group}")

@@ -93,7 +93,11 @@ def run(store_dir: Path) -> list[tuple[str, float, str, str]]:
 
 
 def run_processes(store_dir: Path) -> list[tuple[str, float, str, str]]:
-    env = {**os.environ, "FLUX_HOME": str(store_dir), "FLUX_LOCAL_DATABASE": str(store_dir / "p.db")}
+    env = {
+        **os.environ,
+        "FLUX_HOME": str(store_dir),
+        "FLUX_LOCAL_DATABASE": str(store_dir / "p.db"),
+    }
     code = "import time; t=time.perf_counter(); import flux; print(time.perf_counter()-t)"
     samples = []
     for _ in range(REPEATS + 2):

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from flux.client import AsyncFluxClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +51,7 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, workers: int) -> None:
-        log = open(self.home / "server.log", "ab")  # noqa: SIM115
+        log = open(self.home / "server.log", "ab")
         cmd = [sys.executable, "-m", "flux_server", "--host", "127.0.0.1",
                "--port", str(self.port), "--database-url", self.database_url]  # fmt: skip
         self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log))
@@ -61,7 +60,7 @@ class Cluster:
             self.add_worker(f"bench-{i}")
 
     def add_worker(self, name: str) -> subprocess.Popen[bytes]:
-        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115
+        log = open(self.home / f"{name}.log", "ab")
         cmd = [sys.executable, "-m", "flux_worker", name, "--server-url", self.url,
                "--home", str(self.home), "--capacity", "64"]  # fmt: skip
         proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)

@@ -124,9 +124,7 @@ class FluxCluster:
 def make_cluster(tmp_path: Path, database_url: str | None = None, **env: str) -> FluxCluster:
     home = tmp_path / "flux-home"
     home.mkdir(parents=True, exist_ok=True)
-    base_env = {
-        k: v for k, v in os.environ.items() if not k.startswith("FLUX_")
-    }
+    base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
     base_env.update(
         {
             "FLUX_HOME": str(home),

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from flux.client import FluxClient
+
 from tests.conftest import FluxCluster, make_cluster, stop_process, wait_until
 
 pytestmark = pytest.mark.e2e
 
-WORKFLOWS = '''
+WORKFLOWS = """
 import asyncio
 import os
 from pathlib import Path
@@ -155,7 +155,7 @@ async def boom(x: int) -> int:
 @workflow
 async def failing(ctx: ExecutionContext[int]):
     return await boom(ctx.input)
-'''
+"""
 
 
 @pytest.fixture
@@ -190,7 +190,7 @@ def count(marks: Path, name: str) -> int:
 
 
 def test_spec_examples_run_in_sync_async_and_stream_modes(flux) -> None:
-    c, client = flux
+    _, client = flux
     assert client.run("hello_world", "World", mode="sync").output == "Hello, World"
     assert client.run("parallel_workflow", "Ana", mode="sync").output == [
         "Hi, Ana",
@@ -203,8 +203,9 @@ def test_spec_examples_run_in_sync_async_and_stream_modes(flux) -> None:
     started = client.run("hello_world", "Async", mode="async")
     assert started.state in ("CREATED", "SCHEDULED", "CLAIMED", "RUNNING", "COMPLETED")
     done = wait_until(
-        lambda: (s := client.status("hello_world", started.execution_id)).state == "COMPLETED"
-        and s,
+        lambda: (
+            (s := client.status("hello_world", started.execution_id)).state == "COMPLETED" and s
+        ),
         what="async run to complete",
     )
     assert done.output == "Hello, Async"
@@ -222,7 +223,9 @@ def test_stream_frames_are_named_as_the_spec_writes_them(flux) -> None:
     ) as response:
         assert response.status_code == 200
         body = "".join(response.iter_text())
-    names = [line.split(":", 1)[1].strip() for line in body.splitlines() if line.startswith("event:")]
+    names = [
+        line.split(":", 1)[1].strip() for line in body.splitlines() if line.startswith("event:")
+    ]
     assert names[-1] == "workflow.execution.completed"
     assert set(names) <= {"workflow.execution.running", "workflow.execution.completed"}
     data = [json.loads(line[5:]) for line in body.splitlines() if line.startswith("data:")]
@@ -263,9 +266,7 @@ def test_cancel_runs_the_workflows_cleanup_and_ends_cancelled(flux, marks: Path)
     assert count(marks, "cleanup") == 1
 
 
-def test_worker_killed_mid_task_execution_completes_on_another_worker(
-    flux, marks: Path
-) -> None:
+def test_worker_killed_mid_task_execution_completes_on_another_worker(flux, marks: Path) -> None:
     c, client = flux
     started = client.run("chaos", 2.0, mode="async")
     wait_until(lambda: count(marks, "slow-started") == 1, what="the slow task to start")

@@ -185,7 +185,7 @@ class ConflictError(ApiError):
     code = "conflict"
 
 
-class ExecutionPaused(BaseException):  # noqa: N818 - control flow, not an error
+class ExecutionPaused(BaseException):
     """Raised inside a workflow by ``pause()`` to unwind it; the run ends PAUSED."""
 
     def __init__(self, name: str) -> None:

@@ -7,7 +7,6 @@ import types
 from typing import Any
 
 import cloudpickle
-
 from flux.errors import UsageError
 from flux.workflow import workflow
 

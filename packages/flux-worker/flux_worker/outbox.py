@@ -126,7 +126,12 @@ class Outbox:
                         return
                     attempt += 1
                     delay = min(self.max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
-                    log.info("checkpoint of %s failed (%s); retry in %.2fs", self.execution_id, exc, delay)
+                    log.info(
+                        "checkpoint of %s failed (%s); retry in %.2fs",
+                        self.execution_id,
+                        exc,
+                        delay,
+                    )
                     await asyncio.sleep(delay)
                     continue
                 attempt = 0

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-
 from flux.protocol.workers import GpuInfo, PackageInfo, WorkerResources, WorkerRuntime
 
 __all__ = ["detect_gpus", "installed_packages", "resources", "runtime"]

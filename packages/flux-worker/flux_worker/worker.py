@@ -30,6 +30,7 @@ from flux.protocol.workers import RegisterWorkerRequest
 from flux.runner import WorkflowRun
 from flux.serialization import b64decode, loads
 from flux.store import LocalStore
+
 from flux_worker import resources as res
 from flux_worker.modules import ModuleCache
 from flux_worker.outbox import Outbox
@@ -119,7 +120,7 @@ class Worker:
         if not self.running:
             return
         tasks = [e.task for e in self.running.values()]
-        done, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
+        _, pending = await asyncio.wait(tasks, timeout=self.drain_timeout)
         for execution_id, execution in list(self.running.items()):
             if execution.task in pending:
                 execution.outbox.abandon()
@@ -205,7 +206,7 @@ class Worker:
                 continue
             self.heartbeat_interval = response.heartbeat_interval
             held = set(response.held)
-            for execution_id, execution in list(self.running.items()):
+            for execution_id in list(self.running):
                 if execution_id not in held and execution_id not in self._claiming:
                     self._abandon(execution_id, "no longer held by this worker")
             for execution_id in response.cancelling:
@@ -292,7 +293,9 @@ class Worker:
         ctx: ExecutionContext[Any] = ExecutionContext(
             claim.workflow_name, None, claim.execution_id, workflow_id=claim.workflow_id
         )
-        event = ExecutionEvent(EventType.WORKFLOW_FAILED, claim.execution_id, claim.workflow_name, exc)
+        event = ExecutionEvent(
+            EventType.WORKFLOW_FAILED, claim.execution_id, claim.workflow_name, exc
+        )
         ctx._apply(event)
         with contextlib.suppress(FluxError):
             outbox.save(ctx, [event])

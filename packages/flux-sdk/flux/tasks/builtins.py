@@ -55,7 +55,9 @@ async def sleep(duration: float | timedelta) -> None:
         until = history[0].value["until"]
     else:
         until = utcnow().timestamp() + seconds
-        run.emit(EventType.TASK_STARTED, source_id, "sleep", {"seconds": seconds, "until": until}, scope)
+        run.emit(
+            EventType.TASK_STARTED, source_id, "sleep", {"seconds": seconds, "until": until}, scope
+        )
         run.write()
     token = current_scope.set(source_id)
     try:
