@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -112,7 +114,6 @@ def test_non_async_functions_are_refused(db_path):
 
 
 def test_builtins_refuse_bad_arguments_outside_and_inside_a_workflow():
-    import asyncio
 
     raises(UsageError, r"sleep\(-1\).*>= 0", lambda: asyncio.run(sleep(-1)))
     raises(UsageError, r"sleep\('soon'\)", lambda: asyncio.run(sleep("soon")))
@@ -155,7 +156,6 @@ def test_unknown_execution_id(db_path):
 
 
 def test_unstorable_input_is_refused_before_anything_is_written(db_path):
-    import threading
 
     greet.run("x")
     counts = row_counts(db_path)

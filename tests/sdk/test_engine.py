@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,13 @@ import pytest
 from flux import ExecutionContext, task, workflow
 from flux._identity import call_digest
 from flux.domain import EventType, ExecutionEvent
-from flux.errors import NonDeterminismError, SerializationError, TaskTimeoutError
+from flux.errors import (
+    ExecutionStateError,
+    NonDeterminismError,
+    SerializationError,
+    TaskTimeoutError,
+    UsageError,
+)
 from flux.local import open_store
 from flux.tasks import call, parallel, pause, sleep
 from sdk_support import events_of, kinds, wait_for
@@ -349,7 +356,6 @@ def test_map_is_parallel_and_keeps_input_order():
 
 
 def test_cancel_with_a_failing_rollback_still_ends_cancelled():
-    import threading
 
     started = threading.Event()
     ids: list[str] = []
@@ -373,7 +379,6 @@ def test_cancel_with_a_failing_rollback_still_ends_cancelled():
     try:
         assert started.wait(30)
         # Resuming it from another thread while it runs is refused, and writes nothing.
-        from flux.errors import ExecutionStateError
 
         before = len(open_store().load(ids[0]).ctx.events)
         with pytest.raises(ExecutionStateError, match="running"):
@@ -524,7 +529,6 @@ def test_sequential_pauses_each_get_their_own_resume_input():
 
 
 def test_cancel_during_a_durable_sleep():
-    import threading
 
     ids: list[str] = []
     sleeping = threading.Event()
@@ -703,6 +707,24 @@ def test_durable_sleep_resumes_waiting_only_the_time_left():
     assert kinds(result, "sleep") == ["TASK_STARTED", "TASK_COMPLETED"]
 
 
+def test_cancel_an_execution_whose_process_died():
+    @workflow
+    async def orphan(ctx: ExecutionContext):
+        raise AssertionError("must not run again")
+
+    execution_id = _store_history(
+        "orphan", [ExecutionEvent(EventType.WORKFLOW_STARTED, "x", "orphan", None)]
+    )
+    cancelled = workflow.cancel(execution_id)
+    assert cancelled.is_cancelled
+    stored = open_store().load(execution_id).ctx
+    assert stored.is_cancelled
+    assert [e.type for e in stored.events][-1] is EventType.WORKFLOW_CANCELLED
+
+    with pytest.raises(ExecutionStateError, match="already finished"):
+        orphan.run(execution_id=execution_id)
+
+
 def test_retry_resumes_at_the_interrupted_attempt_in_process():
     calls: list[int] = []
 
@@ -761,7 +783,6 @@ def test_retries_exhausted_before_a_crash_are_not_run_again():
 
 
 def test_unstorable_task_result_fails_the_workflow():
-    import threading
 
     @task
     async def make_lock() -> Any:
@@ -779,7 +800,6 @@ def test_unstorable_task_result_fails_the_workflow():
 
 
 def test_unstorable_workflow_output_fails_the_execution_instead_of_leaving_it_running():
-    import threading
 
     @workflow
     async def wf(ctx: ExecutionContext):
@@ -890,7 +910,6 @@ def test_subworkflow_failure_propagates_with_its_type():
 
 
 def test_awaiting_a_workflow_outside_a_workflow_is_a_usage_error():
-    from flux.errors import UsageError
 
     @workflow
     async def lonely(ctx: ExecutionContext):

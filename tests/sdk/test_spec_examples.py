@@ -14,7 +14,8 @@ from uuid import UUID
 
 import pytest
 from flux import ExecutionContext, task, workflow
-from flux.errors import GraphValidationError, SecretNotFoundError
+from flux.errors import ExecutionStateError, GraphValidationError, SecretNotFoundError
+from flux.local import open_store
 from flux.tasks import Graph, choice, now, parallel, pause, pipeline, randint, sleep, uuid4
 from sdk_support import events_of, kinds
 
@@ -643,19 +644,15 @@ def test_state_inspection_properties_and_events():
     paused = pausing_wf.run()
     assert flags(paused) == (False, False, False, False, True)
 
-    from flux import workflow as wf_cls
-
-    cancelled = wf_cls.cancel(paused.execution_id)
+    cancelled = workflow.cancel(paused.execution_id)
     assert flags(cancelled) == (True, False, False, True, False)
 
     # The spec's resume form: run(execution_id=...) on a finished execution is refused.
-    from flux.errors import ExecutionStateError
 
     with pytest.raises(ExecutionStateError, match="already finished"):
         ok_wf.run(execution_id=ok.execution_id)
 
     # A stored execution reads back with the same state and events.
-    from flux.local import open_store
 
     stored = open_store().load(ok.execution_id).ctx
     assert stored.state == ok.state
@@ -717,7 +714,6 @@ def test_cancellation_runs_cleanup_and_rollback(tmp_path):
         "TASK_CANCELLED",
     ]
     assert kinds(result)[-1] == "WORKFLOW_CANCELLED"
-    from flux.local import open_store
 
     assert open_store().load(ids[0]).ctx.is_cancelled
 
