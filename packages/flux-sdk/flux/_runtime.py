@@ -39,7 +39,11 @@ class Checkpointer(Protocol):
     """Where a run's new events go. Local runs commit to SQLite; workers send to a server."""
 
     def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
-        """Persist (or durably enqueue) ``events``; called in order, never concurrently."""
+        """Persist or enqueue ``events``; called in order, never concurrently."""
+
+    async def flush(self) -> None:
+        """Return once everything saved so far is durable. Checkpointers whose ``save`` is
+        already durable (the local store) set ``durable_on_save = True`` and are not asked."""
 
     async def finish(self, ctx: ExecutionContext[Any]) -> None:
         """Return once everything saved so far is durable (the run has ended or paused)."""
@@ -59,6 +63,7 @@ class Services(Protocol):
 
 class Run:
     __slots__ = (
+        "_durable_on_save",
         "_group",
         "_group_error",
         "branches",
@@ -105,6 +110,9 @@ class Run:
         self.diverged: NonDeterminismError | None = None
         self._group = False
         self._group_error: BaseException | None = None
+        self._durable_on_save = bool(
+            getattr(checkpointer, "durable_on_save", not hasattr(checkpointer, "flush"))
+        )
 
     # -- identity and the determinism check -------------------------------------------------
 
@@ -172,13 +180,17 @@ class Run:
             return
         if self.branches <= 1:
             self.write()
-            return
-        if not self._group:
-            self._group = True
-            asyncio.get_running_loop().call_soon(self._write_group)
-        await asyncio.sleep(0)
-        if self._group_error is not None:
-            raise self._group_error
+        else:
+            if not self._group:
+                self._group = True
+                asyncio.get_running_loop().call_soon(self._write_group)
+            await asyncio.sleep(0)
+            if self._group_error is not None:
+                raise self._group_error
+        if not self._durable_on_save:
+            # A worker's checkpoints travel to the server: wait for the acknowledgement, so
+            # a finished task is never run again after a crash of this process.
+            await self.checkpointer.flush()
 
     def _write_group(self) -> None:
         self._group = False

@@ -111,6 +111,7 @@ class StoredExecution:
 class LocalStore:
     """Executions, events and cache in one SQLite file. Thread-safe; cheap to share."""
 
+    durable_on_save = True  # every save() is a committed transaction
     _instances: dict[Path, LocalStore] = {}
     _instances_lock = threading.Lock()
     # (database, execution id) of the runs live in this process, whichever store object
@@ -327,6 +328,9 @@ class LocalStore:
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
+
+    async def flush(self) -> None:
+        """Every save already committed; nothing is buffered."""
 
     async def finish(self, ctx: ExecutionContext[Any]) -> None:
         """Every save already committed; nothing is buffered."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from flux.context import ExecutionContext
 from flux.domain import FINISHED_STATES, ExecutionEvent, ExecutionState
-from flux.errors import ApiError, ConflictError, FluxError
+from flux.errors import ApiError, ConflictError
 from flux.protocol.events import EventRecord, OutputRecord
 
 __all__ = ["FencedError", "Outbox"]
@@ -31,10 +31,12 @@ MAX_BATCH = 5_000
 _FATAL = frozenset({400, 403, 404, 413, 422, 426})
 
 
-class FencedError(FluxError):
-    """The server gave this execution to someone else; this copy must stop writing."""
+class FencedError(BaseException):
+    """The server gave this execution to someone else; this copy must stop writing.
 
-    code = "fenced"
+    A BaseException, like cancellation: a task's ``except Exception`` (or its fallback and
+    rollback handling) must never treat losing the execution as a task failure.
+    """
 
 
 class Outbox:
@@ -79,6 +81,12 @@ class Outbox:
         self._wake.set()
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+
+    async def flush(self) -> None:
+        """Wait until the server acknowledged everything saved so far."""
+        await self._idle.wait()
+        if self.fenced:
+            raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
 
     async def finish(self, ctx: ExecutionContext[Any]) -> None:
         if self._sender is None:

@@ -33,7 +33,7 @@ from flux.store import LocalStore
 
 from flux_worker import resources as res
 from flux_worker.modules import ModuleCache
-from flux_worker.outbox import Outbox
+from flux_worker.outbox import FencedError, Outbox
 
 __all__ = ["Worker"]
 
@@ -275,6 +275,8 @@ class Worker:
             self._claiming.discard(execution_id)
         try:
             await wf_run.execute()
+        except FencedError:
+            log.warning("execution %s was claimed again elsewhere; abandoned", execution_id)
         except asyncio.CancelledError:
             if not outbox.fenced:
                 raise
@@ -297,7 +299,7 @@ class Worker:
             EventType.WORKFLOW_FAILED, claim.execution_id, claim.workflow_name, exc
         )
         ctx._apply(event)
-        with contextlib.suppress(FluxError):
+        with contextlib.suppress(FluxError, FencedError):
             outbox.save(ctx, [event])
             await outbox.finish(ctx)
 
