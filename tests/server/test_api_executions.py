@@ -6,11 +6,11 @@ import asyncio
 
 import httpx
 import pytest
-from conftest import eventually, record
 from flux.domain import EventType, ExecutionState
 from flux.errors import ConflictError, NotFoundError
 from flux.protocol import OutputRecord
 from flux.serialization import b64decode, loads
+from server_support import eventually, record
 
 
 async def test_run_async_then_complete(server) -> None:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import GPU_FLOW, HELLO
 from flux.errors import ApiError, NotFoundError
+from server_support import GPU_FLOW, HELLO
 
 TWO = b"""
 from flux import workflow

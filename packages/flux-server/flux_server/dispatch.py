@@ -63,8 +63,11 @@ class Dispatcher:
     async def run(self) -> None:
         """Dispatch until cancelled."""
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the event fires, and the server would never stop.
             try:
-                await asyncio.wait_for(self._wake.wait(), self._sweep_interval)
+                async with asyncio.timeout(self._sweep_interval):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()

@@ -17,6 +17,7 @@ from flux.errors import (
     SerializationError,
     UsageError,
 )
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 
@@ -103,6 +104,19 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def _database_refused(request: Request, exc: Exception) -> JSONResponse:
+    # The database rejected a value the validation let through (a bad encoding, a number out of
+    # range): the request was at fault, not the server.
+    log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc)
+    body = {
+        "type": "DataError",
+        "code": "bad_request",
+        "message": "the database cannot store a value of this request; check its text and numbers",
+        "details": {},
+    }
+    return error_response(400, body)
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     body = {
@@ -118,4 +132,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(FluxError, _flux_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(DataError, _database_refused)
     app.add_exception_handler(Exception, _unexpected)

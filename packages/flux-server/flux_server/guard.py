@@ -45,6 +45,15 @@ class GuardMiddleware:
         if length is not None and length.isdigit() and int(length) > self.limit:
             await _answer(send, 413, self._too_large_body())
             return
+        if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
+            body = {
+                "type": "UsageError",
+                "code": "usage_error",
+                "message": "the URL contains a NUL character (%00), which no name or id can hold",
+                "details": {},
+            }
+            await _answer(send, 400, body)
+            return
 
         received = 0
         too_large = False

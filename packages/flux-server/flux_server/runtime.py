@@ -69,14 +69,17 @@ class Runtime:
             ready = asyncio.Event()
             self._spawn(listen(self.db, self.deliver, ready), "listener")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ready.wait(), 10)
+                async with asyncio.timeout(10):
+                    await ready.wait()
         self.dispatcher.wake()
 
     async def stop(self) -> None:
         self.hub.close_all()
-        for task in [*self._tasks, *self._chores]:
+        tasks = [*self._tasks, *self._chores]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._chores, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
         self._tasks.clear()
         await self.db.dispose()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from pydantic import ValidationError
 __all__ = ["WorkflowDefinition", "read_workflows", "source_hash"]
 
 _SCHEDULE_FACTORIES = frozenset({"cron", "interval", "once"})
+# Names travel in URL paths (/workflows/{name}/...): no slashes, no control characters.
+_NAME = re.compile(r"[\w.\- ]{1,255}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +149,12 @@ def _definition(
             raise UsageError(f"{where}: options cannot be passed with **", line=value.lineno)
         if key == "name":
             literal = _literal(value)
-            if not isinstance(literal, str) or not literal:
-                raise UsageError(f"{where}: name= must be a non-empty string", line=value.lineno)
+            if not isinstance(literal, str) or not _NAME.fullmatch(literal):
+                raise UsageError(
+                    f"{where}: name= must be a string of 1 to 255 letters, digits, spaces, "
+                    "'_', '.' or '-'",
+                    line=value.lineno,
+                )
             name = literal
         elif key == "schedule":
             schedule = _schedule(value, where)

@@ -48,7 +48,8 @@ class _Body(httpx.AsyncByteStream):
     async def aclose(self) -> None:
         self._disconnected.set()
         try:
-            await asyncio.wait_for(asyncio.shield(self._task), 5)
+            async with asyncio.timeout(5):
+                await asyncio.shield(self._task)
         except TimeoutError:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.routing import APIRoute
 from flux.errors import UsageError
 from pydantic import BaseModel
+from pydantic_core import from_json
 from starlette.responses import Response
 
 from flux_server.runtime import Runtime
 
 __all__ = [
     "JSON_BODY",
+    "FluxRoute",
     "RuntimeDep",
     "WorkerName",
     "get_runtime",
     "json_body",
     "model_response",
+    "parse_json",
 ]
 
 
@@ -40,8 +45,37 @@ WorkerName = Annotated[str, Depends(_worker_session)]
 """The ``{name}`` path parameter, once its session token checked out (401/403 otherwise)."""
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+def parse_json(raw: bytes) -> Any:
+    """Strict JSON: no NaN or Infinity, no lone surrogates (nothing a database or a JSON answer
+    could not hold).
+
+    Raises:
+        json.JSONDecodeError: it is not such JSON.
+    """
+    try:
+        return from_json(raw, allow_inf_nan=False)
+    except ValueError as exc:
+        raise json.JSONDecodeError(str(exc), raw.decode(errors="replace"), 0) from None
+
+
+class _StrictJsonRequest(Request):
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = parse_json(await self.body())
+        return self._json
+
+
+class FluxRoute(APIRoute):
+    """Routes whose JSON bodies are read by :func:`parse_json` (FastAPI's default is
+    ``json.loads``, which lets NaN and lone surrogates through)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def strict_handler(request: Request) -> Response:
+            return await handler(_StrictJsonRequest(request.scope, request.receive))
+
+        return strict_handler
 
 
 async def json_body(request: Request) -> Any:
@@ -54,9 +88,11 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         return None
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise UsageError(f"the request body must be JSON (the workflow's input): {exc}") from None
+        return parse_json(raw)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"the request body must be JSON (the workflow's input): {exc.msg}"
+        ) from None
 
 
 JSON_BODY: dict[str, Any] = {

@@ -18,13 +18,13 @@ from flux.protocol import (
 )
 from starlette.responses import Response
 
-from flux_server.api.deps import JSON_BODY, RuntimeDep, json_body, model_response
+from flux_server.api.deps import JSON_BODY, FluxRoute, RuntimeDep, json_body, model_response
 from flux_server.runtime import Runtime
 from flux_server.sse import event_stream, frame
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/workflows", tags=["executions"])
+router = APIRouter(prefix="/workflows", tags=["executions"], route_class=FluxRoute)
 
 _RECHECK = 5.0
 """Seconds between re-reads while waiting, in case a wake-up from a replica was missed."""
@@ -151,7 +151,8 @@ async def _wait(
             if done(status.state) or remaining <= 0:
                 return status
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), min(remaining, _RECHECK))
+                async with asyncio.timeout(min(remaining, _RECHECK)):
+                    await changed.wait()
 
 
 async def _frames(runtime: Runtime, execution_id: str, name: str) -> AsyncIterator[bytes]:
@@ -179,7 +180,8 @@ async def _frames(runtime: Runtime, execution_id: str, name: str) -> AsyncIterat
             if _settled(state):
                 return
             try:
-                await asyncio.wait_for(changed.wait(), min(keepalive, _RECHECK))
+                async with asyncio.timeout(min(keepalive, _RECHECK)):
+                    await changed.wait()
             except TimeoutError:
                 yield b": keepalive\n\n"
 

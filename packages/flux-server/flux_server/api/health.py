@@ -7,11 +7,11 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter
 from flux.protocol import PROTOCOL_VERSION, HealthResponse
 
-from flux_server.api.deps import RuntimeDep
+from flux_server.api.deps import FluxRoute, RuntimeDep
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=FluxRoute)
 
 try:
     _VERSION = version("flux-server")

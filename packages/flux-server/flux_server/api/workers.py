@@ -31,7 +31,7 @@ from flux.protocol import (
 )
 from starlette.responses import Response
 
-from flux_server.api.deps import RuntimeDep, WorkerName, model_response
+from flux_server.api.deps import FluxRoute, RuntimeDep, WorkerName, model_response
 from flux_server.auth import hash_token, new_token
 from flux_server.hub import Connection
 from flux_server.runtime import Runtime
@@ -39,7 +39,7 @@ from flux_server.sse import event_stream, frame
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/workers", tags=["workers"])
+router = APIRouter(prefix="/workers", tags=["workers"], route_class=FluxRoute)
 
 
 async def _bootstrap(request: Request) -> None:
@@ -96,7 +96,8 @@ async def _worker_frames(
         yield frame(ConnectedFrame.EVENT, hello)
         while True:
             try:
-                data = await asyncio.wait_for(conn.queue.get(), keepalive)
+                async with asyncio.timeout(keepalive):
+                    data = await conn.queue.get()
             except TimeoutError:
                 yield frame(KeepaliveFrame.EVENT, KeepaliveFrame(time=utcnow()))
                 continue

@@ -6,12 +6,12 @@ from fastapi import APIRouter, File, UploadFile
 from flux.errors import UsageError
 from flux.protocol import WorkflowDetail, WorkflowSummary
 
-from flux_server.api.deps import RuntimeDep
+from flux_server.api.deps import FluxRoute, RuntimeDep
 from flux_server.source import read_workflows, source_hash
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/workflows", tags=["workflows"])
+router = APIRouter(prefix="/workflows", tags=["workflows"], route_class=FluxRoute)
 
 
 @router.post("", response_model=list[WorkflowSummary])

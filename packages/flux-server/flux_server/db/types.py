@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
 __all__ = ["JSON_TYPE", "TIMESTAMP_TYPE", "IsoDateTime", "UTCDateTime"]
@@ -14,7 +13,9 @@ __all__ = ["JSON_TYPE", "TIMESTAMP_TYPE", "IsoDateTime", "UTCDateTime"]
 # What the migrations create: epoch seconds on SQLite (cheap to store and compare, no string
 # parsing on the read path), timestamptz on PostgreSQL.
 TIMESTAMP_TYPE = sa.DateTime(timezone=True).with_variant(sa.Float(), "sqlite")
-JSON_TYPE = sa.JSON().with_variant(JSONB(), "postgresql")
+# Plain ``json`` on PostgreSQL, not ``jsonb``: views are stored and returned, never queried, and
+# ``json`` keeps any valid JSON text (``jsonb`` rejects "\u0000").
+JSON_TYPE = sa.JSON()
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):

@@ -77,6 +77,9 @@ async def insert_events(tx: Tx, execution_id: str, records: Sequence[EventRecord
     """Append events, ignoring ids already stored (idempotent merge)."""
     if not records:
         return
+    for r in records:
+        if "\x00" in r.id + r.source_id + r.name + r.scope:
+            raise UsageError(f"event {r.id!r} has a NUL character in its id, source, name or scope")
     rows = [
         {
             "id": r.id,

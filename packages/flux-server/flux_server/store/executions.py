@@ -420,7 +420,11 @@ class ExecutionStore:
                     fitting = [t.name for t in targets if free[t.name] > 0 and t.fits(row.requests)]
                     if not fitting:
                         continue
-                    name = min(fitting, key=lambda n: (capacity[n] - free[n]) / capacity[n])
+                    # Least loaded first; on a tie, not the worker that let this offer lapse.
+                    name = min(
+                        fitting,
+                        key=lambda n: ((capacity[n] - free[n]) / capacity[n], n == row.offered_to),
+                    )
                     free[name] -= 1
                     frame = ExecutionScheduledFrame.model_construct(
                         execution_id=row.id,
@@ -477,7 +481,14 @@ class ExecutionStore:
         self, tx: Tx, cutoff: datetime, after: tuple[datetime, str] | None
     ) -> list[Any]:
         query = (
-            sa.select(_C.id, _C.workflow_name, _C.workflow_version, _C.requests, _C.created_at)
+            sa.select(
+                _C.id,
+                _C.workflow_name,
+                _C.workflow_version,
+                _C.requests,
+                _C.offered_to,
+                _C.created_at,
+            )
             .where(
                 _C.state.in_([s.value for s in OFFERABLE]),
                 sa.or_(_C.offered_to.is_(None), _C.offered_at < cutoff),

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -18,7 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 # Frozen copies of the column types this revision creates (see flux_server.db.types).
 TIMESTAMP = sa.DateTime(timezone=True).with_variant(sa.Float(), "sqlite")
-JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+JSON = sa.JSON()
 ISO_TIMESTAMP = sa.DateTime(timezone=True).with_variant(sa.Text(), "sqlite")
 
 

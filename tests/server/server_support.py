@@ -1,0 +1,201 @@
+"""Helpers for the server tests: a :class:`Server` handle, fake workers made of the real client,
+event records, and ``eventually`` (poll with a deadline; no test sleeps to wait for state).
+
+A module of its own (not ``conftest``) so test modules can import it by a unique name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flux.client import AsyncFluxClient, AsyncWorkerChannel
+from flux.domain import EventType, ExecutionEvent
+from flux.protocol import (
+    ClaimResponse,
+    ConnectedFrame,
+    EventRecord,
+    ExecutionCancelledFrame,
+    ExecutionScheduledFrame,
+    GpuInfo,
+    OutputRecord,
+    RegisterWorkerRequest,
+    WorkerFrame,
+    WorkerResources,
+)
+from flux_server import ServerOptions
+from flux_server.runtime import Runtime
+
+BOOTSTRAP = "test-bootstrap-token"
+
+HELLO = b"""
+from flux import workflow
+
+@workflow
+async def hello(ctx):
+    return f"Hello, {ctx.input}"
+"""
+
+GPU_FLOW = b"""
+from flux import workflow
+
+@workflow.with_options(requests={"gpu": 1, "memory": "1Gi"})
+async def train(ctx):
+    return "trained"
+"""
+
+
+@dataclass
+class Server:
+    client: AsyncFluxClient
+    options: ServerOptions
+    runtime: Runtime
+    workers: list[FakeWorker] = field(default_factory=list)
+
+    async def worker(
+        self,
+        name: str = "w1",
+        *,
+        capacity: int = 4,
+        resources: WorkerResources | None = None,
+        connect: bool = True,
+    ) -> FakeWorker:
+        worker = FakeWorker(self.client, name, capacity, resources or cpu_box())
+        await worker.register()
+        if connect:
+            await worker.connect()
+        self.workers.append(worker)
+        return worker
+
+    async def register(self, source: bytes = HELLO) -> None:
+        await self.client.register_workflows(source, filename="flows.py")
+
+
+def cpu_box(cpus: int = 4) -> WorkerResources:
+    return WorkerResources(
+        cpu_count=cpus, memory_total=8 * 2**30, memory_available=6 * 2**30, disk_total=2**40
+    )
+
+
+def gpu_box() -> WorkerResources:
+    box = cpu_box(16)
+    return box.model_copy(
+        update={"gpus": [GpuInfo(name="H100", memory_total=80 * 2**30, memory_free=80 * 2**30)]}
+    )
+
+
+def record(
+    type: EventType, value: Any = None, *, name: str = "hello", source_id: str = "wf"
+) -> EventRecord:
+    return EventRecord.from_event(ExecutionEvent(type, source_id, name, value), "json")
+
+
+class FakeWorker:
+    """A worker made of the real client: register, stream frames into a queue, claim, checkpoint."""
+
+    def __init__(
+        self, client: AsyncFluxClient, name: str, capacity: int, resources: WorkerResources
+    ) -> None:
+        self.client = client
+        self.name = name
+        self.capacity = capacity
+        self.resources = resources
+        self.channel: AsyncWorkerChannel | None = None
+        self.frames: asyncio.Queue[WorkerFrame | None] = asyncio.Queue()
+        self._reader: asyncio.Task[None] | None = None
+        self._beats: asyncio.Task[None] | None = None
+
+    @property
+    def ch(self) -> AsyncWorkerChannel:
+        assert self.channel is not None
+        return self.channel
+
+    async def register(self) -> None:
+        session = await self.client.register_worker(
+            RegisterWorkerRequest(name=self.name, capacity=self.capacity, resources=self.resources),
+            bootstrap_token=BOOTSTRAP,
+        )
+        self.channel = self.client.worker(session.name, session.session_token)
+
+    async def connect(self) -> None:
+        self._reader = asyncio.create_task(self._read())
+        first = await self.next_frame()
+        assert isinstance(first, ConnectedFrame), first
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ch.connect():
+                await self.frames.put(frame)
+        finally:
+            await self.frames.put(None)
+
+    def keep_alive(self, interval: float = 0.1) -> None:
+        """Send heartbeats in the background, as a live worker does."""
+
+        async def beat() -> None:
+            while True:
+                await self.ch.heartbeat()
+                await asyncio.sleep(interval)  # the heartbeat period, not a wait for state
+
+        self._beats = asyncio.create_task(beat())
+
+    async def close(self) -> None:
+        """Stop heartbeats and close the stream (the server sees a disconnect)."""
+        for task in (self._beats, self._reader):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        self._beats = self._reader = None
+
+    async def next_frame(self, timeout: float = 10) -> WorkerFrame | None:
+        return await asyncio.wait_for(self.frames.get(), timeout)
+
+    async def next_offer(self, timeout: float = 10) -> ExecutionScheduledFrame:
+        while True:
+            frame = await self.next_frame(timeout)
+            if isinstance(frame, ExecutionScheduledFrame):
+                return frame
+            assert frame is not None, "stream closed"
+
+    async def next_cancel(self, timeout: float = 10) -> ExecutionCancelledFrame:
+        while True:
+            frame = await self.next_frame(timeout)
+            if isinstance(frame, ExecutionCancelledFrame):
+                return frame
+            assert frame is not None, "stream closed"
+
+    async def take(self, timeout: float = 10) -> ClaimResponse:
+        """Wait for an offer and claim it."""
+        offer = await self.next_offer(timeout)
+        return await self.ch.claim(offer.execution_id)
+
+    async def finish(self, claim: ClaimResponse, output: Any) -> None:
+        """Run it to completion in one checkpoint: started + completed with ``output``."""
+        await self.ch.checkpoint(
+            claim.execution_id,
+            claim.generation,
+            [
+                record(EventType.WORKFLOW_STARTED, name=claim.workflow_name),
+                record(EventType.WORKFLOW_COMPLETED, output, name=claim.workflow_name),
+            ],
+            OutputRecord.from_value(output, "json"),
+        )
+
+
+async def eventually(
+    check: Callable[[], Awaitable[Any]], timeout: float = 10, interval: float = 0.02
+) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
+        await asyncio.sleep(interval)

@@ -1,0 +1,86 @@
+"""Dispatch: resource routing, capacity, load spreading, and replicas on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from flux.domain import ExecutionState
+from flux.protocol import GpuInfo, WorkerResources
+from flux_server.dispatch import fits
+from server_support import GPU_FLOW, HELLO, gpu_box
+
+
+def test_fits_compares_requests_with_resources() -> None:
+    box = WorkerResources(
+        cpu_count=4, memory_total=8 * 2**30, disk_total=100 * 2**30,
+        gpus=[GpuInfo(name="A100")],
+    )  # fmt: skip
+    assert fits(None, box)
+    assert fits({"cpu": 4, "memory": 8 * 2**30, "gpu": 1}, box)
+    assert not fits({"cpu": 5}, box)
+    assert not fits({"memory": 9 * 2**30}, box)
+    assert not fits({"gpu": 2}, box)
+    assert not fits({"disk": 200 * 2**30}, box)
+
+
+async def test_gpu_work_skips_cpu_workers_without_blocking_other_work(server) -> None:
+    await server.register(GPU_FLOW)
+    await server.register(HELLO)
+    cpu = await server.worker("cpu-only")
+    train = await server.client.run("train")  # first in the queue, fits nowhere yet
+    hello = await server.client.run("hello")
+    offer = await cpu.next_offer()
+    assert offer.execution_id == hello.execution_id
+    assert cpu.frames.empty()
+    assert (await server.client.status("train", train.execution_id)).state == "SCHEDULED"
+
+    gpu = await server.worker("gpu-box", resources=gpu_box())
+    offer = await gpu.next_offer()
+    assert offer.execution_id == train.execution_id
+    claim = await gpu.ch.claim(offer.execution_id)
+    await gpu.finish(claim, "trained")
+    assert cpu.frames.empty()
+
+
+async def test_capacity_bounds_offers(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=1)
+    runs = [await server.client.run("hello", i) for i in range(3)]
+    done = []
+    for _ in runs:
+        claim = await worker.take()
+        assert worker.frames.empty()  # never a second offer while it holds one
+        await worker.finish(claim, claim.execution_id)
+        done.append(claim.execution_id)
+    assert done == [r.execution_id for r in runs]  # oldest first
+
+
+async def test_least_loaded_worker_gets_the_next_offer(server) -> None:
+    await server.register()
+    w1 = await server.worker("w1", capacity=2)
+    w2 = await server.worker("w2", capacity=2)
+    await server.client.run("hello", 1)
+    await server.client.run("hello", 2)
+    first, second = await w1.next_offer(), await w2.next_offer()
+    assert first.execution_id != second.execution_id
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_replicas_share_work_over_postgres(start_server) -> None:
+    """A run on replica A reaches a worker connected to replica B (LISTEN/NOTIFY), and A's
+    sync waiter hears B's checkpoint."""
+    a = await start_server()
+    b = await start_server()
+    await a.register()
+    worker = await b.worker()
+
+    async def work() -> None:
+        claim = await worker.take()
+        await worker.finish(claim, "from b")
+
+    job = asyncio.create_task(work())
+    status = await a.client.run("hello", "x", mode="sync")
+    await job
+    assert (status.state, status.output) == (ExecutionState.COMPLETED, "from b")

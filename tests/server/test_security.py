@@ -1,0 +1,145 @@
+"""Security defaults: tokens, protocol versions, body limits, bind address."""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from flux.errors import ApiError
+from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, RegisterWorkerRequest
+from flux_server import ServerOptions
+from flux_server.auth import TOKEN_FILE
+from server_support import BOOTSTRAP
+
+
+def _http(server) -> httpx.AsyncClient:
+    return server.client._http
+
+
+async def test_registration_needs_the_bootstrap_token(server) -> None:
+    request = RegisterWorkerRequest(name="w1")
+    for token in ("", "wrong"):
+        with pytest.raises(ApiError) as info:
+            await server.client.register_worker(request, bootstrap_token=token)
+        assert info.value.status_code == 401
+    response = await _http(server).post("/workers/register", json=request.model_dump())
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["code"] == "api_error"
+    # A bad body with no token is still a 401: authentication comes first.
+    assert (await _http(server).post("/workers/register", content=b"{")).status_code == 401
+
+
+async def test_worker_calls_need_that_workers_session_token(server) -> None:
+    w1 = await server.worker("w1", connect=False)
+    w2 = await server.worker("w2", connect=False)
+    http = _http(server)
+    assert (await http.post("/workers/w1/heartbeat")).status_code == 401
+    bad = {"Authorization": "Bearer not-a-token"}
+    assert (await http.post("/workers/w1/heartbeat", headers=bad)).status_code == 401
+    basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    assert (await http.post("/workers/w1/heartbeat", headers=basic)).status_code == 401
+    theirs = {"Authorization": f"Bearer {w2.ch.session_token}"}
+    for method, path in [
+        ("POST", "/workers/w1/heartbeat"),
+        ("GET", "/workers/w1/connect"),
+        ("POST", "/workers/w1/claim/x"),
+        ("POST", "/workers/w1/checkpoint/x"),
+        ("POST", "/workers/w1/release/x"),
+        ("GET", "/workers/w1/secrets/x?names=A"),
+    ]:
+        response = await http.request(method, path, headers=theirs)
+        assert response.status_code == 403, (method, path)
+        assert "another worker" in response.json()["message"]
+    assert (await w1.ch.heartbeat()).heartbeat_interval > 0
+
+
+async def test_session_tokens_are_stored_hashed(server) -> None:
+    worker = await server.worker("w1", connect=False)
+    token = worker.ch.session_token
+    async with server.runtime.db.read() as conn:
+        stored = (await conn.execute(sa.text("SELECT session_token_hash FROM workers"))).scalar()
+    assert stored == hashlib.sha256(token.encode()).hexdigest()
+    assert token not in stored
+
+
+async def test_protocol_major_mismatch_is_426_naming_both_versions(server) -> None:
+    response = await _http(server).get("/health", headers={PROTOCOL_HEADER: "2.0"})
+    assert response.status_code == 426
+    body = response.json()
+    assert body["code"] == "protocol_version"
+    assert "2.0" in body["message"] and PROTOCOL_VERSION in body["message"]
+    assert (await _http(server).get("/health", headers={PROTOCOL_HEADER: "1.7"})).is_success
+    assert (await _http(server).get("/health", headers={PROTOCOL_HEADER: "x"})).status_code == 426
+
+
+async def test_oversized_bodies_are_413(server) -> None:
+    limit = server.options.max_request_bytes
+    http = _http(server)
+    big = b"[" + b"1," * limit + b"1]"
+    response = await http.post("/workflows/hello/run/async", content=big)
+    assert response.status_code == 413
+    assert str(limit) in response.json()["message"]
+
+    async def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(limit // 1024 + 2):
+            yield b" " * 1024
+
+    response = await http.post("/workflows/hello/run/async", content=chunks())
+    assert response.status_code == 413
+
+
+async def test_bootstrap_token_is_generated_once_with_mode_0600(start_server, tmp_path) -> None:
+    home = tmp_path / "fresh-home"
+    first = await start_server(bootstrap_token=None, home=home)
+    path = home / TOKEN_FILE
+    token = path.read_text().strip()
+    assert len(token) >= 32 and token != BOOTSTRAP
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    session = await first.client.register_worker(
+        RegisterWorkerRequest(name="w1"), bootstrap_token=token
+    )
+    assert session.session_token
+    second = await start_server(bootstrap_token=None, home=home)
+    assert path.read_text().strip() == token
+    with pytest.raises(ApiError):
+        await second.client.register_worker(
+            RegisterWorkerRequest(name="w2"), bootstrap_token=BOOTSTRAP
+        )
+
+
+def test_binds_localhost_by_default() -> None:
+    assert ServerOptions().host == "localhost"
+    from flux.config import FluxSettings
+
+    assert ServerOptions.from_settings(FluxSettings()).host == "localhost"
+
+
+async def test_docs_and_openapi_are_served(server) -> None:
+    http = _http(server)
+    assert (await http.get("/docs")).status_code == 200
+    spec = (await http.get("/openapi.json")).json()
+    for path in [
+        "/workflows",
+        "/workflows/{name}",
+        "/workflows/{name}/run/{mode}",
+        "/workflows/{name}/resume/{execution_id}/{mode}",
+        "/workflows/{name}/status/{execution_id}",
+        "/workflows/{name}/cancel/{execution_id}",
+        "/workers",
+        "/workers/register",
+        "/workers/{name}/connect",
+        "/workers/{name}/claim/{execution_id}",
+        "/workers/{name}/checkpoint/{execution_id}",
+        "/workers/{name}/release/{execution_id}",
+        "/workers/{name}/heartbeat",
+        "/workers/{name}/secrets/{execution_id}",
+        "/health",
+    ]:
+        assert path in spec["paths"], path
+    health = await server.client.health()
+    assert health.protocol_version == PROTOCOL_VERSION
+    assert health.database in ("sqlite", "postgresql")

@@ -1,0 +1,264 @@
+"""The worker side: claims, fencing, idempotent checkpoints, release, heartbeats, secrets."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import sqlalchemy as sa
+from flux.domain import EventType, ExecutionState
+from flux.errors import ApiError, ConflictError, NotFoundError
+from flux.protocol import OutputRecord, WorkerResources
+from server_support import eventually, record
+
+
+async def _count_events(server, execution_id: str) -> int:
+    status = await server.client.status("hello", execution_id, detailed=True)
+    return len(status.events)
+
+
+async def test_second_claimer_gets_409(server) -> None:
+    await server.register()
+    w1 = await server.worker("w1")
+    w2 = await server.worker("w2", connect=False)
+    run = await server.client.run("hello")
+    claim = await w1.take()
+    with pytest.raises(ConflictError, match="CLAIMED") as info:
+        await w2.ch.claim(run.execution_id)
+    assert "w1" in info.value.message
+    assert claim.generation == 1
+
+
+async def test_claim_of_unknown_or_finished_execution(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    with pytest.raises(NotFoundError):
+        await worker.ch.claim("no-such-execution")
+    run = await server.client.run("hello")
+    await worker.finish(await worker.take(), "x")
+    with pytest.raises(ConflictError, match="COMPLETED"):
+        await worker.ch.claim(run.execution_id)
+
+
+async def test_checkpoint_is_idempotent_by_event_id(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    run = await server.client.run("hello")
+    claim = await worker.take()
+    batch = [
+        record(EventType.WORKFLOW_STARTED),
+        record(EventType.TASK_STARTED, name="t", source_id="t:1"),
+    ]
+    first = await worker.ch.checkpoint(run.execution_id, claim.generation, batch)
+    # The answer was lost; the worker sends the same batch again, plus one new event.
+    again = await worker.ch.checkpoint(
+        run.execution_id,
+        claim.generation,
+        [*batch, record(EventType.TASK_COMPLETED, 1, name="t", source_id="t:1")],
+    )
+    assert (first.acknowledged, first.state) == (2, ExecutionState.RUNNING)
+    assert (again.acknowledged, again.state) == (3, ExecutionState.RUNNING)
+    assert await _count_events(server, run.execution_id) == 3
+    # A retried terminal checkpoint is harmless too.
+    done = [record(EventType.WORKFLOW_COMPLETED, "ok")]
+    out = OutputRecord.from_value("ok")
+    await worker.ch.checkpoint(run.execution_id, claim.generation, done, out)
+    ack = await worker.ch.checkpoint(run.execution_id, claim.generation, done, out)
+    assert ack.state == ExecutionState.COMPLETED
+    assert await _count_events(server, run.execution_id) == 4
+
+
+async def test_stale_generation_is_fenced(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    run = await server.client.run("hello")
+    claim = await worker.take()
+    released = await worker.ch.release(run.execution_id, claim.generation, "draining")
+    assert released.state == ExecutionState.SCHEDULED
+    again = await worker.take()  # offered again at once
+    assert again.execution_id == run.execution_id and again.generation > claim.generation
+    with pytest.raises(ConflictError, match="abandon"):
+        await worker.ch.checkpoint(
+            run.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
+        )
+    with pytest.raises(ConflictError):
+        await worker.ch.release(run.execution_id, claim.generation)
+    await worker.finish(again, "fine")
+    assert (await server.client.status("hello", run.execution_id)).output == "fine"
+
+
+async def test_failed_workflow_stores_the_error_view(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    run = await server.client.run("hello")
+    claim = await worker.take()
+    error = ValueError("boom")
+    ack = await worker.ch.checkpoint(
+        run.execution_id,
+        claim.generation,
+        [record(EventType.WORKFLOW_STARTED), record(EventType.WORKFLOW_FAILED, error)],
+    )
+    assert ack.state == ExecutionState.FAILED
+    status = await server.client.status("hello", run.execution_id)
+    assert status.output == {"type": "ValueError", "message": "boom"}
+
+
+async def test_unclaimed_offer_goes_to_another_worker_after_the_claim_timeout(
+    start_server,
+) -> None:
+    server = await start_server(claim_timeout=0.4)
+    await server.register()
+    w1 = await server.worker("w1")
+    w2 = await server.worker("w2")
+    run = await server.client.run("hello")
+    first = await asyncio.wait_for(_first_offer(w1, w2), 10)
+    assert first[1].execution_id == run.execution_id
+    other = w2 if first[0] is w1 else w1
+    # The first worker ignores its offer; after the claim timeout the other one gets it.
+    offer = await other.next_offer()
+    assert offer.execution_id == run.execution_id
+
+
+async def _first_offer(*workers):
+    tasks = {asyncio.create_task(w.next_offer()): w for w in workers}
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    task = done.pop()
+    return tasks[task], task.result()
+
+
+async def test_disconnect_withdraws_offers_at_once(server) -> None:
+    await server.register()
+    w1 = await server.worker("w1")
+    run = await server.client.run("hello")
+    assert (await w1.next_offer()).execution_id == run.execution_id
+    await w1.close()
+    w2 = await server.worker("w2")
+    assert (await w2.next_offer()).execution_id == run.execution_id
+
+
+async def test_queued_work_is_offered_when_a_worker_connects(server) -> None:
+    await server.register()
+    runs = [await server.client.run("hello", i) for i in range(3)]
+    worker = await server.worker(capacity=8)
+    offered = {(await worker.next_offer()).execution_id for _ in runs}
+    assert offered == {r.execution_id for r in runs}
+
+
+async def test_heartbeat_expiry_requeues_and_fences(start_server) -> None:
+    server = await start_server(heartbeat_timeout=1.0)
+    await server.register()
+    w1 = await server.worker("w1")
+    run = await server.client.run("hello", "x")
+    claim = await w1.take()
+    await w1.ch.checkpoint(
+        run.execution_id,
+        claim.generation,
+        [record(EventType.WORKFLOW_STARTED), record(EventType.TASK_COMPLETED, 5, name="t")],
+    )
+    # w1 goes silent (no heartbeats); w2 is alive.
+    w2 = await server.worker("w2")
+    w2.keep_alive()
+    again = await w2.take(timeout=15)
+    assert again.execution_id == run.execution_id
+    assert again.generation > claim.generation
+    assert [e.type for e in again.events] == ["WORKFLOW_STARTED", "TASK_COMPLETED"]
+    assert again.events[1].to_event().value == 5
+    with pytest.raises(ConflictError):
+        await w1.ch.checkpoint(
+            run.execution_id, claim.generation, [record(EventType.WORKFLOW_COMPLETED, 1)]
+        )
+    workers = {w.name: w for w in await server.client.list_workers()}
+    assert workers["w1"].connected is False and workers["w2"].connected is True
+    assert workers["w2"].running == 1
+    assert await w1.next_frame() is None  # its stream was closed
+    await w2.finish(again, "replayed")
+    status = await server.client.status("hello", run.execution_id)
+    assert (status.state, status.worker) == (ExecutionState.COMPLETED, "w2")
+
+
+async def test_heartbeat_lists_held_and_cancelling(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    a = await server.client.run("hello")
+    b = await server.client.run("hello")
+    ca, cb = await worker.take(), await worker.take()
+    assert {ca.execution_id, cb.execution_id} == {a.execution_id, b.execution_id}
+    await server.client.cancel("hello", a.execution_id)
+    beat = await worker.ch.heartbeat(WorkerResources(cpu_count=2, memory_total=2**30))
+    assert sorted(beat.held) == sorted([a.execution_id, b.execution_id])
+    assert beat.cancelling == [a.execution_id]
+    assert beat.heartbeat_interval == server.options.heartbeat_interval
+    (info,) = await server.client.list_workers()
+    assert info.resources.cpu_count == 2
+
+
+async def test_registering_again_starts_a_new_session(server) -> None:
+    await server.register()
+    old = await server.worker("w1")
+    run = await server.client.run("hello")
+    claim = await old.take()
+    new = await server.worker("w1", connect=False)
+    with pytest.raises(ApiError) as info:
+        await old.ch.heartbeat()
+    assert info.value.status_code == 401
+    status = await server.client.status("hello", run.execution_id)
+    assert status.state == ExecutionState.SCHEDULED
+    await new.connect()
+    again = await new.take()
+    assert again.generation > claim.generation
+
+
+async def test_secrets_only_for_held_executions(server) -> None:
+    await server.runtime.secrets.set("API_KEY", "s3cr3t")
+    await server.runtime.secrets.set("LIMITS", {"rps": 5})
+    await server.register()
+    w1 = await server.worker("w1")
+    w2 = await server.worker("w2", connect=False)
+    run = await server.client.run("hello")
+    await w1.take()
+    assert await w1.ch.get_secrets(run.execution_id, ["API_KEY", "LIMITS"]) == {
+        "API_KEY": "s3cr3t",
+        "LIMITS": {"rps": 5},
+    }
+    with pytest.raises(ApiError) as info:
+        await w2.ch.get_secrets(run.execution_id, ["API_KEY"])
+    assert info.value.status_code == 403
+    with pytest.raises(NotFoundError, match="MISSING") as missing:
+        await w1.ch.get_secrets(run.execution_id, ["API_KEY", "MISSING"])
+    assert missing.value.details["error_details"]["missing"] == ["MISSING"]
+
+
+async def test_secrets_are_stored_encrypted(server) -> None:
+    await server.runtime.secrets.set("API_KEY", "plain-text-value")
+    async with server.runtime.db.read() as conn:
+        (blob,) = (await conn.execute(sa.text("SELECT value FROM secrets"))).one()
+    assert b"plain-text-value" not in bytes(blob)
+    assert await server.runtime.secrets.names() == ["API_KEY"]
+
+
+async def test_paused_and_finished_executions_free_capacity(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=1)
+    first = await server.client.run("hello")
+    second = await server.client.run("hello")
+    claim = await worker.take()
+    assert claim.execution_id == first.execution_id
+    await worker.ch.checkpoint(
+        claim.execution_id,
+        claim.generation,
+        [record(EventType.WORKFLOW_STARTED), record(EventType.WORKFLOW_PAUSED, "wait")],
+    )
+    nxt = await worker.take()
+    assert nxt.execution_id == second.execution_id
+
+
+async def test_workers_list(server) -> None:
+    await server.worker("w1", capacity=3)
+
+    async def connected():
+        return [w for w in await server.client.list_workers() if w.connected]
+
+    (info,) = await eventually(connected)
+    assert (info.name, info.capacity, info.running) == ("w1", 3, 0)
