@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from cli_support import Cli, FakeServer
+from e2e_support import STACK_WORKER, WORKFLOWS, Stack
 from flux.config import Configuration
 from flux_cli.app import app
 from flux_cli.context import CliState
@@ -44,3 +45,17 @@ def cli() -> Cli:
         return runner.invoke(app, list(args), obj=state, input=input)
 
     return invoke
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    """A real server (SQLite) with one worker named ``cli-e2e``, stopped by pid afterwards; the
+    test's directory holds ``workflows.py`` (:data:`e2e_support.WORKFLOWS`)."""
+    (tmp_path / "workflows.py").write_text(WORKFLOWS)
+    running = Stack(tmp_path / "flux-home")
+    try:
+        running.start_server()
+        running.start_worker(STACK_WORKER)
+        yield running
+    finally:
+        running.stop()

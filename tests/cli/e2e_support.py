@@ -21,6 +21,9 @@ from flux.errors import ApiError
 
 T = TypeVar("T")
 
+STACK_WORKER = "cli-e2e"
+"""The worker the ``stack`` fixture starts."""
+
 FLUX = str(Path(sys.executable).with_name("flux"))
 """The installed console script."""
 

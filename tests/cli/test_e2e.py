@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import psutil
 import pytest
 from cli_support import Cli
 from e2e_support import (
+    STACK_WORKER,
     WORKFLOWS,
     Stack,
     alive,
@@ -30,20 +30,7 @@ from typer.testing import Result
 
 pytestmark = [pytest.mark.e2e, needs_server]
 
-WORKER = "cli-e2e"
-
-
-@pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
-    """A server with one worker, and workflows.py in the current directory."""
-    (tmp_path / "workflows.py").write_text(WORKFLOWS)
-    running = Stack(tmp_path / "flux-home")
-    try:
-        running.start_server()
-        running.start_worker(WORKER)
-        yield running
-    finally:
-        running.stop()
+WORKER = STACK_WORKER
 
 
 class Flux:

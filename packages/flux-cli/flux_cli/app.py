@@ -53,7 +53,7 @@ OPTIONAL_MODULES: frozenset[str] = frozenset({"flux_cli.schedules", "flux_cli.se
 class FluxGroup(TyperGroup):
     """The root group: turns every failure into one line on stderr and an exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]  # Typer hands its Context
         try:
             return super().invoke(ctx)
         except (typer.TyperException, typer.Exit, typer.Abort, CliError):
@@ -79,10 +79,18 @@ class FluxGroup(TyperGroup):
         prog_name: str | None = None,
         complete_var: str | None = None,
         standalone_mode: bool = True,
+        windows_expand_args: bool = True,
         **extra: Any,
     ) -> Any:
         try:
-            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            result = super().main(
+                args,
+                prog_name,
+                complete_var,
+                standalone_mode=False,
+                windows_expand_args=windows_expand_args,
+                **extra,
+            )
             code = result if isinstance(result, int) and not isinstance(result, bool) else 0
         except CliError as exc:
             _print_error(exc.message)
@@ -93,7 +101,7 @@ class FluxGroup(TyperGroup):
         except typer.TyperException as exc:
             code = exc.exit_code
             if type(exc).__name__ == "NoArgsIsHelpError":
-                exc.show()  # a bare group: its help
+                getattr(exc, "show", lambda: None)()  # a bare group: its help
             else:
                 _print_error(_usage_message(exc))
         if standalone_mode:

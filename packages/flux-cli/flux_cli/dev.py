@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.text import Text
 
 from flux_cli.components import SERVER, WORKER
 from flux_cli.context import client_host, state
 from flux_cli.errors import CliError
-from flux_cli.output import console
+from flux_cli.output import show
 from flux_cli.processes import Child, Supervisor, describe_exit
 
 __all__ = ["dev", "register"]
@@ -71,7 +70,6 @@ def dev(
     database_url = f"sqlite:///{home / 'flux.db'}"
     env = {**os.environ, "FLUX_HOME": str(home)}
     supervisor = Supervisor(grace=grace)
-    out = console()
 
     with _signals() as signals:
         try:
@@ -97,9 +95,9 @@ def dev(
                     raise CliError(f"{describe_exit(dead)}; stopping flux dev")
         finally:
             if signals.received:
-                out.print("Stopping Flux...")
+                show("Stopping Flux...")
             supervisor.stop([[c for c in supervisor.children if c.label != "the server"]])
-    out.print("Flux stopped.")
+    show("Flux stopped.")
 
 
 def _wait_healthy(
@@ -143,9 +141,7 @@ def _banner(url: str, home: Path, database_url: str, server: Child, workers: lis
     ]
     lines += [f"  Worker:   {w.label.removeprefix('worker ')} (pid {w.pid})" for w in workers]
     lines.append("Press Ctrl-C to stop.")
-    out = console()
-    for line in lines:
-        out.print(Text(line))
+    show(*lines)
 
 
 def _free_port(host: str) -> int:
@@ -201,9 +197,9 @@ def _signals() -> Iterator[_Signals]:
                 previous[signum] = signal.signal(signum, signals.handle)
         yield signals
     finally:
-        for signum, handler in previous.items():
+        for number, handler in previous.items():
             # None: a handler installed from C, which cannot be reinstated; use the default.
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
         if in_main:
             signal.set_wakeup_fd(old_fd)
         reader.close()

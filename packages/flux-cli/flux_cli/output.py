@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -31,6 +31,7 @@ __all__ = [
     "format_value",
     "print_json",
     "print_json_line",
+    "show",
     "table",
 ]
 
@@ -62,6 +63,26 @@ def console() -> Console:
     if not out.is_terminal and "COLUMNS" not in os.environ:
         out = Console(file=sys.stdout, highlight=False, soft_wrap=False, width=_PIPE_WIDTH)
     return out
+
+
+def show(*renderables: RenderableType) -> None:
+    """Print each renderable (a ``str`` is plain text, never markup) on its own line(s).
+
+    On a terminal this is Rich's own output; into a pipe or file, lines lose the padding Rich
+    adds to fill columns, so the text is clean for grep and friends.
+    """
+    out = console()
+    items = [Text(r) if isinstance(r, str) else r for r in renderables]
+    if out.is_terminal:
+        for item in items:
+            out.print(item)
+        return
+    with out.capture() as captured:
+        for item in items:
+            out.print(item)
+    lines = captured.get().splitlines()
+    sys.stdout.write("".join(line.rstrip() + "\n" for line in lines))
+    sys.stdout.flush()
 
 
 def dump(value: Any) -> Any:

@@ -6,7 +6,7 @@ import typer
 from flux.protocol import WorkerInfo
 
 from flux_cli.context import client
-from flux_cli.output import FormatOption, OutputFormat, console, format_time, print_json, table
+from flux_cli.output import FormatOption, OutputFormat, format_time, print_json, show, table
 
 __all__ = ["app", "register"]
 
@@ -26,11 +26,11 @@ def list_workers(ctx: typer.Context, format: FormatOption = OutputFormat.TABLE) 
         print_json(workers)
         return
     if not workers:
-        console().print("No workers registered. Start one with: flux start worker")
+        show("No workers registered. Start one with: flux start worker")
         return
     columns = ("NAME", "CONNECTED", "RUNNING", "CAPACITY", "HOST", "CPUS", "MEMORY", "GPUS")
     rows = (_row(w) for w in workers)
-    console().print(table(columns, rows, wrap={"CONNECTED", "HOST", "MEMORY", "GPUS"}))
+    show(table(columns, rows, wrap={"CONNECTED", "HOST", "MEMORY", "GPUS"}))
 
 
 def _row(worker: WorkerInfo) -> tuple[object, ...]:

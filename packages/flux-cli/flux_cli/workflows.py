@@ -18,6 +18,7 @@ from flux.protocol import (
     execution_frame_event,
 )
 from rich.syntax import Syntax
+from rich.table import Table
 from rich.text import Text
 
 from flux_cli.context import client
@@ -26,12 +27,12 @@ from flux_cli.inputs import parse_json
 from flux_cli.output import (
     FormatOption,
     OutputFormat,
-    console,
     details_table,
     format_time,
     format_value,
     print_json,
     print_json_line,
+    show,
     table,
 )
 
@@ -83,9 +84,9 @@ def list_workflows(ctx: typer.Context, format: FormatOption = OutputFormat.TABLE
         print_json(workflows)
         return
     if not workflows:
-        console().print("No workflows registered. Add some with: flux workflow register FILE")
+        show("No workflows registered. Add some with: flux workflow register FILE")
         return
-    console().print(_summary_table(workflows))
+    show(_summary_table(workflows))
 
 
 @app.command("register")
@@ -109,11 +110,13 @@ def register_file(
     if format is OutputFormat.JSON:
         print_json(workflows)
         return
-    console().print(_summary_table(workflows, title=f"Registered from {file.name}"))
+    show(_summary_table(workflows, title=f"Registered from {file.name}"))
 
 
 @app.command("show")
-def show(ctx: typer.Context, name: NameArg, format: FormatOption = OutputFormat.TABLE) -> None:
+def show_workflow(
+    ctx: typer.Context, name: NameArg, format: FormatOption = OutputFormat.TABLE
+) -> None:
     """Show a workflow: its options, versions and source."""
     with client(ctx) as flux:
         detail = flux.get_workflow(name)
@@ -213,7 +216,7 @@ def cancel(
 # -- rendering ----------------------------------------------------------------------------------
 
 
-def _summary_table(workflows: list[WorkflowSummary], title: str | None = None) -> object:
+def _summary_table(workflows: list[WorkflowSummary], title: str | None = None) -> Table:
     rows = (
         (w.name, w.version, w.id, _schedule_text(w.options.schedule), format_time(w.created_at))
         for w in workflows
@@ -233,7 +236,6 @@ def _schedule_text(schedule: dict[str, object] | None) -> str:
 
 def _print_detail(detail: WorkflowDetail) -> None:
     options = detail.options
-    out = console()
     pairs: list[tuple[str, object]] = [
         ("name", detail.name),
         ("version", detail.version),
@@ -249,22 +251,19 @@ def _print_detail(detail: WorkflowDetail) -> None:
         pairs.append(("resources", format_value(options.requests.model_dump(exclude_none=True))))
     for key, value in sorted(options.settings.items()):
         pairs.append((key, format_value(value)))
-    out.print(details_table(pairs))
+    show(details_table(pairs))
     if detail.versions:
-        out.print()
         rows = (
             (v.version, v.id, v.source_hash[:12], format_time(v.created_at))
             for v in detail.versions
         )
         columns = ("VERSION", "ID", "SOURCE HASH", "CREATED")
-        out.print(table(columns, rows, title="Versions", wrap={"CREATED"}))
-    out.print()
-    out.print(Syntax(detail.source, "python", line_numbers=False, word_wrap=True))
+        show("", table(columns, rows, title="Versions", wrap={"CREATED"}))
+    show("", Syntax(detail.source, "python", line_numbers=False, word_wrap=True))
 
 
 def _print_status(result: ExecutionStatus) -> None:
-    out = console()
-    out.print(
+    show(
         details_table(
             [
                 ("execution", result.execution_id),
@@ -279,13 +278,12 @@ def _print_status(result: ExecutionStatus) -> None:
         )
     )
     if result.events is not None:
-        out.print()
         rows = (
             (format_time(e.time), e.type.value, e.name, format_value(e.view, 60))
             for e in result.events
         )
         columns = ("TIME", "EVENT", "NAME", "VALUE")
-        out.print(table(columns, rows, title="Events", wrap={"TIME", "NAME", "VALUE"}))
+        show("", table(columns, rows, title="Events", wrap={"TIME", "NAME", "VALUE"}))
 
 
 def _report(result: ExecutionStatus, format: OutputFormat, *, waited: bool) -> None:
@@ -294,14 +292,13 @@ def _report(result: ExecutionStatus, format: OutputFormat, *, waited: bool) -> N
     else:
         _print_status(result)
         if result.state is ExecutionState.PAUSED:
-            console().print(Text(_resume_hint(result.workflow_name, result.execution_id)))
+            show(Text(_resume_hint(result.workflow_name, result.execution_id)))
     if waited:
         _check_outcome(result.execution_id, result.state, result.output)
 
 
 def _follow(name: str, frames: Iterator[ExecutionFrame], format: OutputFormat) -> None:
     """Print each frame as it arrives, then the final output."""
-    out = console()
     last: ExecutionFrame | None = None
     for frame in frames:
         event = execution_frame_event(frame.state) or f"workflow.execution.{frame.state.lower()}"
@@ -309,8 +306,8 @@ def _follow(name: str, frames: Iterator[ExecutionFrame], format: OutputFormat) -
             print_json_line({"event": event, **frame.model_dump(mode="json")})
         else:
             if last is None:
-                out.print(Text(f"execution {frame.execution_id}"))
-            out.print(Text(f"{format_time(frame.timestamp)}  {event:<30} {frame.state.value}"))
+                show(Text(f"execution {frame.execution_id}"))
+            show(Text(f"{format_time(frame.timestamp)}  {event:<30} {frame.state.value}"))
         last = frame
     if last is None:
         raise CliError("the server closed the stream before the execution started")
@@ -320,9 +317,9 @@ def _follow(name: str, frames: Iterator[ExecutionFrame], format: OutputFormat) -
             "check it with: flux workflow status NAME EXECUTION_ID"
         )
     if format is OutputFormat.TABLE:
-        out.print(Text(f"output: {format_value(last.output)}"))
+        show(Text(f"output: {format_value(last.output)}"))
         if last.state is ExecutionState.PAUSED:
-            out.print(Text(_resume_hint(name, last.execution_id)))
+            show(Text(_resume_hint(name, last.execution_id)))
     _check_outcome(last.execution_id, last.state, last.output)
 
 
