@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -27,6 +27,11 @@ from flux.protocol import (
     RegisterWorkerRequest,
     RegisterWorkerResponse,
     ReleaseResponse,
+    ScheduleDeleted,
+    ScheduleInfo,
+    ScheduleRun,
+    SecretDeleted,
+    SecretInfo,
     WorkerFrame,
     WorkerInfo,
     WorkerResources,
@@ -35,6 +40,7 @@ from flux.protocol import (
     parse_execution_frame,
     parse_worker_frame,
 )
+from flux.schedules import Schedule
 
 __all__ = ["AsyncFluxClient", "AsyncWorkerChannel"]
 
@@ -227,6 +233,95 @@ class AsyncFluxClient:
     def worker(self, name: str, session_token: str) -> AsyncWorkerChannel:
         """The calls of a registered worker, authenticated with its session token."""
         return AsyncWorkerChannel(self, name, session_token)
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    async def list_schedules(
+        self, workflow_id: str | None = None, *, active_only: bool = False
+    ) -> list[ScheduleInfo]:
+        """Every schedule, by name; ``workflow_id`` (a workflow's name or a version id) keeps
+        that workflow's, ``active_only`` drops paused and completed ones."""
+        return await self.send(calls.list_schedules(workflow_id, active_only))
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleInfo:
+        """A schedule by id or name.
+
+        Raises:
+            NotFoundError: no such schedule.
+        """
+        return await self.send(calls.get_schedule(schedule_id))
+
+    async def create_schedule(
+        self,
+        workflow_name: str,
+        name: str,
+        schedule_config: Mapping[str, Any] | Schedule,
+        *,
+        description: str | None = None,
+        input: Any = None,
+    ) -> ScheduleInfo:
+        """Run ``workflow_name`` on a schedule: ``cron(...)``, ``interval(...)``, ``once(...)``
+        or their ``schedule_config`` mapping; every execution gets ``input``.
+
+        Raises:
+            ApiError: 400 for an invalid schedule (the message says why).
+            NotFoundError: the workflow is not registered.
+            ConflictError: a schedule of that name exists.
+        """
+        call = calls.create_schedule(workflow_name, name, schedule_config, description, input)
+        return await self.send(call)
+
+    async def pause_schedule(self, schedule_id: str) -> ScheduleInfo:
+        """Stop firing until resumed (idempotent)."""
+        return await self.send(calls.pause_schedule(schedule_id))
+
+    async def resume_schedule(self, schedule_id: str) -> ScheduleInfo:
+        """Fire again from the next time after now; ticks missed while paused are not run.
+
+        Raises:
+            ConflictError: a completed ``once`` schedule, or one whose time passed while paused.
+        """
+        return await self.send(calls.resume_schedule(schedule_id))
+
+    async def delete_schedule(self, schedule_id: str) -> ScheduleDeleted:
+        """Delete a schedule and its history (executions it started are kept)."""
+        return await self.send(calls.delete_schedule(schedule_id))
+
+    async def schedule_history(self, schedule_id: str, *, limit: int = 50) -> list[ScheduleRun]:
+        """The latest ``limit`` runs of a schedule, newest first."""
+        return await self.send(calls.schedule_history(schedule_id, limit))
+
+    # -- admin: secrets ------------------------------------------------------------------------
+
+    async def list_secrets(self) -> list[SecretInfo]:
+        """Secret names (never values), sorted."""
+        return await self.send(calls.list_secrets())
+
+    async def get_secret(self, name: str) -> Any:
+        """The value of a secret.
+
+        Raises:
+            NotFoundError: no such secret.
+            ApiError: 400 for an invalid name; 500 when the server's encryption key differs
+                from the one the secret was stored with.
+        """
+        return (await self.send(calls.get_secret(name))).value
+
+    async def set_secret(self, name: str, value: Any) -> SecretInfo:
+        """Create or replace a secret; ``value`` is any JSON value.
+
+        Raises:
+            ApiError: 400 for an invalid name.
+        """
+        return await self.send(calls.set_secret(name, value))
+
+    async def delete_secret(self, name: str) -> SecretDeleted:
+        """Delete a secret.
+
+        Raises:
+            NotFoundError: no such secret.
+        """
+        return await self.send(calls.delete_secret(name))
 
 
 class AsyncWorkerChannel:

@@ -21,6 +21,7 @@ from flux.protocol import (
     CheckpointRequest,
     CheckpointResponse,
     ClaimResponse,
+    CreateScheduleRequest,
     EventRecord,
     ExecutionStatus,
     HealthResponse,
@@ -32,12 +33,19 @@ from flux.protocol import (
     ReleaseRequest,
     ReleaseResponse,
     RunMode,
+    ScheduleDeleted,
+    ScheduleInfo,
+    ScheduleRun,
+    SecretDeleted,
+    SecretInfo,
     SecretsResponse,
+    SecretValue,
     WorkerInfo,
     WorkerResources,
     WorkflowDetail,
     WorkflowSummary,
 )
+from flux.schedules import Schedule
 
 __all__ = ["Call", "StreamCall"]
 
@@ -293,3 +301,103 @@ def get_secrets(
         params={"names": ",".join(names)},
         token=token,
     )
+
+
+# -- schedules -----------------------------------------------------------------------------------
+
+
+def list_schedules(workflow_id: str | None, active_only: bool) -> Call[list[ScheduleInfo]]:
+    params = {"active_only": "true" if active_only else "false"}
+    if workflow_id is not None:
+        params["workflow_id"] = workflow_id
+    return Call("GET", "/schedules", _list(ScheduleInfo), params=params)
+
+
+def get_schedule(schedule_id: str) -> Call[ScheduleInfo]:
+    return Call("GET", f"/schedules/{_seg(schedule_id)}", _model(ScheduleInfo))
+
+
+def create_schedule(
+    workflow_name: str,
+    name: str,
+    schedule_config: Mapping[str, Any] | Schedule,
+    description: str | None,
+    input: Any,
+) -> Call[ScheduleInfo]:
+    if isinstance(schedule_config, Schedule):
+        config = schedule_config.to_config()
+    elif isinstance(schedule_config, Mapping):
+        config = dict(schedule_config)
+    else:
+        raise UsageError(
+            "schedule_config must be a Schedule (cron(...), interval(...), once(...)) or its "
+            f"config mapping, got {schedule_config!r}"
+        )
+    body = CreateScheduleRequest(
+        workflow_name=workflow_name,
+        name=name,
+        schedule_config=config,
+        description=description,
+        input=input,
+    )
+    return Call(
+        "POST",
+        "/schedules",
+        _model(ScheduleInfo),
+        content=_json_body(body.model_dump(mode="json"), "schedule"),
+        content_type=_JSON,
+    )
+
+
+def pause_schedule(schedule_id: str) -> Call[ScheduleInfo]:
+    return Call("POST", f"/schedules/{_seg(schedule_id)}/pause", _model(ScheduleInfo))
+
+
+def resume_schedule(schedule_id: str) -> Call[ScheduleInfo]:
+    return Call("POST", f"/schedules/{_seg(schedule_id)}/resume", _model(ScheduleInfo))
+
+
+def delete_schedule(schedule_id: str) -> Call[ScheduleDeleted]:
+    return Call("DELETE", f"/schedules/{_seg(schedule_id)}", _model(ScheduleDeleted))
+
+
+def schedule_history(schedule_id: str, limit: int) -> Call[list[ScheduleRun]]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise UsageError(f"limit must be a positive whole number, got {limit!r}")
+    return Call(
+        "GET",
+        f"/schedules/{_seg(schedule_id)}/history",
+        _list(ScheduleRun),
+        params={"limit": str(limit)},
+    )
+
+
+# -- admin: secrets ------------------------------------------------------------------------------
+
+
+def list_secrets() -> Call[list[SecretInfo]]:
+    return Call("GET", "/admin/secrets", _list(SecretInfo))
+
+
+def get_secret(name: str) -> Call[SecretValue]:
+    return Call("GET", f"/admin/secrets/{_seg(name)}", _model(SecretValue))
+
+
+def set_secret(name: str, value: Any) -> Call[SecretInfo]:
+    if not isinstance(name, str):
+        raise UsageError(f"a secret name must be a string, got a {type(name).__name__}")
+    try:
+        content = json.dumps(
+            {"name": name, "value": value}, separators=(",", ":"), allow_nan=False
+        ).encode()
+    except (TypeError, ValueError):
+        # The message must not echo the value.
+        raise UsageError(
+            f"secret {name!r} must be a JSON value (str, number, bool, None, list or dict of "
+            f"those), got a {type(value).__name__}"
+        ) from None
+    return Call("POST", "/admin/secrets", _model(SecretInfo), content=content, content_type=_JSON)
+
+
+def delete_secret(name: str) -> Call[SecretDeleted]:
+    return Call("DELETE", f"/admin/secrets/{_seg(name)}", _model(SecretDeleted))

@@ -5,7 +5,7 @@ Same methods, arguments and errors as :mod:`flux.client._async`; see there for t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +29,11 @@ from flux.protocol import (
     RegisterWorkerRequest,
     RegisterWorkerResponse,
     ReleaseResponse,
+    ScheduleDeleted,
+    ScheduleInfo,
+    ScheduleRun,
+    SecretDeleted,
+    SecretInfo,
     WorkerFrame,
     WorkerInfo,
     WorkerResources,
@@ -37,6 +42,7 @@ from flux.protocol import (
     parse_execution_frame,
     parse_worker_frame,
 )
+from flux.schedules import Schedule
 
 __all__ = ["FluxClient", "WorkerChannel"]
 
@@ -180,6 +186,54 @@ class FluxClient:
 
     def worker(self, name: str, session_token: str) -> WorkerChannel:
         return WorkerChannel(self, name, session_token)
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    def list_schedules(
+        self, workflow_id: str | None = None, *, active_only: bool = False
+    ) -> list[ScheduleInfo]:
+        return self.send(calls.list_schedules(workflow_id, active_only))
+
+    def get_schedule(self, schedule_id: str) -> ScheduleInfo:
+        return self.send(calls.get_schedule(schedule_id))
+
+    def create_schedule(
+        self,
+        workflow_name: str,
+        name: str,
+        schedule_config: Mapping[str, Any] | Schedule,
+        *,
+        description: str | None = None,
+        input: Any = None,
+    ) -> ScheduleInfo:
+        call = calls.create_schedule(workflow_name, name, schedule_config, description, input)
+        return self.send(call)
+
+    def pause_schedule(self, schedule_id: str) -> ScheduleInfo:
+        return self.send(calls.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> ScheduleInfo:
+        return self.send(calls.resume_schedule(schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> ScheduleDeleted:
+        return self.send(calls.delete_schedule(schedule_id))
+
+    def schedule_history(self, schedule_id: str, *, limit: int = 50) -> list[ScheduleRun]:
+        return self.send(calls.schedule_history(schedule_id, limit))
+
+    # -- admin: secrets ------------------------------------------------------------------------
+
+    def list_secrets(self) -> list[SecretInfo]:
+        return self.send(calls.list_secrets())
+
+    def get_secret(self, name: str) -> Any:
+        return self.send(calls.get_secret(name)).value
+
+    def set_secret(self, name: str, value: Any) -> SecretInfo:
+        return self.send(calls.set_secret(name, value))
+
+    def delete_secret(self, name: str) -> SecretDeleted:
+        return self.send(calls.delete_secret(name))
 
 
 class WorkerChannel:

@@ -2,8 +2,8 @@
 its workers and its clients.
 
 One module per resource (``workflows``, ``executions``, ``workers``, ``claims``, ``frames``,
-``events``, ``health``, ``errors``) plus ``version``. Readers ignore fields they do not know;
-writers building a model with an unknown field get ``TypeError``.
+``events``, ``health``, ``errors``, ``schedules``, ``secrets``) plus ``version``. Readers ignore
+fields they do not know; writers building a model with an unknown field get ``TypeError``.
 
 The JSON schema of every model is pinned by ``tests/sdk/protocol_schema.json``; after a
 deliberate protocol change, regenerate it with::
@@ -42,6 +42,16 @@ from flux.protocol.frames import (
     parse_worker_frame,
 )
 from flux.protocol.health import HealthResponse
+from flux.protocol.schedules import (
+    SCHEDULE_RUN_FAILURES,
+    CreateScheduleRequest,
+    ScheduleDeleted,
+    ScheduleInfo,
+    ScheduleRun,
+    ScheduleRunState,
+    ScheduleState,
+)
+from flux.protocol.secrets import SecretDeleted, SecretInfo, SecretValue, SetSecretRequest
 from flux.protocol.version import PROTOCOL_HEADER, PROTOCOL_VERSION, check_compatible, major_of
 from flux.protocol.workers import (
     WORKER_NAME_PATTERN,
@@ -68,12 +78,14 @@ __all__ = [
     "EXECUTION_FRAME_STATES",
     "PROTOCOL_HEADER",
     "PROTOCOL_VERSION",
+    "SCHEDULE_RUN_FAILURES",
     "WORKER_NAME_PATTERN",
     "CancelMode",
     "CheckpointRequest",
     "CheckpointResponse",
     "ClaimResponse",
     "ConnectedFrame",
+    "CreateScheduleRequest",
     "ErrorBody",
     "EventRecord",
     "ExecutionCancelledFrame",
@@ -93,7 +105,16 @@ __all__ = [
     "ReleaseResponse",
     "ResourceRequest",
     "RunMode",
+    "ScheduleDeleted",
+    "ScheduleInfo",
+    "ScheduleRun",
+    "ScheduleRunState",
+    "ScheduleState",
+    "SecretDeleted",
+    "SecretInfo",
+    "SecretValue",
     "SecretsResponse",
+    "SetSecretRequest",
     "UtcDateTime",
     "WireModel",
     "WorkerFrame",
