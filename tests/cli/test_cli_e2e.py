@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 import signal
+import socket
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import psutil
 import pytest
 from cli_support import Cli
 from e2e_support import (
+    FLUX,
     STACK_WORKER,
     WORKFLOWS,
     Stack,
@@ -292,3 +295,23 @@ def test_dev_names_a_child_that_dies_and_exits_1(tmp_path: Path) -> None:
         in output
     )
     assert not [p for p in server if alive(p)]
+
+
+def test_dev_says_when_the_server_cannot_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [FLUX, "dev", "--port", str(port), "--home", str(tmp_path / ".flux")],
+            cwd=tmp_path,
+            env=clean_env(),
+            capture_output=True,
+            text=True,
+            timeout=100,
+            check=False,
+        )
+    assert done.returncode == 1, done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("error: the server (pid ")
+    assert f"before answering at http://127.0.0.1:{port} (is the port in use?" in last
