@@ -314,7 +314,7 @@ def _follow(name: str, frames: Iterator[ExecutionFrame], format: OutputFormat) -
     if last.state not in FINISHED_STATES and last.state is not ExecutionState.PAUSED:
         raise CliError(
             f"the stream of execution {last.execution_id} ended while it was {last.state.value}; "
-            "check it with: flux workflow status NAME EXECUTION_ID"
+            f"check it with: flux workflow status {name} {last.execution_id}"
         )
     if format is OutputFormat.TABLE:
         show(Text(f"output: {format_value(last.output)}"))
