@@ -119,6 +119,8 @@ class FakeServer:
     final_state: ExecutionState = ExecutionState.COMPLETED
     fail_with: tuple[int, str] | None = None
     garbage: bool = False
+    cut_stream: bool = False
+    """End execution streams after the running frame."""
     requests: list[httpx.Request] = field(default_factory=list)
 
     @property
@@ -170,6 +172,8 @@ class FakeServer:
                 execution_id="exec-1", state=self.final_state, output=_out(value), timestamp=T0
             ),
         ]
+        if self.cut_stream:
+            frames = frames[:1]
         text = "".join(
             f"event: {execution_frame_event(f.state)}\ndata: {f.model_dump_json()}\n\n"
             for f in frames

@@ -236,6 +236,17 @@ def test_stream_that_fails_exits_1(cli: Cli, fake: FakeServer) -> None:
     assert result.stderr.startswith("error: execution exec-1 ended FAILED")
 
 
+def test_a_stream_that_ends_early_says_how_to_check(cli: Cli, fake: FakeServer) -> None:
+    fake.cut_stream = True
+    result = cli("workflow", "run", "hello_world", "--mode", "stream", fake=fake)
+    assert result.exit_code == 1
+    assert "workflow.execution.running" in result.stdout
+    assert result.stderr == (
+        "error: the stream of execution exec-1 ended while it was RUNNING; "
+        "check it with: flux workflow status hello_world exec-1\n"
+    )
+
+
 def test_names_and_ids_are_escaped_in_the_path(cli: Cli, fake: FakeServer) -> None:
     cli("workflow", "status", "a/b", "x y", fake=fake)
     assert fake.requests[-1].url.raw_path.split(b"?")[0] == b"/workflows/a%2Fb/status/x%20y"
