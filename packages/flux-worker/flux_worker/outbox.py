@@ -1,11 +1,13 @@
-"""A per-execution checkpoint outbox: the worker's Checkpointer.
+"""Checkpoints from worker to server: a per-execution outbox and one worker-wide sender.
 
-``save`` encodes events at once (so later mutation cannot change what is sent) and queues
-them; one sender task per execution posts them in order, batching whatever queued while the
-previous request was in flight. Transport failures retry with jittered backoff and resend the
-same event ids (the server merges idempotently). A 409 means the execution was claimed again
-elsewhere: the outbox is fenced, drops what it holds and tells the worker to abandon the run.
-``finish`` returns once the server acknowledged everything, the terminal checkpoint included.
+``Outbox.save`` encodes events at once (so later mutation cannot change what is sent) and
+queues them. One :class:`CheckpointSender` per worker posts whatever every outbox has queued
+in a single ``POST /workers/{name}/checkpoints`` request (one database transaction on the
+server), so many executions finishing tasks at the same time share one round trip. Transport
+failures retry with jittered backoff and resend the same event ids (the server merges them
+idempotently). A conflict means the execution was claimed again elsewhere: that outbox is
+fenced, drops what it holds and the worker abandons the run. ``flush`` returns once the
+server acknowledged everything saved so far; the engine awaits it after each completed task.
 """
 
 from __future__ import annotations
@@ -18,14 +20,15 @@ from typing import Any
 
 from flux.context import ExecutionContext
 from flux.domain import FINISHED_STATES, ExecutionEvent, ExecutionState
-from flux.errors import ApiError, ConflictError
+from flux.errors import ApiError
+from flux.protocol.claims import CheckpointItem
 from flux.protocol.events import EventRecord, OutputRecord
 
-__all__ = ["FencedError", "Outbox"]
+__all__ = ["CheckpointSender", "FencedError", "Outbox"]
 
 log = logging.getLogger("flux.worker")
 
-MAX_BATCH = 5_000
+MAX_EVENTS_PER_REQUEST = 5_000
 # Refusals that resending cannot fix; everything else (unreachable = status 0, 401 while the
 # worker registers again, 5xx, 429) is retried.
 _FATAL = frozenset({400, 403, 404, 413, 422, 426})
@@ -40,111 +43,151 @@ class FencedError(BaseException):
 
 
 class Outbox:
+    """The Checkpointer of one execution on this worker."""
+
     def __init__(
         self,
-        channel: Callable[[], Any],
+        sender: CheckpointSender,
         execution_id: str,
         generation: int,
         serializer: str = "pkl",
         on_fenced: Callable[[], None] | None = None,
-        max_backoff: float = 5.0,
     ) -> None:
-        self.channel = channel
+        self.sender = sender
         self.execution_id = execution_id
         self.generation = generation
         self.serializer = serializer
         self.on_fenced = on_fenced
-        self.max_backoff = max_backoff
-        self._queue: list[EventRecord] = []
-        self._output: OutputRecord | None = None
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._sender: asyncio.Task[None] | None = None
+        self.queue: list[EventRecord] = []
+        self.output: OutputRecord | None = None
+        self.in_flight = 0
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.fenced = False
-        self.closed = False
         self.state: ExecutionState | None = None
 
     # -- Checkpointer --------------------------------------------------------------------------
 
     def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
         if self.fenced:
-            raise FencedError(
-                f"execution {self.execution_id} was claimed again elsewhere; "
-                "this worker stopped writing it"
-            )
+            raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
         fmt = self.serializer
-        self._queue.extend(EventRecord.from_event(e, fmt) for e in events)
+        self.queue.extend(EventRecord.from_event(e, fmt) for e in events)
         if ctx.state in FINISHED_STATES and any(e.type.is_workflow for e in events):
-            self._output = OutputRecord.from_value(ctx.output, fmt)
-        self._idle.clear()
-        self._wake.set()
-        if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send_loop())
+            self.output = OutputRecord.from_value(ctx.output, fmt)
+        self.idle.clear()
+        self.sender.notify(self)
 
     async def flush(self) -> None:
         """Wait until the server acknowledged everything saved so far."""
-        await self._idle.wait()
+        await self.idle.wait()
         if self.fenced:
             raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
 
     async def finish(self, ctx: ExecutionContext[Any]) -> None:
-        if self._sender is None:
-            return
-        await self._idle.wait()
-        self.closed = True
-        self._sender.cancel()
-        if self.fenced:
-            raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
+        await self.flush()
 
     def abandon(self) -> None:
         """Drop everything queued and stop sending (the execution is no longer ours)."""
         self.fenced = True
-        self._queue.clear()
-        self._idle.set()
-        if self._sender is not None:
-            self._sender.cancel()
+        self.queue.clear()
+        self.output = None
+        self.idle.set()
 
-    # -- sending -------------------------------------------------------------------------------
+    # -- used by the sender ----------------------------------------------------------------------
 
-    async def _send_loop(self) -> None:
+    def take(self) -> CheckpointItem | None:
+        if self.fenced or not self.queue:
+            return None
+        batch = self.queue[:MAX_EVENTS_PER_REQUEST]
+        self.in_flight = len(batch)
+        output = self.output if len(batch) == len(self.queue) else None
+        return CheckpointItem(
+            execution_id=self.execution_id,
+            generation=self.generation,
+            events=batch,
+            output=output,
+        )
+
+    def acknowledged(self, state: ExecutionState, had_output: bool) -> None:
+        del self.queue[: self.in_flight]
+        self.in_flight = 0
+        if had_output:
+            self.output = None
+        self.state = state
+        if not self.queue:
+            self.idle.set()
+
+    def refused(self, why: str) -> None:
+        log.warning("execution %s: checkpoint refused (%s); abandoning it", self.execution_id, why)
+        self.abandon()
+        if self.on_fenced is not None:
+            self.on_fenced()
+
+
+class CheckpointSender:
+    """Posts the queued events of every outbox of a worker, batched into one request."""
+
+    def __init__(self, channel: Callable[[], Any], max_backoff: float = 5.0) -> None:
+        self.channel = channel
+        self.max_backoff = max_backoff
+        self._ready: dict[str, Outbox] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self, outbox: Outbox) -> None:
+        self._ready[outbox.execution_id] = outbox
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
         attempt = 0
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue:
-                batch = self._queue[:MAX_BATCH]
-                output = self._output if len(batch) == len(self._queue) else None
+            while self._ready:
+                outboxes = list(self._ready.values())
+                self._ready.clear()
+                items: list[tuple[Outbox, CheckpointItem]] = []
+                for box in outboxes:
+                    item = box.take()
+                    if item is not None:
+                        items.append((box, item))
+                if not items:
+                    continue
                 try:
-                    response = await self.channel().checkpoint(
-                        self.execution_id, self.generation, batch, output
-                    )
-                except ConflictError as exc:
-                    log.warning("execution %s fenced: %s", self.execution_id, exc)
-                    self.abandon()
-                    if self.on_fenced is not None:
-                        self.on_fenced()
-                    return
-                except (ApiError, OSError) as exc:
-                    if isinstance(exc, ApiError) and exc.status_code in _FATAL:
-                        log.error("checkpoint of %s refused: %s", self.execution_id, exc)
-                        self.abandon()
-                        if self.on_fenced is not None:
-                            self.on_fenced()
-                        return
-                    attempt += 1
-                    delay = min(self.max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
-                    log.info(
-                        "checkpoint of %s failed (%s); retry in %.2fs",
-                        self.execution_id,
-                        exc,
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
+                    results = await self.channel().checkpoints([item for _, item in items])
+                except ApiError as exc:
+                    if exc.status_code in _FATAL:
+                        for box, _ in items:
+                            box.refused(str(exc))
+                        continue
+                    attempt = await self._retry(items, attempt, exc)
                     continue
                 attempt = 0
-                del self._queue[: len(batch)]
-                if output is not None:
-                    self._output = None
-                self.state = response.state
-            self._idle.set()
+                for (box, item), result in zip(items, results.results, strict=True):
+                    if result.error is not None:
+                        box.refused(result.error.message)
+                        continue
+                    box.acknowledged(result.state, item.output is not None)
+                    if box.queue and not box.fenced:
+                        self._ready[box.execution_id] = box
+
+    async def _retry(
+        self, items: list[tuple[Outbox, CheckpointItem]], attempt: int, exc: Exception
+    ) -> int:
+        attempt += 1
+        delay = min(self.max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
+        log.info("checkpoint failed (%s); retry in %.2fs", exc, delay)
+        await asyncio.sleep(delay)
+        for box, _ in items:
+            box.in_flight = 0
+            if not box.fenced:
+                self._ready[box.execution_id] = box
+        return attempt

@@ -33,7 +33,7 @@ from flux.store import LocalStore
 
 from flux_worker import resources as res
 from flux_worker.modules import ModuleCache
-from flux_worker.outbox import FencedError, Outbox
+from flux_worker.outbox import CheckpointSender, FencedError, Outbox
 
 __all__ = ["Worker"]
 
@@ -78,6 +78,7 @@ class Worker:
         self.running: dict[str, _Execution] = {}
         self.session_token: str | None = None
         self.channel: Any = None
+        self.sender = CheckpointSender(lambda: self.channel, max_backoff)
         self.heartbeat_interval = 5.0
         self._gpus = res.detect_gpus()
         self._draining = False
@@ -99,6 +100,7 @@ class Worker:
             heartbeat.cancel()
             await asyncio.gather(stream, heartbeat, return_exceptions=True)
             await self._drain()
+            await self.sender.close()
             close = getattr(self.client, "aclose", None)
             if close is not None:
                 await close()
@@ -133,9 +135,6 @@ class Worker:
             await asyncio.wait(pending)
 
     # -- registration and stream ---------------------------------------------------------------
-
-    def _channel(self) -> Any:
-        return self.channel
 
     async def _register(self) -> None:
         attempt = 0
@@ -244,12 +243,11 @@ class Worker:
                 log.info("claim of %s failed: %s", execution_id, exc)
                 return
             outbox = Outbox(
-                self._channel,
+                self.sender,
                 execution_id,
                 claim.generation,
                 self.serializer,
                 on_fenced=lambda: self._abandon(execution_id, "fenced by the server"),
-                max_backoff=self.max_backoff,
             )
             try:
                 wf = self.modules.load(

@@ -16,6 +16,8 @@ from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
 from flux.protocol import (
+    CheckpointBatchResponse,
+    CheckpointItem,
     CheckpointResponse,
     ClaimResponse,
     EventRecord,
@@ -368,6 +370,12 @@ class AsyncWorkerChannel:
         call = calls.checkpoint(
             self.name, self.session_token, execution_id, generation, events, output
         )
+        return await self.client.send(call)
+
+    async def checkpoints(self, items: Sequence[CheckpointItem]) -> CheckpointBatchResponse:
+        """Checkpoints of several held executions in one request; each item is fenced alone
+        (a stale one comes back with ``error.code == "conflict"``)."""
+        call = calls.checkpoints(self.name, self.session_token, items)
         return await self.client.send(call)
 
     async def release(

@@ -18,6 +18,9 @@ from pydantic import BaseModel, TypeAdapter
 from flux.errors import UsageError
 from flux.protocol import (
     CancelMode,
+    CheckpointBatchRequest,
+    CheckpointBatchResponse,
+    CheckpointItem,
     CheckpointRequest,
     CheckpointResponse,
     ClaimResponse,
@@ -258,6 +261,20 @@ def checkpoint(
         "POST",
         f"/workers/{_seg(name)}/checkpoint/{_seg(execution_id)}",
         _model(CheckpointResponse),
+        content=_model_body(body),
+        content_type=_JSON,
+        token=token,
+    )
+
+
+def checkpoints(
+    name: str, token: str, items: Sequence[CheckpointItem]
+) -> Call[CheckpointBatchResponse]:
+    body = CheckpointBatchRequest(items=list(items))
+    return Call(
+        "POST",
+        f"/workers/{_seg(name)}/checkpoints",
+        _model(CheckpointBatchResponse),
         content=_model_body(body),
         content_type=_JSON,
         token=token,

@@ -18,6 +18,8 @@ from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
 from flux.protocol import (
+    CheckpointBatchResponse,
+    CheckpointItem,
     CheckpointResponse,
     ClaimResponse,
     EventRecord,
@@ -260,6 +262,12 @@ class WorkerChannel:
         call = calls.checkpoint(
             self.name, self.session_token, execution_id, generation, events, output
         )
+        return self.client.send(call)
+
+    def checkpoints(self, items: Sequence[CheckpointItem]) -> CheckpointBatchResponse:
+        """Checkpoints of several held executions in one request; each item is fenced alone
+        (a stale one comes back with ``error.code == "conflict"``)."""
+        call = calls.checkpoints(self.name, self.session_token, items)
         return self.client.send(call)
 
     def release(

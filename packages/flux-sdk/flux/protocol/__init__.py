@@ -19,8 +19,12 @@ from pydantic import BaseModel
 
 from flux.protocol._base import UtcDateTime, WireModel
 from flux.protocol.claims import (
+    CheckpointBatchRequest,
+    CheckpointBatchResponse,
+    CheckpointItem,
     CheckpointRequest,
     CheckpointResponse,
+    CheckpointResult,
     ClaimResponse,
     ReleaseRequest,
     ReleaseResponse,
@@ -81,8 +85,12 @@ __all__ = [
     "SCHEDULE_RUN_FAILURES",
     "WORKER_NAME_PATTERN",
     "CancelMode",
+    "CheckpointBatchRequest",
+    "CheckpointBatchResponse",
+    "CheckpointItem",
     "CheckpointRequest",
     "CheckpointResponse",
+    "CheckpointResult",
     "ClaimResponse",
     "ConnectedFrame",
     "CreateScheduleRequest",

@@ -11,6 +11,10 @@ the old generation gets HTTP 409 and the worker must abandon its copy without fu
   an event (same ``id``) is harmless. The execution's state follows the last workflow-level event
   (``WORKFLOW_STARTED``/``RESUMED`` -> RUNNING, ``PAUSED``, ``COMPLETED``, ``FAILED``,
   ``CANCELLED``); a terminal or paused state ends the worker's hold.
+- ``POST /workers/{name}/checkpoints`` with :class:`CheckpointBatchRequest` ->
+  :class:`CheckpointBatchResponse`: the checkpoints of several held executions in one request
+  and one transaction; each item is fenced on its own (a stale one gets an ``error`` entry with
+  code ``conflict`` and does not affect the others).
 - ``POST /workers/{name}/release/{execution_id}`` with :class:`ReleaseRequest` ->
   :class:`ReleaseResponse`: give an unfinished execution back to the queue (draining).
 - ``GET /workers/{name}/secrets/{execution_id}?names=A,B`` -> :class:`SecretsResponse`, only for
@@ -25,11 +29,16 @@ from pydantic import Field
 
 from flux.domain import ExecutionState
 from flux.protocol._base import WireModel
+from flux.protocol.errors import ErrorBody
 from flux.protocol.events import EventRecord, OutputRecord
 
 __all__ = [
+    "CheckpointBatchRequest",
+    "CheckpointBatchResponse",
+    "CheckpointItem",
     "CheckpointRequest",
     "CheckpointResponse",
+    "CheckpointResult",
     "ClaimResponse",
     "ReleaseRequest",
     "ReleaseResponse",
@@ -66,6 +75,29 @@ class CheckpointResponse(WireModel):
     acknowledged: int
     """How many of the request's events are now stored (duplicates included)."""
     state: ExecutionState
+
+
+class CheckpointItem(CheckpointRequest):
+    """One execution's checkpoint inside a batch."""
+
+    execution_id: str
+
+
+class CheckpointBatchRequest(WireModel):
+    items: list[CheckpointItem] = Field(default_factory=list, max_length=10_000)
+
+
+class CheckpointResult(WireModel):
+    """The outcome of one item, in request order: ``state`` when stored, else ``error``."""
+
+    execution_id: str
+    acknowledged: int = 0
+    state: ExecutionState | None = None
+    error: ErrorBody | None = None
+
+
+class CheckpointBatchResponse(WireModel):
+    results: list[CheckpointResult]
 
 
 class ReleaseRequest(WireModel):

@@ -14,6 +14,8 @@ from flux.domain import utcnow
 from flux.errors import ApiError
 from flux.protocol import (
     PROTOCOL_VERSION,
+    CheckpointBatchRequest,
+    CheckpointBatchResponse,
     CheckpointRequest,
     CheckpointResponse,
     ClaimResponse,
@@ -123,6 +125,16 @@ async def checkpoint(
     """Store new events (idempotent by id) and the output; answered after commit. 409 for a
     stale generation: the worker must abandon its copy."""
     return model_response(await runtime.executions.checkpoint(name, execution_id, body))
+
+
+@router.post("/{name}/checkpoints", response_model=CheckpointBatchResponse)
+async def checkpoints(
+    name: WorkerName, body: CheckpointBatchRequest, runtime: RuntimeDep
+) -> Response:
+    """Checkpoints of several held executions in one request and one transaction. Each item
+    is fenced on its own: a stale one comes back with an ``error`` (code ``conflict``)."""
+    results = await runtime.executions.checkpoint_many(name, body.items)
+    return model_response(CheckpointBatchResponse(results=results))
 
 
 @router.post("/{name}/release/{execution_id}", response_model=ReleaseResponse)
