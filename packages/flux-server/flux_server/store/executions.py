@@ -19,9 +19,12 @@ from flux.domain import (
 )
 from flux.errors import ConflictError, NotFoundError
 from flux.protocol import (
+    CheckpointItem,
     CheckpointRequest,
     CheckpointResponse,
+    CheckpointResult,
     ClaimResponse,
+    ErrorBody,
     EventRecord,
     ExecutionScheduledFrame,
     ExecutionStatus,
@@ -100,25 +103,30 @@ class ExecutionStore:
 
     async def create(self, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
         """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON."""
+        async with self.db.write() as tx:
+            return await self.create_in(tx, workflow, input)
+
+    async def create_in(self, tx: Tx, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
+        """:meth:`create` inside the caller's write transaction (the scheduler claims a tick and
+        creates its execution in one transaction, so a tick fires exactly once)."""
         now = utcnow()
         execution_id = new_id()
-        async with self.db.write() as tx:
-            await tx.conn.execute(
-                sa.insert(executions).values(
-                    id=execution_id,
-                    workflow_id=workflow.id,
-                    workflow_name=workflow.name,
-                    workflow_version=workflow.version,
-                    state=ExecutionState.SCHEDULED.value,
-                    input=dumps(input, "json"),
-                    input_view=input,
-                    requests=workflow.requests,
-                    generation=0,
-                    created_at=now,
-                    updated_at=now,
-                )
+        await tx.conn.execute(
+            sa.insert(executions).values(
+                id=execution_id,
+                workflow_id=workflow.id,
+                workflow_name=workflow.name,
+                workflow_version=workflow.version,
+                state=ExecutionState.SCHEDULED.value,
+                input=dumps(input, "json"),
+                input_view=input,
+                requests=workflow.requests,
+                generation=0,
+                created_at=now,
+                updated_at=now,
             )
-            tx.notify(DISPATCH)
+        )
+        tx.notify(DISPATCH)
         return ExecutionStatus.model_construct(
             execution_id=execution_id,
             workflow_id=workflow.id,
@@ -307,31 +315,66 @@ class ExecutionStore:
             NotFoundError: unknown execution.  ConflictError: stale generation (fenced).
             UsageError: a value is not base64.
         """
-        now = utcnow()
         async with self.db.write() as tx:
-            row = await self._fenced(tx, worker, execution_id, request.generation)
-            state = ExecutionState(row.state)
-            await insert_events(tx, execution_id, request.events)
-            new = next_state(state, request.events)
-            values: dict[str, Any] = {}
-            if new == ExecutionState.PAUSED and state == ExecutionState.CANCELLING:
-                # It paused instead of unwinding: nobody will resume it, so it is cancelled.
-                await self._finish_cancelled(tx, execution_id, row.workflow_name, now)
-                new = ExecutionState.CANCELLED
-            elif new != state:
-                values["state"] = new.value
-                if new in FINISHED_STATES:
-                    values.update(_output(request))
-            if values or request.events:
-                values["updated_at"] = now
-                await tx.conn.execute(
-                    sa.update(executions).where(_C.id == execution_id).values(**values)
-                )
-            if new != state:
-                tx.notify(exec_note(execution_id))
-                if new in FINISHED_STATES or new == ExecutionState.PAUSED:
-                    tx.notify(DISPATCH)
+            return await self._checkpoint_in(tx, worker, execution_id, request)
+
+    async def _checkpoint_in(
+        self, tx: Tx, worker: str, execution_id: str, request: CheckpointRequest
+    ) -> CheckpointResponse:
+        now = utcnow()
+        row = await self._fenced(tx, worker, execution_id, request.generation)
+        state = ExecutionState(row.state)
+        await insert_events(tx, execution_id, request.events)
+        new = next_state(state, request.events)
+        values: dict[str, Any] = {}
+        if new == ExecutionState.PAUSED and state == ExecutionState.CANCELLING:
+            # It paused instead of unwinding: nobody will resume it, so it is cancelled.
+            await self._finish_cancelled(tx, execution_id, row.workflow_name, now)
+            new = ExecutionState.CANCELLED
+        elif new != state:
+            values["state"] = new.value
+            if new in FINISHED_STATES:
+                values.update(_output(request))
+        if values or request.events:
+            values["updated_at"] = now
+            await tx.conn.execute(
+                sa.update(executions).where(_C.id == execution_id).values(**values)
+            )
+        if new != state:
+            tx.notify(exec_note(execution_id))
+            if new in FINISHED_STATES or new == ExecutionState.PAUSED:
+                tx.notify(DISPATCH)
         return CheckpointResponse(acknowledged=len(request.events), state=new)
+
+    async def checkpoint_many(
+        self, worker: str, items: Sequence[CheckpointItem]
+    ) -> list[CheckpointResult]:
+        """Several executions' checkpoints in one transaction, each fenced on its own.
+
+        A stale or unknown item gets an ``error`` entry and changes nothing; the others are
+        stored. This is what lets a worker running many executions pay one round trip and
+        one commit for all the task completions that happened meanwhile.
+        """
+        results: list[CheckpointResult] = []
+        async with self.db.write() as tx:
+            for item in items:
+                try:
+                    response = await self._checkpoint_in(tx, worker, item.execution_id, item)
+                except (ConflictError, NotFoundError) as exc:
+                    results.append(
+                        CheckpointResult(
+                            execution_id=item.execution_id, error=ErrorBody(**exc.to_dict())
+                        )
+                    )
+                else:
+                    results.append(
+                        CheckpointResult(
+                            execution_id=item.execution_id,
+                            acknowledged=response.acknowledged,
+                            state=response.state,
+                        )
+                    )
+        return results
 
     async def release(
         self, worker: str, execution_id: str, request: ReleaseRequest
