@@ -6,6 +6,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flux.config import SchedulingSettings
+
 if TYPE_CHECKING:
     from flux.config import FluxSettings
 
@@ -18,7 +20,7 @@ class ServerOptions:
 
     Defaults are those of ``flux.config``; :meth:`from_settings` maps the settings tree
     (``server_host``, ``server_port``, ``database_url``, ``home``, ``workers.bootstrap_token``,
-    ``workers.heartbeat_interval``, ``security.encryption_key`` and ``server.*``).
+    ``workers.heartbeat_interval``, ``security.encryption_key``, ``server.*`` and ``scheduling``).
     """
 
     host: str = "localhost"
@@ -39,6 +41,8 @@ class ServerOptions:
     sse_keepalive: float = 10.0
     sync_timeout: float = 300.0
     """The longest a sync-mode request waits before answering with the current state."""
+    scheduling: SchedulingSettings = field(default_factory=SchedulingSettings)
+    """``[flux.scheduling]``: the scheduler (see ``flux_server.scheduler``)."""
 
     @classmethod
     def from_settings(cls, settings: FluxSettings | None = None, **overrides: Any) -> ServerOptions:
@@ -60,6 +64,7 @@ class ServerOptions:
             max_request_bytes=settings.server.max_request_bytes,
             sse_keepalive=settings.server.sse_keepalive,
             sync_timeout=settings.server.sync_timeout,
+            scheduling=settings.scheduling,
         )
         return replace(options, **overrides) if overrides else options
 

@@ -1,4 +1,5 @@
-"""Everything one server process runs: database, stores, dispatcher, liveness, listener."""
+"""Everything one server process runs: database, stores, dispatcher, liveness, listener,
+scheduler."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ from flux_server.dispatch import Dispatcher
 from flux_server.hub import WorkerHub
 from flux_server.liveness import Liveness
 from flux_server.options import ServerOptions
+from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
+from flux_server.store.schedules import SCHEDULES_NOTE, ScheduleStore
 from flux_server.store.workers import DROP_NOTE, TOKEN_NOTE
 from flux_server.store.workflows import WORKFLOWS_NOTE
 from flux_server.watchers import Watchers
@@ -41,6 +44,8 @@ class Runtime:
             self.executions, self.hub, options.claim_timeout, options.sweep_interval
         )
         self.liveness = Liveness(self.workers, options.heartbeat_timeout, options.liveness_interval)
+        self.schedules = ScheduleStore(self.db, self.workflows, options.scheduling)
+        self.scheduler = Scheduler(self.db, self.executions, self.workflows, options.scheduling)
         self.auth: Authenticator | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._chores: set[asyncio.Task[Any]] = set()
@@ -63,6 +68,7 @@ class Runtime:
         self.auth = Authenticator(token, self.workers)
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self.liveness.run(), "liveness")
+        self._spawn(self.scheduler.run(), "scheduler")
         if not self.db.is_sqlite:
             from flux_server.listener import listen
 
@@ -104,6 +110,7 @@ class Runtime:
             self.dispatcher.wake()
         elif kind == "exec":
             self.watchers.changed(rest)
+            self.scheduler.execution_changed(rest)
         elif kind == "cancel":
             worker, _, execution_id = rest.partition(":")
             self.hub.cancel(worker, execution_id)
@@ -114,5 +121,7 @@ class Runtime:
             self.hub.close(rest)
         elif kind == WORKFLOWS_NOTE:
             self.workflows.invalidate()
+        elif kind == SCHEDULES_NOTE:
+            self.scheduler.wake()
         else:
             log.debug("ignoring unknown note %r", note)

@@ -6,7 +6,7 @@ To add a resource (schedules, admin secrets), write its router module and append
 
 from fastapi import APIRouter
 
-from flux_server.api import executions, health, workers, workflows
+from flux_server.api import admin, executions, health, schedules, workers, workflows
 
 __all__ = ["ROUTERS"]
 
@@ -15,4 +15,6 @@ ROUTERS: list[APIRouter] = [
     workflows.router,
     executions.router,
     workers.router,
+    schedules.router,
+    admin.router,
 ]

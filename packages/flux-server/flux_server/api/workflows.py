@@ -21,6 +21,8 @@ async def register_workflows(
     """Register every workflow the uploaded file defines (read statically, never executed).
 
     A workflow whose source changed gets a new version; an identical upload keeps the version.
+    A ``schedule=`` option creates or updates the ``<name>_auto`` schedule; without it, that
+    schedule is removed (see ``scheduling.auto_schedule_*``).
     """
     raw = await file.read()
     try:
@@ -30,7 +32,9 @@ async def register_workflows(
             f"{file.filename or 'the upload'} is not UTF-8 text; upload a Python source file"
         ) from None
     definitions = read_workflows(source, file.filename or "<upload>")
-    return await runtime.workflows.register(definitions, source, source_hash(source))
+    summaries = await runtime.workflows.register(definitions, source, source_hash(source))
+    await runtime.schedules.sync_auto(definitions)
+    return summaries
 
 
 @router.get("", response_model=list[WorkflowSummary])

@@ -7,7 +7,16 @@ import sqlalchemy as sa
 
 from flux_server.db.types import JSON_TYPE, IsoDateTime, UTCDateTime
 
-__all__ = ["events", "executions", "metadata", "secrets", "workers", "workflows"]
+__all__ = [
+    "events",
+    "executions",
+    "metadata",
+    "schedule_runs",
+    "schedules",
+    "secrets",
+    "workers",
+    "workflows",
+]
 
 metadata = sa.MetaData(
     naming_convention={
@@ -100,4 +109,52 @@ secrets = sa.Table(
     sa.Column("name", sa.Text, primary_key=True),
     sa.Column("value", sa.LargeBinary, nullable=False),
     sa.Column("updated_at", IsoDateTime, nullable=False),
+)
+
+# Schedules (revision 0002). A schedule follows a workflow by name: each tick runs its latest
+# version. ``next_run_at`` is the compare-and-set key of a tick: the replica whose
+# ``UPDATE ... WHERE next_run_at = :due`` changes the row fires it.
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(255), nullable=False, unique=True),
+    sa.Column("workflow_name", sa.String(255), nullable=False),
+    sa.Column("schedule", JSON_TYPE, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("input", JSON_TYPE),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("auto", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("next_run_at", UTCDateTime),
+    sa.Column("last_run_at", UTCDateTime),
+    sa.Column("run_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failure_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("skip_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_schedules_state_next_run_at", "state", "next_run_at"),
+    sa.Index("ix_schedules_workflow_name", "workflow_name"),
+)
+
+# One row per tick: at most one per (schedule, due time), whatever the number of replicas.
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column(
+        "schedule_id",
+        sa.String(36),
+        sa.ForeignKey("schedules.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("execution_id", sa.String(36)),
+    sa.Column("scheduled_for", UTCDateTime, nullable=False),
+    sa.Column("fired_at", UTCDateTime, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("error", sa.Text),
+    sa.UniqueConstraint("schedule_id", "scheduled_for"),
+    sa.Index("ix_schedule_runs_schedule_id_fired_at", "schedule_id", "fired_at"),
+    sa.Index("ix_schedule_runs_state", "state"),
+    sa.Index("ix_schedule_runs_execution_id", "execution_id"),
 )

@@ -10,13 +10,17 @@ except to a worker holding an execution (see the workers API) and are never logg
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import utcnow
 from flux.errors import SecretNotFoundError
 from flux.secrets import decrypt_value, encrypt_value, validate_secret_name
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from flux_server.db import Database
 from flux_server.db.tables import secrets
@@ -65,17 +69,29 @@ class SecretStore:
         key = await self._get_key()
         return {n: decrypt_value(key, n, rows[n]) for n in wanted}
 
-    async def set(self, name: str, value: Any) -> None:
+    async def get(self, name: str) -> Any:
+        """Raises SecretNotFoundError, SecretDecryptionError (another key), UsageError (bad
+        name)."""
+        return (await self.get_many([name]))[name]
+
+    async def set(self, name: str, value: Any) -> datetime:
+        """Create or replace ``name`` (any JSON value); returns the time it was stored.
+
+        Raises:
+            UsageError: an invalid name, or a value that is not JSON (never echoed).
+        """
         blob = encrypt_value(await self._get_key(), name, value)
         now = utcnow()
         async with self.db.write() as tx:
-            updated = await tx.conn.execute(
-                sa.update(secrets).where(_S.name == name).values(value=blob, updated_at=now)
-            )
-            if not updated.rowcount:
-                await tx.conn.execute(
-                    sa.insert(secrets).values(name=name, value=blob, updated_at=now)
+            insert = sqlite_insert if self.db.is_sqlite else pg_insert
+            stmt = insert(secrets).values(name=name, value=blob, updated_at=now)
+            await tx.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["name"],
+                    set_={"value": stmt.excluded.value, "updated_at": stmt.excluded.updated_at},
                 )
+            )
+        return now
 
     async def remove(self, name: str) -> bool:
         validate_secret_name(name)
@@ -83,6 +99,12 @@ class SecretStore:
             result = await tx.conn.execute(sa.delete(secrets).where(_S.name == name))
         return bool(result.rowcount)
 
-    async def names(self) -> list[str]:
+    async def names(self) -> builtins.list[str]:
         async with self.db.read() as conn:
             return list((await conn.execute(sa.select(_S.name).order_by(_S.name))).scalars())
+
+    async def list(self) -> builtins.list[tuple[str, datetime]]:
+        """(name, updated_at) of every secret, by name; never the values."""
+        async with self.db.read() as conn:
+            rows = await conn.execute(sa.select(_S.name, _S.updated_at).order_by(_S.name))
+            return [(row.name, row.updated_at) for row in rows]
