@@ -357,3 +357,36 @@ def test_sigterm_drains_the_worker(flux, marks: Path) -> None:
     assert c.workers["w1"].returncode == 0
     status = client.status("chaos", started.execution_id)
     assert status.state == "COMPLETED"  # finished within the drain timeout
+
+
+def test_subprocess_isolation_runs_replays_and_cancels(tmp_path: Path, marks: Path) -> None:
+    c = _cluster(tmp_path, marks)
+    try:
+        c.start_server()
+        c.start_worker("iso", "--isolation", "subprocess")
+        source = tmp_path / "workflows.py"
+        source.write_text(WORKFLOWS)
+        with FluxClient(c.url) as client:
+            client.register_workflows(source)
+            assert client.run("parallel_workflow", "Iso", mode="sync").output == [
+                "Hi, Iso",
+                "Hello, Iso",
+                "Hola, Iso",
+            ]
+            paused = client.run("approval", "doc", mode="sync")
+            assert paused.state == "PAUSED"
+            done = client.resume("approval", paused.execution_id, "yes", mode="sync")
+            assert done.output == {"input": "doc", "answer": "yes"}
+            failed = client.run("failing", 3, mode="sync")
+            assert failed.output == {"type": "ValueError", "message": "bad value 3"}
+            started = client.run("cancellable", None, mode="async")
+            wait_until(
+                lambda: client.status("cancellable", started.execution_id).state == "RUNNING",
+                what="running in the child",
+            )
+            assert client.cancel("cancellable", started.execution_id, mode="sync").state == (
+                "CANCELLED"
+            )
+            assert count(marks, "cleanup") == 1
+    finally:
+        c.stop()

@@ -36,6 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--token", help="bootstrap token (default: workers.bootstrap_token)")
     parser.add_argument("--capacity", type=int, help="executions run at once")
     parser.add_argument("--home", help="Flux home folder (default: home setting)")
+    parser.add_argument(
+        "--isolation",
+        choices=["inprocess", "subprocess"],
+        help="run executions in this process (default) or one child process each",
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING...")
     return parser.parse_args(argv)
 
@@ -77,6 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         capacity=capacity,
         serializer=settings.serializer,
         home=home,
+        isolation=args.isolation or settings.workers.isolation,
     )
 
     async def serve() -> None:

@@ -72,9 +72,18 @@ class Outbox:
         if self.fenced:
             raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
         fmt = self.serializer
-        self.queue.extend(EventRecord.from_event(e, fmt) for e in events)
+        output = None
         if ctx.state in FINISHED_STATES and any(e.type.is_workflow for e in events):
-            self.output = OutputRecord.from_value(ctx.output, fmt)
+            output = OutputRecord.from_value(ctx.output, fmt)
+        self.enqueue([EventRecord.from_event(e, fmt) for e in events], output)
+
+    def enqueue(self, records: list[EventRecord], output: OutputRecord | None = None) -> None:
+        """Queue already-encoded events (and the output that goes with a terminal event)."""
+        if self.fenced:
+            raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
+        self.queue.extend(records)
+        if output is not None:
+            self.output = output
         self.idle.clear()
         self.sender.notify(self)
 

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import signal
+import sys
 from pathlib import Path
 from typing import Any
 
 from flux.context import ExecutionContext
-from flux.errors import ApiError, ConflictError, FluxError
+from flux.errors import ApiError, ConflictError, FluxError, NonDeterminismError
+from flux.protocol.events import EventRecord, OutputRecord
 from flux.protocol.frames import ExecutionCancelledFrame, ExecutionScheduledFrame
 from flux.protocol.workers import RegisterWorkerRequest
 from flux.runner import WorkflowRun
@@ -61,6 +64,7 @@ class Worker:
         home: str | Path = ".flux",
         drain_timeout: float = 30.0,
         max_backoff: float = 5.0,
+        isolation: str = "inprocess",
         client: Any = None,
     ) -> None:
         from flux.client import AsyncFluxClient
@@ -73,6 +77,7 @@ class Worker:
         self.home = Path(home)
         self.drain_timeout = drain_timeout
         self.max_backoff = max_backoff
+        self.isolation = isolation
         self.client = client or AsyncFluxClient(server_url)
         self.modules = ModuleCache()
         self.running: dict[str, _Execution] = {}
@@ -249,36 +254,32 @@ class Worker:
                 self.serializer,
                 on_fenced=lambda: self._abandon(execution_id, "fenced by the server"),
             )
-            try:
-                wf = self.modules.load(
-                    claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
-                )
-                ctx: ExecutionContext[Any] = ExecutionContext(
-                    claim.workflow_name,
-                    loads(b64decode(claim.input)),
-                    execution_id,
-                    workflow_id=claim.workflow_id,
-                    events=[e.to_event() for e in claim.events],
-                    state=claim.state,
-                    workflow_version=claim.workflow_version,
-                )
-            except Exception as exc:
-                await self._fail_to_load(claim, outbox, exc)
-                return
-            wf_run = WorkflowRun(wf, ctx, outbox, _WorkerServices(self, execution_id))
+            if self.isolation == "subprocess":
+                runner: Any = _ChildRun(self, claim, outbox)
+            else:
+                try:
+                    runner = self._in_process_run(claim, outbox)
+                except Exception as exc:
+                    await self._record_failure(claim, outbox, exc)
+                    return
             task = asyncio.current_task()
             assert task is not None
-            self.running[execution_id] = _Execution(wf_run, outbox, task)
+            self.running[execution_id] = _Execution(runner, outbox, task)
         finally:
             self._claiming.discard(execution_id)
         try:
-            await wf_run.execute()
+            await runner.execute()
         except FencedError:
             log.warning("execution %s was claimed again elsewhere; abandoned", execution_id)
         except asyncio.CancelledError:
             if not outbox.fenced:
                 raise
-        except FluxError as exc:  # fenced, nondeterminism: the server keeps the state
+        except NonDeterminismError as exc:
+            # The same version of the code behaves differently on replay (time or randomness
+            # outside tasks): it can never finish, so it fails with the reason, visibly.
+            log.error("execution %s: %s", execution_id, exc)
+            await self._record_failure(claim, outbox, exc)
+        except FluxError as exc:
             log.warning("execution %s stopped: %s", execution_id, exc)
             if not outbox.fenced:
                 with contextlib.suppress(ApiError, OSError):
@@ -286,8 +287,23 @@ class Worker:
         finally:
             self.running.pop(execution_id, None)
 
-    async def _fail_to_load(self, claim: Any, outbox: Outbox, exc: Exception) -> None:
-        """The source cannot be loaded here: record the failure so nobody waits forever."""
+    def _in_process_run(self, claim: Any, outbox: Outbox) -> WorkflowRun:
+        wf = self.modules.load(
+            claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
+        )
+        ctx: ExecutionContext[Any] = ExecutionContext(
+            claim.workflow_name,
+            loads(b64decode(claim.input)),
+            claim.execution_id,
+            workflow_id=claim.workflow_id,
+            events=[e.to_event() for e in claim.events],
+            state=claim.state,
+            workflow_version=claim.workflow_version,
+        )
+        return WorkflowRun(wf, ctx, outbox, _WorkerServices(self, claim.execution_id))
+
+    async def _record_failure(self, claim: Any, outbox: Outbox, exc: BaseException) -> None:
+        """End the execution FAILED with ``exc`` (source that cannot load, nondeterminism)."""
         from flux.domain import EventType, ExecutionEvent
 
         ctx: ExecutionContext[Any] = ExecutionContext(
@@ -330,16 +346,112 @@ class _WorkerServices:
         self.worker.cache().cache_put(key, value)
 
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
-        from flux.errors import ExecutionError, ExecutionPaused
-
         name = target if isinstance(target, str) else target.name
-        status = await self.worker.client.run(name, input, mode="sync")
-        state = str(status.state)
-        if state == "COMPLETED":
-            return status.output
-        if state == "PAUSED":
-            raise ExecutionPaused(f"subworkflow:{status.execution_id}")
-        raise ExecutionError(
-            f"subworkflow {name!r} ended {state}: {status.output!r}",
-            execution_id=status.execution_id,
+        return subworkflow_outcome(name, await self.worker.client.run(name, input, mode="sync"))
+
+
+def subworkflow_outcome(name: str, status: Any) -> Any:
+    """The output of a child run through the server, or its failure raised in the parent."""
+    from flux.errors import ExecutionError, ExecutionPaused
+
+    state = str(status.state)
+    if state == "COMPLETED":
+        return status.output
+    if state == "PAUSED":
+        raise ExecutionPaused(f"subworkflow:{status.execution_id}")
+    raise ExecutionError(
+        f"subworkflow {name!r} ended {state}: {status.output!r}",
+        execution_id=status.execution_id,
+    )
+
+
+class _ChildRun:
+    """An execution run by ``python -m flux_worker.child`` (subprocess isolation)."""
+
+    def __init__(self, worker: Worker, claim: Any, outbox: Outbox) -> None:
+        self.worker = worker
+        self.claim = claim
+        self.outbox = outbox
+        self.proc: asyncio.subprocess.Process | None = None
+        self._cancel_requested = False
+
+    def cancel(self) -> None:
+        self._cancel_requested = True
+        self._send({"type": "cancel"})
+
+    def _send(self, message: dict[str, Any]) -> None:
+        proc = self.proc
+        if proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
+            proc.stdin.write(json.dumps(message, separators=(",", ":")).encode() + b"\n")
+
+    async def execute(self) -> None:
+        w = self.worker
+        self.proc = proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "flux_worker.child",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
         )
+        assert proc.stdout is not None
+        header = {
+            "claim": self.claim.model_dump(mode="json"),
+            "serializer": w.serializer,
+            "home": str(w.home),
+            "server_url": w.server_url,
+        }
+        self._send(header)
+        if self._cancel_requested:
+            self._send({"type": "cancel"})
+        done = False
+        nondeterminism: str | None = None
+        try:
+            while line := await proc.stdout.readline():
+                message = json.loads(line)
+                kind = message["type"]
+                if kind == "events":
+                    output = message.get("output")
+                    self.outbox.enqueue(
+                        [EventRecord.model_validate(e) for e in message["events"]],
+                        OutputRecord.model_validate(output) if output else None,
+                    )
+                elif kind == "flush":
+                    asyncio.get_running_loop().create_task(self._flushed(message["id"]))
+                elif kind == "get_secrets":
+                    asyncio.get_running_loop().create_task(self._secrets(message))
+                elif kind == "nondeterminism":
+                    nondeterminism = message["message"]
+                elif kind == "done":
+                    done = True
+            await proc.wait()
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
+        if nondeterminism is not None:
+            raise NonDeterminismError(nondeterminism)
+        if not done:
+            raise _ChildCrashed(
+                f"the child process of execution {self.claim.execution_id} exited with "
+                f"{proc.returncode} before the run ended"
+            )
+        await self.outbox.flush()
+
+    async def _flushed(self, request_id: int) -> None:
+        with contextlib.suppress(FencedError):
+            await self.outbox.flush()
+        self._send({"type": "flushed", "id": request_id})
+
+    async def _secrets(self, message: dict[str, Any]) -> None:
+        services = _WorkerServices(self.worker, self.claim.execution_id)
+        try:
+            secrets = await services.get_secrets(message["names"])
+        except FluxError as exc:
+            self._send({"type": "secrets", "id": message["id"], "error": str(exc)})
+        else:
+            self._send({"type": "secrets", "id": message["id"], "secrets": secrets})
+
+
+class _ChildCrashed(FluxError):
+    code = "child_crashed"
