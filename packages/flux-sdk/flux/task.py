@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar
 
+from flux._clock import clock
 from flux._identity import canonical
 from flux._runtime import (
     SUCCESS_TASK_EVENTS,
@@ -19,7 +20,7 @@ from flux._runtime import (
     current_run,
     current_scope,
 )
-from flux.domain import EventType, ExecutionEvent, utcnow
+from flux.domain import EventType, ExecutionEvent
 from flux.errors import (
     ExecutionPaused,
     SecretNotFoundError,
@@ -304,7 +305,7 @@ class task(Generic[P, R]):
                 if attempt > 0 and run is not None:
                     if resumed_retry is None:
                         delay = self.retry_delay * self.retry_backoff ** (attempt - 1)
-                        not_before = utcnow().timestamp() + delay
+                        not_before = clock().timestamp() + delay
                         run.emit(
                             EventType.TASK_RETRY_STARTED,
                             source_id,
@@ -316,11 +317,11 @@ class task(Generic[P, R]):
                     else:
                         not_before = resumed_retry.value["not_before"]
                         resumed_retry = None
-                    wait = not_before - utcnow().timestamp()
+                    wait = not_before - clock().timestamp()
                     if wait > 0:
-                        await asyncio.sleep(wait)
+                        await clock().sleep(wait)
                 elif attempt > 0:
-                    await asyncio.sleep(self.retry_delay * self.retry_backoff ** (attempt - 1))
+                    await clock().sleep(self.retry_delay * self.retry_backoff ** (attempt - 1))
                 result = await self._call_once(args, call_kwargs)
             except Exception as exc:
                 if run is not None and run.diverged is not None:

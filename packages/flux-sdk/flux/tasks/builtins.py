@@ -9,8 +9,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from flux._clock import clock
 from flux._runtime import current_run, current_scope
-from flux.domain import EventType, utcnow
+from flux.domain import EventType
 from flux.errors import ExecutionPaused, UsageError
 from flux.task import task
 
@@ -20,7 +21,7 @@ __all__ = ["choice", "now", "pause", "randint", "sleep", "uuid4"]
 @task.with_options(name="now")
 async def now() -> datetime:
     """The current time (UTC, aware); replay returns the recorded instant."""
-    return utcnow()
+    return clock().now()
 
 
 @task.with_options(name="uuid4")
@@ -45,7 +46,7 @@ async def sleep(duration: float | timedelta) -> None:
         raise UsageError(f"sleep({duration!r}): give a number of seconds >= 0 or a timedelta")
     run = current_run.get()
     if run is None:
-        await asyncio.sleep(seconds)
+        await clock().sleep(seconds)
         return
     source_id, scope = run.identify("sleep", (seconds,), {})
     history = run.history.get(source_id)
@@ -54,16 +55,16 @@ async def sleep(duration: float | timedelta) -> None:
             return
         until = history[0].value["until"]
     else:
-        until = utcnow().timestamp() + seconds
+        until = clock().timestamp() + seconds
         run.emit(
             EventType.TASK_STARTED, source_id, "sleep", {"seconds": seconds, "until": until}, scope
         )
         run.write()
     token = current_scope.set(source_id)
     try:
-        left = until - utcnow().timestamp()
+        left = until - clock().timestamp()
         if left > 0:
-            await asyncio.sleep(left)
+            await clock().sleep(left)
     except asyncio.CancelledError:
         run.emit(EventType.TASK_CANCELLED, source_id, "sleep", None, scope)
         run.write()
