@@ -42,5 +42,7 @@ async def set_secret(body: SetSecretRequest, runtime: RuntimeDep) -> SecretInfo:
 async def delete_secret(name: str, runtime: RuntimeDep) -> SecretDeleted:
     """Delete a secret. 404 when it does not exist."""
     if not await runtime.secrets.remove(validate_secret_name(name)):
-        raise SecretNotFoundError(f"secret not found: {name!r}", missing=[name])
+        raise SecretNotFoundError(
+            f"secret not found: {name!r}; list them with `flux secrets list`", missing=[name]
+        )
     return SecretDeleted(name=name)

@@ -61,8 +61,9 @@ class SecretStore:
             )
         missing = [n for n in wanted if n not in rows]
         if missing:
+            noun = "secret" if len(missing) == 1 else "secrets"
             raise SecretNotFoundError(
-                f"secret(s) not found: {', '.join(map(repr, missing))}; create them with "
+                f"{noun} not found: {', '.join(map(repr, missing))}; create with "
                 "`flux secrets set NAME VALUE`",
                 missing=missing,
             )
