@@ -163,6 +163,24 @@ async def test_a_schedule_for_a_workflow_that_is_gone_records_an_error(start_ser
     assert (await server.client.get_schedule("orphan")).failure_count == 1
 
 
+async def test_an_unreadable_schedule_is_paused_with_the_reason(start_server) -> None:
+    server: Server = await start_server(scheduling=FAST)
+    await server.register(HELLO)
+    await server.client.create_schedule("hello", "garbled", interval(hours=1))
+    await set_due(server.runtime, "garbled", datetime.now(UTC), schedule={"type": "weekly"})
+    server.runtime.scheduler.wake()
+
+    async def paused() -> Any:
+        schedule = await server.client.get_schedule("garbled")
+        return schedule.state == ScheduleState.PAUSED and schedule
+
+    schedule = await eventually(paused, timeout=30)
+    assert (schedule.failure_count, schedule.run_count) == (1, 0)
+    (run,) = await server.client.schedule_history("garbled")
+    assert run.state == ScheduleRunState.ERROR
+    assert "unknown schedule type 'weekly'" in (run.error or "")
+
+
 async def test_max_concurrent_executions_skips_ticks(start_server) -> None:
     """No worker: the first execution stays queued, so later ticks are skipped and recorded."""
     limited = FAST.model_copy(update={"max_concurrent_executions": 1})

@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from flux.config import SchedulingSettings
 from flux.domain import FINISHED_STATES, ExecutionState, utcnow
-from flux.errors import ConflictError, FluxError, NotFoundError
+from flux.errors import ConflictError, FluxError, InvalidScheduleError, NotFoundError
 from flux.protocol import SCHEDULE_RUN_FAILURES, ScheduleRunState, ScheduleState
 from flux.schedules import OnceSchedule, schedule_from_config
 
@@ -99,10 +99,13 @@ class Scheduler:
     async def run(self) -> None:
         """Schedule until cancelled."""
         poll = self.settings.poll_interval
-        await self.load()
+        loaded = False
         while True:
             self._wake.clear()
             try:
+                if not loaded:
+                    await self.load()
+                    loaded = True
                 delay = await self.run_once()
             except asyncio.CancelledError:
                 raise
@@ -154,7 +157,11 @@ class Scheduler:
 
     async def _fire(self, row: Any, now: datetime) -> None:
         due: datetime = row.next_run_at
-        schedule = schedule_from_config(row.schedule)
+        try:
+            schedule = schedule_from_config(row.schedule)
+        except InvalidScheduleError as exc:  # stored by an older version, or edited by hand
+            await self._disable(row, due, now, f"cannot read the schedule: {exc.message}")
+            return
         following = schedule.next_run_after(due)
         # Several ticks missed: they collapse into this one, and the next is the first after now.
         next_run_at = schedule.next_run_after(now) if following and following <= now else following
@@ -229,6 +236,30 @@ class Scheduler:
             log.info("schedule %r fired execution %s (due %s)", row.name, started, due.isoformat())
         else:
             log.info("schedule %r: tick due %s %s", row.name, due.isoformat(), run["state"])
+
+    async def _disable(self, row: Any, due: datetime, now: datetime, error: str) -> None:
+        """Pause a schedule that cannot fire, with an ``error`` run saying why."""
+        async with self.db.write() as tx:
+            claimed = await tx.conn.execute(
+                sa.update(schedules)
+                .where(
+                    _S.id == row.id,
+                    _S.state == ScheduleState.ACTIVE.value,
+                    _S.next_run_at == due,
+                )
+                .values(
+                    state=ScheduleState.PAUSED.value,
+                    next_run_at=None,
+                    failure_count=_S.failure_count + 1,
+                    updated_at=now,
+                )
+            )
+            if claimed.rowcount != 1:
+                return
+            run = {"id": new_id(), "schedule_id": row.id, "scheduled_for": due, "fired_at": now}
+            run.update(state=ScheduleRunState.ERROR.value, error=error, finished_at=now)
+            await tx.conn.execute(sa.insert(schedule_runs).values(run))
+        log.error("schedule %r paused: %s", row.name, error)
 
     async def _busy(self, tx: Tx, schedule_id: str) -> int:
         query = (
