@@ -243,8 +243,9 @@ def build_schedule(
         return cron(cron_expression, timezone=zone)
     if once_at is not None:
         return schedule_from_config({"type": "once", "run_at": once_at, "timezone": zone})
-    amounts = {unit: value for unit, value in parts.items() if value is not None}
-    return interval(**amounts, timezone=zone)
+    return interval(
+        seconds=seconds or 0, minutes=minutes or 0, hours=hours or 0, days=days or 0, timezone=zone
+    )
 
 
 def describe(config: dict[str, Any]) -> str:
