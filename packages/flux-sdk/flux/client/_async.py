@@ -64,6 +64,7 @@ class AsyncFluxClient:
             without a read timeout: the server bounds them).
         headers: extra headers for every request.
         transport: an httpx transport (tests pass an in-process ASGI transport).
+        max_connections: concurrent connections to the server, all kept alive.
     """
 
     def __init__(
@@ -73,6 +74,7 @@ class AsyncFluxClient:
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_connections: int = 100,
     ) -> None:
         self._timeout = timeout
         self._http = httpx.AsyncClient(
@@ -80,6 +82,11 @@ class AsyncFluxClient:
             timeout=timeout,
             headers=base_headers(headers),
             transport=transport,
+            # Keep every connection alive: a worker checkpointing many executions at once would
+            # otherwise open and close connections (httpx keeps only 20 by default).
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
 
     @property

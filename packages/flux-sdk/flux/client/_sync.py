@@ -62,6 +62,7 @@ class FluxClient:
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        max_connections: int = 100,
     ) -> None:
         self._timeout = timeout
         self._http = httpx.Client(
@@ -69,6 +70,11 @@ class FluxClient:
             timeout=timeout,
             headers=base_headers(headers),
             transport=transport,
+            # Keep every connection alive: a worker checkpointing many executions at once would
+            # otherwise open and close connections (httpx keeps only 20 by default).
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
         )
 
     @property
