@@ -109,8 +109,9 @@ class Runtime:
         if kind == "dispatch":
             self.dispatcher.wake()
         elif kind == "exec":
-            self.watchers.changed(rest)
-            self.scheduler.execution_changed(rest)
+            execution_id, _, state = rest.partition(":")
+            self.watchers.changed(execution_id, state or None)
+            self.scheduler.execution_changed(execution_id)
         elif kind == "cancel":
             worker, _, execution_id = rest.partition(":")
             self.hub.cancel(worker, execution_id)

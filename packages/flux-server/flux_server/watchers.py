@@ -6,32 +6,44 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["Watchers"]
+__all__ = ["Watch", "Watchers"]
+
+
+class Watch:
+    """One waiter: ``event`` is set on every change; ``state`` is the state the last change
+    announced (``None`` when unknown), so a waiter can skip reading states it does not want."""
+
+    __slots__ = ("event", "state")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.state: str | None = None
 
 
 class Watchers:
     """Per-execution wake-ups, set after a state change commits (here or on a replica)."""
 
     def __init__(self) -> None:
-        self._by_id: dict[str, set[asyncio.Event]] = {}
+        self._by_id: dict[str, set[Watch]] = {}
 
     @contextmanager
-    def watch(self, execution_id: str) -> Iterator[asyncio.Event]:
-        """An event set whenever ``execution_id`` changes; clear it before each re-read."""
-        event = asyncio.Event()
-        self._by_id.setdefault(execution_id, set()).add(event)
+    def watch(self, execution_id: str) -> Iterator[Watch]:
+        """Subscribe to ``execution_id``; clear ``event`` before each wait."""
+        watch = Watch()
+        self._by_id.setdefault(execution_id, set()).add(watch)
         try:
-            yield event
+            yield watch
         finally:
             waiting = self._by_id.get(execution_id)
             if waiting is not None:
-                waiting.discard(event)
+                waiting.discard(watch)
                 if not waiting:
                     del self._by_id[execution_id]
 
-    def changed(self, execution_id: str) -> None:
-        for event in self._by_id.get(execution_id, ()):
-            event.set()
+    def changed(self, execution_id: str, state: str | None = None) -> None:
+        for watch in self._by_id.get(execution_id, ()):
+            watch.state = state
+            watch.event.set()
 
     def __len__(self) -> int:
         return len(self._by_id)

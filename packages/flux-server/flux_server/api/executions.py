@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Query, Request
@@ -117,8 +116,8 @@ async def cancel_execution(
     except ValueError:
         raise UsageError(f"unknown mode {mode!r}; use 'sync' or 'async'") from None
     status = await runtime.executions.cancel(name, execution_id)
-    if cancel_mode == CancelMode.SYNC and not _finished(status.state):
-        status = await _wait(runtime, execution_id, name, _finished)
+    if cancel_mode == CancelMode.SYNC:
+        status = await _wait(runtime, status, _finished)
     return model_response(status)
 
 
@@ -131,28 +130,35 @@ async def _answer(
             headers={"X-Flux-Execution-Id": status.execution_id},
         )
     if mode == RunMode.SYNC:
-        status = await _wait(runtime, status.execution_id, status.workflow_name, _settled)
+        status = await _wait(runtime, status, _settled)
     if detailed:
         status = await runtime.executions.status(status.execution_id, detailed=True)
     return model_response(status)
 
 
 async def _wait(
-    runtime: Runtime, execution_id: str, name: str, done: Callable[[ExecutionState], bool]
+    runtime: Runtime, status: ExecutionStatus, done: Callable[[ExecutionState], bool]
 ) -> ExecutionStatus:
-    """Wait until ``done(state)`` or the sync timeout; the status at that moment."""
+    """Wait from ``status`` (just read or written, with no await since) until ``done(state)``
+    or the sync timeout; the status at that moment. Announced states that are not done are not
+    read from the database."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + runtime.options.sync_timeout
-    with runtime.watchers.watch(execution_id) as changed:
-        while True:
-            changed.clear()
-            status = await runtime.executions.status(execution_id, name)
+    execution_id, name = status.execution_id, status.workflow_name
+    with runtime.watchers.watch(execution_id) as watch:
+        while not done(status.state):
             remaining = deadline - loop.time()
-            if done(status.state) or remaining <= 0:
-                return status
-            with contextlib.suppress(TimeoutError):
+            if remaining <= 0:
+                break
+            watch.event.clear()
+            try:
                 async with asyncio.timeout(min(remaining, _RECHECK)):
-                    await changed.wait()
+                    await watch.event.wait()
+            except TimeoutError:
+                watch.state = None  # a wake-up from a replica may have been missed: look
+            if watch.state is None or done(ExecutionState(watch.state)):
+                status = await runtime.executions.status(execution_id, name)
+    return status
 
 
 async def _frames(runtime: Runtime, execution_id: str, name: str) -> AsyncIterator[bytes]:
@@ -164,9 +170,9 @@ async def _frames(runtime: Runtime, execution_id: str, name: str) -> AsyncIterat
     sent: ExecutionState | None = None
     ran = False
     keepalive = runtime.options.sse_keepalive
-    with runtime.watchers.watch(execution_id) as changed:
+    with runtime.watchers.watch(execution_id) as watch:
         while True:
-            changed.clear()
+            watch.event.clear()
             status = await runtime.executions.status(execution_id, name)
             state = status.state
             if state in (ExecutionState.PAUSED, ExecutionState.COMPLETED) and not ran:
@@ -181,7 +187,7 @@ async def _frames(runtime: Runtime, execution_id: str, name: str) -> AsyncIterat
                 return
             try:
                 async with asyncio.timeout(min(keepalive, _RECHECK)):
-                    await changed.wait()
+                    await watch.event.wait()
             except TimeoutError:
                 yield b": keepalive\n\n"
 

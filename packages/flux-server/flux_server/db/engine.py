@@ -3,10 +3,21 @@
 ``sqlite:///path`` (the default, ``.flux/flux.db``) runs on aiosqlite in WAL mode;
 ``postgresql://`` URLs run on psycopg 3. Nothing here blocks the event loop.
 
-Writes go through :meth:`Database.write`. On SQLite they are serialised by an in-process lock
-(SQLite has one writer anyway; queueing on a lock is cheaper than SQLite's busy-wait), which is
-why one SQLite file serves one server process. On PostgreSQL any number of replicas share the
-database; row locks and conditional updates keep them consistent.
+Two ways in:
+
+- :meth:`Database.run_write` / :meth:`Database.run_read` take a *synchronous* function of a
+  SQLAlchemy ``Connection`` and run it as one unit: on SQLite in a dedicated writer thread (or a
+  small reader pool) over the blocking driver, so a whole store operation costs one thread hop
+  instead of several per statement; on PostgreSQL through ``AsyncConnection.run_sync`` (each
+  statement awaits psycopg; nothing blocks the loop). The hot paths (runs, claims, checkpoints,
+  dispatch, status) use these.
+- ``async with db.write() as tx`` / ``async with db.read() as conn`` give an ``AsyncConnection``
+  for code that is more convenient to write with ``await`` (slower per statement on SQLite).
+
+On SQLite every write, by either way, holds one in-process lock (SQLite has one writer anyway;
+queueing on a lock is cheaper than its busy-wait), so one SQLite file serves one server process.
+On PostgreSQL any number of replicas share the database; row locks and conditional updates keep
+them consistent.
 
 A write transaction can carry notes (``tx.notify("dispatch")``): on PostgreSQL they are sent
 with ``pg_notify`` inside the transaction, so other replicas hear them exactly when the change
@@ -17,11 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import sqlalchemy as sa
 from flux.errors import UsageError
@@ -30,6 +43,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 __all__ = ["NOTIFY_CHANNEL", "Database", "Tx", "async_url", "sync_url"]
+
+C = TypeVar("C")
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +91,13 @@ def sync_url(url: str | sa.URL) -> sa.URL:
     return parsed
 
 
-class Tx:
-    """A write transaction: its connection and the notes to send when it commits."""
+class Tx(Generic[C]):
+    """A write transaction: its connection (``AsyncConnection`` from :meth:`Database.write`,
+    ``Connection`` in :meth:`Database.run_write`) and the notes to send when it commits."""
 
     __slots__ = ("conn", "notes")
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: C) -> None:
         self.conn = conn
         self.notes: list[str] = []
 
@@ -107,30 +124,84 @@ class Database:
         else:
             kwargs["pool_recycle"] = 1800
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
-        self._write_lock = asyncio.Lock() if self.is_sqlite else None
+            plain = sync_url(self.url)
+            self._writer_engine = _sqlite_engine(plain, pool_size=1, begin="BEGIN IMMEDIATE")
+            self._reader_engine = _sqlite_engine(plain, pool_size=2, begin="BEGIN")
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="flux-db-write")
+            self._readers = ThreadPoolExecutor(2, thread_name_prefix="flux-db-read")
+
+    async def run_write(self, fn: Callable[[Tx[sa.Connection]], T]) -> T:
+        """Run ``fn(tx)`` in one write transaction, committed when it returns; the notes it
+        made are delivered after the commit. ``fn`` is synchronous and must not touch the event
+        loop (it may run in another thread)."""
+        if self.is_sqlite:
+            # The one writer thread runs these one after another; no lock is held across the
+            # hop back to the event loop, which may be busy serving other requests.
+            loop = asyncio.get_running_loop()
+            tx: Tx[sa.Connection] = await loop.run_in_executor(self._writer, self._sqlite_write, fn)
+        else:
+            async with self.engine.begin() as conn:
+                tx = await conn.run_sync(self._postgres_write, fn)
+        for note in tx.notes:
+            self.sink(note)
+        return tx.result  # type: ignore[attr-defined, no-any-return]
+
+    async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
+        """Run the synchronous ``fn(conn)`` in a read transaction (one snapshot on SQLite)."""
+        if self.is_sqlite:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._readers, self._sqlite_read, fn)
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(fn)
+
+    def _sqlite_write(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
+        with self._writer_engine.begin() as conn:
+            tx = _ResultTx(conn)
+            tx.result = fn(tx)
+        return tx
+
+    def _sqlite_read(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self._reader_engine.connect() as conn:
+            return fn(conn)
+
+    def _postgres_write(
+        self, conn: sa.Connection, fn: Callable[[Tx[sa.Connection]], Any]
+    ) -> Tx[sa.Connection]:
+        tx = _ResultTx(conn)
+        tx.result = fn(tx)
+        if tx.notes:
+            conn.execute(_NOTIFY, {"notes": [f"{self.origin}|{note}" for note in tx.notes]})
+        return tx
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         """A write transaction, committed when the block exits without an exception."""
         lock = self._write_lock
+        paused: threading.Event | None = None
+        held: asyncio.Future[None] | None = None
         if lock is not None:
             await lock.acquire()
+            # Hold the writer thread at a barrier so no run_write transaction interleaves.
+            loop = asyncio.get_running_loop()
+            paused, reached = threading.Event(), loop.create_future()
+            held = loop.run_in_executor(self._writer, _barrier, loop, reached, paused)
+            await reached
         try:
             async with self.engine.begin() as conn:
                 tx = Tx(conn)
                 yield tx
                 if tx.notes and not self.is_sqlite:
                     await conn.execute(
-                        sa.text(
-                            f"SELECT pg_notify('{NOTIFY_CHANNEL}', n) "
-                            "FROM unnest(CAST(:notes AS text[])) AS n"
-                        ),
-                        {"notes": [f"{self.origin}|{note}" for note in tx.notes]},
+                        _NOTIFY, {"notes": [f"{self.origin}|{note}" for note in tx.notes]}
                     )
         finally:
             if lock is not None:
+                assert paused is not None and held is not None
+                paused.set()
+                await held
                 lock.release()
         for note in tx.notes:
             self.sink(note)
@@ -142,11 +213,58 @@ class Database:
             yield conn
 
     async def ping(self) -> None:
-        async with self.engine.connect() as conn:
-            await conn.execute(sa.text("SELECT 1"))
+        await self.run_read(lambda conn: conn.execute(sa.text("SELECT 1")).all())
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self.is_sqlite:
+            await asyncio.get_running_loop().run_in_executor(None, self._close_threads)
+
+    def _close_threads(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        self._writer_engine.dispose()
+        self._reader_engine.dispose()
+
+
+_NOTIFY = sa.text(
+    f"SELECT pg_notify('{NOTIFY_CHANNEL}', n) FROM unnest(CAST(:notes AS text[])) AS n"
+)
+
+
+def _barrier(
+    loop: asyncio.AbstractEventLoop, reached: asyncio.Future[None], release: threading.Event
+) -> None:
+    loop.call_soon_threadsafe(reached.set_result, None)
+    release.wait()
+
+
+class _ResultTx(Tx[sa.Connection]):
+    __slots__ = ("result",)
+
+    def __init__(self, conn: sa.Connection) -> None:
+        super().__init__(conn)
+        self.result: Any = None
+
+
+def _sqlite_engine(url: sa.URL, *, pool_size: int, begin: str) -> sa.Engine:
+    """A blocking pysqlite engine whose transactions start with ``begin`` (``BEGIN IMMEDIATE``
+    takes the write lock up front, so another process's writer makes it wait, never fail)."""
+    engine = sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        connect_args={"check_same_thread": False, "timeout": 30},
+    )
+
+    def connect(dbapi_connection: Any, record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection, record)
+        # Let SQLAlchemy, not the driver, decide where transactions begin (see "begin" below).
+        dbapi_connection.isolation_level = None
+
+    event.listen(engine, "connect", connect)
+    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+    return engine
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -61,8 +61,9 @@ executions = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("claimed_at", UTCDateTime),
     sa.Index("ix_executions_state_created_at", "state", "created_at"),
-    sa.Index("ix_executions_worker_name", "worker_name"),
-    sa.Index("ix_executions_offered_to", "offered_to"),
+    # (holder, state): what a worker holds now, without scanning everything it ever ran.
+    sa.Index("ix_executions_worker_name_state", "worker_name", "state"),
+    sa.Index("ix_executions_offered_to_state", "offered_to", "state"),
 )
 
 events = sa.Table(

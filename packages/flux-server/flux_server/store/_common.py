@@ -41,8 +41,9 @@ HELD = (ExecutionState.CLAIMED, ExecutionState.RUNNING, ExecutionState.CANCELLIN
 """States in which a worker holds the execution (and it counts toward the worker's load)."""
 
 
-def exec_note(execution_id: str) -> str:
-    return f"exec:{execution_id}"
+def exec_note(execution_id: str, state: ExecutionState) -> str:
+    """Note ``exec:<id>:<state>``: the execution changed, to ``state``."""
+    return f"exec:{execution_id}:{state.value}"
 
 
 def cancel_note(worker: str, execution_id: str) -> str:
@@ -67,13 +68,14 @@ def b64(text: str | None, what: str) -> bytes | None:
         raise UsageError(f"{what} is not base64 of serialized bytes") from None
 
 
-def _insert(tx: Tx) -> Any:
-    dialect = tx.conn.dialect.name
-    stmt = sqlite_insert(events) if dialect == "sqlite" else pg_insert(events)
-    return stmt.on_conflict_do_nothing(index_elements=["id"])
+# Built once per dialect (building a statement costs more than running it).
+_MERGE_EVENTS = {
+    "sqlite": sqlite_insert(events).on_conflict_do_nothing(index_elements=["id"]),
+    "postgresql": pg_insert(events).on_conflict_do_nothing(index_elements=["id"]),
+}
 
 
-async def insert_events(tx: Tx, execution_id: str, records: Sequence[EventRecord]) -> None:
+def insert_events(tx: Tx[sa.Connection], execution_id: str, records: Sequence[EventRecord]) -> None:
     """Append events, ignoring ids already stored (idempotent merge)."""
     if not records:
         return
@@ -94,7 +96,7 @@ async def insert_events(tx: Tx, execution_id: str, records: Sequence[EventRecord
         }
         for r in records
     ]
-    await tx.conn.execute(_insert(tx), rows)
+    tx.conn.execute(_MERGE_EVENTS[tx.conn.dialect.name], rows)
 
 
 def server_event(
@@ -119,7 +121,7 @@ def server_event(
     }
 
 
-async def requeue_held(tx: Tx, names: Iterable[str], now: datetime) -> None:
+def requeue_held(tx: Tx[sa.Connection], names: Iterable[str], now: datetime) -> None:
     """Take executions away from workers ``names`` (dead or re-registered).
 
     Claimed and running ones go back to the queue with a new generation, so the old holder is
@@ -130,7 +132,7 @@ async def requeue_held(tx: Tx, names: Iterable[str], now: datetime) -> None:
     if not names:
         return
     c = executions.c
-    await tx.conn.execute(
+    tx.conn.execute(
         sa.update(executions)
         .where(
             c.worker_name.in_(names),
@@ -147,7 +149,7 @@ async def requeue_held(tx: Tx, names: Iterable[str], now: datetime) -> None:
         )
     )
     cancelled = (
-        await tx.conn.execute(
+        tx.conn.execute(
             sa.update(executions)
             .where(c.worker_name.in_(names), c.state == ExecutionState.CANCELLING.value)
             .values(
@@ -157,7 +159,7 @@ async def requeue_held(tx: Tx, names: Iterable[str], now: datetime) -> None:
         )
     ).all()
     if cancelled:
-        await tx.conn.execute(
+        tx.conn.execute(
             sa.insert(events),
             [
                 server_event(eid, wf, EventType.WORKFLOW_CANCELLED, now, None, None)
@@ -165,8 +167,8 @@ async def requeue_held(tx: Tx, names: Iterable[str], now: datetime) -> None:
             ],
         )
         for eid, _ in cancelled:
-            tx.notify(exec_note(eid))
-    await tx.conn.execute(
+            tx.notify(exec_note(eid, ExecutionState.CANCELLED))
+    tx.conn.execute(
         sa.update(executions)
         .where(c.offered_to.in_(names), c.state == ExecutionState.SCHEDULED.value)
         .values(offered_to=None, offered_at=None)

@@ -1,6 +1,10 @@
 """Executions: create, read, resume, cancel, and the worker side (claim, checkpoint, release,
 offers). Every state change is one transaction; notes tell waiters and the dispatcher after it
-commits."""
+commits.
+
+Each operation is a synchronous function of one transaction, run by ``Database.run_write`` /
+``run_read`` (one thread hop per operation on SQLite; ``run_sync`` on PostgreSQL).
+"""
 
 from __future__ import annotations
 
@@ -66,6 +70,14 @@ _STATUS_COLUMNS = (
 )
 _EVENT_COLUMNS = (_E.id, _E.type, _E.source_id, _E.name, _E.scope, _E.time, _E.value)
 _PAGE = 500
+_REQUEUED = {
+    "state": ExecutionState.SCHEDULED.value,
+    "worker_name": None,
+    "offered_to": None,
+    "offered_at": None,
+    "claimed_at": None,
+}
+"""The columns of an execution put back in the queue (with a new generation)."""
 
 
 def next_state(current: ExecutionState, records: Sequence[EventRecord]) -> ExecutionState:
@@ -103,63 +115,30 @@ class ExecutionStore:
 
     async def create(self, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
         """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON."""
-        async with self.db.write() as tx:
-            return await self.create_in(tx, workflow, input)
+        row = _new_execution(workflow, input)
+
+        def write(tx: Tx[sa.Connection]) -> None:
+            tx.conn.execute(_INSERT_EXECUTION, row)
+            tx.notify(DISPATCH)
+
+        await self.db.run_write(write)
+        return _created(row, input)
 
     async def create_in(self, tx: Tx, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
         """:meth:`create` inside the caller's write transaction (the scheduler claims a tick and
         creates its execution in one transaction, so a tick fires exactly once)."""
-        now = utcnow()
-        execution_id = new_id()
-        await tx.conn.execute(
-            sa.insert(executions).values(
-                id=execution_id,
-                workflow_id=workflow.id,
-                workflow_name=workflow.name,
-                workflow_version=workflow.version,
-                state=ExecutionState.SCHEDULED.value,
-                input=dumps(input, "json"),
-                input_view=input,
-                requests=workflow.requests,
-                generation=0,
-                created_at=now,
-                updated_at=now,
-            )
-        )
+        row = _new_execution(workflow, input)
+        await tx.conn.execute(sa.insert(executions).values(row))
         tx.notify(DISPATCH)
-        return ExecutionStatus.model_construct(
-            execution_id=execution_id,
-            workflow_id=workflow.id,
-            workflow_name=workflow.name,
-            workflow_version=workflow.version,
-            state=ExecutionState.SCHEDULED,
-            input=input,
-            output=None,
-            created_at=now,
-            updated_at=now,
-            worker=None,
-            events=None,
-        )
+        return _created(row, input)
 
     async def status(
         self, execution_id: str, workflow_name: str | None = None, *, detailed: bool = False
     ) -> ExecutionStatus:
         """Raises NotFoundError for an unknown id (or one of another workflow)."""
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(sa.select(*_STATUS_COLUMNS).where(_C.id == execution_id))
-            ).first()
-            if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
-                raise _not_found(execution_id, workflow_name)
-            records = None
-            if detailed:
-                rows = await conn.execute(
-                    sa.select(*_EVENT_COLUMNS, _E.view)
-                    .where(_E.execution_id == execution_id)
-                    .order_by(_E.seq)
-                )
-                records = [_record(r, r.view) for r in rows]
-        return _status(row, records)
+        return await self.db.run_read(
+            lambda conn: _read_status(conn, execution_id, workflow_name, detailed)
+        )
 
     async def resume(self, workflow_name: str, execution_id: str, input: Any) -> ExecutionStatus:
         """Append WORKFLOW_RESUMED carrying ``input`` and queue the execution again.
@@ -168,8 +147,10 @@ class ExecutionStore:
             NotFoundError: unknown execution.  ConflictError: it is not PAUSED.
         """
         now = utcnow()
-        async with self.db.write() as tx:
-            row = await self._locked(tx, execution_id, workflow_name)
+        blob = dumps(input, "json")
+
+        def write(tx: Tx[sa.Connection]) -> ExecutionStatus:
+            row = _locked(tx, execution_id, workflow_name)
             if row.state != ExecutionState.PAUSED:
                 raise ConflictError(
                     f"execution {execution_id!r} is {row.state}; only a PAUSED execution can be "
@@ -177,34 +158,16 @@ class ExecutionStore:
                     status_code=409,
                     state=row.state,
                 )
-            await tx.conn.execute(
-                sa.insert(events).values(
-                    server_event(
-                        execution_id,
-                        row.workflow_name,
-                        EventType.WORKFLOW_RESUMED,
-                        now,
-                        dumps(input, "json"),
-                        input,
-                    )
-                )
+            resumed = server_event(
+                execution_id, row.workflow_name, EventType.WORKFLOW_RESUMED, now, blob, input
             )
-            await tx.conn.execute(
-                sa.update(executions)
-                .where(_C.id == execution_id)
-                .values(
-                    state=ExecutionState.SCHEDULED.value,
-                    worker_name=None,
-                    generation=_C.generation + 1,
-                    offered_to=None,
-                    offered_at=None,
-                    claimed_at=None,
-                    updated_at=now,
-                )
-            )
+            tx.conn.execute(_INSERT_EVENT, resumed)
+            tx.conn.execute(_BUMP, {"b_id": execution_id, **_REQUEUED, "updated_at": now})
             tx.notify(DISPATCH)
-            tx.notify(exec_note(execution_id))
-        return await self.status(execution_id)
+            tx.notify(exec_note(execution_id, ExecutionState.SCHEDULED))
+            return _read_status(tx.conn, execution_id, None, False)
+
+        return await self.db.run_write(write)
 
     async def cancel(self, workflow_name: str, execution_id: str) -> ExecutionStatus:
         """Cancel at once when no worker holds it, else ask the holder (CANCELLING).
@@ -213,8 +176,9 @@ class ExecutionStore:
             NotFoundError: unknown execution.  ConflictError: it has already finished.
         """
         now = utcnow()
-        async with self.db.write() as tx:
-            row = await self._locked(tx, execution_id, workflow_name)
+
+        def write(tx: Tx[sa.Connection]) -> ExecutionStatus:
+            row = _locked(tx, execution_id, workflow_name)
             state = ExecutionState(row.state)
             if state in FINISHED_STATES:
                 raise ConflictError(
@@ -224,16 +188,15 @@ class ExecutionStore:
                 )
             if state in HELD:
                 if state != ExecutionState.CANCELLING:
-                    await tx.conn.execute(
-                        sa.update(executions)
-                        .where(_C.id == execution_id)
-                        .values(state=ExecutionState.CANCELLING.value, updated_at=now)
-                    )
-                    tx.notify(exec_note(execution_id))
+                    cancelling = {"state": ExecutionState.CANCELLING.value, "updated_at": now}
+                    tx.conn.execute(_UPDATE, {"b_id": execution_id, **cancelling})
+                    tx.notify(exec_note(execution_id, ExecutionState.CANCELLING))
                 tx.notify(cancel_note(row.worker_name, execution_id))
             else:
-                await self._finish_cancelled(tx, execution_id, row.workflow_name, now)
-        return await self.status(execution_id)
+                _finish_cancelled(tx, execution_id, row.workflow_name, now)
+            return _read_status(tx.conn, execution_id, None, False)
+
+        return await self.db.run_write(write)
 
     # -- workers -------------------------------------------------------------------------------
 
@@ -243,68 +206,7 @@ class ExecutionStore:
         Raises:
             NotFoundError: unknown execution.  ConflictError: not claimable now.
         """
-        now = utcnow()
-        async with self.db.write() as tx:
-            row = (
-                await tx.conn.execute(
-                    sa.update(executions)
-                    .where(_C.id == execution_id, _C.state.in_([s.value for s in OFFERABLE]))
-                    .values(
-                        state=ExecutionState.CLAIMED.value,
-                        worker_name=worker,
-                        generation=_C.generation + 1,
-                        claimed_at=now,
-                        offered_to=None,
-                        offered_at=None,
-                        updated_at=now,
-                    )
-                    .returning(
-                        _C.generation,
-                        _C.workflow_id,
-                        _C.workflow_name,
-                        _C.workflow_version,
-                        _C.input,
-                    )
-                )
-            ).first()
-            if row is None:
-                current = (
-                    await tx.conn.execute(
-                        sa.select(_C.state, _C.worker_name).where(_C.id == execution_id)
-                    )
-                ).first()
-                if current is None:
-                    raise _not_found(execution_id)
-                holder = f" by worker {current.worker_name!r}" if current.state in HELD else ""
-                raise ConflictError(
-                    f"execution {execution_id!r} cannot be claimed: it is {current.state}{holder}",
-                    status_code=409,
-                    state=current.state,
-                )
-            source = (
-                await tx.conn.execute(
-                    sa.select(workflows.c.source, workflows.c.source_hash).where(
-                        workflows.c.id == row.workflow_id
-                    )
-                )
-            ).one()
-            history = await tx.conn.execute(
-                sa.select(*_EVENT_COLUMNS).where(_E.execution_id == execution_id).order_by(_E.seq)
-            )
-            # Views are for display; the worker replays from values, so they are left out.
-            records = [_record(r, None) for r in history]
-        return ClaimResponse.model_construct(
-            execution_id=execution_id,
-            generation=row.generation,
-            workflow_id=row.workflow_id,
-            workflow_name=row.workflow_name,
-            workflow_version=row.workflow_version,
-            source=source.source,
-            source_hash=source.source_hash,
-            input=b64encode(row.input),
-            events=records,
-            state=ExecutionState.CLAIMED,
-        )
+        return await self.db.run_write(lambda tx: _claim(tx, worker, execution_id, utcnow()))
 
     async def checkpoint(
         self, worker: str, execution_id: str, request: CheckpointRequest
@@ -315,36 +217,9 @@ class ExecutionStore:
             NotFoundError: unknown execution.  ConflictError: stale generation (fenced).
             UsageError: a value is not base64.
         """
-        async with self.db.write() as tx:
-            return await self._checkpoint_in(tx, worker, execution_id, request)
-
-    async def _checkpoint_in(
-        self, tx: Tx, worker: str, execution_id: str, request: CheckpointRequest
-    ) -> CheckpointResponse:
-        now = utcnow()
-        row = await self._fenced(tx, worker, execution_id, request.generation)
-        state = ExecutionState(row.state)
-        await insert_events(tx, execution_id, request.events)
-        new = next_state(state, request.events)
-        values: dict[str, Any] = {}
-        if new == ExecutionState.PAUSED and state == ExecutionState.CANCELLING:
-            # It paused instead of unwinding: nobody will resume it, so it is cancelled.
-            await self._finish_cancelled(tx, execution_id, row.workflow_name, now)
-            new = ExecutionState.CANCELLED
-        elif new != state:
-            values["state"] = new.value
-            if new in FINISHED_STATES:
-                values.update(_output(request))
-        if values or request.events:
-            values["updated_at"] = now
-            await tx.conn.execute(
-                sa.update(executions).where(_C.id == execution_id).values(**values)
-            )
-        if new != state:
-            tx.notify(exec_note(execution_id))
-            if new in FINISHED_STATES or new == ExecutionState.PAUSED:
-                tx.notify(DISPATCH)
-        return CheckpointResponse(acknowledged=len(request.events), state=new)
+        return await self.db.run_write(
+            lambda tx: _checkpoint(tx, worker, execution_id, request, utcnow())
+        )
 
     async def checkpoint_many(
         self, worker: str, items: Sequence[CheckpointItem]
@@ -355,11 +230,13 @@ class ExecutionStore:
         stored. This is what lets a worker running many executions pay one round trip and
         one commit for all the task completions that happened meanwhile.
         """
-        results: list[CheckpointResult] = []
-        async with self.db.write() as tx:
+
+        def write(tx: Tx[sa.Connection]) -> list[CheckpointResult]:
+            now = utcnow()
+            results: list[CheckpointResult] = []
             for item in items:
                 try:
-                    response = await self._checkpoint_in(tx, worker, item.execution_id, item)
+                    response = _checkpoint(tx, worker, item.execution_id, item, now)
                 except (ConflictError, NotFoundError) as exc:
                     results.append(
                         CheckpointResult(
@@ -374,7 +251,9 @@ class ExecutionStore:
                             state=response.state,
                         )
                     )
-        return results
+            return results
+
+        return await self.db.run_write(write)
 
     async def release(
         self, worker: str, execution_id: str, request: ReleaseRequest
@@ -385,53 +264,32 @@ class ExecutionStore:
             NotFoundError: unknown execution.  ConflictError: stale generation (fenced).
         """
         now = utcnow()
-        async with self.db.write() as tx:
-            row = await self._fenced(tx, worker, execution_id, request.generation)
+
+        def write(tx: Tx[sa.Connection]) -> ReleaseResponse:
+            row = _fenced(tx, worker, execution_id, request.generation)
             state = ExecutionState(row.state)
             if state in (ExecutionState.CLAIMED, ExecutionState.RUNNING):
-                await tx.conn.execute(
-                    sa.update(executions)
-                    .where(_C.id == execution_id)
-                    .values(
-                        state=ExecutionState.SCHEDULED.value,
-                        worker_name=None,
-                        generation=_C.generation + 1,
-                        claimed_at=None,
-                        updated_at=now,
-                    )
-                )
+                tx.conn.execute(_BUMP, {"b_id": execution_id, **_REQUEUED, "updated_at": now})
                 state = ExecutionState.SCHEDULED
                 tx.notify(DISPATCH)
             elif state == ExecutionState.CANCELLING:
-                await self._finish_cancelled(tx, execution_id, row.workflow_name, now)
+                _finish_cancelled(tx, execution_id, row.workflow_name, now)
                 state = ExecutionState.CANCELLED
-        return ReleaseResponse(state=state)
+            return ReleaseResponse(state=state)
+
+        return await self.db.run_write(write)
 
     async def held_by(self, worker: str) -> tuple[list[str], list[str]]:
         """(held execution ids, those of them being cancelled)."""
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(_C.id, _C.state).where(
-                        _C.worker_name == worker, _C.state.in_([s.value for s in HELD])
-                    )
-                )
-            ).all()
+        rows = await self.db.run_read(
+            lambda conn: conn.execute(_HELD_BY, {"b_worker": worker}).all()
+        )
         held = [r.id for r in rows]
         return held, [r.id for r in rows if r.state == ExecutionState.CANCELLING]
 
     async def holds(self, worker: str, execution_id: str) -> bool:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(_C.id).where(
-                        _C.id == execution_id,
-                        _C.worker_name == worker,
-                        _C.state.in_([s.value for s in HELD]),
-                    )
-                )
-            ).first()
-        return row is not None
+        params = {"b_id": execution_id, "b_worker": worker}
+        return await self.db.run_read(lambda conn: conn.execute(_HOLDS, params).first() is not None)
 
     # -- dispatch ------------------------------------------------------------------------------
 
@@ -446,153 +304,315 @@ class ExecutionStore:
         """
         if not targets:
             return []
-        now = utcnow()
-        cutoff = now - timedelta(seconds=claim_timeout)
-        names = [t.name for t in targets]
-        async with self.db.write() as tx:
-            load = await self._load(tx, names, cutoff)
-            free = {t.name: t.capacity - load.get(t.name, 0) for t in targets}
-            if not any(n > 0 for n in free.values()):
-                return []
-            capacity = {t.name: t.capacity for t in targets}
-            offers: list[tuple[str, ExecutionScheduledFrame]] = []
-            after: tuple[datetime, str] | None = None
-            while any(n > 0 for n in free.values()):
-                page = await self._queued(tx, cutoff, after)
-                for row in page:
-                    fitting = [t.name for t in targets if free[t.name] > 0 and t.fits(row.requests)]
-                    if not fitting:
-                        continue
-                    # Least loaded first; on a tie, not the worker that let this offer lapse.
-                    name = min(
-                        fitting,
-                        key=lambda n: ((capacity[n] - free[n]) / capacity[n], n == row.offered_to),
-                    )
-                    free[name] -= 1
-                    frame = ExecutionScheduledFrame.model_construct(
-                        execution_id=row.id,
-                        workflow_name=row.workflow_name,
-                        workflow_version=row.workflow_version,
-                    )
-                    offers.append((name, frame))
-                    if not any(n > 0 for n in free.values()):
-                        break
-                if len(page) < _PAGE:
-                    break
-                after = (page[-1].created_at, page[-1].id)
-            if offers:
-                await tx.conn.execute(
-                    sa.update(executions)
-                    .where(_C.id == sa.bindparam("b_id"))
-                    .values(offered_to=sa.bindparam("b_worker"), offered_at=now),
-                    [{"b_id": f.execution_id, "b_worker": w} for w, f in offers],
-                )
-        return offers
+        return await self.db.run_write(lambda tx: _offer(tx, targets, claim_timeout))
 
     async def withdraw_offers(self, worker: str) -> None:
         """Forget unclaimed offers to ``worker`` (its stream closed) so others get them now."""
-        async with self.db.write() as tx:
-            result = await tx.conn.execute(
-                sa.update(executions)
-                .where(_C.offered_to == worker, _C.state == ExecutionState.SCHEDULED.value)
-                .values(offered_to=None, offered_at=None)
-            )
+
+        def write(tx: Tx[sa.Connection]) -> None:
+            result = tx.conn.execute(_WITHDRAW, {"b_worker": worker})
             if result.rowcount:
                 tx.notify(DISPATCH)
 
-    async def _load(self, tx: Tx, names: list[str], cutoff: datetime) -> dict[str, int]:
-        held = (
-            sa.select(_C.worker_name.label("w"), sa.func.count().label("n"))
-            .where(_C.worker_name.in_(names), _C.state.in_([s.value for s in HELD]))
-            .group_by(_C.worker_name)
-        )
-        offered = (
-            sa.select(_C.offered_to.label("w"), sa.func.count().label("n"))
-            .where(
-                _C.offered_to.in_(names),
-                _C.state == ExecutionState.SCHEDULED.value,
-                _C.offered_at >= cutoff,
-            )
-            .group_by(_C.offered_to)
-        )
-        load: dict[str, int] = {}
-        for w, n in await tx.conn.execute(sa.union_all(held, offered)):
-            load[w] = load.get(w, 0) + n
-        return load
+        await self.db.run_write(write)
 
-    async def _queued(
-        self, tx: Tx, cutoff: datetime, after: tuple[datetime, str] | None
-    ) -> list[Any]:
-        query = (
-            sa.select(
-                _C.id,
-                _C.workflow_name,
-                _C.workflow_version,
-                _C.requests,
-                _C.offered_to,
-                _C.created_at,
-            )
-            .where(
-                _C.state.in_([s.value for s in OFFERABLE]),
-                sa.or_(_C.offered_to.is_(None), _C.offered_at < cutoff),
-            )
-            .order_by(_C.created_at, _C.id)
-            .limit(_PAGE)
-        )
-        if after is not None:
-            query = query.where(sa.tuple_(_C.created_at, _C.id) > sa.tuple_(*after))
-        if not self.db.is_sqlite:
-            # Another replica offering at the same moment skips these rows instead of waiting.
-            query = query.with_for_update(skip_locked=True)
-        return list((await tx.conn.execute(query)).all())
 
-    # -- helpers -------------------------------------------------------------------------------
+# -- the operations, one transaction each ---------------------------------------------------------
+#
+# Statements are built once: constructing a SQLAlchemy statement costs several times more than
+# executing a prebuilt one. Updates without ``.values()`` take their SET columns from the
+# parameters (typed by the columns); ``b_``-prefixed parameters are the WHERE clause's.
 
-    async def _locked(self, tx: Tx, execution_id: str, workflow_name: str | None = None) -> Any:
-        query = sa.select(_C.state, _C.workflow_name, _C.worker_name, _C.generation).where(
-            _C.id == execution_id
-        )
-        if not self.db.is_sqlite:
-            query = query.with_for_update()
-        row = (await tx.conn.execute(query)).first()
-        if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
-            raise _not_found(execution_id, workflow_name)
-        return row
+_HELD = [s.value for s in HELD]
+_OFFERABLE = [s.value for s in OFFERABLE]
 
-    async def _fenced(self, tx: Tx, worker: str, execution_id: str, generation: int) -> Any:
-        row = await self._locked(tx, execution_id)
-        if row.generation != generation or row.worker_name != worker:
-            raise ConflictError(
-                f"execution {execution_id!r} is no longer held by worker {worker!r} with "
-                f"generation {generation} (current generation {row.generation}); abandon it",
-                status_code=409,
-                generation=row.generation,
-            )
-        return row
 
-    async def _finish_cancelled(
-        self, tx: Tx, execution_id: str, workflow_name: str, now: datetime
-    ) -> None:
-        await tx.conn.execute(
-            sa.insert(events).values(
-                server_event(
-                    execution_id, workflow_name, EventType.WORKFLOW_CANCELLED, now, None, None
-                )
-            )
+def _bind(name: str, column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, type_=column.type)
+
+
+_INSERT_EXECUTION = sa.insert(executions)
+_INSERT_EVENT = sa.insert(events)
+_READ_STATUS = sa.select(*_STATUS_COLUMNS).where(_C.id == sa.bindparam("b_id"))
+_READ_HISTORY = (
+    sa.select(*_EVENT_COLUMNS).where(_E.execution_id == sa.bindparam("b_id")).order_by(_E.seq)
+)
+_READ_HISTORY_VIEWS = (
+    sa.select(*_EVENT_COLUMNS, _E.view)
+    .where(_E.execution_id == sa.bindparam("b_id"))
+    .order_by(_E.seq)
+)
+_READ_ROW = sa.select(_C.state, _C.workflow_name, _C.worker_name, _C.generation).where(
+    _C.id == sa.bindparam("b_id")
+)
+_READ_ROW_LOCKED = _READ_ROW.with_for_update()
+_READ_HOLDER = sa.select(_C.state, _C.worker_name).where(_C.id == sa.bindparam("b_id"))
+_READ_SOURCE = sa.select(workflows.c.source, workflows.c.source_hash).where(
+    workflows.c.id == sa.bindparam("b_workflow_id")
+)
+_UPDATE = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
+_BUMP = _UPDATE.values(generation=_C.generation + 1)
+_CLAIM = (
+    sa.update(executions)
+    .where(_C.id == sa.bindparam("b_id"), _C.state.in_(_OFFERABLE))
+    .values(
+        state=ExecutionState.CLAIMED.value,
+        worker_name=_bind("b_worker", _C.worker_name),
+        generation=_C.generation + 1,
+        claimed_at=_bind("b_now", _C.claimed_at),
+        offered_to=None,
+        offered_at=None,
+        updated_at=_bind("b_now", _C.updated_at),
+    )
+    .returning(_C.generation, _C.workflow_id, _C.workflow_name, _C.workflow_version, _C.input)
+)
+_OFFER = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
+_WITHDRAW = (
+    sa.update(executions)
+    .where(_C.offered_to == sa.bindparam("b_worker"), _C.state == ExecutionState.SCHEDULED.value)
+    .values(offered_to=None, offered_at=None)
+)
+_HELD_BY = sa.select(_C.id, _C.state).where(
+    _C.worker_name == sa.bindparam("b_worker"), _C.state.in_(_HELD)
+)
+_HOLDS = sa.select(_C.id).where(
+    _C.id == sa.bindparam("b_id"), _C.worker_name == sa.bindparam("b_worker"), _C.state.in_(_HELD)
+)
+_LOAD = sa.union_all(
+    sa.select(_C.worker_name.label("w"), sa.func.count().label("n"))
+    .where(_C.worker_name.in_(sa.bindparam("b_names", expanding=True)), _C.state.in_(_HELD))
+    .group_by(_C.worker_name),
+    sa.select(_C.offered_to.label("w"), sa.func.count().label("n"))
+    .where(
+        _C.offered_to.in_(sa.bindparam("b_names", expanding=True)),
+        _C.state == ExecutionState.SCHEDULED.value,
+        _C.offered_at >= _bind("b_cutoff", _C.offered_at),
+    )
+    .group_by(_C.offered_to),
+)
+_QUEUED = (
+    sa.select(
+        _C.id, _C.workflow_name, _C.workflow_version, _C.requests, _C.offered_to, _C.created_at
+    )
+    .where(
+        _C.state.in_(_OFFERABLE),
+        sa.or_(_C.offered_to.is_(None), _C.offered_at < _bind("b_cutoff", _C.offered_at)),
+    )
+    .order_by(_C.created_at, _C.id)
+    .limit(_PAGE)
+)
+_QUEUED_AFTER = _QUEUED.where(
+    sa.tuple_(_C.created_at, _C.id)
+    > sa.tuple_(_bind("b_created_at", _C.created_at), sa.bindparam("b_after_id"))
+)
+
+
+def _new_execution(workflow: LatestWorkflow, input: Any) -> dict[str, Any]:
+    now = utcnow()
+    return {
+        "id": new_id(),
+        "workflow_id": workflow.id,
+        "workflow_name": workflow.name,
+        "workflow_version": workflow.version,
+        "state": ExecutionState.SCHEDULED.value,
+        "input": dumps(input, "json"),
+        "input_view": input,
+        "requests": workflow.requests,
+        "generation": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _created(row: dict[str, Any], input: Any) -> ExecutionStatus:
+    return ExecutionStatus.model_construct(
+        execution_id=row["id"],
+        workflow_id=row["workflow_id"],
+        workflow_name=row["workflow_name"],
+        workflow_version=row["workflow_version"],
+        state=ExecutionState.SCHEDULED,
+        input=input,
+        output=None,
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        worker=None,
+        events=None,
+    )
+
+
+def _read_status(
+    conn: sa.Connection, execution_id: str, workflow_name: str | None, detailed: bool
+) -> ExecutionStatus:
+    row = conn.execute(_READ_STATUS, {"b_id": execution_id}).first()
+    if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
+        raise _not_found(execution_id, workflow_name)
+    records = None
+    if detailed:
+        rows = conn.execute(_READ_HISTORY_VIEWS, {"b_id": execution_id})
+        records = [_record(r, r.view) for r in rows]
+    return _status(row, records)
+
+
+def _claim(tx: Tx[sa.Connection], worker: str, execution_id: str, now: datetime) -> ClaimResponse:
+    conn = tx.conn
+    row = conn.execute(_CLAIM, {"b_id": execution_id, "b_worker": worker, "b_now": now}).first()
+    if row is None:
+        current = conn.execute(_READ_HOLDER, {"b_id": execution_id}).first()
+        if current is None:
+            raise _not_found(execution_id)
+        holder = f" by worker {current.worker_name!r}" if current.state in HELD else ""
+        raise ConflictError(
+            f"execution {execution_id!r} cannot be claimed: it is {current.state}{holder}",
+            status_code=409,
+            state=current.state,
         )
-        await tx.conn.execute(
-            sa.update(executions)
-            .where(_C.id == execution_id)
-            .values(
-                state=ExecutionState.CANCELLED.value,
-                generation=_C.generation + 1,
-                offered_to=None,
-                offered_at=None,
-                updated_at=now,
+    source = conn.execute(_READ_SOURCE, {"b_workflow_id": row.workflow_id}).one()
+    history = conn.execute(_READ_HISTORY, {"b_id": execution_id})
+    # Views are for display; the worker replays from values, so they are left out.
+    records = [_record(r, None) for r in history]
+    return ClaimResponse.model_construct(
+        execution_id=execution_id,
+        generation=row.generation,
+        workflow_id=row.workflow_id,
+        workflow_name=row.workflow_name,
+        workflow_version=row.workflow_version,
+        source=source.source,
+        source_hash=source.source_hash,
+        input=b64encode(row.input),
+        events=records,
+        state=ExecutionState.CLAIMED,
+    )
+
+
+def _checkpoint(
+    tx: Tx[sa.Connection],
+    worker: str,
+    execution_id: str,
+    request: CheckpointRequest,
+    now: datetime,
+) -> CheckpointResponse:
+    row = _fenced(tx, worker, execution_id, request.generation)
+    state = ExecutionState(row.state)
+    insert_events(tx, execution_id, request.events)
+    new = next_state(state, request.events)
+    values: dict[str, Any] = {}
+    if new == ExecutionState.PAUSED and state == ExecutionState.CANCELLING:
+        # It paused instead of unwinding: nobody will resume it, so it is cancelled.
+        _finish_cancelled(tx, execution_id, row.workflow_name, now)
+        new = ExecutionState.CANCELLED
+    elif new != state:
+        values["state"] = new.value
+        if new in FINISHED_STATES:
+            values.update(_output(request))
+    if values or request.events:
+        tx.conn.execute(_UPDATE, {"b_id": execution_id, "updated_at": now, **values})
+    if new != state:
+        tx.notify(exec_note(execution_id, new))
+        if new in FINISHED_STATES or new == ExecutionState.PAUSED:
+            tx.notify(DISPATCH)
+    return CheckpointResponse.model_construct(acknowledged=len(request.events), state=new)
+
+
+def _offer(
+    tx: Tx[sa.Connection], targets: Sequence[OfferTarget], claim_timeout: float
+) -> list[tuple[str, ExecutionScheduledFrame]]:
+    now = utcnow()
+    cutoff = now - timedelta(seconds=claim_timeout)
+    load = _load(tx.conn, [t.name for t in targets], cutoff)
+    free = {t.name: t.capacity - load.get(t.name, 0) for t in targets}
+    if not any(n > 0 for n in free.values()):
+        return []
+    capacity = {t.name: t.capacity for t in targets}
+    offers: list[tuple[str, ExecutionScheduledFrame]] = []
+    after: tuple[datetime, str] | None = None
+    while any(n > 0 for n in free.values()):
+        page = _queued(tx.conn, cutoff, after)
+        for row in page:
+            fitting = [t.name for t in targets if free[t.name] > 0 and t.fits(row.requests)]
+            if not fitting:
+                continue
+            # Least loaded first; on a tie, not the worker that let this offer lapse.
+            lapsed = row.offered_to
+            name = min(fitting, key=lambda n: ((capacity[n] - free[n]) / capacity[n], n == lapsed))
+            free[name] -= 1
+            frame = ExecutionScheduledFrame.model_construct(
+                execution_id=row.id,
+                workflow_name=row.workflow_name,
+                workflow_version=row.workflow_version,
             )
+            offers.append((name, frame))
+            if not any(n > 0 for n in free.values()):
+                break
+        if len(page) < _PAGE:
+            break
+        after = (page[-1].created_at, page[-1].id)
+    if offers:
+        tx.conn.execute(
+            _OFFER,
+            [{"b_id": f.execution_id, "offered_to": w, "offered_at": now} for w, f in offers],
         )
-        tx.notify(exec_note(execution_id))
-        tx.notify(DISPATCH)
+    return offers
+
+
+def _load(conn: sa.Connection, names: list[str], cutoff: datetime) -> dict[str, int]:
+    """What each worker holds or has been offered (recently), from the database: the truth
+    shared by every replica."""
+    load: dict[str, int] = {}
+    for w, n in conn.execute(_LOAD, {"b_names": names, "b_cutoff": cutoff}):
+        load[w] = load.get(w, 0) + n
+    return load
+
+
+def _queued(conn: sa.Connection, cutoff: datetime, after: tuple[datetime, str] | None) -> list[Any]:
+    query, params = _QUEUED, {"b_cutoff": cutoff}
+    if after is not None:
+        query = _QUEUED_AFTER
+        params.update(b_created_at=after[0], b_after_id=after[1])
+    if conn.dialect.name != "sqlite":
+        # Another replica offering at the same moment skips these rows instead of waiting.
+        query = query.with_for_update(skip_locked=True)
+    return list(conn.execute(query, params).all())
+
+
+def _locked(tx: Tx[sa.Connection], execution_id: str, workflow_name: str | None = None) -> Any:
+    query = _READ_ROW if tx.conn.dialect.name == "sqlite" else _READ_ROW_LOCKED
+    row = tx.conn.execute(query, {"b_id": execution_id}).first()
+    if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
+        raise _not_found(execution_id, workflow_name)
+    return row
+
+
+def _fenced(tx: Tx[sa.Connection], worker: str, execution_id: str, generation: int) -> Any:
+    row = _locked(tx, execution_id)
+    if row.generation != generation or row.worker_name != worker:
+        raise ConflictError(
+            f"execution {execution_id!r} is no longer held by worker {worker!r} with "
+            f"generation {generation} (current generation {row.generation}); abandon it",
+            status_code=409,
+            generation=row.generation,
+        )
+    return row
+
+
+def _finish_cancelled(
+    tx: Tx[sa.Connection], execution_id: str, workflow_name: str, now: datetime
+) -> None:
+    tx.conn.execute(
+        _INSERT_EVENT,
+        server_event(execution_id, workflow_name, EventType.WORKFLOW_CANCELLED, now, None, None),
+    )
+    tx.conn.execute(
+        _BUMP,
+        {
+            "b_id": execution_id,
+            "state": ExecutionState.CANCELLED.value,
+            "offered_to": None,
+            "offered_at": None,
+            "updated_at": now,
+        },
+    )
+    tx.notify(exec_note(execution_id, ExecutionState.CANCELLED))
+    tx.notify(DISPATCH)
 
 
 def _not_found(execution_id: str, workflow_name: str | None = None) -> NotFoundError:

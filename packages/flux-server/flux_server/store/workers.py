@@ -15,7 +15,7 @@ from flux.protocol import (
     WorkerRuntime,
 )
 
-from flux_server.db import Database
+from flux_server.db import Database, Tx
 from flux_server.db.tables import executions, workers
 from flux_server.store._common import DISPATCH, HELD, requeue_held
 
@@ -27,6 +27,8 @@ DROP_NOTE = "drop"
 """Note ``drop:<name>``: close that worker's stream (it was declared dead)."""
 
 _K = workers.c
+_CONNECTED = sa.select(_K.connected).where(_K.name == sa.bindparam("b_name"))
+_UPDATE = sa.update(workers).where(_K.name == sa.bindparam("b_name"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,36 +60,28 @@ class WorkerStore:
             "connected": False,
             "registered_at": now,
         }
-        async with self.db.write() as tx:
-            old = (
-                await tx.conn.execute(
-                    sa.select(_K.session_token_hash).where(_K.name == request.name)
-                )
+
+        def write(tx: Tx[sa.Connection]) -> None:
+            old = tx.conn.execute(
+                sa.select(_K.session_token_hash).where(_K.name == request.name)
             ).first()
             if old is None:
-                await tx.conn.execute(sa.insert(workers).values(name=request.name, **values))
+                tx.conn.execute(sa.insert(workers).values(name=request.name, **values))
             else:
-                await tx.conn.execute(
-                    sa.update(workers).where(_K.name == request.name).values(**values)
-                )
+                tx.conn.execute(sa.update(workers).where(_K.name == request.name).values(**values))
                 tx.notify(f"{TOKEN_NOTE}:{old.session_token_hash}")
-                await requeue_held(tx, [request.name], now)
+                requeue_held(tx, [request.name], now)
             tx.notify(DISPATCH)
 
+        await self.db.run_write(write)
+
     async def token_owner(self, token_hash: str) -> str | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(sa.select(_K.name).where(_K.session_token_hash == token_hash))
-            ).first()
-        return None if row is None else row.name
+        query = sa.select(_K.name).where(_K.session_token_hash == token_hash)
+        return await self.db.run_read(lambda conn: conn.execute(query).scalar_one_or_none())
 
     async def get(self, name: str) -> WorkerRecord | None:
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(_K.name, _K.capacity, _K.resources).where(_K.name == name)
-                )
-            ).first()
+        query = sa.select(_K.name, _K.capacity, _K.resources).where(_K.name == name)
+        row = await self.db.run_read(lambda conn: conn.execute(query).first())
         if row is None:
             return None
         return WorkerRecord(row.name, row.capacity, WorkerResources.model_validate(row.resources))
@@ -97,33 +91,35 @@ class WorkerStore:
         values: dict[str, object] = {"last_heartbeat": utcnow(), "connected": True}
         if resources is not None:
             values["resources"] = resources.model_dump(mode="json")
-        async with self.db.write() as tx:
-            was = (
-                await tx.conn.execute(sa.select(_K.connected).where(_K.name == name))
-            ).scalar_one_or_none()
-            await tx.conn.execute(sa.update(workers).where(_K.name == name).values(**values))
+
+        def write(tx: Tx[sa.Connection]) -> bool:
+            was = tx.conn.execute(_CONNECTED, {"b_name": name}).scalar_one_or_none()
+            tx.conn.execute(_UPDATE, {"b_name": name, **values})
             if was is False:
                 tx.notify(DISPATCH)
-        return was is False
+            return was is False
+
+        return await self.db.run_write(write)
 
     async def expire(self, cutoff: datetime) -> list[str]:
         """Declare dead every worker silent since ``cutoff``; requeue what they held."""
-        async with self.db.write() as tx:
+
+        def write(tx: Tx[sa.Connection]) -> list[str]:
             names = list(
-                (
-                    await tx.conn.execute(
-                        sa.update(workers)
-                        .where(_K.connected.is_(True), _K.last_heartbeat < cutoff)
-                        .values(connected=False)
-                        .returning(_K.name)
-                    )
+                tx.conn.execute(
+                    sa.update(workers)
+                    .where(_K.connected.is_(True), _K.last_heartbeat < cutoff)
+                    .values(connected=False)
+                    .returning(_K.name)
                 ).scalars()
             )
             if names:
-                await requeue_held(tx, names, utcnow())
+                requeue_held(tx, names, utcnow())
                 for name in names:
                     tx.notify(f"{DROP_NOTE}:{name}")
-        return names
+            return names
+
+        return await self.db.run_write(write)
 
     async def list(self) -> list[WorkerInfo]:
         running = (
@@ -137,8 +133,7 @@ class WorkerStore:
             .outerjoin(running, running.c.worker_name == _K.name)
             .order_by(_K.name)
         )
-        async with self.db.read() as conn:
-            rows = (await conn.execute(query)).all()
+        rows = await self.db.run_read(lambda conn: conn.execute(query).all())
         return [
             WorkerInfo(
                 name=r.name,

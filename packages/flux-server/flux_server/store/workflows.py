@@ -17,7 +17,7 @@ from flux.protocol import (
     WorkflowVersion,
 )
 
-from flux_server.db import Database
+from flux_server.db import Database, Tx
 from flux_server.db.tables import workflows
 from flux_server.source import WorkflowDefinition
 from flux_server.store._common import new_id
@@ -68,16 +68,15 @@ class WorkflowStore:
         self, definitions: Sequence[WorkflowDefinition], source: str, source_hash: str
     ) -> list[WorkflowSummary]:
         now = utcnow()
-        summaries = []
-        async with self.db.write() as tx:
+
+        def write(tx: Tx[sa.Connection]) -> list[WorkflowSummary]:
+            summaries = []
             for definition in definitions:
-                latest = (
-                    await tx.conn.execute(
-                        sa.select(*_SUMMARY)
-                        .where(_W.name == definition.name)
-                        .order_by(_W.version.desc())
-                        .limit(1)
-                    )
+                latest = tx.conn.execute(
+                    sa.select(*_SUMMARY)
+                    .where(_W.name == definition.name)
+                    .order_by(_W.version.desc())
+                    .limit(1)
                 ).first()
                 if latest is not None and latest.source_hash == source_hash:
                     summaries.append(_summary(latest))
@@ -91,10 +90,12 @@ class WorkflowStore:
                     "options": definition.options.model_dump(mode="json"),
                     "created_at": now,
                 }
-                await tx.conn.execute(sa.insert(workflows).values(row))
+                tx.conn.execute(sa.insert(workflows).values(row))
                 summaries.append(_summary(row))
             tx.notify(WORKFLOWS_NOTE)
-        return summaries
+            return summaries
+
+        return await self.db.run_write(write)
 
     async def list(self) -> list[WorkflowSummary]:
         """The latest version of every workflow, by name."""
@@ -108,21 +109,15 @@ class WorkflowStore:
             .join(newest, sa.and_(_W.name == newest.c.name, _W.version == newest.c.version))
             .order_by(_W.name)
         )
-        async with self.db.read() as conn:
-            return [_summary(row) for row in await conn.execute(query)]
+        return await self.db.run_read(lambda conn: [_summary(row) for row in conn.execute(query)])
 
     async def get(self, name: str) -> WorkflowDetail:
         """Raises NotFoundError for an unknown name."""
-        async with self.db.read() as conn:
-            rows = (
-                await conn.execute(
-                    sa.select(*_SUMMARY, _W.source).where(_W.name == name).order_by(_W.version)
-                )
-            ).all()
-            if not rows:
-                raise _not_found(name)
-            latest = rows[-1]
-            # Only the latest source is needed; older rows were read for their metadata.
+        query = sa.select(*_SUMMARY, _W.source).where(_W.name == name).order_by(_W.version)
+        rows = await self.db.run_read(lambda conn: conn.execute(query).all())
+        if not rows:
+            raise _not_found(name)
+        latest = rows[-1]
         return WorkflowDetail(
             **_summary(latest).model_dump(),
             source=latest.source,
@@ -143,15 +138,13 @@ class WorkflowStore:
         cached = self._latest.get(name)
         if cached is not None:
             return cached
-        async with self.db.read() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(_W.id, _W.name, _W.version, _W.options)
-                    .where(_W.name == name)
-                    .order_by(_W.version.desc())
-                    .limit(1)
-                )
-            ).first()
+        query = (
+            sa.select(_W.id, _W.name, _W.version, _W.options)
+            .where(_W.name == name)
+            .order_by(_W.version.desc())
+            .limit(1)
+        )
+        row = await self.db.run_read(lambda conn: conn.execute(query).first())
         if row is None:
             raise _not_found(name)
         latest = LatestWorkflow(row.id, row.name, row.version, _requests(row.options))

@@ -59,8 +59,8 @@ def upgrade() -> None:
         ),
     )
     op.create_index("ix_executions_state_created_at", "executions", ["state", "created_at"])
-    op.create_index("ix_executions_worker_name", "executions", ["worker_name"])
-    op.create_index("ix_executions_offered_to", "executions", ["offered_to"])
+    op.create_index("ix_executions_worker_name_state", "executions", ["worker_name", "state"])
+    op.create_index("ix_executions_offered_to_state", "executions", ["offered_to", "state"])
     op.create_table(
         "events",
         sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -114,8 +114,8 @@ def downgrade() -> None:
     op.drop_table("workers")
     op.drop_index("ix_events_execution_id_seq", table_name="events")
     op.drop_table("events")
-    op.drop_index("ix_executions_offered_to", table_name="executions")
-    op.drop_index("ix_executions_worker_name", table_name="executions")
+    op.drop_index("ix_executions_offered_to_state", table_name="executions")
+    op.drop_index("ix_executions_worker_name_state", table_name="executions")
     op.drop_index("ix_executions_state_created_at", table_name="executions")
     op.drop_table("executions")
     op.drop_table("workflows")
