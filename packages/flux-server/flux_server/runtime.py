@@ -81,6 +81,7 @@ class Runtime:
 
     async def stop(self) -> None:
         self.hub.close_all()
+        await self.scheduler.stop()
         tasks = [*self._tasks, *self._chores]
         for task in tasks:
             task.cancel()

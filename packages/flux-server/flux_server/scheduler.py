@@ -86,6 +86,9 @@ class Scheduler:
         self._wake = asyncio.Event()
         self._tracked: set[str] = set()
         """Executions this process started that have not finished yet."""
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.passes = 0
 
     def wake(self) -> None:
@@ -100,8 +103,9 @@ class Scheduler:
         """Schedule until cancelled."""
         poll = self.settings.poll_interval
         loaded = False
-        while True:
+        while not self._stopping:
             self._wake.clear()
+            self._idle.clear()
             try:
                 if not loaded:
                     await self.load()
@@ -112,10 +116,21 @@ class Scheduler:
             except Exception:
                 log.exception("scheduler pass failed; retrying")
                 delay = _RETRY_DELAY
+            finally:
+                self._idle.set()
+            if self._stopping:
+                return
             delay = min(max(delay, 0.0), poll)
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), delay)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Let the pass in progress finish (so no transaction is cut short), then stop."""
+        self._stopping = True
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def run_once(self) -> float:
         """One pass: settle finished runs, time out overdue ones, fire due ticks. Returns the
