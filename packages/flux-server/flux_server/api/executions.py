@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from fastapi import APIRouter, Query, Request
 from flux.domain import FINISHED_STATES, ExecutionState
@@ -27,7 +28,9 @@ router = APIRouter(prefix="/workflows", tags=["executions"], route_class=FluxRou
 
 _RECHECK = 5.0
 """Seconds between re-reads while waiting, in case a wake-up from a replica was missed."""
-_STREAM = {200: {"content": {"text/event-stream": {}}, "description": "stream mode: SSE frames"}}
+_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "stream mode: SSE frames"}
+}
 
 
 def _settled(state: ExecutionState) -> bool:

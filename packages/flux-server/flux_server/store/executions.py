@@ -564,7 +564,8 @@ def _load(conn: sa.Connection, names: list[str], cutoff: datetime) -> dict[str, 
 
 
 def _queued(conn: sa.Connection, cutoff: datetime, after: tuple[datetime, str] | None) -> list[Any]:
-    query, params = _QUEUED, {"b_cutoff": cutoff}
+    query = _QUEUED
+    params: dict[str, Any] = {"b_cutoff": cutoff}
     if after is not None:
         query = _QUEUED_AFTER
         params.update(b_created_at=after[0], b_after_id=after[1])

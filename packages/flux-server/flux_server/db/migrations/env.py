@@ -7,6 +7,8 @@ command line, set ``sqlalchemy.url`` in the config.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import context
 from flux_server.db.engine import sync_url
@@ -14,7 +16,7 @@ from flux_server.db.migrate import VERSION_TABLE
 from flux_server.db.tables import metadata
 
 config = context.config
-_OPTIONS = {
+_OPTIONS: dict[str, Any] = {
     "target_metadata": metadata,
     "version_table": VERSION_TABLE,
     "render_as_batch": True,
