@@ -3,6 +3,7 @@ input, and the ``<workflow>_auto`` schedules that follow a workflow's ``schedule
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -223,6 +224,11 @@ async def test_auto_schedule_follows_the_workflow_option(server) -> None:
     # Without the option, the schedule goes.
     await server.register(UNSCHEDULED)
     assert await server.client.list_schedules() == []
+
+
+async def test_concurrent_registrations_make_one_auto_schedule(server) -> None:
+    await asyncio.gather(*(server.register(SCHEDULED) for _ in range(3)))
+    assert [s.name for s in await server.client.list_schedules()] == ["daily_report_auto"]
 
 
 async def test_auto_schedules_leave_other_schedules_alone(server) -> None:

@@ -216,11 +216,18 @@ class ScheduleStore:
         """
         if not self.settings.auto_schedule_enabled:
             return
-        now = utcnow()
-        async with self.db.write() as tx:
-            for definition in definitions:
-                await self._sync_one(tx, definition, now)
-            tx.notify(SCHEDULES_NOTE)
+        for attempt in range(3):
+            try:
+                now = utcnow()
+                async with self.db.write() as tx:
+                    for definition in definitions:
+                        await self._sync_one(tx, definition, now)
+                    tx.notify(SCHEDULES_NOTE)
+                return
+            except sa.exc.IntegrityError:
+                # A concurrent registration (another replica) created the schedule first.
+                if attempt == 2:
+                    raise
 
     async def _sync_one(self, tx: Tx, definition: WorkflowDefinition, now: datetime) -> None:
         name = f"{definition.name}{self.settings.auto_schedule_suffix}"
