@@ -89,6 +89,17 @@ async def test_create_show_list_pause_resume_delete(server) -> None:
     assert [s.name for s in await server.client.list_schedules()] == ["every_90m"]
 
 
+async def test_next_run_follows_the_time_zone(server) -> None:
+    """Cron runs on the wall clock of its zone (DST rules are flux.schedules')."""
+    await server.register(HELLO)
+    before = datetime.now(UTC)
+    lisbon = cron("30 2 * * *", timezone="Europe/Lisbon")
+    created = await server.client.create_schedule("hello", "lisbon_night", lisbon)
+    after = datetime.now(UTC)
+    assert created.next_run_at in {lisbon.next_run_after(before), lisbon.next_run_after(after)}
+    assert created.schedule_config["timezone"] == "Europe/Lisbon"
+
+
 async def test_the_spec_request_body(server) -> None:
     """The exact body of the README's ``POST /schedules`` example, over raw HTTP."""
     await server.register(HELLO.replace(b"hello", b"my_workflow"))
