@@ -105,14 +105,14 @@ class WorkflowRun:
         self.run.emit(EventType.WORKFLOW_CANCELLED, ctx.execution_id, ctx.workflow_name, None)
 
     def _finish_from(self, body: asyncio.Task[Any]) -> None:
+        exc = None if body.cancelled() else body.exception()
         if body.cancelled():
             self._record_cancelled()
-        elif isinstance(body.exception(), ExecutionPaused):
-            exc = body.exception()
+        elif isinstance(exc, ExecutionPaused):
             self.run.emit(
                 EventType.WORKFLOW_PAUSED, self.ctx.execution_id, self.ctx.workflow_name, exc.name
-            )  # type: ignore[union-attr]
-        elif body.exception() is not None:
+            )
+        elif exc is not None:
             self.run.emit(
                 EventType.WORKFLOW_FAILED,
                 self.ctx.execution_id,

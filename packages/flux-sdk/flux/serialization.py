@@ -14,6 +14,7 @@ import dataclasses
 import io
 import json
 import pickle
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -145,7 +146,7 @@ def _timedelta(v: Any) -> timedelta:
     return timedelta(seconds=v)  # written by earlier versions as total seconds
 
 
-_UNTAG = {
+_UNTAG: dict[str, Callable[[Any], Any]] = {
     "dict": lambda v: {_untag(k): _untag(x) for k, x in v},
     "tuple": lambda v: tuple(_untag(x) for x in v),
     "set": lambda v: {_untag(x) for x in v},

@@ -52,9 +52,9 @@ class _hybrid:
         return functools.partial(self.fn, cls, obj)
 
 
-def check_option_names(kind: str, cls: type, options: dict[str, Any]) -> None:
+def check_option_names(kind: str, cls: Any, options: dict[str, Any]) -> None:
     """Refuse option names the decorator does not know, listing the ones it does."""
-    known = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "func")]
+    known = [p for p in inspect.signature(cls).parameters if p != "func"]
     for name in options:
         if name not in known:
             raise UsageError(f"unknown {kind} option {name!r}; the options are {', '.join(known)}")
@@ -138,7 +138,9 @@ class task(Generic[P, R]):
         functools.update_wrapper(self, func)  # type: ignore[arg-type]  # keeps __name__/__doc__
 
     @_hybrid
-    def with_options(cls, self: task[Any, Any] | None, func: Any = None, **options: Any) -> Any:
+    def with_options(
+        cls: Any, self: task[Any, Any] | None, func: Any = None, **options: Any
+    ) -> Any:
         """``@task.with_options(...)`` decorator, or ``some_task.with_options(...)`` variant."""
         check_option_names("task", cls, options)
         if self is not None:

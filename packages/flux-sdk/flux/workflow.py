@@ -111,7 +111,9 @@ class workflow(Generic[T, R]):
         functools.update_wrapper(self, func)  # type: ignore[arg-type]  # keeps __name__/__doc__
 
     @_hybrid
-    def with_options(cls, self: workflow[Any, Any] | None, func: Any = None, **options: Any) -> Any:
+    def with_options(
+        cls: Any, self: workflow[Any, Any] | None, func: Any = None, **options: Any
+    ) -> Any:
         """``@workflow.with_options(...)`` decorator, or a variant of an existing workflow."""
         check_option_names("workflow", cls, options)
         if self is not None:

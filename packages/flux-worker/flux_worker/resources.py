@@ -84,7 +84,7 @@ def runtime() -> WorkerRuntime:
 def installed_packages() -> list[PackageInfo]:
     seen: dict[str, str] = {}
     for dist in metadata.distributions():
-        name = dist.metadata.get("Name")
+        name = dist.name
         if name and name not in seen:
             seen[name] = dist.version
     return [PackageInfo(name=n, version=v) for n, v in sorted(seen.items())]
