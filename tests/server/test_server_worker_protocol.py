@@ -262,3 +262,18 @@ async def test_workers_list(server) -> None:
 
     (info,) = await eventually(connected)
     assert (info.name, info.capacity, info.running) == ("w1", 3, 0)
+
+
+async def test_a_lost_claim_answer_can_be_claimed_again_by_its_holder(server) -> None:
+    await server.register()
+    w1 = await server.worker("w1")
+    w2 = await server.worker("w2", connect=False)
+    run = await server.client.run("hello")
+    first = await w1.take()  # pretend this answer never arrived
+    again = await w1.ch.claim(run.execution_id)
+    assert again.generation == first.generation + 1
+    with pytest.raises(ConflictError):
+        await w2.ch.claim(run.execution_id)
+    await w1.ch.checkpoint(run.execution_id, again.generation, [record(EventType.WORKFLOW_STARTED)])
+    with pytest.raises(ConflictError):  # started: no longer claimable, even by its holder
+        await w1.ch.claim(run.execution_id)

@@ -201,7 +201,8 @@ class ExecutionStore:
     # -- workers -------------------------------------------------------------------------------
 
     async def claim(self, worker: str, execution_id: str) -> ClaimResponse:
-        """Give the execution to ``worker`` with a new generation.
+        """Give the execution to ``worker`` with a new generation. The holder of a claimed
+        execution that has not started may claim it again (a retry after a lost answer).
 
         Raises:
             NotFoundError: unknown execution.  ConflictError: not claimable now.
@@ -354,7 +355,17 @@ _UPDATE = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
 _BUMP = _UPDATE.values(generation=_C.generation + 1)
 _CLAIM = (
     sa.update(executions)
-    .where(_C.id == sa.bindparam("b_id"), _C.state.in_(_OFFERABLE))
+    .where(
+        _C.id == sa.bindparam("b_id"),
+        sa.or_(
+            _C.state.in_(_OFFERABLE),
+            # The same worker claiming again before starting it: its first answer was lost.
+            sa.and_(
+                _C.state == ExecutionState.CLAIMED.value,
+                _C.worker_name == _bind("b_worker", _C.worker_name),
+            ),
+        ),
+    )
     .values(
         state=ExecutionState.CLAIMED.value,
         worker_name=_bind("b_worker", _C.worker_name),
