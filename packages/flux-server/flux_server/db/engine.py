@@ -124,6 +124,8 @@ class Database:
         else:
             kwargs["pool_recycle"] = 1800
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # Reads on PostgreSQL skip BEGIN/ROLLBACK: two round trips fewer for a one-query read.
+        self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -150,11 +152,12 @@ class Database:
         return tx.result  # type: ignore[attr-defined, no-any-return]
 
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
-        """Run the synchronous ``fn(conn)`` in a read transaction (one snapshot on SQLite)."""
+        """Run the synchronous ``fn(conn)`` for reads: one snapshot on SQLite; on PostgreSQL each
+        statement sees what is committed when it runs (autocommit)."""
         if self.is_sqlite:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._readers, self._sqlite_read, fn)
-        async with self.engine.connect() as conn:
+        async with self._read_engine.connect() as conn:
             return await conn.run_sync(fn)
 
     def _sqlite_write(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
