@@ -27,6 +27,7 @@ is visible; in this process they are delivered to :attr:`Database.sink` after th
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import uuid
@@ -46,6 +47,8 @@ __all__ = ["NOTIFY_CHANNEL", "Database", "Tx", "async_url", "sync_url"]
 
 C = TypeVar("C")
 T = TypeVar("T")
+
+_IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("flux_in_write", default=False)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +142,9 @@ class Database:
         """Run ``fn(tx)`` in one write transaction, committed when it returns; the notes it
         made are delivered after the commit. ``fn`` is synchronous and must not touch the event
         loop (it may run in another thread)."""
+        if _IN_WRITE.get():
+            # On SQLite the writer thread is parked until that block ends: this would deadlock.
+            raise RuntimeError("run_write() inside an `async with db.write()` block")
         if self.is_sqlite:
             # The one writer thread runs these one after another; no lock is held across the
             # hop back to the event loop, which may be busy serving other requests.
@@ -192,6 +198,7 @@ class Database:
             paused, reached = threading.Event(), loop.create_future()
             held = loop.run_in_executor(self._writer, _barrier, loop, reached, paused)
             await reached
+        token = _IN_WRITE.set(True)
         try:
             async with self.engine.begin() as conn:
                 tx = Tx(conn)
@@ -201,6 +208,7 @@ class Database:
                         _NOTIFY, {"notes": [f"{self.origin}|{note}" for note in tx.notes]}
                     )
         finally:
+            _IN_WRITE.reset(token)
             if lock is not None:
                 assert paused is not None and held is not None
                 paused.set()
