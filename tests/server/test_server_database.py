@@ -21,7 +21,7 @@ async def test_notes_follow_commits_and_errors_roll_back(db_url: str) -> None:
         await db.run_write(lambda tx: tx.conn.execute(sa.delete(secrets)))
 
         def failing(tx):
-            tx.conn.execute(sa.text("INSERT INTO secrets VALUES ('A', x'00', 'now')"))
+            tx.conn.execute(sa.insert(secrets).values(ROW))
             tx.notify("never")
             raise ValueError("boom")
 
