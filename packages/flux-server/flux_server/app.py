@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -15,16 +14,12 @@ from flux_server.errors import install_error_handlers
 from flux_server.guard import GuardMiddleware
 from flux_server.options import ServerOptions
 from flux_server.runtime import Runtime
+from flux_server.version import SERVER_VERSION
 
 if TYPE_CHECKING:
     from flux.config import FluxSettings
 
 __all__ = ["create_app"]
-
-try:
-    _VERSION = version("flux-server")
-except PackageNotFoundError:  # running from a source tree without metadata
-    _VERSION = "0+unknown"
 
 
 def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
@@ -57,7 +52,7 @@ def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
 
     app = FastAPI(
         title="Flux",
-        version=_VERSION,
+        version=SERVER_VERSION,
         summary="Durable workflow orchestration: workflows, executions and workers.",
         lifespan=lifespan,
         docs_url="/docs",
