@@ -7,8 +7,8 @@ the old generation gets HTTP 409 and the worker must abandon its copy without fu
 - ``POST /workers/{name}/claim/{execution_id}`` -> :class:`ClaimResponse`; 409 when it is not
   claimable (someone else has it, it finished, it was cancelled). A worker whose claim answer was
   lost may claim again while the execution is still CLAIMED by it (it gets a new generation).
-  An execution the heartbeat lists in ``held`` that the worker does not run was claimed but
-  never started there: release it (or claim it again).
+  An execution the heartbeat lists in ``held`` that the worker does not run (and did not
+  claim after sending that heartbeat) was claimed but never started there: release it.
 - ``POST /workers/{name}/checkpoint/{execution_id}`` with :class:`CheckpointRequest` ->
   :class:`CheckpointResponse` once committed. Send only events not acknowledged before; resending
   an event (same ``id``) is harmless. The execution's state follows the last workflow-level event

@@ -87,8 +87,10 @@ class HeartbeatRequest(WireModel):
 class HeartbeatResponse(WireModel):
     heartbeat_interval: float
     held: list[str] = []
-    """Executions the server records as held by this worker. One the worker runs that is missing
-    here was taken away (fenced): the worker should abandon its copy."""
+    """Executions the server recorded as held by this worker when it answered. It lags behind
+    claims made while the heartbeat was in flight, so compare it only with executions claimed
+    before the heartbeat was sent. Losing an execution (fencing) is signalled reliably by a 409
+    on checkpoint or release; use this list to find executions held here but not running."""
     cancelling: list[str] = []
     """Held executions whose cancellation was requested (a repeat of ``execution.cancelled``)."""
 
