@@ -277,3 +277,25 @@ async def test_a_lost_claim_answer_can_be_claimed_again_by_its_holder(server) ->
     await w1.ch.checkpoint(run.execution_id, again.generation, [record(EventType.WORKFLOW_STARTED)])
     with pytest.raises(ConflictError):  # started: no longer claimable, even by its holder
         await w1.ch.claim(run.execution_id)
+
+
+async def test_heartbeat_with_running_takes_back_what_the_worker_dropped(start_server) -> None:
+    server = await start_server(claim_timeout=0.3)
+    await server.register()
+    worker = await server.worker()
+    run = await server.client.run("hello")
+    claim = await worker.take()
+    # Just claimed: a heartbeat sent before the claim's answer must not take it back.
+    assert (await worker.ch.heartbeat(running=[])).held == [run.execution_id]
+    assert (await worker.ch.heartbeat(running=[run.execution_id])).held == [run.execution_id]
+
+    async def taken_back() -> bool:
+        return (await worker.ch.heartbeat(running=[])).held == []
+
+    await eventually(taken_back)  # once idle longer than the claim timeout
+    again = await worker.take()
+    assert again.execution_id == run.execution_id and again.generation > claim.generation
+    with pytest.raises(ConflictError):
+        await worker.ch.checkpoint(
+            run.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
+        )

@@ -392,9 +392,13 @@ class AsyncWorkerChannel:
         call = calls.release(self.name, self.session_token, execution_id, generation, reason)
         return await self.client.send(call)
 
-    async def heartbeat(self, resources: WorkerResources | None = None) -> HeartbeatResponse:
-        """Report liveness (and optionally fresh resources)."""
-        return await self.client.send(calls.heartbeat(self.name, self.session_token, resources))
+    async def heartbeat(
+        self, resources: WorkerResources | None = None, running: Sequence[str] | None = None
+    ) -> HeartbeatResponse:
+        """Report liveness, optionally with fresh resources and the executions running here
+        (see :class:`flux.protocol.HeartbeatRequest`)."""
+        call = calls.heartbeat(self.name, self.session_token, resources, running)
+        return await self.client.send(call)
 
     async def get_secrets(self, execution_id: str, names: Sequence[str]) -> dict[str, Any]:
         """Secret values for a held execution.

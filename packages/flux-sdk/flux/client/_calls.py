@@ -295,12 +295,18 @@ def release(
     )
 
 
-def heartbeat(name: str, token: str, resources: WorkerResources | None) -> Call[HeartbeatResponse]:
+def heartbeat(
+    name: str,
+    token: str,
+    resources: WorkerResources | None,
+    running: Sequence[str] | None = None,
+) -> Call[HeartbeatResponse]:
+    body = HeartbeatRequest(resources=resources, running=None if running is None else list(running))
     return Call(
         "POST",
         f"/workers/{_seg(name)}/heartbeat",
         _model(HeartbeatResponse),
-        content=_model_body(HeartbeatRequest(resources=resources)),
+        content=_model_body(body),
         content_type=_JSON,
         token=token,
     )

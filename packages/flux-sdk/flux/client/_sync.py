@@ -282,8 +282,11 @@ class WorkerChannel:
         call = calls.release(self.name, self.session_token, execution_id, generation, reason)
         return self.client.send(call)
 
-    def heartbeat(self, resources: WorkerResources | None = None) -> HeartbeatResponse:
-        return self.client.send(calls.heartbeat(self.name, self.session_token, resources))
+    def heartbeat(
+        self, resources: WorkerResources | None = None, running: Sequence[str] | None = None
+    ) -> HeartbeatResponse:
+        call = calls.heartbeat(self.name, self.session_token, resources, running)
+        return self.client.send(call)
 
     def get_secrets(self, execution_id: str, names: Sequence[str]) -> dict[str, Any]:
         call = calls.get_secrets(self.name, self.session_token, execution_id, names)

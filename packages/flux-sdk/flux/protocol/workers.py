@@ -79,9 +79,14 @@ class RegisterWorkerResponse(WireModel):
 
 
 class HeartbeatRequest(WireModel):
-    """Optionally refreshed resources (free memory, disk, GPU memory change over time)."""
+    """Liveness, optionally with refreshed resources (free memory, disk, GPU memory change over
+    time) and the executions the worker runs."""
 
     resources: WorkerResources | None = None
+    running: list[str] | None = None
+    """The executions this worker is running now. When sent, the server takes back the ones it
+    records as held by this worker that are missing here and saw no activity for the claim
+    timeout (claimed but never started, or dropped by the worker), so they run elsewhere."""
 
 
 class HeartbeatResponse(WireModel):

@@ -149,12 +149,16 @@ async def release(
 async def heartbeat(
     name: WorkerName, runtime: RuntimeDep, body: HeartbeatRequest | None = None
 ) -> Response:
-    """Liveness; the answer lists what the server believes this worker holds."""
+    """Liveness; the answer lists what the server believes this worker holds. With ``running``,
+    held executions missing from it and idle for the claim timeout are taken back."""
     resources = body.resources if body is not None else None
     await runtime.workers.heartbeat(name, resources)
     if resources is not None:
         runtime.hub.update_resources(name, resources)
-    held, cancelling = await runtime.executions.held_by(name)
+    running = body.running if body is not None else None
+    held, cancelling = await runtime.executions.held_by(
+        name, running, runtime.options.claim_timeout
+    )
     return model_response(
         HeartbeatResponse(
             heartbeat_interval=runtime.options.heartbeat_interval,

@@ -280,11 +280,23 @@ class ExecutionStore:
 
         return await self.db.run_write(write)
 
-    async def held_by(self, worker: str) -> tuple[list[str], list[str]]:
-        """(held execution ids, those of them being cancelled)."""
-        rows = await self.db.run_read(
-            lambda conn: conn.execute(_HELD_BY, {"b_worker": worker}).all()
-        )
+    async def held_by(
+        self, worker: str, running: Sequence[str] | None = None, grace: float = 0.0
+    ) -> tuple[list[str], list[str]]:
+        """(held execution ids, those of them being cancelled).
+
+        With ``running`` (what the worker reports it runs), held executions missing from it that
+        saw no change for ``grace`` seconds are taken back: claimed or running ones go back to
+        the queue with a new generation, cancelling ones are cancelled.
+        """
+        if running is None:
+            rows = await self.db.run_read(
+                lambda conn: conn.execute(_HELD_BY, {"b_worker": worker}).all()
+            )
+        else:
+            rows = await self.db.run_write(
+                lambda tx: _reconcile(tx, worker, set(running), grace, utcnow())
+            )
         held = [r.id for r in rows]
         return held, [r.id for r in rows if r.state == ExecutionState.CANCELLING]
 
@@ -383,7 +395,7 @@ _WITHDRAW = (
     .where(_C.offered_to == sa.bindparam("b_worker"), _C.state == ExecutionState.SCHEDULED.value)
     .values(offered_to=None, offered_at=None)
 )
-_HELD_BY = sa.select(_C.id, _C.state).where(
+_HELD_BY = sa.select(_C.id, _C.state, _C.workflow_name, _C.updated_at).where(
     _C.worker_name == sa.bindparam("b_worker"), _C.state.in_(_HELD)
 )
 _HOLDS = sa.select(_C.id).where(
@@ -522,6 +534,23 @@ def _checkpoint(
         if new in FINISHED_STATES or new == ExecutionState.PAUSED:
             tx.notify(DISPATCH)
     return CheckpointResponse.model_construct(acknowledged=len(request.events), state=new)
+
+
+def _reconcile(
+    tx: Tx[sa.Connection], worker: str, running: set[str], grace: float, now: datetime
+) -> list[Any]:
+    idle_since = now - timedelta(seconds=grace)
+    held = []
+    for row in tx.conn.execute(_HELD_BY, {"b_worker": worker}).all():
+        if row.id in running or row.updated_at > idle_since:
+            held.append(row)
+        elif row.state == ExecutionState.CANCELLING:
+            _finish_cancelled(tx, row.id, row.workflow_name, now)
+        else:
+            tx.conn.execute(_BUMP, {"b_id": row.id, **_REQUEUED, "updated_at": now})
+            tx.notify(exec_note(row.id, ExecutionState.SCHEDULED))
+            tx.notify(DISPATCH)
+    return held
 
 
 def _offer(
