@@ -78,7 +78,15 @@ def _serve(options: ServerOptions, level: str) -> int:
     from flux_server.app import create_app
 
     app = create_app(options)
-    uvicorn.run(app, host=options.host, port=options.port, log_level=level.lower())
+    uvicorn.run(
+        app,
+        host=options.host,
+        port=options.port,
+        log_level=level.lower(),
+        # Longer than clients keep idle connections (httpx: 5 s), so a client never reuses a
+        # connection the server is closing at that moment (a POST would fail half-sent).
+        timeout_keep_alive=65,
+    )
     return 0
 
 

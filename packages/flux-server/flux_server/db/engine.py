@@ -189,15 +189,19 @@ class Database:
     async def write(self) -> AsyncIterator[Tx]:
         """A write transaction, committed when the block exits without an exception."""
         lock = self._write_lock
-        paused: threading.Event | None = None
-        held: asyncio.Future[None] | None = None
+        paused = threading.Event()
         if lock is not None:
             await lock.acquire()
-            # Hold the writer thread at a barrier so no run_write transaction interleaves.
-            loop = asyncio.get_running_loop()
-            paused, reached = threading.Event(), loop.create_future()
-            held = loop.run_in_executor(self._writer, _barrier, loop, reached, paused)
-            await reached
+            try:
+                # Hold the writer thread at a barrier so no run_write transaction interleaves.
+                loop = asyncio.get_running_loop()
+                reached = loop.create_future()
+                loop.run_in_executor(self._writer, _barrier, loop, reached, paused)
+                await reached
+            except BaseException:
+                paused.set()
+                lock.release()
+                raise
         token = _IN_WRITE.set(True)
         try:
             async with self.engine.begin() as conn:
@@ -209,10 +213,9 @@ class Database:
                     )
         finally:
             _IN_WRITE.reset(token)
+            # The writer thread moves on; run_write jobs queued meanwhile run after the barrier.
+            paused.set()
             if lock is not None:
-                assert paused is not None and held is not None
-                paused.set()
-                await held
                 lock.release()
         for note in tx.notes:
             self.sink(note)
@@ -246,8 +249,13 @@ _NOTIFY = sa.text(
 def _barrier(
     loop: asyncio.AbstractEventLoop, reached: asyncio.Future[None], release: threading.Event
 ) -> None:
-    loop.call_soon_threadsafe(reached.set_result, None)
+    loop.call_soon_threadsafe(_resolve, reached)
     release.wait()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # the waiter may have been cancelled
+        future.set_result(None)
 
 
 class _ResultTx(Tx[sa.Connection]):
