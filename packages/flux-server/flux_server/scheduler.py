@@ -122,15 +122,19 @@ class Scheduler:
                 return
             delay = min(max(delay, 0.0), poll)
             if delay > 0:
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the event fires, and shutdown would hang.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Let the pass in progress finish (so no transaction is cut short), then stop."""
         self._stopping = True
         self._wake.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
 
     async def run_once(self) -> float:
         """One pass: settle finished runs, time out overdue ones, fire due ticks. Returns the

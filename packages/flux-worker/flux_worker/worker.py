@@ -200,7 +200,11 @@ class Worker:
             await asyncio.sleep(self.heartbeat_interval)
             try:
                 resources = res.resources(self.home if self.home.exists() else ".", self._gpus)
-                response = await self.channel.heartbeat(resources)
+                # Only executions already running when this heartbeat left can be judged by
+                # its answer: a claim that commits meanwhile is not in ``held`` yet.
+                sent_with = set(self.running)
+                running = [*self.running, *self._claiming]
+                response = await self.channel.heartbeat(resources, running)
             except ApiError as exc:
                 if exc.status_code in (401, 403, 404):
                     with contextlib.suppress(ApiError, OSError):
@@ -210,8 +214,8 @@ class Worker:
                 continue
             self.heartbeat_interval = response.heartbeat_interval
             held = set(response.held)
-            for execution_id in list(self.running):
-                if execution_id not in held and execution_id not in self._claiming:
+            for execution_id in sent_with - held:
+                if execution_id in self.running:
                     self._abandon(execution_id, "no longer held by this worker")
             for execution_id in response.cancelling:
                 self._cancel(execution_id)
