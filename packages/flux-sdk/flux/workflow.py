@@ -14,7 +14,7 @@ from flux._runtime import current_run
 from flux.context import ExecutionContext
 from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
 from flux.errors import ExecutionStateError, UsageError
-from flux.task import check_option_names
+from flux.task import _hybrid, check_option_names
 
 __all__ = ["ResourceRequest", "workflow"]
 
@@ -38,14 +38,6 @@ class ResourceRequest:
         if self.packages:
             data["packages"] = list(self.packages)
         return {k: v for k, v in data.items() if v is not None}
-
-
-class _hybrid:
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
-        return functools.partial(self.fn, cls, obj)
 
 
 class workflow(Generic[T, R]):

@@ -27,7 +27,6 @@ from flux.errors import NonDeterminismError, SecretNotFoundError
 from flux.protocol.claims import ClaimResponse
 from flux.protocol.events import EventRecord, OutputRecord
 from flux.runner import WorkflowRun
-from flux.serialization import b64decode, loads
 from flux.store import LocalStore
 
 __all__ = ["main"]
@@ -128,6 +127,7 @@ class _ChildServices:
 
 async def _main(protocol: Any) -> int:
     from flux_worker.modules import ModuleCache
+    from flux_worker.worker import context_from_claim
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -140,15 +140,7 @@ async def _main(protocol: Any) -> int:
     wf = ModuleCache().load(
         claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
     )
-    ctx: ExecutionContext[Any] = ExecutionContext(
-        claim.workflow_name,
-        loads(b64decode(claim.input)),
-        claim.execution_id,
-        workflow_id=claim.workflow_id,
-        events=[e.to_event() for e in claim.events],
-        state=claim.state,
-        workflow_version=claim.workflow_version,
-    )
+    ctx = context_from_claim(claim)
     services = _ChildServices(pipe, header["home"], serializer, header["server_url"])
     wf_run = WorkflowRun(wf, ctx, _PipeCheckpointer(pipe, serializer), services)
     pipe.on_cancel = wf_run.cancel

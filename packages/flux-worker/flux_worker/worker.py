@@ -295,15 +295,7 @@ class Worker:
         wf = self.modules.load(
             claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
         )
-        ctx: ExecutionContext[Any] = ExecutionContext(
-            claim.workflow_name,
-            loads(b64decode(claim.input)),
-            claim.execution_id,
-            workflow_id=claim.workflow_id,
-            events=[e.to_event() for e in claim.events],
-            state=claim.state,
-            workflow_version=claim.workflow_version,
-        )
+        ctx = context_from_claim(claim)
         return WorkflowRun(wf, ctx, outbox, _WorkerServices(self, claim.execution_id))
 
     async def _record_failure(self, claim: Any, outbox: Outbox, exc: BaseException) -> None:
@@ -352,6 +344,19 @@ class _WorkerServices:
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
         name = target if isinstance(target, str) else target.name
         return subworkflow_outcome(name, await self.worker.client.run(name, input, mode="sync"))
+
+
+def context_from_claim(claim: Any) -> ExecutionContext[Any]:
+    """The execution as the claim describes it: input and full history, ready to replay."""
+    return ExecutionContext(
+        claim.workflow_name,
+        loads(b64decode(claim.input)),
+        claim.execution_id,
+        workflow_id=claim.workflow_id,
+        events=[e.to_event() for e in claim.events],
+        state=claim.state,
+        workflow_version=claim.workflow_version,
+    )
 
 
 def subworkflow_outcome(name: str, status: Any) -> Any:
