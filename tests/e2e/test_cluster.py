@@ -147,6 +147,17 @@ async def cancellable(ctx: ExecutionContext):
         raise
 
 
+@task.with_options(cache=True)
+async def expensive(x: int) -> int:
+    mark("expensive")
+    return x * 2
+
+
+@workflow
+async def cached(ctx: ExecutionContext[int]):
+    return await expensive(ctx.input)
+
+
 @task
 async def boom(x: int) -> int:
     raise ValueError(f"bad value {x}")
@@ -317,6 +328,13 @@ def test_two_workers_racing_never_run_an_execution_twice(flux, marks: Path) -> N
     assert all(count(marks, f"run-{i}") == 1 for i in range(40))
 
 
+def test_cached_task_runs_once_across_executions_on_a_worker(flux, marks: Path) -> None:
+    _, client = flux
+    assert client.run("cached", 21, mode="sync").output == 42
+    assert client.run("cached", 21, mode="sync").output == 42
+    assert count(marks, "expensive") == 1
+
+
 def test_workers_endpoint_reports_resources(flux) -> None:
     c, _ = flux
     workers = httpx.get(f"{c.url}/workers").json()
@@ -377,6 +395,9 @@ def test_subprocess_isolation_runs_replays_and_cancels(tmp_path: Path, marks: Pa
             assert paused.state == "PAUSED"
             done = client.resume("approval", paused.execution_id, "yes", mode="sync")
             assert done.output == {"input": "doc", "answer": "yes"}
+            assert client.run("cached", 5, mode="sync").output == 10
+            assert client.run("cached", 5, mode="sync").output == 10
+            assert count(marks, "expensive") == 1  # children share the worker's cache
             failed = client.run("failing", 3, mode="sync")
             assert failed.output == {"type": "ValueError", "message": "bad value 3"}
             started = client.run("cancellable", None, mode="async")

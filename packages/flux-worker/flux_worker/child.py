@@ -96,7 +96,6 @@ class _ChildServices:
         self.home = home
         self.serializer = serializer
         self.server_url = server_url
-        self._cache: LocalStore | None = None
 
     async def get_secrets(self, names: list[str]) -> dict[str, Any]:
         reply = await self.pipe.request({"type": "get_secrets", "names": names})
@@ -105,9 +104,9 @@ class _ChildServices:
         return dict(reply["secrets"])
 
     def _store(self) -> LocalStore:
-        if self._cache is None:
-            self._cache = LocalStore(os.path.join(self.home, "worker-cache.db"), self.serializer)
-        return self._cache
+        from flux_worker.worker import worker_cache
+
+        return worker_cache(self.home, self.serializer)
 
     def cache_get(self, key: str) -> tuple[bool, Any]:
         return self._store().cache_get(key)

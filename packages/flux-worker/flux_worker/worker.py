@@ -88,7 +88,6 @@ class Worker:
         self._gpus = res.detect_gpus()
         self._draining = False
         self._stopped = asyncio.Event()
-        self._cache: LocalStore | None = None
         self._claiming: set[str] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -314,9 +313,7 @@ class Worker:
             await outbox.finish(ctx)
 
     def cache(self) -> LocalStore:
-        if self._cache is None:
-            self._cache = LocalStore(self.home / f"worker-{self.name}.db", self.serializer)
-        return self._cache
+        return worker_cache(self.home, self.serializer)
 
 
 class _WorkerServices:
@@ -344,6 +341,11 @@ class _WorkerServices:
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
         name = target if isinstance(target, str) else target.name
         return subworkflow_outcome(name, await self.worker.client.run(name, input, mode="sync"))
+
+
+def worker_cache(home: str | Path, serializer: str) -> LocalStore:
+    """Results of ``cache=True`` tasks, shared by the worker and its child processes."""
+    return LocalStore.open(Path(home) / "worker-cache.db", serializer)
 
 
 def context_from_claim(claim: Any) -> ExecutionContext[Any]:
