@@ -43,7 +43,8 @@ class Checkpointer(Protocol):
 
     async def flush(self) -> None:
         """Return once everything saved so far is durable. Checkpointers whose ``save`` is
-        already durable (the local store) set ``durable_on_save = True`` and are not asked."""
+        already durable (the local store) set ``durable_on_save = True`` and are not asked;
+        the others are asked before the run's next side effect (see :meth:`Run.settle`)."""
 
     async def finish(self, ctx: ExecutionContext[Any]) -> None:
         """Return once everything saved so far is durable (the run has ended or paused)."""
@@ -63,9 +64,11 @@ class Services(Protocol):
 
 class Run:
     __slots__ = (
+        "_commits",
         "_durable_on_save",
         "_group",
         "_group_error",
+        "_settled",
         "branches",
         "cancelling",
         "checkpointer",
@@ -113,6 +116,10 @@ class Run:
         self._durable_on_save = bool(
             getattr(checkpointer, "durable_on_save", not hasattr(checkpointer, "flush"))
         )
+        # Completions handed to a checkpointer that is not durable on save, and how many of
+        # them are known durable: ``settle`` waits when the second lags the first.
+        self._commits = 0
+        self._settled = 0
 
     # -- identity and the determinism check -------------------------------------------------
 
@@ -169,12 +176,16 @@ class Run:
             self.checkpointer.save(self.ctx, events)
 
     async def commit(self) -> None:
-        """Make pending events durable before the caller moves on.
+        """Hand a completion (and what was pending before it) to the checkpointer.
 
         Sequential code writes at once. While parallel branches run, completions that land in
         the same loop iteration share one write (group commit): the first schedules the
         write, and every completer yields once. The loop runs callbacks in FIFO order, so
         the write has happened by the time any of them continues.
+
+        A checkpointer that is not durable on save (a worker's, sending to the server) is not
+        waited for here but in :meth:`settle`, before the next side effect: the completion
+        and whatever the body records up to then travel together.
         """
         if not self.pending:
             return
@@ -188,9 +199,19 @@ class Run:
             if self._group_error is not None:
                 raise self._group_error
         if not self._durable_on_save:
-            # A worker's checkpoints travel to the server: wait for the acknowledgement, so
-            # a finished task is never run again after a crash of this process.
+            self._commits += 1
+
+    async def settle(self) -> None:
+        """Wait until every completion committed so far is durable.
+
+        Awaited before anything with effects outside the run starts (a task body, a child
+        workflow): a finished task is never run again after a crash of this process, yet a
+        workflow pays one acknowledgement per side effect rather than one per event.
+        """
+        target = self._commits
+        if self._settled < target:
             await self.checkpointer.flush()
+            self._settled = max(self._settled, target)
 
     def _write_group(self) -> None:
         self._group = False

@@ -202,6 +202,7 @@ class task(Generic[P, R]):
                     await run.commit()
                     return value  # type: ignore[no-any-return]
             run.emit(EventType.TASK_STARTED, source_id, self.name, _args_value(args, kwargs), scope)
+        await run.settle()
         token = current_scope.set(source_id)
         try:
             result = await self._attempts(run, source_id, scope, args, kwargs, history)

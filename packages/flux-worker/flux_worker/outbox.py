@@ -7,7 +7,8 @@ server), so many executions finishing tasks at the same time share one round tri
 failures retry with jittered backoff and resend the same event ids (the server merges them
 idempotently). A conflict means the execution was claimed again elsewhere: that outbox is
 fenced, drops what it holds and the worker abandons the run. ``flush`` returns once the
-server acknowledged everything saved so far; the engine awaits it after each completed task.
+server acknowledged everything saved so far; the engine awaits it before each side effect
+that follows a completed task (``Run.settle``), and when the run ends or pauses.
 """
 
 from __future__ import annotations
@@ -159,6 +160,10 @@ class CheckpointSender:
         attempt = 0
         while True:
             await self._wake.wait()
+            # One loop iteration's grace: runs woken with this one (a claim answered, an
+            # acknowledgement received) reach their next wait first, and what they record
+            # travels in this request rather than the next.
+            await asyncio.sleep(0)
             self._wake.clear()
             while self._ready:
                 outboxes = list(self._ready.values())

@@ -33,6 +33,7 @@ async def call(target: Any, input: Any = None) -> Any:
         from flux.errors import UsageError
 
         raise UsageError("call() needs a run with services (local or worker)")
+    await run.settle()
     token = current_scope.set(source_id)
     try:
         output = await run.services.call_workflow(target, input, child_id)
