@@ -8,7 +8,7 @@ import httpx
 import pytest
 from flux.domain import EventType, ExecutionState
 from flux.errors import ConflictError, NotFoundError
-from flux.protocol import OutputRecord
+from flux.protocol import PROTOCOL_VERSION, OutputRecord
 from flux.serialization import b64decode, loads
 from server_support import eventually, record
 
@@ -296,7 +296,7 @@ async def test_plain_http_without_the_protocol_header_works(server) -> None:
         empty = await bare.post("/workflows/hello/run/async")
         listed = await bare.post("/workflows/hello/run/async", json=[1, "two", {"3": None}])
     assert empty.status_code == 200 and empty.json()["input"] is None
-    assert empty.headers["x-flux-protocol"] == "1.0"
+    assert empty.headers["x-flux-protocol"] == PROTOCOL_VERSION
     assert listed.status_code == 200 and listed.json()["input"] == [1, "two", {"3": None}]
 
 

@@ -299,3 +299,53 @@ async def test_heartbeat_with_running_takes_back_what_the_worker_dropped(start_s
         await worker.ch.checkpoint(
             run.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
         )
+
+
+async def test_batched_claims_take_each_execution_on_its_own(server) -> None:
+    await server.register()
+    w1 = await server.worker("w1", capacity=8)
+    w2 = await server.worker("w2", connect=False)
+    runs = [await server.client.run("hello", i) for i in range(3)]
+    ids = [r.execution_id for r in runs]
+    taken_elsewhere = await w2.ch.claim(ids[1])
+    answer = await w1.ch.claims([*ids, "no-such-execution", ids[0]])
+    by_id = {r.execution_id: r for r in answer.results}
+    # One result per distinct id, in request order.
+    assert [r.execution_id for r in answer.results] == [*ids, "no-such-execution"]
+    assert by_id[ids[0]].claim is not None and by_id[ids[2]].claim is not None
+    assert by_id[ids[1]].claim is None and by_id[ids[1]].error.code == "conflict"
+    assert "w2" in by_id[ids[1]].error.message
+    assert by_id["no-such-execution"].error.code == "not_found"
+    first = by_id[ids[0]].claim
+    assert first.generation == 1 and first.source and first.input
+    assert "hello" in first.source and first.events == []
+    # Each granted claim is fenced like a single one: its checkpoints work, w2's still do too.
+    await w1.finish(first, "done")
+    await w2.finish(taken_elsewhere, "there")
+    assert (await server.client.status("hello", ids[0])).output == "done"
+    assert (await server.client.status("hello", ids[1])).output == "there"
+
+
+async def test_batched_claims_skip_sources_the_worker_knows(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    runs = [await server.client.run("hello", i) for i in range(2)]
+    first = (await worker.ch.claims([runs[0].execution_id])).results[0].claim
+    known = [first.source_hash]
+    second = (await worker.ch.claims([runs[1].execution_id], known)).results[0].claim
+    assert first.source and second.source == ""
+    assert second.source_hash == first.source_hash
+
+
+async def test_batched_claims_reject_bad_requests(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
+    empty = await server.client._http.post(
+        "/workers/w1/claims", json={"execution_ids": []}, headers=auth
+    )
+    assert empty.status_code == 422 and "execution_ids" in empty.text
+    stranger = server.client.worker("w1", "not-the-token")
+    with pytest.raises(ApiError) as info:
+        await stranger.claims(["x"])
+    assert info.value.status_code == 401

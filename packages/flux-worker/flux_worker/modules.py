@@ -58,5 +58,9 @@ class ModuleCache:
         self._modules[source_hash] = module
         return module
 
+    def hashes(self) -> list[str]:
+        """Hashes of the sources compiled here (a batched claim need not send them again)."""
+        return list(self._modules)
+
     def modules(self) -> dict[str, Any]:
         return dict(self._modules)

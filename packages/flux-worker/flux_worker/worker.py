@@ -2,8 +2,10 @@
 
 Life of a worker:
 1. ``POST /workers/register`` with the bootstrap token -> session token.
-2. ``GET /workers/{name}/connect`` (SSE). Each ``execution.scheduled`` offer is claimed when
-   there is room; a 409 means another worker got it. ``execution.cancelled`` cancels a run.
+2. ``GET /workers/{name}/connect`` (SSE). ``execution.scheduled`` offers are claimed when there
+   is room, those arriving together in one ``POST /workers/{name}/claims`` (one by one from a
+   protocol 1.0 server); a conflict means another worker got it. ``execution.cancelled``
+   cancels a run.
 3. Each claimed execution replays in-process from its history (compiled modules cached by
    name, version and source hash) and checkpoints through its own :class:`Outbox`.
 4. A heartbeat task reports resources; an execution missing from the server's ``held`` list
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from flux.context import ExecutionContext
-from flux.errors import ApiError, ConflictError, FluxError, NonDeterminismError
+from flux.errors import ApiError, ConflictError, FluxError, NonDeterminismError, NotFoundError
 from flux.protocol.events import EventRecord, OutputRecord
 from flux.protocol.frames import ExecutionCancelledFrame, ExecutionScheduledFrame
 from flux.protocol.workers import RegisterWorkerRequest
@@ -89,6 +91,13 @@ class Worker:
         self._draining = False
         self._stopped = asyncio.Event()
         self._claiming: set[str] = set()
+        self._to_claim: list[str] = []
+        self._claim_wake = asyncio.Event()
+        self._claimer: asyncio.Task[None] | None = None
+        self._batch_claims = True
+        self._deferred: dict[str, None] = {}
+        """Offers that came while every slot was taken, oldest first."""
+        self._spawned: set[asyncio.Task[Any]] = set()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -102,7 +111,11 @@ class Worker:
         finally:
             stream.cancel()
             heartbeat.cancel()
-            await asyncio.gather(stream, heartbeat, return_exceptions=True)
+            tasks = [stream, heartbeat]
+            if self._claimer is not None:
+                self._claimer.cancel()  # claims in flight lapse; the server offers them again
+                tasks.append(self._claimer)
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self._drain()
             await self.sender.close()
             close = getattr(self.client, "aclose", None)
@@ -225,9 +238,17 @@ class Worker:
         if self._draining or execution_id in self.running or execution_id in self._claiming:
             return
         if len(self.running) + len(self._claiming) >= self.capacity:
+            # The server offers only what it believes fits, so this worker is merely behind
+            # (a run whose end the server has committed is still unwinding here): claim it as
+            # soon as a run ends rather than leave it until the offer lapses.
+            if len(self._deferred) < self.capacity:
+                self._deferred[execution_id] = None
             return
         self._claiming.add(execution_id)
-        asyncio.get_running_loop().create_task(self._claim_and_run(execution_id))
+        self._to_claim.append(execution_id)
+        self._claim_wake.set()
+        if self._claimer is None or self._claimer.done():
+            self._claimer = asyncio.get_running_loop().create_task(self._claim_loop())
 
     def _cancel(self, execution_id: str) -> None:
         execution = self.running.get(execution_id)
@@ -241,15 +262,68 @@ class Worker:
             execution.outbox.abandon()
             execution.task.cancel()
 
-    async def _claim_and_run(self, execution_id: str) -> None:
-        try:
+    async def _claim_loop(self) -> None:
+        while True:
+            await self._claim_wake.wait()
+            await asyncio.sleep(0)  # offers that arrived in the same burst share the request
+            self._claim_wake.clear()
+            while self._to_claim:
+                ids, self._to_claim = self._to_claim[:1000], self._to_claim[1000:]
+                claims: list[Any] = []
+                try:
+                    claims = await self._claim_batch(ids)
+                finally:
+                    taken = {c.execution_id for c in claims}
+                    self._claiming.difference_update(i for i in ids if i not in taken)
+                    self._take_deferred()
+                for claim in claims:
+                    if self._draining:  # stopped while the claim was in flight: hand it back
+                        self._claiming.discard(claim.execution_id)
+                        self._spawn(self._release(claim.execution_id, claim.generation))
+                    else:
+                        self._spawn(self._run_claimed(claim))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._spawned.add(task)  # the loop keeps only a weak reference
+        task.add_done_callback(self._spawned.discard)
+
+    async def _release(self, execution_id: str, generation: int) -> None:
+        with contextlib.suppress(ApiError, OSError):
+            await self.channel.release(execution_id, generation, "worker draining")
+
+    async def _claim_batch(self, ids: list[str]) -> list[Any]:
+        """The claims the server granted among ``ids`` (refused and failed ones are dropped:
+        another worker has them, or the server offers them again after the claim timeout)."""
+        if self._batch_claims:
             try:
-                claim = await self.channel.claim(execution_id)
-            except ConflictError:
-                return  # another worker has it
+                response = await self.channel.claims(ids, self.modules.hashes())
+            except NotFoundError:
+                log.info("the server has no batched claims (protocol 1.0): claiming one by one")
+                self._batch_claims = False
             except (ApiError, OSError) as exc:
-                log.info("claim of %s failed: %s", execution_id, exc)
-                return
+                log.info("claim of %d execution(s) failed: %s", len(ids), exc)
+                return []
+            else:
+                for result in response.results:
+                    if result.error is not None and result.error.code != "conflict":
+                        log.info("claim of %s refused: %s", result.execution_id, result.error)
+                return [r.claim for r in response.results if r.claim is not None]
+        claims = await asyncio.gather(*(self._claim_one(i) for i in ids))
+        return [c for c in claims if c is not None]
+
+    async def _claim_one(self, execution_id: str) -> Any:
+        try:
+            return await self.channel.claim(execution_id)
+        except ConflictError:
+            return None  # another worker has it
+        except (ApiError, OSError) as exc:
+            log.info("claim of %s failed: %s", execution_id, exc)
+            return None
+
+    async def _run_claimed(self, claim: Any) -> None:
+        execution_id = claim.execution_id
+        try:
             outbox = Outbox(
                 self.sender,
                 execution_id,
@@ -263,7 +337,9 @@ class Worker:
                 try:
                     runner = self._in_process_run(claim, outbox)
                 except Exception as exc:
+                    self._claiming.discard(execution_id)
                     await self._record_failure(claim, outbox, exc)
+                    self._take_deferred()
                     return
             task = asyncio.current_task()
             assert task is not None
@@ -289,6 +365,16 @@ class Worker:
                     await self.channel.release(execution_id, claim.generation, str(exc))
         finally:
             self.running.pop(execution_id, None)
+            self._take_deferred()
+
+    def _take_deferred(self) -> None:
+        """Claim offers deferred for want of a free slot, now that slots are free."""
+        while self._deferred and not self._draining:
+            if len(self.running) + len(self._claiming) >= self.capacity:
+                return
+            execution_id = next(iter(self._deferred))
+            del self._deferred[execution_id]
+            self._offer(execution_id)
 
     def _in_process_run(self, claim: Any, outbox: Outbox) -> WorkflowRun:
         wf = self.modules.load(

@@ -19,6 +19,7 @@ from flux.protocol import (
     CheckpointBatchResponse,
     CheckpointItem,
     CheckpointResponse,
+    ClaimBatchResponse,
     ClaimResponse,
     EventRecord,
     ExecutionFrame,
@@ -361,6 +362,19 @@ class AsyncWorkerChannel:
             ConflictError: it is not claimable (taken by another worker, finished, cancelled).
         """
         return await self.client.send(calls.claim(self.name, self.session_token, execution_id))
+
+    async def claims(
+        self, execution_ids: Sequence[str], known_sources: Sequence[str] = ()
+    ) -> ClaimBatchResponse:
+        """Take several offered executions in one request; each is claimed or refused alone
+        (``error.code == "conflict"`` when it is not claimable). Claims of a source whose hash
+        is in ``known_sources`` come with ``source`` empty.
+
+        Raises:
+            NotFoundError: the server speaks protocol 1.0 (no batched claims): use :meth:`claim`.
+        """
+        call = calls.claims(self.name, self.session_token, execution_ids, known_sources)
+        return await self.client.send(call)
 
     async def checkpoint(
         self,

@@ -23,6 +23,8 @@ from flux.protocol import (
     CheckpointItem,
     CheckpointRequest,
     CheckpointResponse,
+    ClaimBatchRequest,
+    ClaimBatchResponse,
     ClaimResponse,
     CreateScheduleRequest,
     EventRecord,
@@ -244,6 +246,20 @@ def claim(name: str, token: str, execution_id: str) -> Call[ClaimResponse]:
         "POST",
         f"/workers/{_seg(name)}/claim/{_seg(execution_id)}",
         _model(ClaimResponse),
+        token=token,
+    )
+
+
+def claims(
+    name: str, token: str, execution_ids: Sequence[str], known_sources: Sequence[str]
+) -> Call[ClaimBatchResponse]:
+    body = ClaimBatchRequest(execution_ids=list(execution_ids), known_sources=list(known_sources))
+    return Call(
+        "POST",
+        f"/workers/{_seg(name)}/claims",
+        _model(ClaimBatchResponse),
+        content=_model_body(body),
+        content_type=_JSON,
         token=token,
     )
 

@@ -21,6 +21,7 @@ from flux.protocol import (
     CheckpointBatchResponse,
     CheckpointItem,
     CheckpointResponse,
+    ClaimBatchResponse,
     ClaimResponse,
     EventRecord,
     ExecutionFrame,
@@ -257,6 +258,13 @@ class WorkerChannel:
 
     def claim(self, execution_id: str) -> ClaimResponse:
         return self.client.send(calls.claim(self.name, self.session_token, execution_id))
+
+    def claims(
+        self, execution_ids: Sequence[str], known_sources: Sequence[str] = ()
+    ) -> ClaimBatchResponse:
+        """See :meth:`AsyncWorkerChannel.claims`."""
+        call = calls.claims(self.name, self.session_token, execution_ids, known_sources)
+        return self.client.send(call)
 
     def checkpoint(
         self,

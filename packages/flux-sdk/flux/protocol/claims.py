@@ -9,6 +9,10 @@ the old generation gets HTTP 409 and the worker must abandon its copy without fu
   lost may claim again while the execution is still CLAIMED by it (it gets a new generation).
   An execution the heartbeat lists in ``held`` that the worker does not run (and did not
   claim after sending that heartbeat) was claimed but never started there: release it.
+- ``POST /workers/{name}/claims`` with :class:`ClaimBatchRequest` -> :class:`ClaimBatchResponse`
+  (protocol 1.1): several offered executions in one request and one transaction, each claimed
+  or refused on its own. Sources whose hash the worker lists in ``known_sources`` are not sent
+  again (``source`` is empty). A 1.0 server answers 404: claim one by one instead.
 - ``POST /workers/{name}/checkpoint/{execution_id}`` with :class:`CheckpointRequest` ->
   :class:`CheckpointResponse` once committed. Send only events not acknowledged before; resending
   an event (same ``id``) is harmless. The execution's state follows the last workflow-level event
@@ -42,7 +46,10 @@ __all__ = [
     "CheckpointRequest",
     "CheckpointResponse",
     "CheckpointResult",
+    "ClaimBatchRequest",
+    "ClaimBatchResponse",
     "ClaimResponse",
+    "ClaimResult",
     "ReleaseRequest",
     "ReleaseResponse",
     "SecretsResponse",
@@ -58,13 +65,33 @@ class ClaimResponse(WireModel):
     workflow_name: str
     workflow_version: int
     source: str
-    """The Python source of the registered file that defines the workflow."""
+    """The Python source of the registered file that defines the workflow; empty in a batched
+    claim when the worker listed ``source_hash`` among its ``known_sources``."""
     source_hash: str
     input: str | None
     """base64 of ``flux.serialization.dumps(input)`` (JSON format for inputs sent over HTTP)."""
     events: list[EventRecord]
     """The full history so far, oldest first (empty for a fresh run)."""
     state: ExecutionState
+
+
+class ClaimBatchRequest(WireModel):
+    execution_ids: list[str] = Field(min_length=1, max_length=1_000)
+    known_sources: list[str] = Field(default_factory=list, max_length=10_000)
+    """Source hashes this worker has loaded: claims of those sources come without ``source``."""
+
+
+class ClaimResult(WireModel):
+    """The outcome of one id, in request order: ``claim`` when taken, else ``error`` (code
+    ``conflict`` when another worker has it or it is no longer claimable, ``not_found``)."""
+
+    execution_id: str
+    claim: ClaimResponse | None = None
+    error: ErrorBody | None = None
+
+
+class ClaimBatchResponse(WireModel):
+    results: list[ClaimResult]
 
 
 class CheckpointRequest(WireModel):

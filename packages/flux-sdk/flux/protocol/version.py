@@ -12,7 +12,8 @@ from flux.errors import ProtocolError
 
 __all__ = ["PROTOCOL_HEADER", "PROTOCOL_VERSION", "check_compatible", "major_of"]
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
+"""1.1 added batched claims (``POST /workers/{name}/claims``)."""
 PROTOCOL_HEADER = "X-Flux-Protocol"
 
 

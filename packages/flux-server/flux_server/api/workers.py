@@ -18,6 +18,8 @@ from flux.protocol import (
     CheckpointBatchResponse,
     CheckpointRequest,
     CheckpointResponse,
+    ClaimBatchRequest,
+    ClaimBatchResponse,
     ClaimResponse,
     ConnectedFrame,
     HeartbeatRequest,
@@ -116,6 +118,15 @@ async def claim(name: WorkerName, execution_id: str, runtime: RuntimeDep) -> Res
     """Take an execution; the answer holds everything needed to replay it. 409 when it is not
     claimable (another worker has it, or it finished or was cancelled)."""
     return model_response(await runtime.executions.claim(name, execution_id))
+
+
+@router.post("/{name}/claims", response_model=ClaimBatchResponse)
+async def claims(name: WorkerName, body: ClaimBatchRequest, runtime: RuntimeDep) -> Response:
+    """Take several offered executions in one request and one transaction; each is claimed or
+    refused on its own (``error.code`` ``conflict`` or ``not_found``). Sources whose hash is
+    in ``known_sources`` come back empty."""
+    results = await runtime.executions.claim_many(name, body.execution_ids, body.known_sources)
+    return model_response(ClaimBatchResponse.model_construct(results=results))
 
 
 @router.post("/{name}/checkpoint/{execution_id}", response_model=CheckpointResponse)

@@ -28,6 +28,7 @@ from flux.protocol import (
     CheckpointResponse,
     CheckpointResult,
     ClaimResponse,
+    ClaimResult,
     ErrorBody,
     EventRecord,
     ExecutionScheduledFrame,
@@ -208,6 +209,33 @@ class ExecutionStore:
             NotFoundError: unknown execution.  ConflictError: not claimable now.
         """
         return await self.db.run_write(lambda tx: _claim(tx, worker, execution_id, utcnow()))
+
+    async def claim_many(
+        self, worker: str, execution_ids: Sequence[str], known_sources: Sequence[str] = ()
+    ) -> list[ClaimResult]:
+        """Claim several executions in one transaction, each on its own: one that is not
+        claimable (or unknown) gets an ``error`` entry and does not affect the others."""
+        known = frozenset(known_sources)
+
+        def write(tx: Tx[sa.Connection]) -> list[ClaimResult]:
+            now = utcnow()
+            sources: dict[str, tuple[str, str]] = {}
+            results: list[ClaimResult] = []
+            for execution_id in dict.fromkeys(execution_ids):
+                try:
+                    claim = _claim(tx, worker, execution_id, now, sources, known)
+                except (ConflictError, NotFoundError) as exc:
+                    error = ErrorBody(**exc.to_dict())
+                    results.append(ClaimResult(execution_id=execution_id, error=error))
+                else:
+                    results.append(
+                        ClaimResult.model_construct(
+                            execution_id=execution_id, claim=claim, error=None
+                        )
+                    )
+            return results
+
+        return await self.db.run_write(write)
 
     async def checkpoint(
         self, worker: str, execution_id: str, request: CheckpointRequest
@@ -476,7 +504,16 @@ def _read_status(
     return _status(row, records)
 
 
-def _claim(tx: Tx[sa.Connection], worker: str, execution_id: str, now: datetime) -> ClaimResponse:
+def _claim(
+    tx: Tx[sa.Connection],
+    worker: str,
+    execution_id: str,
+    now: datetime,
+    sources: dict[str, tuple[str, str]] | None = None,
+    known: frozenset[str] = frozenset(),
+) -> ClaimResponse:
+    """Claim one execution. ``sources`` caches (source, hash) by workflow id across the claims
+    of one transaction; sources whose hash is in ``known`` are sent empty."""
     conn = tx.conn
     row = conn.execute(_CLAIM, {"b_id": execution_id, "b_worker": worker, "b_now": now}).first()
     if row is None:
@@ -489,7 +526,13 @@ def _claim(tx: Tx[sa.Connection], worker: str, execution_id: str, now: datetime)
             status_code=409,
             state=current.state,
         )
-    source = conn.execute(_READ_SOURCE, {"b_workflow_id": row.workflow_id}).one()
+    cached = None if sources is None else sources.get(row.workflow_id)
+    if cached is None:
+        found = conn.execute(_READ_SOURCE, {"b_workflow_id": row.workflow_id}).one()
+        cached = (found.source, found.source_hash)
+        if sources is not None:
+            sources[row.workflow_id] = cached
+    source, source_hash = cached
     history = conn.execute(_READ_HISTORY, {"b_id": execution_id})
     # Views are for display; the worker replays from values, so they are left out.
     records = [_record(r, None) for r in history]
@@ -499,8 +542,8 @@ def _claim(tx: Tx[sa.Connection], worker: str, execution_id: str, now: datetime)
         workflow_id=row.workflow_id,
         workflow_name=row.workflow_name,
         workflow_version=row.workflow_version,
-        source=source.source,
-        source_hash=source.source_hash,
+        source="" if source_hash in known else source,
+        source_hash=source_hash,
         input=b64encode(row.input),
         events=records,
         state=ExecutionState.CLAIMED,

@@ -1,0 +1,112 @@
+"""A real :class:`flux_worker.Worker` against the in-process server: batched claims, offers
+that arrive while every slot is taken, and a server that predates batched claims."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from flux.client import AsyncFluxClient, AsyncWorkerChannel
+from flux_server import create_app
+from flux_server.testing import serve_in_process
+from flux_worker import Worker
+from server_support import BOOTSTRAP, eventually
+from starlette.responses import JSONResponse
+
+FLOWS = b"""
+from flux import task, workflow
+
+@task
+async def double(x):
+    return 2 * x
+
+@workflow
+async def twice(ctx):
+    first = await double(ctx.input)
+    return await double(first)
+"""
+
+
+@contextlib.asynccontextmanager
+async def running_worker(client: AsyncFluxClient, capacity: int) -> AsyncIterator[Worker]:
+    worker = Worker("w1", "http://flux.test", BOOTSTRAP, capacity=capacity, home=".", client=client)
+    task = asyncio.create_task(worker.run())
+    try:
+        await eventually(lambda: _connected(client))
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def _connected(client: AsyncFluxClient) -> bool:
+    return any(w.connected for w in await client.list_workers())
+
+
+async def _run_all(client: AsyncFluxClient, n: int) -> list[object]:
+    statuses = await asyncio.gather(*(client.run("twice", i, mode="sync") for i in range(n)))
+    return [(str(s.state), s.output) for s in statuses]
+
+
+async def test_a_full_worker_claims_offers_as_slots_free(server, tmp_path, monkeypatch) -> None:
+    """Capacity 1, many runs at once: the server offers the next execution as soon as it has
+    committed the end of the previous one, often before the worker has unwound that run. The
+    offer must be claimed then, not left to lapse until the claim timeout (30 s here, longer
+    than the sync timeout, so a lapsed offer would fail this test)."""
+    monkeypatch.chdir(tmp_path)
+    real = AsyncWorkerChannel.checkpoints
+
+    async def slow_to_hear_back(self: AsyncWorkerChannel, items: Any) -> Any:
+        answer = await real(self, items)
+        await asyncio.sleep(0.1)  # the server has committed; the worker has not heard yet
+        return answer
+
+    monkeypatch.setattr(AsyncWorkerChannel, "checkpoints", slow_to_hear_back)
+    await server.register(FLOWS)
+    async with running_worker(server.client, capacity=1):
+        results = await _run_all(server.client, 6)
+    assert results == [("COMPLETED", 4 * i) for i in range(6)]
+
+
+async def test_many_offers_are_claimed_together(server, tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    await server.register(FLOWS)
+    async with running_worker(server.client, capacity=16) as worker:
+        results = await _run_all(server.client, 24)
+        assert worker._batch_claims
+    assert results == [("COMPLETED", 4 * i) for i in range(24)]
+
+
+class _NoBatchedClaims:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/claims"):
+            await JSONResponse({"detail": "Not Found"}, 404)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+async def old_server(options) -> AsyncIterator[AsyncFluxClient]:
+    """The server as protocol 1.0 knew it: no ``POST /workers/{name}/claims``."""
+    app = create_app(options)
+    app.add_middleware(_NoBatchedClaims)
+    async with serve_in_process(app) as transport:
+        async with AsyncFluxClient("http://flux.test", transport=transport, timeout=30) as client:
+            yield client
+
+
+async def test_a_server_without_batched_claims_gets_claims_one_by_one(
+    old_server, tmp_path, monkeypatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    await old_server.register_workflows(FLOWS, filename="flows.py")
+    async with running_worker(old_server, capacity=4) as worker:
+        results = await _run_all(old_server, 6)
+        assert not worker._batch_claims
+    assert results == [("COMPLETED", 4 * i) for i in range(6)]
