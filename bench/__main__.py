@@ -19,11 +19,19 @@ def main(argv: list[str]) -> None:
         f"machine: {platform.machine()} {platform.processor() or ''}, "
         f"{_cores()} cores, Python {platform.python_version()}"
     )
+    print(f"calibration: sum(range(100000)) takes {_calibration_ms():.2f} ms (best of 7)")
     print("| benchmark | value | unit | target |\n|---|---:|---|---|")
     for group in groups:
         module = importlib.import_module(f"bench.{group}")
         for name, value, unit, target in module.main():
             print(f"| {name} | {value:,.1f} | {unit} | {target} |", flush=True)
+
+
+def _calibration_ms() -> float:
+    """A fixed CPU-bound loop, so figures from sessions on a VM of varying speed can be compared."""
+    import timeit
+
+    return min(timeit.repeat("sum(range(100000))", number=10, repeat=7)) / 10 * 1e3
 
 
 def _cores() -> int:
