@@ -48,3 +48,43 @@ async def test_notes_follow_commits_and_errors_roll_back(db_url: str) -> None:
         assert await db.run_read(lambda conn: conn.execute(count).scalar()) == 1
     finally:
         await db.dispose()
+
+
+async def test_concurrent_writes_succeed_or_fail_each_on_its_own(db_url: str) -> None:
+    """Many writes queued at once (on SQLite they share a transaction): one that fails rolls
+    back alone; the others are committed, their notes sent, their answers their own."""
+    import asyncio
+
+    db = Database(db_url)
+    notes: list[str] = []
+    db.sink = notes.append
+    try:
+        await upgrade(db)
+        await db.run_write(lambda tx: tx.conn.execute(sa.delete(secrets)))
+
+        def insert(i: int):
+            def write(tx):
+                tx.conn.execute(sa.insert(secrets).values({**ROW, "name": f"K{i}"}))
+                tx.notify(f"wrote {i}")
+                if i == 7:
+                    raise ValueError("seven fails")
+                return i
+
+            return write
+
+        outcomes = await asyncio.gather(
+            *(db.run_write(insert(i)) for i in range(20)),
+            db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW))),
+            db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW))),
+            return_exceptions=True,
+        )
+        assert outcomes[:7] == list(range(7)) and outcomes[8:20] == list(range(8, 20))
+        assert isinstance(outcomes[7], ValueError)
+        # The same key twice: one of the two fails (the second in line, on SQLite).
+        assert sum(isinstance(o, sa.exc.IntegrityError) for o in outcomes[20:]) == 1
+        names = sa.select(secrets.c.name).order_by(secrets.c.name)
+        stored = await db.run_read(lambda conn: conn.execute(names).scalars().all())
+        assert sorted(stored) == sorted(["K", *(f"K{i}" for i in range(20) if i != 7)])
+        assert sorted(notes) == sorted(f"wrote {i}" for i in range(20) if i != 7)
+    finally:
+        await db.dispose()

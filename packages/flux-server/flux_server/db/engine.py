@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import queue
 import threading
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -135,7 +136,7 @@ class Database:
             plain = sync_url(self.url)
             self._writer_engine = _sqlite_engine(plain, pool_size=1, begin="BEGIN IMMEDIATE")
             self._reader_engine = _sqlite_engine(plain, pool_size=2, begin="BEGIN")
-            self._writer = ThreadPoolExecutor(1, thread_name_prefix="flux-db-write")
+            self._writer = _SqliteWriter(self._writer_engine)
             self._readers = ThreadPoolExecutor(2, thread_name_prefix="flux-db-read")
 
     async def run_write(self, fn: Callable[[Tx[sa.Connection]], T]) -> T:
@@ -146,10 +147,9 @@ class Database:
             # On SQLite the writer thread is parked until that block ends: this would deadlock.
             raise RuntimeError("run_write() inside an `async with db.write()` block")
         if self.is_sqlite:
-            # The one writer thread runs these one after another; no lock is held across the
-            # hop back to the event loop, which may be busy serving other requests.
-            loop = asyncio.get_running_loop()
-            tx: Tx[sa.Connection] = await loop.run_in_executor(self._writer, self._sqlite_write, fn)
+            # The one writer thread runs these in arrival order, several to a transaction when
+            # they queue up; no lock is held across the hop back to the event loop.
+            tx: Tx[sa.Connection] = await self._writer.submit(fn)
         else:
             async with self.engine.begin() as conn:
                 tx = await conn.run_sync(self._postgres_write, fn)
@@ -165,12 +165,6 @@ class Database:
             return await loop.run_in_executor(self._readers, self._sqlite_read, fn)
         async with self._read_engine.connect() as conn:
             return await conn.run_sync(fn)
-
-    def _sqlite_write(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
-        with self._writer_engine.begin() as conn:
-            tx = _ResultTx(conn)
-            tx.result = fn(tx)
-        return tx
 
     def _sqlite_read(self, fn: Callable[[sa.Connection], T]) -> T:
         with self._reader_engine.connect() as conn:
@@ -196,7 +190,7 @@ class Database:
                 # Hold the writer thread at a barrier so no run_write transaction interleaves.
                 loop = asyncio.get_running_loop()
                 reached = loop.create_future()
-                loop.run_in_executor(self._writer, _barrier, loop, reached, paused)
+                self._writer.park(loop, reached, paused)
                 await reached
             except BaseException:
                 paused.set()
@@ -235,7 +229,7 @@ class Database:
             await asyncio.get_running_loop().run_in_executor(None, self._close_threads)
 
     def _close_threads(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.close()
         self._readers.shutdown(wait=True)
         self._writer_engine.dispose()
         self._reader_engine.dispose()
@@ -246,16 +240,126 @@ _NOTIFY = sa.text(
 )
 
 
-def _barrier(
-    loop: asyncio.AbstractEventLoop, reached: asyncio.Future[None], release: threading.Event
+_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[["Tx[sa.Connection]"], Any]]
+
+
+class _SqliteWriter:
+    """The one thread that writes to a SQLite database: group commit.
+
+    Jobs (synchronous functions of a transaction) queue up while a transaction runs; the next
+    transaction runs all of them, in order, and commits once, and their answers go back to the
+    event loop in one hop. SQLite commits cost the same for one job as for fifty, so under load
+    this is what keeps the write path from being a queue of commits. A job that raises makes
+    the batch roll back and every job of it run again alone, so each job still succeeds or
+    fails on its own (jobs are functions of the transaction; running one again is safe).
+    """
+
+    BATCH = 64
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._jobs: queue.SimpleQueue[_Job | Callable[[], None] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="flux-db-write", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[Tx[sa.Connection]], Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._jobs.put((loop, future, fn))
+        return future
+
+    def park(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        reached: asyncio.Future[None],
+        release: threading.Event,
+    ) -> None:
+        """Stop the thread between transactions until ``release`` is set (``reached`` resolves
+        once it has stopped), so that another connection can write meanwhile."""
+
+        def barrier() -> None:
+            loop.call_soon_threadsafe(_resolve, reached, None)
+            release.wait()
+
+        self._jobs.put(barrier)
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        jobs = self._jobs
+        while True:
+            item = jobs.get()
+            if item is None:
+                return
+            if not isinstance(item, tuple):
+                item()
+                continue
+            batch = [item]
+            stop: Callable[[], None] | None = None
+            while len(batch) < self.BATCH:
+                try:
+                    more = jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if not isinstance(more, tuple):
+                    stop = more if more is not None else _CLOSE
+                    break
+                batch.append(more)
+            self._run(batch)
+            if stop is _CLOSE:
+                return
+            if stop is not None:
+                stop()
+
+    def _run(self, batch: list[_Job]) -> None:
+        outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            with self._engine.begin() as conn:
+                for _, future, fn in batch:
+                    tx = _ResultTx(conn)
+                    tx.result = fn(tx)
+                    outcomes.append((future, True, tx))
+        except BaseException as exc:
+            if len(batch) > 1:  # rolled back: each job again, alone, to succeed or fail alone
+                for job in batch:
+                    self._run([job])
+                return
+            outcomes = [(batch[0][1], False, exc)]
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
+        for (loop, _, _), outcome in zip(batch, outcomes, strict=True):
+            by_loop.setdefault(loop, []).append(outcome)
+        for loop, delivered in by_loop.items():
+            _deliver_all(loop, delivered)
+
+
+def _CLOSE() -> None:
+    """Marks the end of the writer's queue."""
+
+
+def _deliver_all(
+    loop: asyncio.AbstractEventLoop, outcomes: list[tuple[asyncio.Future[Any], bool, Any]]
 ) -> None:
-    loop.call_soon_threadsafe(_resolve, reached)
-    release.wait()
+    try:
+        loop.call_soon_threadsafe(_deliver, outcomes)
+    except RuntimeError:  # the loop closed meanwhile: nobody is waiting any more
+        pass
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
+def _deliver(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in outcomes:
+        if future.done():  # the waiter was cancelled; the transaction stands
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+
+def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():  # the waiter may have been cancelled
-        future.set_result(None)
+        future.set_result(value)
 
 
 class _ResultTx(Tx[sa.Connection]):
