@@ -164,3 +164,37 @@ def test_execution_frame_names_follow_the_spec() -> None:
 
 def test_worker_resources_defaults_allow_minimal_reports() -> None:
     assert WorkerResources.model_validate({}).gpus == []
+
+
+def test_claim_history_decoded_straight_from_the_wire_matches_the_records() -> None:
+    from flux.protocol import ClaimResponse, EventRecord
+
+    events = [
+        ExecutionEvent(EventType.WORKFLOW_STARTED, "e1", "wf", {"a": [1, 2]}),
+        ExecutionEvent(EventType.TASK_STARTED, "t:1", "t", None, scope="s"),
+        ExecutionEvent(EventType.TASK_COMPLETED, "t:1", "t", datetime(2026, 1, 2, tzinfo=UTC)),
+    ]
+    claim = ClaimResponse(
+        execution_id="e1", generation=3, workflow_id="w", workflow_name="wf", workflow_version=1,
+        source="", source_hash="h", input=None, state="CLAIMED",
+        events=[EventRecord.from_event(e, "pkl") for e in events],
+    )  # fmt: skip
+    data = json.loads(claim.model_dump_json())
+    data["events"][0]["time"] = data["events"][0]["time"].replace("Z", "")  # naive means UTC
+    fast = ClaimResponse.from_wire(data, decode_history=True)
+    slow = ClaimResponse.from_wire(json.loads(claim.model_dump_json()))
+    assert fast.events == [] and len(slow.events) == 3
+    for a, b, original in zip(fast.history(), slow.history(), events, strict=True):
+        assert (a.id, a.type, a.source_id, a.name, a.scope, a.value, a.time) == (
+            b.id, b.type, b.source_id, b.name, b.scope, b.value, b.time
+        ) == (original.id, original.type, original.source_id, original.name, original.scope,
+              original.value, original.time)  # fmt: skip
+        assert a.time.tzinfo is UTC
+    broken = json.loads(claim.model_dump_json())
+    del broken["events"][1]["source_id"]
+    with pytest.raises(ProtocolError, match="malformed event"):
+        ClaimResponse.from_wire(broken, decode_history=True)
+    broken["events"][1]["source_id"] = "t:1"
+    broken["events"][1]["type"] = "NOT_A_TYPE"
+    with pytest.raises(ProtocolError, match="NOT_A_TYPE"):
+        ClaimResponse.from_wire(broken, decode_history=True)

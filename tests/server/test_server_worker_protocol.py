@@ -349,3 +349,25 @@ async def test_batched_claims_reject_bad_requests(server) -> None:
     with pytest.raises(ApiError) as info:
         await stranger.claims(["x"])
     assert info.value.status_code == 401
+
+
+async def test_a_claim_decoded_for_replay_has_the_same_history(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    run = await server.client.run("hello", "you")
+    claim = await worker.take()
+    sent = [
+        record(EventType.WORKFLOW_STARTED),
+        record(EventType.TASK_STARTED, {"x": 1}, name="t", source_id="t:1"),
+        record(EventType.TASK_COMPLETED, [1, "two"], name="t", source_id="t:1"),
+    ]
+    await worker.ch.checkpoint(run.execution_id, claim.generation, sent)
+    await worker.ch.release(run.execution_id, claim.generation)
+    await worker.next_offer()
+    plain = await worker.ch.claim(run.execution_id)
+    fast = (await worker.ch.claims([run.execution_id], decode_history=True)).results[0].claim
+    assert fast.events == [] and len(plain.events) == 3
+    assert [(e.id, e.type, e.value, e.time) for e in fast.history()] == [
+        (e.id, e.type, e.value, e.time) for e in plain.history()
+    ]
+    assert [e.value for e in fast.history()] == [None, {"x": 1}, [1, "two"]]

@@ -95,6 +95,9 @@ class Worker:
         self._claim_wake = asyncio.Event()
         self._claimer: asyncio.Task[None] | None = None
         self._batch_claims = True
+        # In-process runs replay from domain events decoded straight off the wire; a child
+        # process gets the claim as it came (records), so those keep the records.
+        self._decode_history = isolation != "subprocess"
         self._deferred: dict[str, None] = {}
         """Offers that came while every slot was taken, oldest first."""
         self._spawned: set[asyncio.Task[Any]] = set()
@@ -297,7 +300,9 @@ class Worker:
         another worker has them, or the server offers them again after the claim timeout)."""
         if self._batch_claims:
             try:
-                response = await self.channel.claims(ids, self.modules.hashes())
+                response = await self.channel.claims(
+                    ids, self.modules.hashes(), decode_history=self._decode_history
+                )
             except NotFoundError:
                 log.info("the server has no batched claims (protocol 1.0): claiming one by one")
                 self._batch_claims = False
@@ -314,7 +319,7 @@ class Worker:
 
     async def _claim_one(self, execution_id: str) -> Any:
         try:
-            return await self.channel.claim(execution_id)
+            return await self.channel.claim(execution_id, decode_history=self._decode_history)
         except ConflictError:
             return None  # another worker has it
         except (ApiError, OSError) as exc:
@@ -441,7 +446,7 @@ def context_from_claim(claim: Any) -> ExecutionContext[Any]:
         loads(b64decode(claim.input)),
         claim.execution_id,
         workflow_id=claim.workflow_id,
-        events=[e.to_event() for e in claim.events],
+        events=claim.history(),
         state=claim.state,
         workflow_version=claim.workflow_version,
     )

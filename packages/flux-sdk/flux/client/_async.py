@@ -355,25 +355,34 @@ class AsyncWorkerChannel:
         """
         return self.client.events(calls.connect(self.name, self.session_token), parse_worker_frame)
 
-    async def claim(self, execution_id: str) -> ClaimResponse:
-        """Take an offered execution.
+    async def claim(self, execution_id: str, *, decode_history: bool = False) -> ClaimResponse:
+        """Take an offered execution. With ``decode_history`` the history is decoded straight
+        into domain events (:meth:`ClaimResponse.history`) and ``events`` stays empty.
 
         Raises:
             ConflictError: it is not claimable (taken by another worker, finished, cancelled).
         """
-        return await self.client.send(calls.claim(self.name, self.session_token, execution_id))
+        call = calls.claim(self.name, self.session_token, execution_id, decode_history)
+        return await self.client.send(call)
 
     async def claims(
-        self, execution_ids: Sequence[str], known_sources: Sequence[str] = ()
+        self,
+        execution_ids: Sequence[str],
+        known_sources: Sequence[str] = (),
+        *,
+        decode_history: bool = False,
     ) -> ClaimBatchResponse:
         """Take several offered executions in one request; each is claimed or refused alone
         (``error.code == "conflict"`` when it is not claimable). Claims of a source whose hash
-        is in ``known_sources`` come with ``source`` empty.
+        is in ``known_sources`` come with ``source`` empty. ``decode_history`` as in
+        :meth:`claim`.
 
         Raises:
             NotFoundError: the server speaks protocol 1.0 (no batched claims): use :meth:`claim`.
         """
-        call = calls.claims(self.name, self.session_token, execution_ids, known_sources)
+        call = calls.claims(
+            self.name, self.session_token, execution_ids, known_sources, decode_history
+        )
         return await self.client.send(call)
 
     async def checkpoint(

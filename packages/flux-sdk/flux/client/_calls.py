@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, TypeAdapter
+from pydantic_core import from_json
 
 from flux.errors import UsageError
 from flux.protocol import (
@@ -241,23 +242,49 @@ def connect(name: str, token: str) -> StreamCall:
     return StreamCall("GET", f"/workers/{_seg(name)}/connect", token=token)
 
 
-def claim(name: str, token: str, execution_id: str) -> Call[ClaimResponse]:
+def claim(
+    name: str, token: str, execution_id: str, decode_history: bool = False
+) -> Call[ClaimResponse]:
     return Call(
         "POST",
         f"/workers/{_seg(name)}/claim/{_seg(execution_id)}",
-        _model(ClaimResponse),
+        _claim_parser(decode_history),
         token=token,
     )
 
 
+def _claim_parser(decode_history: bool) -> Callable[[bytes], ClaimResponse]:
+    if not decode_history:
+        return _model(ClaimResponse)
+    return lambda raw: ClaimResponse.from_wire(from_json(raw), decode_history=True)
+
+
+def _claims_parser(decode_history: bool) -> Callable[[bytes], ClaimBatchResponse]:
+    if not decode_history:
+        return _model(ClaimBatchResponse)
+
+    def parse(raw: bytes) -> ClaimBatchResponse:
+        data = from_json(raw)
+        for result in data.get("results") or ():
+            if isinstance(result, dict) and isinstance(result.get("claim"), dict):
+                result["claim"] = ClaimResponse.from_wire(result["claim"], decode_history=True)
+        return ClaimBatchResponse.model_validate(data)
+
+    return parse
+
+
 def claims(
-    name: str, token: str, execution_ids: Sequence[str], known_sources: Sequence[str]
+    name: str,
+    token: str,
+    execution_ids: Sequence[str],
+    known_sources: Sequence[str],
+    decode_history: bool = False,
 ) -> Call[ClaimBatchResponse]:
     body = ClaimBatchRequest(execution_ids=list(execution_ids), known_sources=list(known_sources))
     return Call(
         "POST",
         f"/workers/{_seg(name)}/claims",
-        _model(ClaimBatchResponse),
+        _claims_parser(decode_history),
         content=_model_body(body),
         content_type=_JSON,
         token=token,

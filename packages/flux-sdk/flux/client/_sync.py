@@ -256,14 +256,22 @@ class WorkerChannel:
     def connect(self) -> Iterator[WorkerFrame]:
         return self.client.events(calls.connect(self.name, self.session_token), parse_worker_frame)
 
-    def claim(self, execution_id: str) -> ClaimResponse:
-        return self.client.send(calls.claim(self.name, self.session_token, execution_id))
+    def claim(self, execution_id: str, *, decode_history: bool = False) -> ClaimResponse:
+        """See :meth:`AsyncWorkerChannel.claim`."""
+        call = calls.claim(self.name, self.session_token, execution_id, decode_history)
+        return self.client.send(call)
 
     def claims(
-        self, execution_ids: Sequence[str], known_sources: Sequence[str] = ()
+        self,
+        execution_ids: Sequence[str],
+        known_sources: Sequence[str] = (),
+        *,
+        decode_history: bool = False,
     ) -> ClaimBatchResponse:
         """See :meth:`AsyncWorkerChannel.claims`."""
-        call = calls.claims(self.name, self.session_token, execution_ids, known_sources)
+        call = calls.claims(
+            self.name, self.session_token, execution_ids, known_sources, decode_history
+        )
         return self.client.send(call)
 
     def checkpoint(

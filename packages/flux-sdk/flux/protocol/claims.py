@@ -32,12 +32,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from flux.domain import ExecutionState
+from flux.domain import ExecutionEvent, ExecutionState
 from flux.protocol._base import WireModel
 from flux.protocol.errors import ErrorBody
-from flux.protocol.events import EventRecord, OutputRecord
+from flux.protocol.events import EventRecord, OutputRecord, decode_events
 
 __all__ = [
     "CheckpointBatchRequest",
@@ -71,8 +71,34 @@ class ClaimResponse(WireModel):
     input: str | None
     """base64 of ``flux.serialization.dumps(input)`` (JSON format for inputs sent over HTTP)."""
     events: list[EventRecord]
-    """The full history so far, oldest first (empty for a fresh run)."""
+    """The full history so far, oldest first (empty for a fresh run; empty too when the
+    answer was read with ``decode_history``: see :meth:`history`)."""
     state: ExecutionState
+
+    _history: list[ExecutionEvent] | None = PrivateAttr(default=None)
+
+    def history(self) -> list[ExecutionEvent]:
+        """The history as domain events, ready to replay (values unpickled: only for the
+        worker that runs the execution)."""
+        if self._history is None:
+            self._history = [record.to_event() for record in self.events]
+        return self._history
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any], *, decode_history: bool = False) -> ClaimResponse:
+        """Read a parsed claim answer. With ``decode_history`` the events go straight into
+        :meth:`history` (domain events) and ``events`` stays empty: a worker replaying a
+        long history skips a model per event.
+
+        Raises:
+            pydantic.ValidationError: the answer is malformed.
+            ProtocolError, SerializationError: an event is (see :func:`decode_events`).
+        """
+        if not decode_history:
+            return cls.model_validate(data)
+        claim = cls.model_validate({**data, "events": []})
+        claim._history = decode_events(data.get("events") or [])
+        return claim
 
 
 class ClaimBatchRequest(WireModel):

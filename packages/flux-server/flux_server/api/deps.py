@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from flux.errors import UsageError
 from pydantic import BaseModel
-from pydantic_core import from_json
+from pydantic_core import from_json, to_json
 from starlette.responses import Response
 
 from flux_server.runtime import Runtime
@@ -22,6 +22,7 @@ __all__ = [
     "WorkerName",
     "get_runtime",
     "json_body",
+    "json_response",
     "model_response",
     "parse_json",
 ]
@@ -103,6 +104,11 @@ JSON_BODY: dict[str, Any] = {
     }
 }
 """``openapi_extra`` for routes that read :func:`json_body`."""
+
+
+def json_response(data: Any, status_code: int = 200) -> Response:
+    """Plain values (JSON types, datetimes) straight to bytes, for the largest answers."""
+    return Response(to_json(data), status_code, media_type="application/json")
 
 
 def model_response(model: BaseModel, status_code: int = 200) -> Response:

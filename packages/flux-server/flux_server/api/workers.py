@@ -35,7 +35,7 @@ from flux.protocol import (
 )
 from starlette.responses import Response
 
-from flux_server.api.deps import FluxRoute, RuntimeDep, WorkerName, model_response
+from flux_server.api.deps import FluxRoute, RuntimeDep, WorkerName, json_response, model_response
 from flux_server.auth import hash_token, new_token
 from flux_server.hub import Connection
 from flux_server.runtime import Runtime
@@ -117,7 +117,7 @@ async def _worker_frames(
 async def claim(name: WorkerName, execution_id: str, runtime: RuntimeDep) -> Response:
     """Take an execution; the answer holds everything needed to replay it. 409 when it is not
     claimable (another worker has it, or it finished or was cancelled)."""
-    return model_response(await runtime.executions.claim(name, execution_id))
+    return json_response(await runtime.executions.claim(name, execution_id))
 
 
 @router.post("/{name}/claims", response_model=ClaimBatchResponse)
@@ -126,7 +126,7 @@ async def claims(name: WorkerName, body: ClaimBatchRequest, runtime: RuntimeDep)
     refused on its own (``error.code`` ``conflict`` or ``not_found``). Sources whose hash is
     in ``known_sources`` come back empty."""
     results = await runtime.executions.claim_many(name, body.execution_ids, body.known_sources)
-    return model_response(ClaimBatchResponse.model_construct(results=results))
+    return json_response({"results": results})
 
 
 @router.post("/{name}/checkpoint/{execution_id}", response_model=CheckpointResponse)

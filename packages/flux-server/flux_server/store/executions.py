@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,8 +27,6 @@ from flux.protocol import (
     CheckpointRequest,
     CheckpointResponse,
     CheckpointResult,
-    ClaimResponse,
-    ClaimResult,
     ErrorBody,
     EventRecord,
     ExecutionScheduledFrame,
@@ -201,9 +199,10 @@ class ExecutionStore:
 
     # -- workers -------------------------------------------------------------------------------
 
-    async def claim(self, worker: str, execution_id: str) -> ClaimResponse:
-        """Give the execution to ``worker`` with a new generation. The holder of a claimed
-        execution that has not started may claim it again (a retry after a lost answer).
+    async def claim(self, worker: str, execution_id: str) -> dict[str, Any]:
+        """Give the execution to ``worker`` with a new generation: a :class:`ClaimResponse` as
+        a JSON-ready dict. The holder of a claimed execution that has not started may claim
+        it again (a retry after a lost answer).
 
         Raises:
             NotFoundError: unknown execution.  ConflictError: not claimable now.
@@ -212,27 +211,24 @@ class ExecutionStore:
 
     async def claim_many(
         self, worker: str, execution_ids: Sequence[str], known_sources: Sequence[str] = ()
-    ) -> list[ClaimResult]:
+    ) -> list[dict[str, Any]]:
         """Claim several executions in one transaction, each on its own: one that is not
-        claimable (or unknown) gets an ``error`` entry and does not affect the others."""
+        claimable (or unknown) gets an ``error`` entry and does not affect the others. The
+        answer is the :class:`ClaimResult` list as JSON-ready dicts."""
         known = frozenset(known_sources)
 
-        def write(tx: Tx[sa.Connection]) -> list[ClaimResult]:
+        def write(tx: Tx[sa.Connection]) -> list[dict[str, Any]]:
             now = utcnow()
             sources: dict[str, tuple[str, str]] = {}
-            results: list[ClaimResult] = []
+            results: list[dict[str, Any]] = []
             for execution_id in dict.fromkeys(execution_ids):
                 try:
                     claim = _claim(tx, worker, execution_id, now, sources, known)
                 except (ConflictError, NotFoundError) as exc:
-                    error = ErrorBody(**exc.to_dict())
-                    results.append(ClaimResult(execution_id=execution_id, error=error))
+                    error = exc.to_dict()
+                    results.append({"execution_id": execution_id, "claim": None, "error": error})
                 else:
-                    results.append(
-                        ClaimResult.model_construct(
-                            execution_id=execution_id, claim=claim, error=None
-                        )
-                    )
+                    results.append({"execution_id": execution_id, "claim": claim, "error": None})
             return results
 
         return await self.db.run_write(write)
@@ -378,6 +374,21 @@ _READ_STATUS = sa.select(*_STATUS_COLUMNS).where(_C.id == sa.bindparam("b_id"))
 _READ_HISTORY = (
     sa.select(*_EVENT_COLUMNS).where(_E.execution_id == sa.bindparam("b_id")).order_by(_E.seq)
 )
+# The replay path reads the driver's values as they are (no per-row type processing): the
+# time is epoch seconds on SQLite and a datetime on PostgreSQL, the value bytes.
+_READ_HISTORY_RAW = (
+    sa.select(
+        _E.id,
+        _E.type,
+        _E.source_id,
+        _E.name,
+        _E.scope,
+        sa.type_coerce(_E.time, sa.types.NullType()).label("time"),
+        sa.type_coerce(_E.value, sa.types.NullType()).label("value"),
+    )
+    .where(_E.execution_id == sa.bindparam("b_id"))
+    .order_by(_E.seq)
+)
 _READ_HISTORY_VIEWS = (
     sa.select(*_EVENT_COLUMNS, _E.view)
     .where(_E.execution_id == sa.bindparam("b_id"))
@@ -511,9 +522,12 @@ def _claim(
     now: datetime,
     sources: dict[str, tuple[str, str]] | None = None,
     known: frozenset[str] = frozenset(),
-) -> ClaimResponse:
-    """Claim one execution. ``sources`` caches (source, hash) by workflow id across the claims
-    of one transaction; sources whose hash is in ``known`` are sent empty."""
+) -> dict[str, Any]:
+    """Claim one execution: its :class:`ClaimResponse` as a dict of wire values. The history is
+    the bulk of a claim, so it goes from rows to JSON values without a model per event.
+
+    ``sources`` caches (source, hash) by workflow id across the claims of one transaction;
+    sources whose hash is in ``known`` are sent empty."""
     conn = tx.conn
     row = conn.execute(_CLAIM, {"b_id": execution_id, "b_worker": worker, "b_now": now}).first()
     if row is None:
@@ -533,21 +547,38 @@ def _claim(
         if sources is not None:
             sources[row.workflow_id] = cached
     source, source_hash = cached
-    history = conn.execute(_READ_HISTORY, {"b_id": execution_id})
+    history = conn.execute(_READ_HISTORY_RAW, {"b_id": execution_id})
     # Views are for display; the worker replays from values, so they are left out.
-    records = [_record(r, None) for r in history]
-    return ClaimResponse.model_construct(
-        execution_id=execution_id,
-        generation=row.generation,
-        workflow_id=row.workflow_id,
-        workflow_name=row.workflow_name,
-        workflow_version=row.workflow_version,
-        source="" if source_hash in known else source,
-        source_hash=source_hash,
-        input=b64encode(row.input),
-        events=records,
-        state=ExecutionState.CLAIMED,
-    )
+    return {
+        "execution_id": execution_id,
+        "generation": row.generation,
+        "workflow_id": row.workflow_id,
+        "workflow_name": row.workflow_name,
+        "workflow_version": row.workflow_version,
+        "source": "" if source_hash in known else source,
+        "source_hash": source_hash,
+        "input": b64encode(row.input),
+        "events": [
+            {
+                "id": r.id,
+                "type": r.type,
+                "source_id": r.source_id,
+                "name": r.name,
+                "scope": r.scope,
+                "time": _wire_time(r.time),
+                "value": None if r.value is None else b64encode(bytes(r.value)),
+            }
+            for r in history
+        ],
+        "state": ExecutionState.CLAIMED.value,
+    }
+
+
+def _wire_time(value: Any) -> datetime:
+    """An event time as the driver returns it (epoch seconds or a datetime), aware UTC."""
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def _checkpoint(
