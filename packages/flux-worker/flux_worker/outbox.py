@@ -1,8 +1,8 @@
 """Checkpoints from worker to server: a per-execution outbox and one worker-wide sender.
 
 ``Outbox.save`` encodes events at once (so later mutation cannot change what is sent) and
-queues them. One :class:`CheckpointSender` per worker posts whatever every outbox has queued
-in a single ``POST /workers/{name}/checkpoints`` request (one database transaction on the
+queues them. One :class:`CheckpointSender` per worker posts whatever the outboxes have queued
+in ``POST /workers/{name}/checkpoints`` requests (one database transaction each on the
 server), so many executions finishing tasks at the same time share one round trip. Transport
 failures retry with jittered backoff and resend the same event ids (the server merges them
 idempotently). A conflict means the execution was claimed again elsewhere: that outbox is
@@ -136,14 +136,25 @@ class Outbox:
 
 
 class CheckpointSender:
-    """Posts the queued events of every outbox of a worker, batched into one request."""
+    """Posts the queued events of every outbox of a worker, batched into few requests.
 
-    def __init__(self, channel: Callable[[], Any], max_backoff: float = 5.0) -> None:
+    Up to ``max_in_flight`` requests travel at once, each with the outboxes that have nothing
+    on the wire: while the server stores one batch, the executions acknowledged by the
+    previous answer already run their next step and fill the next batch. An outbox has at
+    most one batch in flight, so each execution's events still arrive in order.
+    """
+
+    def __init__(
+        self, channel: Callable[[], Any], max_backoff: float = 5.0, max_in_flight: int = 2
+    ) -> None:
         self.channel = channel
         self.max_backoff = max_backoff
+        self.max_in_flight = max_in_flight
         self._ready: dict[str, Outbox] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._attempt = 0
 
     def notify(self, outbox: Outbox) -> None:
         self._ready[outbox.execution_id] = outbox
@@ -152,12 +163,12 @@ class CheckpointSender:
             self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        tasks = [t for t in (self._task, *self._in_flight) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _run(self) -> None:
-        attempt = 0
         while True:
             await self._wake.wait()
             # One loop iteration's grace: runs woken with this one (a claim answered, an
@@ -165,43 +176,59 @@ class CheckpointSender:
             # travels in this request rather than the next.
             await asyncio.sleep(0)
             self._wake.clear()
-            while self._ready:
-                outboxes = list(self._ready.values())
-                self._ready.clear()
-                items: list[tuple[Outbox, CheckpointItem]] = []
-                for box in outboxes:
-                    item = box.take()
-                    if item is not None:
-                        items.append((box, item))
+            while self._ready and len(self._in_flight) < self.max_in_flight:
+                # Share what is ready among the free slots: executions split into groups
+                # whose requests overlap, rather than moving in lockstep behind one request.
+                free = self.max_in_flight - len(self._in_flight)
+                items = self._take_ready(-(-len(self._ready) // free))
                 if not items:
-                    continue
-                try:
-                    results = await self.channel().checkpoints([item for _, item in items])
-                except ApiError as exc:
-                    if exc.status_code in _FATAL:
-                        for box, _ in items:
-                            box.refused(str(exc))
-                        continue
-                    attempt = await self._retry(items, attempt, exc)
-                    continue
-                attempt = 0
-                for (box, item), result in zip(items, results.results, strict=True):
-                    if result.error is not None:
-                        box.refused(result.error.message)
-                        continue
-                    box.acknowledged(result.state, item.output is not None)
-                    if box.queue and not box.fenced:
-                        self._ready[box.execution_id] = box
+                    break  # what is ready has a batch on the wire; its answer wakes us
+                task = asyncio.get_running_loop().create_task(self._send(items))
+                self._in_flight.add(task)
+                task.add_done_callback(self._sent)
 
-    async def _retry(
-        self, items: list[tuple[Outbox, CheckpointItem]], attempt: int, exc: Exception
-    ) -> int:
-        attempt += 1
-        delay = min(self.max_backoff, 0.05 * 2**attempt) * random.uniform(0.5, 1.0)
+    def _take_ready(self, limit: int) -> list[tuple[Outbox, CheckpointItem]]:
+        items: list[tuple[Outbox, CheckpointItem]] = []
+        for execution_id, box in list(self._ready.items()):
+            if len(items) >= limit:
+                break
+            if box.in_flight:
+                continue
+            del self._ready[execution_id]
+            item = box.take()
+            if item is not None:
+                items.append((box, item))
+        return items
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._wake.set()
+
+    async def _send(self, items: list[tuple[Outbox, CheckpointItem]]) -> None:
+        try:
+            results = await self.channel().checkpoints([item for _, item in items])
+        except ApiError as exc:
+            if exc.status_code in _FATAL:
+                for box, _ in items:
+                    box.refused(str(exc))
+                return
+            await self._retry(items, exc)
+            return
+        self._attempt = 0
+        for (box, item), result in zip(items, results.results, strict=True):
+            if result.error is not None:
+                box.refused(result.error.message)
+                continue
+            box.acknowledged(result.state, item.output is not None)
+            if box.queue and not box.fenced:
+                self._ready[box.execution_id] = box
+
+    async def _retry(self, items: list[tuple[Outbox, CheckpointItem]], exc: Exception) -> None:
+        self._attempt += 1
+        delay = min(self.max_backoff, 0.05 * 2**self._attempt) * random.uniform(0.5, 1.0)
         log.info("checkpoint failed (%s); retry in %.2fs", exc, delay)
         await asyncio.sleep(delay)
         for box, _ in items:
             box.in_flight = 0
             if not box.fenced:
                 self._ready[box.execution_id] = box
-        return attempt

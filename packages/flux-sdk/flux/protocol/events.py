@@ -46,7 +46,8 @@ class EventRecord(WireModel):
             SerializationError: the event's value cannot be serialized.
         """
         raw = None if event.value is None else dumps(event.value, serializer)
-        return cls(
+        # Every field comes from a domain event, already of its type: no validation needed.
+        return cls.model_construct(
             id=event.id,
             type=event.type,
             source_id=event.source_id,
