@@ -371,3 +371,55 @@ async def test_a_claim_decoded_for_replay_has_the_same_history(server) -> None:
         (e.id, e.type, e.value, e.time) for e in plain.history()
     ]
     assert [e.value for e in fast.history()] == [None, {"x": 1}, [1, "two"]]
+
+
+async def test_batched_checkpoints_store_each_item_on_its_own(server) -> None:
+    from flux.protocol import CheckpointItem
+
+    await server.register()
+    worker = await server.worker(capacity=8)
+    runs = [await server.client.run("hello", i) for i in range(4)]
+    ids = [r.execution_id for r in runs]
+    granted = (await worker.ch.claims(ids)).results
+    claims = {r.execution_id: r.claim for r in granted if r.claim is not None}
+    assert set(claims) == set(ids)
+    done, going, stale, cancelling = ids
+    await server.client.cancel("hello", cancelling, mode="async")
+    started = record(EventType.WORKFLOW_STARTED)
+    items = [
+        CheckpointItem(
+            execution_id=done, generation=claims[done].generation,
+            events=[started, record(EventType.WORKFLOW_COMPLETED, "fin")],
+            output=OutputRecord.from_value("fin", "json"),
+        ),
+        CheckpointItem(execution_id=going, generation=claims[going].generation, events=[
+            record(EventType.WORKFLOW_STARTED), record(EventType.TASK_STARTED, source_id="t:1"),
+        ]),
+        CheckpointItem(execution_id=stale, generation=claims[stale].generation - 1, events=[
+            record(EventType.WORKFLOW_STARTED),
+        ]),
+        CheckpointItem(execution_id="no-such-execution", generation=1, events=[]),
+        # Paused instead of unwinding while cancelling: it ends cancelled.
+        CheckpointItem(execution_id=cancelling, generation=claims[cancelling].generation, events=[
+            record(EventType.WORKFLOW_STARTED), record(EventType.WORKFLOW_PAUSED, "p"),
+        ]),
+    ]  # fmt: skip
+    answer = await worker.ch.checkpoints(items)
+    states = [(r.execution_id, r.state, r.error.code if r.error else None) for r in answer.results]
+    assert states == [
+        (done, ExecutionState.COMPLETED, None),
+        (going, ExecutionState.RUNNING, None),
+        (stale, None, "conflict"),
+        ("no-such-execution", None, "not_found"),
+        (cancelling, ExecutionState.CANCELLED, None),
+    ]
+    assert (await server.client.status("hello", done)).output == "fin"
+    assert await _count_events(server, going) == 2
+    assert await _count_events(server, stale) == 0
+    assert [
+        e.type for e in (await server.client.status("hello", cancelling, detailed=True)).events
+    ][-1] == EventType.WORKFLOW_CANCELLED
+    # Sent again (a lost answer): nothing is stored twice.
+    again = await worker.ch.checkpoints(items[:2])
+    assert [r.state for r in again.results] == [ExecutionState.COMPLETED, ExecutionState.RUNNING]
+    assert await _count_events(server, going) == 2

@@ -25,8 +25,10 @@ __all__ = [
     "OFFERABLE",
     "b64",
     "cancel_note",
+    "event_rows",
     "exec_note",
     "insert_events",
+    "merge_events",
     "new_id",
     "requeue_held",
     "server_event",
@@ -77,12 +79,25 @@ _MERGE_EVENTS = {
 
 def insert_events(tx: Tx[sa.Connection], execution_id: str, records: Sequence[EventRecord]) -> None:
     """Append events, ignoring ids already stored (idempotent merge)."""
-    if not records:
-        return
+    merge_events(tx, event_rows(execution_id, records))
+
+
+def merge_events(tx: Tx[sa.Connection], rows: list[dict[str, Any]]) -> None:
+    """Insert :func:`event_rows` (of any executions) in one statement, skipping stored ids."""
+    if rows:
+        tx.conn.execute(_MERGE_EVENTS[tx.conn.dialect.name], rows)
+
+
+def event_rows(execution_id: str, records: Sequence[EventRecord]) -> list[dict[str, Any]]:
+    """The rows of ``records``.
+
+    Raises:
+        UsageError: a value is not base64, or a text field holds a NUL character.
+    """
     for r in records:
         if "\x00" in r.id + r.source_id + r.name + r.scope:
             raise UsageError(f"event {r.id!r} has a NUL character in its id, source, name or scope")
-    rows = [
+    return [
         {
             "id": r.id,
             "execution_id": execution_id,
@@ -96,7 +111,6 @@ def insert_events(tx: Tx[sa.Connection], execution_id: str, records: Sequence[Ev
         }
         for r in records
     ]
-    tx.conn.execute(_MERGE_EVENTS[tx.conn.dialect.name], rows)
 
 
 def server_event(
