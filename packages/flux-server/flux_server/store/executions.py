@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from flux.domain import (
@@ -220,18 +220,7 @@ class ExecutionStore:
         known = frozenset(known_sources)
 
         def write(tx: Tx[sa.Connection]) -> list[dict[str, Any]]:
-            now = utcnow()
-            sources: dict[str, tuple[str, str]] = {}
-            results: list[dict[str, Any]] = []
-            for execution_id in dict.fromkeys(execution_ids):
-                try:
-                    claim = _claim(tx, worker, execution_id, now, sources, known)
-                except (ConflictError, NotFoundError) as exc:
-                    error = exc.to_dict()
-                    results.append({"execution_id": execution_id, "claim": None, "error": error})
-                else:
-                    results.append({"execution_id": execution_id, "claim": claim, "error": None})
-            return results
+            return _claim_batch(tx, worker, list(dict.fromkeys(execution_ids)), utcnow(), known)
 
         return await self.db.run_write(write)
 
@@ -375,9 +364,6 @@ def _bind(name: str, column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
 _INSERT_EXECUTION = sa.insert(executions)
 _INSERT_EVENT = sa.insert(events)
 _READ_STATUS = sa.select(*_STATUS_COLUMNS).where(_C.id == sa.bindparam("b_id"))
-_READ_HISTORY = (
-    sa.select(*_EVENT_COLUMNS).where(_E.execution_id == sa.bindparam("b_id")).order_by(_E.seq)
-)
 # The replay path reads the driver's values as they are (no per-row type processing): the
 # time is epoch seconds on SQLite and a datetime on PostgreSQL, the value bytes.
 _READ_HISTORY_RAW = (
@@ -436,7 +422,51 @@ _CLAIM = (
         offered_at=None,
         updated_at=_bind("b_now", _C.updated_at),
     )
-    .returning(_C.generation, _C.workflow_id, _C.workflow_name, _C.workflow_version, _C.input)
+    .returning(
+        _C.id, _C.generation, _C.workflow_id, _C.workflow_name, _C.workflow_version, _C.input
+    )
+)
+_CLAIM_MANY = (
+    sa.update(executions)
+    .where(
+        _C.id.in_(sa.bindparam("b_ids", expanding=True)),
+        sa.or_(
+            _C.state.in_(_OFFERABLE),
+            sa.and_(
+                _C.state == ExecutionState.CLAIMED.value,
+                _C.worker_name == _bind("b_worker", _C.worker_name),
+            ),
+        ),
+    )
+    .values(
+        state=ExecutionState.CLAIMED.value,
+        worker_name=_bind("b_worker", _C.worker_name),
+        generation=_C.generation + 1,
+        claimed_at=_bind("b_now", _C.claimed_at),
+        offered_to=None,
+        offered_at=None,
+        updated_at=_bind("b_now", _C.updated_at),
+    )
+    .returning(
+        _C.id, _C.generation, _C.workflow_id, _C.workflow_name, _C.workflow_version, _C.input
+    )
+)
+_READ_HISTORIES_RAW = (
+    sa.select(
+        _E.execution_id,
+        _E.id,
+        _E.type,
+        _E.source_id,
+        _E.name,
+        _E.scope,
+        sa.type_coerce(_E.time, sa.types.NullType()).label("time"),
+        sa.type_coerce(_E.value, sa.types.NullType()).label("value"),
+    )
+    .where(_E.execution_id.in_(sa.bindparam("b_ids", expanding=True)))
+    .order_by(_E.execution_id, _E.seq)
+)
+_READ_SOURCES = sa.select(workflows.c.id, workflows.c.source, workflows.c.source_hash).where(
+    workflows.c.id.in_(sa.bindparam("b_ids", expanding=True))
 )
 _OFFER = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
 _WITHDRAW = (
@@ -530,37 +560,74 @@ def _claim(
     worker: str,
     execution_id: str,
     now: datetime,
-    sources: dict[str, tuple[str, str]] | None = None,
-    known: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
-    """Claim one execution: its :class:`ClaimResponse` as a dict of wire values. The history is
-    the bulk of a claim, so it goes from rows to JSON values without a model per event.
-
-    ``sources`` caches (source, hash) by workflow id across the claims of one transaction;
-    sources whose hash is in ``known`` are sent empty."""
+    """Claim one execution: its :class:`ClaimResponse` as a dict of wire values. The history
+    is the bulk of a claim, so it goes from rows to JSON values without a model per event."""
     conn = tx.conn
     row = conn.execute(_CLAIM, {"b_id": execution_id, "b_worker": worker, "b_now": now}).first()
     if row is None:
-        current = conn.execute(_READ_HOLDER, {"b_id": execution_id}).first()
-        if current is None:
-            raise _not_found(execution_id)
-        holder = f" by worker {current.worker_name!r}" if current.state in HELD else ""
-        raise ConflictError(
-            f"execution {execution_id!r} cannot be claimed: it is {current.state}{holder}",
-            status_code=409,
-            state=current.state,
-        )
-    cached = None if sources is None else sources.get(row.workflow_id)
-    if cached is None:
-        found = conn.execute(_READ_SOURCE, {"b_workflow_id": row.workflow_id}).one()
-        cached = (found.source, found.source_hash)
-        if sources is not None:
-            sources[row.workflow_id] = cached
-    source, source_hash = cached
+        _refuse_claim(conn, execution_id)
+    found = conn.execute(_READ_SOURCE, {"b_workflow_id": row.workflow_id}).one()
     history = conn.execute(_READ_HISTORY_RAW, {"b_id": execution_id})
-    # Views are for display; the worker replays from values, so they are left out.
+    events = [_wire_event(r) for r in history]
+    return _claim_answer(row, found.source, found.source_hash, frozenset(), events)
+
+
+def _claim_batch(
+    tx: Tx[sa.Connection], worker: str, ids: list[str], now: datetime, known: frozenset[str]
+) -> list[dict[str, Any]]:
+    """:func:`_claim` for several distinct executions in a few statements for all of them (one
+    conditional update, one history read, one source read); the answers as ClaimResult dicts."""
+    conn = tx.conn
+    params = {"b_ids": ids, "b_worker": worker, "b_now": now}
+    claimed = {r.id: r for r in conn.execute(_CLAIM_MANY, params)}
+    histories: dict[str, list[dict[str, Any]]] = {i: [] for i in claimed}
+    sources: dict[str, tuple[str, str]] = {}
+    if claimed:
+        for r in conn.execute(_READ_HISTORIES_RAW, {"b_ids": list(claimed)}):
+            histories[r.execution_id].append(_wire_event(r))
+        workflow_ids = list({r.workflow_id for r in claimed.values()})
+        for found in conn.execute(_READ_SOURCES, {"b_ids": workflow_ids}):
+            sources[found.id] = (found.source, found.source_hash)
+    results: list[dict[str, Any]] = []
+    for execution_id in ids:
+        row = claimed.get(execution_id)
+        if row is None:
+            try:
+                _refuse_claim(conn, execution_id)
+            except (ConflictError, NotFoundError) as exc:
+                results.append(
+                    {"execution_id": execution_id, "claim": None, "error": exc.to_dict()}
+                )
+            continue
+        source, source_hash = sources[row.workflow_id]
+        claim = _claim_answer(row, source, source_hash, known, histories[execution_id])
+        results.append({"execution_id": execution_id, "claim": claim, "error": None})
+    return results
+
+
+def _refuse_claim(conn: sa.Connection, execution_id: str) -> NoReturn:
+    """Raise why ``execution_id`` could not be claimed.
+
+    Raises:
+        NotFoundError: it does not exist.  ConflictError: it is not claimable now.
+    """
+    current = conn.execute(_READ_HOLDER, {"b_id": execution_id}).first()
+    if current is None:
+        raise _not_found(execution_id)
+    holder = f" by worker {current.worker_name!r}" if current.state in HELD else ""
+    raise ConflictError(
+        f"execution {execution_id!r} cannot be claimed: it is {current.state}{holder}",
+        status_code=409,
+        state=current.state,
+    )
+
+
+def _claim_answer(
+    row: Any, source: str, source_hash: str, known: frozenset[str], events: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
-        "execution_id": execution_id,
+        "execution_id": row.id,
         "generation": row.generation,
         "workflow_id": row.workflow_id,
         "workflow_name": row.workflow_name,
@@ -568,19 +635,21 @@ def _claim(
         "source": "" if source_hash in known else source,
         "source_hash": source_hash,
         "input": b64encode(row.input),
-        "events": [
-            {
-                "id": r.id,
-                "type": r.type,
-                "source_id": r.source_id,
-                "name": r.name,
-                "scope": r.scope,
-                "time": _wire_time(r.time),
-                "value": None if r.value is None else b64encode(bytes(r.value)),
-            }
-            for r in history
-        ],
+        "events": events,
         "state": ExecutionState.CLAIMED.value,
+    }
+
+
+def _wire_event(r: Any) -> dict[str, Any]:
+    # Views are for display; the worker replays from values, so they are left out.
+    return {
+        "id": r.id,
+        "type": r.type,
+        "source_id": r.source_id,
+        "name": r.name,
+        "scope": r.scope,
+        "time": _wire_time(r.time),
+        "value": None if r.value is None else b64encode(bytes(r.value)),
     }
 
 
