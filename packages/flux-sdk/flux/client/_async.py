@@ -15,7 +15,9 @@ from httpx_sse import aconnect_sse
 from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
+from flux.client._lean import LeanPool
 from flux.protocol import (
+    PROTOCOL_HEADER,
     CheckpointBatchResponse,
     CheckpointItem,
     CheckpointResponse,
@@ -40,6 +42,7 @@ from flux.protocol import (
     WorkerResources,
     WorkflowDetail,
     WorkflowSummary,
+    check_compatible,
     parse_execution_frame,
     parse_worker_frame,
 )
@@ -90,11 +93,19 @@ class AsyncFluxClient:
             ),
         )
 
+        self._lean = (
+            LeanPool(base_url, base_headers(headers), timeout)
+            if LeanPool.usable(base_url, transport)
+            else None
+        )
+
     @property
     def base_url(self) -> str:
         return str(self._http.base_url)
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
         await self._http.aclose()
 
     async def __aenter__(self) -> Self:
@@ -127,6 +138,22 @@ class AsyncFluxClient:
             raise unreachable(exc, self._http.base_url) from exc
         check_response(response)
         return call.parse(response.content)
+
+    async def send_lean(self, call: Call[T]) -> T:
+        """:meth:`send` for small JSON POSTs made very often (a worker's claims and
+        checkpoints): over plain HTTP they skip httpx (see ``flux.client._lean``)."""
+        lean = self._lean
+        if lean is None or call.method != "POST" or call.params or call.files:
+            return await self.send(call)
+        status, headers, body = await lean.post(
+            call.path, call.content or b"", request_headers(call.token, call.content_type)
+        )
+        if status >= 400 or PROTOCOL_HEADER.lower() not in headers:
+            response = httpx.Response(status, headers=headers, content=body)
+            check_response(response)  # raises the error the answer stands for
+        else:
+            check_compatible(headers[PROTOCOL_HEADER.lower()], peer="server")
+        return call.parse(body)
 
     async def events(
         self, call: StreamCall, parse: Callable[[str, str], F | None]
@@ -383,7 +410,7 @@ class AsyncWorkerChannel:
         call = calls.claims(
             self.name, self.session_token, execution_ids, known_sources, decode_history
         )
-        return await self.client.send(call)
+        return await self.client.send_lean(call)
 
     async def checkpoint(
         self,
@@ -406,7 +433,7 @@ class AsyncWorkerChannel:
         """Checkpoints of several held executions in one request; each item is fenced alone
         (a stale one comes back with ``error.code == "conflict"``)."""
         call = calls.checkpoints(self.name, self.session_token, items)
-        return await self.client.send(call)
+        return await self.client.send_lean(call)
 
     async def release(
         self, execution_id: str, generation: int, reason: str | None = None
