@@ -40,6 +40,8 @@ class Runtime:
         self.secrets = SecretStore(self.db, self._secrets_key)
         self.hub = WorkerHub()
         self.watchers = Watchers()
+        self.executions.wanted = self.watchers.watching
+        self.executions.on_settled = self.watchers.settled
         self.dispatcher = Dispatcher(
             self.executions, self.hub, options.claim_timeout, options.sweep_interval
         )

@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from flux.protocol import ExecutionStatus
+
 __all__ = ["Watch", "Watchers"]
 
 
@@ -13,11 +15,14 @@ class Watch:
     """One waiter: ``event`` is set on every change; ``state`` is the state the last change
     announced (``None`` when unknown), so a waiter can skip reading states it does not want."""
 
-    __slots__ = ("event", "state")
+    __slots__ = ("event", "state", "status")
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
         self.state: str | None = None
+        self.status: ExecutionStatus | None = None
+        """The execution's status as it finished or paused, when this process committed that
+        (saves a read); ``None`` otherwise."""
 
 
 class Watchers:
@@ -44,6 +49,14 @@ class Watchers:
         for watch in self._by_id.get(execution_id, ()):
             watch.state = state
             watch.event.set()
+
+    def watching(self, execution_id: str) -> bool:
+        """Whether anyone waits for ``execution_id`` (safe to ask from the writer thread)."""
+        return execution_id in self._by_id
+
+    def settled(self, status: ExecutionStatus) -> None:
+        for watch in self._by_id.get(status.execution_id, ()):
+            watch.status = status
 
     def __len__(self) -> int:
         return len(self._by_id)

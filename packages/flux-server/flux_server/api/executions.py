@@ -159,7 +159,9 @@ async def _wait(
                     await watch.event.wait()
             except TimeoutError:
                 watch.state = None  # a wake-up from a replica may have been missed: look
-            if watch.state is None or done(ExecutionState(watch.state)):
+            if watch.status is not None and done(watch.status.state):
+                status = watch.status  # read by the checkpoint that settled it
+            elif watch.state is None or done(ExecutionState(watch.state)):
                 status = await runtime.executions.status(execution_id, name)
     return status
 

@@ -8,7 +8,7 @@ Each operation is a synchronous function of one transaction, run by ``Database.r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
@@ -111,6 +111,11 @@ class OfferTarget:
 class ExecutionStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.wanted: Callable[[str], bool] = lambda execution_id: False
+        """Whether a client of this process waits for ``execution_id`` (set by the runtime)."""
+        self.on_settled: Callable[[ExecutionStatus], None] = lambda status: None
+        """Called, after the commit, with the status of a wanted execution that finished or
+        paused in a checkpoint."""
 
     # -- clients -------------------------------------------------------------------------------
 
@@ -247,7 +252,19 @@ class ExecutionStore:
         one commit for all the task completions that happened meanwhile.
         """
 
-        def write(tx: Tx[sa.Connection]) -> list[CheckpointResult]:
+        def write(tx: Tx[sa.Connection]) -> tuple[list[CheckpointResult], list[ExecutionStatus]]:
+            results = checkpoint_all(tx)
+            # Executions that just settled and that a client here waits for: their status
+            # read now, in this transaction, saves each waiter a read of its own.
+            wanted = self.wanted
+            settled = [
+                _read_status(tx.conn, r.execution_id, None, False)
+                for r in results
+                if r.state is not None and r.state in _SETTLED and wanted(r.execution_id)
+            ]
+            return results, settled
+
+        def checkpoint_all(tx: Tx[sa.Connection]) -> list[CheckpointResult]:
             now = utcnow()
             if len({item.execution_id for item in items}) == len(items):
                 return _checkpoint_batch(tx, worker, items, now)
@@ -271,7 +288,10 @@ class ExecutionStore:
                     )
             return results
 
-        return await self.db.run_write(write)
+        results, settled = await self.db.run_write(write)
+        for status in settled:  # committed: hand them to the waiters
+            self.on_settled(status)
+        return results
 
     async def release(
         self, worker: str, execution_id: str, request: ReleaseRequest
@@ -354,6 +374,7 @@ class ExecutionStore:
 # parameters (typed by the columns); ``b_``-prefixed parameters are the WHERE clause's.
 
 _HELD = [s.value for s in HELD]
+_SETTLED = frozenset({*FINISHED_STATES, ExecutionState.PAUSED})
 _OFFERABLE = [s.value for s in OFFERABLE]
 
 
