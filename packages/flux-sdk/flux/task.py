@@ -202,7 +202,8 @@ class task(Generic[P, R]):
                     await run.commit()
                     return value  # type: ignore[no-any-return]
             run.emit(EventType.TASK_STARTED, source_id, self.name, _args_value(args, kwargs), scope)
-        await run.settle()
+        if run._settled < run._commits:  # inline: most calls have nothing to wait for
+            await run.settle()
         token = current_scope.set(source_id)
         try:
             result = await self._attempts(run, source_id, scope, args, kwargs, history)
