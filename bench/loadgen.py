@@ -7,8 +7,9 @@ from the server and worker being measured, and the throughput figures measured t
 
 This generator opens ``concurrency`` keep-alive connections and has each one send
 ``POST /workflows/{name}/run/sync`` back to back until ``n`` requests in all have been sent. It
-speaks just enough HTTP/1.1 for a loopback Flux server: Content-Length or chunked bodies, and a
-reconnect when the server answers ``Connection: close``. Benchmarks only; no TLS, no proxies.
+speaks HTTP/1.1 through the worker's lean exchange (``flux.client._lean``): Content-Length or
+chunked bodies, and a reconnect when the server answers ``Connection: close``. Benchmarks
+only; no TLS, no proxies.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from flux.client._lean import Closed, exchange
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 
 MAX_ERRORS_KEPT = 5
@@ -57,53 +59,6 @@ class LoadResult:
             raise RuntimeError(f"{self.failures} of {self.n} runs did not complete:\n  {shown}")
 
 
-class _Closed(Exception):
-    """The server closed the connection before answering."""
-
-
-async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        chunks: list[bytes] = []
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, if any
-                    pass
-                return b"".join(chunks)
-            chunks.append(await reader.readexactly(size))
-            await reader.readexactly(2)  # the CRLF after each chunk
-    if "content-length" in headers:
-        return await reader.readexactly(int(headers["content-length"]))
-    return await reader.read()  # no framing: the body runs to the end of the connection
-
-
-async def _exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
-) -> tuple[int, bytes, bool]:
-    """Send one request; answer (status, body, whether the connection may be reused)."""
-    writer.write(request)
-    await writer.drain()
-    try:
-        head = await reader.readuntil(b"\r\n\r\n")
-    except asyncio.IncompleteReadError as e:
-        if not e.partial:
-            raise _Closed from None
-        raise
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    version, status = status_line.split(" ", 2)[:2]
-    headers = {}
-    for line in lines:
-        if line:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-    body = await _read_body(reader, headers)
-    connection = headers.get("connection", "").lower()
-    framed = "content-length" in headers or "transfer-encoding" in headers
-    persistent = connection == "keep-alive" if version == "HTTP/1.0" else connection != "close"
-    return int(status), body, framed and persistent
-
-
 async def run_many(
     url: str, workflow: str, input: Any, n: int, concurrency: int, timeout: float = 120
 ) -> LoadResult:
@@ -130,14 +85,14 @@ async def run_many(
                     reused = conn is not None
                     conn = conn or await asyncio.open_connection(host, port)
                     try:
-                        status, data, keep = await _exchange(*conn, request)
-                    except _Closed:
+                        status, _, data, keep = await exchange(*conn, request)
+                    except Closed:
                         if not reused:
                             raise
                         # The server dropped an idle keep-alive connection: retry on a new one.
                         await _close(conn)
                         conn = await asyncio.open_connection(host, port)
-                        status, data, keep = await _exchange(*conn, request)
+                        status, _, data, keep = await exchange(*conn, request)
             except Exception as e:
                 keep = False
                 result.fail(f"{type(e).__name__}: {e}")

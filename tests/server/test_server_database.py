@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
@@ -12,79 +14,84 @@ from flux_server.db.tables import secrets
 ROW = {"name": "K", "value": b"x", "updated_at": datetime(2025, 1, 1, tzinfo=UTC)}
 
 
-async def test_notes_follow_commits_and_errors_roll_back(db_url: str) -> None:
-    db = Database(db_url)
-    notes: list[str] = []
-    db.sink = notes.append
+class _Noted(Database):
+    """A database that records the notes it sends."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.notes: list[str] = []
+        self.sink = self.notes.append
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[_Noted]:
+    """A migrated database with an empty ``secrets`` table."""
+    db = _Noted(db_url)
     try:
         await upgrade(db)
         await db.run_write(lambda tx: tx.conn.execute(sa.delete(secrets)))
-
-        def failing(tx):
-            tx.conn.execute(sa.insert(secrets).values(ROW))
-            tx.notify("never")
-            raise ValueError("boom")
-
-        with pytest.raises(ValueError, match="boom"):
-            await db.run_write(failing)
-        count = sa.select(sa.func.count()).select_from(secrets)
-        assert await db.run_read(lambda conn: conn.execute(count).scalar()) == 0
-        assert notes == []
-
-        def insert(tx):
-            tx.notify("dispatch")
-            tx.notify("dispatch")  # the same note twice in a transaction is sent once
-            return tx.conn.execute(sa.text("SELECT 1")).scalar()
-
-        assert await db.run_write(insert) == 1
-        assert notes == ["dispatch"]
-
-        async with db.write() as tx:
-            with pytest.raises(RuntimeError, match="inside"):
-                await db.run_write(lambda tx: None)
-            await tx.conn.execute(sa.insert(secrets).values(ROW))
-            tx.notify("async")
-        assert notes == ["dispatch", "async"]
-        assert await db.run_read(lambda conn: conn.execute(count).scalar()) == 1
+        yield db
     finally:
         await db.dispose()
 
 
-async def test_concurrent_writes_succeed_or_fail_each_on_its_own(db_url: str) -> None:
+async def test_notes_follow_commits_and_errors_roll_back(db: _Noted) -> None:
+    notes = db.notes
+
+    def failing(tx):
+        tx.conn.execute(sa.insert(secrets).values(ROW))
+        tx.notify("never")
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        await db.run_write(failing)
+    count = sa.select(sa.func.count()).select_from(secrets)
+    assert await db.run_read(lambda conn: conn.execute(count).scalar()) == 0
+    assert notes == []
+
+    def insert(tx):
+        tx.notify("dispatch")
+        tx.notify("dispatch")  # the same note twice in a transaction is sent once
+        return tx.conn.execute(sa.text("SELECT 1")).scalar()
+
+    assert await db.run_write(insert) == 1
+    assert notes == ["dispatch"]
+
+    async with db.write() as tx:
+        with pytest.raises(RuntimeError, match="inside"):
+            await db.run_write(lambda tx: None)
+        await tx.conn.execute(sa.insert(secrets).values(ROW))
+        tx.notify("async")
+    assert notes == ["dispatch", "async"]
+    assert await db.run_read(lambda conn: conn.execute(count).scalar()) == 1
+
+
+async def test_concurrent_writes_succeed_or_fail_each_on_its_own(db: _Noted) -> None:
     """Many writes queued at once (on SQLite they share a transaction): one that fails rolls
     back alone; the others are committed, their notes sent, their answers their own."""
-    import asyncio
+    notes = db.notes
 
-    db = Database(db_url)
-    notes: list[str] = []
-    db.sink = notes.append
-    try:
-        await upgrade(db)
-        await db.run_write(lambda tx: tx.conn.execute(sa.delete(secrets)))
+    def insert(i: int):
+        def write(tx):
+            tx.conn.execute(sa.insert(secrets).values({**ROW, "name": f"K{i}"}))
+            tx.notify(f"wrote {i}")
+            if i == 7:
+                raise ValueError("seven fails")
+            return i
 
-        def insert(i: int):
-            def write(tx):
-                tx.conn.execute(sa.insert(secrets).values({**ROW, "name": f"K{i}"}))
-                tx.notify(f"wrote {i}")
-                if i == 7:
-                    raise ValueError("seven fails")
-                return i
+        return write
 
-            return write
-
-        outcomes = await asyncio.gather(
-            *(db.run_write(insert(i)) for i in range(20)),
-            db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW))),
-            db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW))),
-            return_exceptions=True,
-        )
-        assert outcomes[:7] == list(range(7)) and outcomes[8:20] == list(range(8, 20))
-        assert isinstance(outcomes[7], ValueError)
-        # The same key twice: one of the two fails (the second in line, on SQLite).
-        assert sum(isinstance(o, sa.exc.IntegrityError) for o in outcomes[20:]) == 1
-        names = sa.select(secrets.c.name).order_by(secrets.c.name)
-        stored = await db.run_read(lambda conn: conn.execute(names).scalars().all())
-        assert sorted(stored) == sorted(["K", *(f"K{i}" for i in range(20) if i != 7)])
-        assert sorted(notes) == sorted(f"wrote {i}" for i in range(20) if i != 7)
-    finally:
-        await db.dispose()
+    outcomes = await asyncio.gather(
+        *(db.run_write(insert(i)) for i in range(20)),
+        db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW))),
+        db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW))),
+        return_exceptions=True,
+    )
+    assert outcomes[:7] == list(range(7)) and outcomes[8:20] == list(range(8, 20))
+    assert isinstance(outcomes[7], ValueError)
+    # The same key twice: one of the two fails (the second in line, on SQLite).
+    assert sum(isinstance(o, sa.exc.IntegrityError) for o in outcomes[20:]) == 1
+    names = sa.select(secrets.c.name).order_by(secrets.c.name)
+    stored = await db.run_read(lambda conn: conn.execute(names).scalars().all())
+    assert sorted(stored) == sorted(["K", *(f"K{i}" for i in range(20) if i != 7)])
+    assert sorted(notes) == sorted(f"wrote {i}" for i in range(20) if i != 7)

@@ -204,13 +204,7 @@ class Scheduler:
         started: str | None = None
         async with self.db.write() as tx:
             claimed = await tx.conn.execute(
-                sa.update(schedules)
-                .where(
-                    _S.id == row.id,
-                    _S.state == ScheduleState.ACTIVE.value,
-                    _S.next_run_at == due,
-                )
-                .values(
+                _take_tick(row.id, due).values(
                     next_run_at=next_run_at,
                     state=(ScheduleState.ACTIVE if next_run_at else ScheduleState.COMPLETED).value,
                     updated_at=now,
@@ -260,13 +254,7 @@ class Scheduler:
         """Pause a schedule that cannot fire, with an ``error`` run saying why."""
         async with self.db.write() as tx:
             claimed = await tx.conn.execute(
-                sa.update(schedules)
-                .where(
-                    _S.id == row.id,
-                    _S.state == ScheduleState.ACTIVE.value,
-                    _S.next_run_at == due,
-                )
-                .values(
+                _take_tick(row.id, due).values(
                     state=ScheduleState.PAUSED.value,
                     next_run_at=None,
                     failure_count=_S.failure_count + 1,
@@ -414,3 +402,13 @@ def _aware(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+def _take_tick(schedule_id: str, due: datetime) -> sa.Update:
+    """The compare-and-set that makes one process (of any replica) own the tick due at
+    ``due``: it matches only while the schedule is active and that tick is still next."""
+    return sa.update(schedules).where(
+        _S.id == schedule_id,
+        _S.state == ScheduleState.ACTIVE.value,
+        _S.next_run_at == due,
+    )

@@ -18,13 +18,13 @@ import httpx
 
 from flux.errors import ApiError
 
-__all__ = ["LeanPool"]
+__all__ = ["Closed", "LeanPool", "exchange"]
 
 _IDLE = 30.0
 """Seconds a connection may sit unused before it is dropped (the server keeps them 65 s)."""
 
 
-class _Closed(Exception):
+class Closed(Exception):
     """The server closed a reused connection before answering (its keep-alive ran out)."""
 
 
@@ -61,19 +61,19 @@ class LeanPool:
             async with asyncio.timeout(self.timeout):
                 conn, reused = await self._acquire()
                 try:
-                    answer = await _exchange(conn[0], conn[1], request)
-                except (_Closed, ConnectionError):
+                    answer = await exchange(conn[0], conn[1], request)
+                except (Closed, ConnectionError):
                     # A reused connection the server had already dropped: once more on a new
                     # one (claims and checkpoints are safe to repeat).
                     _close(conn[1])
                     if not reused:
                         raise
                     conn = await asyncio.open_connection(self.host, self.port)
-                    answer = await _exchange(conn[0], conn[1], request)
+                    answer = await exchange(conn[0], conn[1], request)
                 except BaseException:
                     _close(conn[1])
                     raise
-        except (OSError, EOFError, _Closed, TimeoutError, ValueError) as exc:
+        except (OSError, EOFError, Closed, TimeoutError, ValueError) as exc:
             raise ApiError(
                 f"cannot reach the Flux server at {self.base_url}: "
                 f"{exc or type(exc).__name__}; check that it runs and the URL is right",
@@ -105,16 +105,22 @@ class LeanPool:
                 await writer.wait_closed()
 
 
-async def _exchange(
+async def exchange(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
 ) -> tuple[int, dict[str, str], bytes, bool]:
+    """Send one HTTP/1.1 request; (status, lower-cased headers, body, whether the connection
+    may be reused). Content-Length, chunked and close-delimited bodies.
+
+    Raises:
+        Closed: the connection was closed before any byte of the answer.
+    """
     writer.write(request)
     await writer.drain()
     try:
         head = await reader.readuntil(b"\r\n\r\n")
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
-            raise _Closed from None
+            raise Closed from None
         raise
     status_line, *lines = head.decode("latin-1").split("\r\n")
     version, status = status_line.split(" ", 2)[:2]

@@ -27,7 +27,6 @@ __all__ = [
     "cancel_note",
     "event_rows",
     "exec_note",
-    "insert_events",
     "merge_events",
     "new_id",
     "requeue_held",
@@ -75,11 +74,6 @@ _MERGE_EVENTS = {
     "sqlite": sqlite_insert(events).on_conflict_do_nothing(index_elements=["id"]),
     "postgresql": pg_insert(events).on_conflict_do_nothing(index_elements=["id"]),
 }
-
-
-def insert_events(tx: Tx[sa.Connection], execution_id: str, records: Sequence[EventRecord]) -> None:
-    """Append events, ignoring ids already stored (idempotent merge)."""
-    merge_events(tx, event_rows(execution_id, records))
 
 
 def merge_events(tx: Tx[sa.Connection], rows: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import (
@@ -21,7 +21,7 @@ from flux.domain import (
     ExecutionState,
     utcnow,
 )
-from flux.errors import ConflictError, NotFoundError
+from flux.errors import ConflictError, FluxError, NotFoundError
 from flux.protocol import (
     CheckpointItem,
     CheckpointRequest,
@@ -46,7 +46,6 @@ from flux_server.store._common import (
     cancel_note,
     event_rows,
     exec_note,
-    insert_events,
     merge_events,
     new_id,
     server_event,
@@ -214,7 +213,14 @@ class ExecutionStore:
         Raises:
             NotFoundError: unknown execution.  ConflictError: not claimable now.
         """
-        return await self.db.run_write(lambda tx: _claim(tx, worker, execution_id, utcnow()))
+
+        def write(tx: Tx[sa.Connection]) -> dict[str, Any]:
+            [(_, outcome)] = _claim_batch(tx, worker, [execution_id], utcnow(), frozenset())
+            if isinstance(outcome, FluxError):
+                raise outcome
+            return outcome
+
+        return await self.db.run_write(write)
 
     async def claim_many(
         self, worker: str, execution_ids: Sequence[str], known_sources: Sequence[str] = ()
@@ -225,7 +231,13 @@ class ExecutionStore:
         known = frozenset(known_sources)
 
         def write(tx: Tx[sa.Connection]) -> list[dict[str, Any]]:
-            return _claim_batch(tx, worker, list(dict.fromkeys(execution_ids)), utcnow(), known)
+            ids = list(dict.fromkeys(execution_ids))
+            return [
+                {"execution_id": i, "claim": None, "error": outcome.to_dict()}
+                if isinstance(outcome, FluxError)
+                else {"execution_id": i, "claim": outcome, "error": None}
+                for i, outcome in _claim_batch(tx, worker, ids, utcnow(), known)
+            ]
 
         return await self.db.run_write(write)
 
@@ -238,9 +250,22 @@ class ExecutionStore:
             NotFoundError: unknown execution.  ConflictError: stale generation (fenced).
             UsageError: a value is not base64.
         """
-        return await self.db.run_write(
-            lambda tx: _checkpoint(tx, worker, execution_id, request, utcnow())
+        item = CheckpointItem.model_construct(
+            execution_id=execution_id,
+            generation=request.generation,
+            events=request.events,
+            output=request.output,
         )
+
+        def write(tx: Tx[sa.Connection]) -> CheckpointResponse:
+            [(_, outcome)] = _checkpoint_batch(tx, worker, [item], utcnow())
+            if isinstance(outcome, FluxError):
+                raise outcome
+            return CheckpointResponse.model_construct(
+                acknowledged=len(request.events), state=outcome
+            )
+
+        return await self.db.run_write(write)
 
     async def checkpoint_many(
         self, worker: str, items: Sequence[CheckpointItem]
@@ -267,26 +292,20 @@ class ExecutionStore:
         def checkpoint_all(tx: Tx[sa.Connection]) -> list[CheckpointResult]:
             now = utcnow()
             if len({item.execution_id for item in items}) == len(items):
-                return _checkpoint_batch(tx, worker, items, now)
-            results: list[CheckpointResult] = []
-            for item in items:  # one execution twice: each item in turn, in order
-                try:
-                    response = _checkpoint(tx, worker, item.execution_id, item, now)
-                except (ConflictError, NotFoundError) as exc:
-                    results.append(
-                        CheckpointResult(
-                            execution_id=item.execution_id, error=ErrorBody(**exc.to_dict())
-                        )
-                    )
-                else:
-                    results.append(
-                        CheckpointResult(
-                            execution_id=item.execution_id,
-                            acknowledged=response.acknowledged,
-                            state=response.state,
-                        )
-                    )
-            return results
+                outcomes = _checkpoint_batch(tx, worker, items, now)
+            else:  # one execution twice: each item in turn, in order
+                outcomes = [o for item in items for o in _checkpoint_batch(tx, worker, [item], now)]
+            return [
+                CheckpointResult(execution_id=item.execution_id, error=ErrorBody(**o.to_dict()))
+                if isinstance(o, FluxError)
+                else CheckpointResult.model_construct(
+                    execution_id=item.execution_id,
+                    acknowledged=len(item.events),
+                    state=o,
+                    error=None,
+                )
+                for item, o in outcomes
+            ]
 
         results, settled = await self.db.run_write(write)
         for status in settled:  # committed: hand them to the waiters
@@ -385,21 +404,6 @@ def _bind(name: str, column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
 _INSERT_EXECUTION = sa.insert(executions)
 _INSERT_EVENT = sa.insert(events)
 _READ_STATUS = sa.select(*_STATUS_COLUMNS).where(_C.id == sa.bindparam("b_id"))
-# The replay path reads the driver's values as they are (no per-row type processing): the
-# time is epoch seconds on SQLite and a datetime on PostgreSQL, the value bytes.
-_READ_HISTORY_RAW = (
-    sa.select(
-        _E.id,
-        _E.type,
-        _E.source_id,
-        _E.name,
-        _E.scope,
-        sa.type_coerce(_E.time, sa.types.NullType()).label("time"),
-        sa.type_coerce(_E.value, sa.types.NullType()).label("value"),
-    )
-    .where(_E.execution_id == sa.bindparam("b_id"))
-    .order_by(_E.seq)
-)
 _READ_HISTORY_VIEWS = (
     sa.select(*_EVENT_COLUMNS, _E.view)
     .where(_E.execution_id == sa.bindparam("b_id"))
@@ -416,37 +420,8 @@ _READ_ROWS = (
 )
 _READ_ROWS_LOCKED = _READ_ROWS.with_for_update()
 _READ_HOLDER = sa.select(_C.state, _C.worker_name).where(_C.id == sa.bindparam("b_id"))
-_READ_SOURCE = sa.select(workflows.c.source, workflows.c.source_hash).where(
-    workflows.c.id == sa.bindparam("b_workflow_id")
-)
 _UPDATE = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
 _BUMP = _UPDATE.values(generation=_C.generation + 1)
-_CLAIM = (
-    sa.update(executions)
-    .where(
-        _C.id == sa.bindparam("b_id"),
-        sa.or_(
-            _C.state.in_(_OFFERABLE),
-            # The same worker claiming again before starting it: its first answer was lost.
-            sa.and_(
-                _C.state == ExecutionState.CLAIMED.value,
-                _C.worker_name == _bind("b_worker", _C.worker_name),
-            ),
-        ),
-    )
-    .values(
-        state=ExecutionState.CLAIMED.value,
-        worker_name=_bind("b_worker", _C.worker_name),
-        generation=_C.generation + 1,
-        claimed_at=_bind("b_now", _C.claimed_at),
-        offered_to=None,
-        offered_at=None,
-        updated_at=_bind("b_now", _C.updated_at),
-    )
-    .returning(
-        _C.id, _C.generation, _C.workflow_id, _C.workflow_name, _C.workflow_version, _C.input
-    )
-)
 _CLAIM_MANY = (
     sa.update(executions)
     .where(
@@ -576,29 +551,15 @@ def _read_status(
     return _status(row, records)
 
 
-def _claim(
-    tx: Tx[sa.Connection],
-    worker: str,
-    execution_id: str,
-    now: datetime,
-) -> dict[str, Any]:
-    """Claim one execution: its :class:`ClaimResponse` as a dict of wire values. The history
-    is the bulk of a claim, so it goes from rows to JSON values without a model per event."""
-    conn = tx.conn
-    row = conn.execute(_CLAIM, {"b_id": execution_id, "b_worker": worker, "b_now": now}).first()
-    if row is None:
-        _refuse_claim(conn, execution_id)
-    found = conn.execute(_READ_SOURCE, {"b_workflow_id": row.workflow_id}).one()
-    history = conn.execute(_READ_HISTORY_RAW, {"b_id": execution_id})
-    events = [_wire_event(r) for r in history]
-    return _claim_answer(row, found.source, found.source_hash, frozenset(), events)
-
-
 def _claim_batch(
     tx: Tx[sa.Connection], worker: str, ids: list[str], now: datetime, known: frozenset[str]
-) -> list[dict[str, Any]]:
-    """:func:`_claim` for several distinct executions in a few statements for all of them (one
-    conditional update, one history read, one source read); the answers as ClaimResult dicts."""
+) -> list[tuple[str, dict[str, Any] | ConflictError | NotFoundError]]:
+    """Give distinct executions to ``worker`` with a new generation, in a few statements for
+    all of them (one conditional update, one history read, one source read). Per id, in
+    order: the :class:`ClaimResponse` as a dict of wire values (the history goes from rows to
+    JSON values without a model per event; sources whose hash is in ``known`` are sent
+    empty), or why it cannot be claimed. The holder of a claimed execution that has not
+    started may claim it again (a retry after a lost answer)."""
     conn = tx.conn
     params = {"b_ids": ids, "b_worker": worker, "b_now": now}
     claimed = {r.id: r for r in conn.execute(_CLAIM_MANY, params)}
@@ -610,34 +571,25 @@ def _claim_batch(
         workflow_ids = list({r.workflow_id for r in claimed.values()})
         for found in conn.execute(_READ_SOURCES, {"b_ids": workflow_ids}):
             sources[found.id] = (found.source, found.source_hash)
-    results: list[dict[str, Any]] = []
+    outcomes: list[tuple[str, dict[str, Any] | ConflictError | NotFoundError]] = []
     for execution_id in ids:
         row = claimed.get(execution_id)
         if row is None:
-            try:
-                _refuse_claim(conn, execution_id)
-            except (ConflictError, NotFoundError) as exc:
-                results.append(
-                    {"execution_id": execution_id, "claim": None, "error": exc.to_dict()}
-                )
+            outcomes.append((execution_id, _claim_refused(conn, execution_id)))
             continue
         source, source_hash = sources[row.workflow_id]
         claim = _claim_answer(row, source, source_hash, known, histories[execution_id])
-        results.append({"execution_id": execution_id, "claim": claim, "error": None})
-    return results
+        outcomes.append((execution_id, claim))
+    return outcomes
 
 
-def _refuse_claim(conn: sa.Connection, execution_id: str) -> NoReturn:
-    """Raise why ``execution_id`` could not be claimed.
-
-    Raises:
-        NotFoundError: it does not exist.  ConflictError: it is not claimable now.
-    """
+def _claim_refused(conn: sa.Connection, execution_id: str) -> ConflictError | NotFoundError:
+    """Why ``execution_id`` could not be claimed: it does not exist, or is not claimable."""
     current = conn.execute(_READ_HOLDER, {"b_id": execution_id}).first()
     if current is None:
-        raise _not_found(execution_id)
+        return _not_found(execution_id)
     holder = f" by worker {current.worker_name!r}" if current.state in HELD else ""
-    raise ConflictError(
+    return ConflictError(
         f"execution {execution_id!r} cannot be claimed: it is {current.state}{holder}",
         status_code=409,
         state=current.state,
@@ -683,13 +635,19 @@ def _wire_time(value: Any) -> datetime:
 
 def _checkpoint_batch(
     tx: Tx[sa.Connection], worker: str, items: Sequence[CheckpointItem], now: datetime
-) -> list[CheckpointResult]:
-    """:func:`_checkpoint` for items of distinct executions, in a few statements for all of
-    them (one read, one insert, one update per shape of change) instead of three per item."""
+) -> list[tuple[CheckpointItem, ExecutionState | ConflictError | NotFoundError]]:
+    """Merge the new events of items of distinct executions idempotently and move each state
+    along, in a few statements for all of them (one read, one insert, one update per shape of
+    change). Per item, in order: the new state, or why it was refused (unknown execution,
+    stale generation); a refused item changes nothing.
+
+    Raises:
+        UsageError: a value is not base64 (nothing of the batch is stored).
+    """
     conn = tx.conn
     query = _READ_ROWS if conn.dialect.name == "sqlite" else _READ_ROWS_LOCKED
     rows = {r.id: r for r in conn.execute(query, {"b_ids": [i.execution_id for i in items]})}
-    results: list[CheckpointResult] = []
+    outcomes: list[tuple[CheckpointItem, ExecutionState | ConflictError | NotFoundError]] = []
     inserts: list[dict[str, Any]] = []
     updates: dict[frozenset[str], list[dict[str, Any]]] = {}
     cancelled: list[Any] = []
@@ -697,9 +655,12 @@ def _checkpoint_batch(
         execution_id = item.execution_id
         row = rows.get(execution_id)
         if row is None or row.generation != item.generation or row.worker_name != worker:
-            exc = _not_found(execution_id) if row is None else _stale(row, worker, item)
-            error = ErrorBody(**exc.to_dict())
-            results.append(CheckpointResult(execution_id=execution_id, error=error))
+            refused = (
+                _not_found(execution_id)
+                if row is None
+                else _stale(execution_id, worker, item.generation, row.generation)
+            )
+            outcomes.append((item, refused))
             continue
         inserts += event_rows(execution_id, item.events)
         state = ExecutionState(row.state)
@@ -719,55 +680,22 @@ def _checkpoint_batch(
             tx.notify(exec_note(execution_id, new))
             if new in FINISHED_STATES or new == ExecutionState.PAUSED:
                 tx.notify(DISPATCH)
-        results.append(
-            CheckpointResult.model_construct(
-                execution_id=execution_id, acknowledged=len(item.events), state=new, error=None
-            )
-        )
+        outcomes.append((item, new))
     merge_events(tx, inserts)
     for row in cancelled:
         _finish_cancelled(tx, row.id, row.workflow_name, now)
     for same_shape in updates.values():
         conn.execute(_UPDATE, same_shape)
-    return results
+    return outcomes
 
 
-def _stale(row: Any, worker: str, item: CheckpointItem) -> ConflictError:
+def _stale(execution_id: str, worker: str, generation: int, current: int) -> ConflictError:
     return ConflictError(
-        f"execution {row.id!r} is no longer held by worker {worker!r} with generation "
-        f"{item.generation} (current generation {row.generation}); abandon it",
+        f"execution {execution_id!r} is no longer held by worker {worker!r} with generation "
+        f"{generation} (current generation {current}); abandon it",
         status_code=409,
-        generation=row.generation,
+        generation=current,
     )
-
-
-def _checkpoint(
-    tx: Tx[sa.Connection],
-    worker: str,
-    execution_id: str,
-    request: CheckpointRequest,
-    now: datetime,
-) -> CheckpointResponse:
-    row = _fenced(tx, worker, execution_id, request.generation)
-    state = ExecutionState(row.state)
-    insert_events(tx, execution_id, request.events)
-    new = next_state(state, request.events)
-    values: dict[str, Any] = {}
-    if new == ExecutionState.PAUSED and state == ExecutionState.CANCELLING:
-        # It paused instead of unwinding: nobody will resume it, so it is cancelled.
-        _finish_cancelled(tx, execution_id, row.workflow_name, now)
-        new = ExecutionState.CANCELLED
-    elif new != state:
-        values["state"] = new.value
-        if new in FINISHED_STATES:
-            values.update(_output(request))
-    if values or request.events:
-        tx.conn.execute(_UPDATE, {"b_id": execution_id, "updated_at": now, **values})
-    if new != state:
-        tx.notify(exec_note(execution_id, new))
-        if new in FINISHED_STATES or new == ExecutionState.PAUSED:
-            tx.notify(DISPATCH)
-    return CheckpointResponse.model_construct(acknowledged=len(request.events), state=new)
 
 
 def _reconcile(
@@ -860,12 +788,7 @@ def _locked(tx: Tx[sa.Connection], execution_id: str, workflow_name: str | None 
 def _fenced(tx: Tx[sa.Connection], worker: str, execution_id: str, generation: int) -> Any:
     row = _locked(tx, execution_id)
     if row.generation != generation or row.worker_name != worker:
-        raise ConflictError(
-            f"execution {execution_id!r} is no longer held by worker {worker!r} with "
-            f"generation {generation} (current generation {row.generation}); abandon it",
-            status_code=409,
-            generation=row.generation,
-        )
+        raise _stale(execution_id, worker, generation, row.generation)
     return row
 
 
