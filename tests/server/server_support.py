@@ -23,6 +23,7 @@ from flux.protocol import (
     ExecutionScheduledFrame,
     GpuInfo,
     OutputRecord,
+    PackageInfo,
     RegisterWorkerRequest,
     WorkerFrame,
     WorkerResources,
@@ -63,8 +64,9 @@ class Server:
         capacity: int = 4,
         resources: WorkerResources | None = None,
         connect: bool = True,
+        packages: list[PackageInfo] | None = None,
     ) -> FakeWorker:
-        worker = FakeWorker(self.client, name, capacity, resources or cpu_box())
+        worker = FakeWorker(self.client, name, capacity, resources or cpu_box(), packages or [])
         await worker.register()
         if connect:
             await worker.connect()
@@ -98,12 +100,18 @@ class FakeWorker:
     """A worker made of the real client: register, stream frames into a queue, claim, checkpoint."""
 
     def __init__(
-        self, client: AsyncFluxClient, name: str, capacity: int, resources: WorkerResources
+        self,
+        client: AsyncFluxClient,
+        name: str,
+        capacity: int,
+        resources: WorkerResources,
+        packages: list[PackageInfo] | None = None,
     ) -> None:
         self.client = client
         self.name = name
         self.capacity = capacity
         self.resources = resources
+        self.packages = packages or []
         self.channel: AsyncWorkerChannel | None = None
         self.frames: asyncio.Queue[WorkerFrame | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
@@ -116,7 +124,12 @@ class FakeWorker:
 
     async def register(self) -> None:
         session = await self.client.register_worker(
-            RegisterWorkerRequest(name=self.name, capacity=self.capacity, resources=self.resources),
+            RegisterWorkerRequest(
+                name=self.name,
+                capacity=self.capacity,
+                resources=self.resources,
+                packages=self.packages,
+            ),
             bootstrap_token=BOOTSTRAP,
         )
         self.channel = self.client.worker(session.name, session.session_token)

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from flux.domain import ExecutionState
-from flux.protocol import GpuInfo, WorkerResources
+from flux.protocol import GpuInfo, PackageInfo, WorkerResources
 from flux_server.dispatch import fits
 from server_support import GPU_FLOW, HELLO, gpu_box
 
@@ -22,6 +22,44 @@ def test_fits_compares_requests_with_resources() -> None:
     assert not fits({"memory": 9 * 2**30}, box)
     assert not fits({"gpu": 2}, box)
     assert not fits({"disk": 200 * 2**30}, box)
+
+
+def test_fits_counts_gpus_with_enough_memory() -> None:
+    big = GpuInfo(name="H200", memory_total=141 * 2**30)
+    small = GpuInfo(name="T4", memory_total=16 * 2**30)
+    box = WorkerResources(cpu_count=8, gpus=[small, big])
+    assert fits({"gpu_memory": "80Gi"}, box)  # one GPU by default
+    assert fits({"gpu": 2, "gpu_memory": "16Gi"}, box)
+    assert not fits({"gpu": 2, "gpu_memory": "80Gi"}, box)
+    assert not fits({"gpu_memory": "200Gi"}, box)
+    assert not fits({"gpu_memory": "1Gi"}, WorkerResources(cpu_count=8))
+
+
+def test_fits_checks_requested_packages_against_installed_ones() -> None:
+    box = WorkerResources(cpu_count=2)
+    installed = {"numpy": "2.1.0", "scikit-learn": "1.5.2", "odd": "not-a-version"}
+    assert fits({"packages": ["numpy"]}, box, installed)
+    assert fits({"packages": ["numpy>=2", "Scikit_Learn~=1.5"]}, box, installed)
+    assert not fits({"packages": ["numpy<2"]}, box, installed)
+    assert not fits({"packages": ["torch"]}, box, installed)
+    assert not fits({"packages": ["odd>=1"]}, box, installed)
+    assert not fits({"packages": ["numpy"]}, box)  # a worker that reported nothing
+
+
+async def test_package_requests_route_to_workers_that_have_them(server) -> None:
+    await server.register(
+        b"from flux import workflow\n\n"
+        b'@workflow.with_options(requests={"packages": ["numpy>=2"]})\n'
+        b"async def numeric(ctx):\n    return 1\n"
+    )
+    await server.register(HELLO)
+    bare = await server.worker("bare")
+    numeric = await server.client.run("numeric")
+    hello = await server.client.run("hello")
+    assert (await bare.next_offer()).execution_id == hello.execution_id
+    assert bare.frames.empty()
+    science = await server.worker("science", packages=[PackageInfo(name="NumPy", version="2.1.0")])
+    assert (await science.next_offer()).execution_id == numeric.execution_id
 
 
 async def test_gpu_work_skips_cpu_workers_without_blocking_other_work(server) -> None:

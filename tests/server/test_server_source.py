@@ -31,7 +31,7 @@ async def aliased(ctx):
 
 @fx.workflow.with_options(
     schedule=cron("0 9 * * MON-FRI", timezone="UTC"),
-    requests={"cpu": 2, "memory": "4Gi", "gpu": 1},
+    requests={"cpu": 2, "memory": "4Gi", "gpu": 1, "gpu_memory": "40Gi", "packages": ["numpy>=2"]},
     retry_max_attempts=3,
     output_storage=make_storage(),
 )
@@ -78,6 +78,7 @@ def test_finds_every_decorator_form_and_reads_options() -> None:
         4 * 2**30,
         1,
     )
+    assert (nightly.requests.gpu_memory, nightly.requests.packages) == (40 * 2**30, ["numpy>=2"])
     assert nightly.settings == {"retry_max_attempts": 3, "output_storage": "make_storage()"}
 
     sync_data = found["sync_data"].options
@@ -104,6 +105,11 @@ def test_finds_every_decorator_form_and_reads_options() -> None:
         ("@workflow.with_options(schedule=cron('not a cron'))\nasync def f(ctx): ...", "schedule"),
         ("@workflow.with_options(requests={'cpu': 'many'})\nasync def f(ctx): ...", "requests"),
         ("@workflow.with_options(requests={'tpu': 1})\nasync def f(ctx): ...", "tpu"),
+        (
+            "@workflow.with_options(requests={'packages': ['numpy >> 2']})\nasync def f(ctx): ...",
+            "'numpy >> 2' is not a requirement",
+        ),
+        ("@workflow.with_options(requests={'gpu_memory': 'lots'})\nasync def f(ctx): ...", "lots"),
         ("@workflow.with_options(requests=REQS)\nasync def f(ctx): ...", "requests"),
         ("@workflow.with_options(name=NAME)\nasync def f(ctx): ...", "name"),
         ("@workflow.with_options(secret_requests='A')\nasync def f(ctx): ...", "secret_requests"),

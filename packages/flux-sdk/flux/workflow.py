@@ -7,13 +7,13 @@ import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from flux._runtime import current_run
 from flux.context import ExecutionContext
 from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
 from flux.errors import ExecutionStateError, UsageError
+from flux.protocol.workflows import ResourceRequest
 from flux.task import _hybrid, check_option_names
 
 __all__ = ["ResourceRequest", "workflow"]
@@ -22,22 +22,6 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 CANCEL_POLL_SECONDS = 0.2
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ResourceRequest:
-    """What a workflow needs from the worker that runs it (cpu cores, memory, GPUs)."""
-
-    cpu: float | None = None
-    memory: str | int | None = None  # bytes, or "512Mi", "4Gi", "2G"
-    gpu: int | None = None
-    packages: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"cpu": self.cpu, "memory": self.memory, "gpu": self.gpu}
-        if self.packages:
-            data["packages"] = list(self.packages)
-        return {k: v for k, v in data.items() if v is not None}
 
 
 class workflow(Generic[T, R]):
@@ -80,8 +64,9 @@ class workflow(Generic[T, R]):
         if isinstance(requests, dict):
             try:
                 requests = ResourceRequest(**requests)
-            except TypeError as exc:
-                raise UsageError(f"workflow option requests={requests!r}: {exc}") from None
+            except (TypeError, ValueError) as exc:  # an unknown field; a bad value
+                problem = str(exc).replace("\n", "; ")
+                raise UsageError(f"workflow option requests={requests!r}: {problem}") from None
         elif requests is not None and not isinstance(requests, ResourceRequest):
             raise UsageError(
                 f"workflow option requests={requests!r} must be a ResourceRequest or a dict"

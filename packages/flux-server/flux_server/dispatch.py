@@ -10,10 +10,15 @@ so offers not claimed within the claim timeout are made again.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
 from flux.protocol import ExecutionScheduledFrame, ResourceRequest, WorkerResources
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion
 
 from flux_server.hub import WorkerHub
 from flux_server.sse import frame
@@ -24,11 +29,17 @@ __all__ = ["Dispatcher", "fits"]
 log = logging.getLogger(__name__)
 
 
-def fits(requests: dict[str, Any] | None, resources: WorkerResources) -> bool:
-    """Whether a worker with ``resources`` can run an execution requesting ``requests``.
+def fits(
+    requests: dict[str, Any] | None,
+    resources: WorkerResources,
+    packages: dict[str, str] | None = None,
+) -> bool:
+    """Whether a worker with ``resources`` and installed ``packages`` (canonical name ->
+    version) can run an execution requesting ``requests``.
 
     CPU, memory and disk are compared with what the machine has in total (free amounts move
-    too fast to route on; the worker's capacity bounds concurrency), GPUs by count.
+    too fast to route on; the worker's capacity bounds concurrency), GPUs by count, and with
+    ``gpu_memory`` by the count of GPUs that have at least that much memory.
     """
     if not requests:
         return True
@@ -37,9 +48,32 @@ def fits(requests: dict[str, Any] | None, resources: WorkerResources) -> bool:
         return False
     if request.memory and request.memory > resources.memory_total:
         return False
-    if request.gpu and request.gpu > len(resources.gpus):
+    if request.gpu_memory:
+        large = sum(1 for g in resources.gpus if g.memory_total >= request.gpu_memory)
+        if large < (request.gpu or 1):
+            return False
+    elif request.gpu and request.gpu > len(resources.gpus):
         return False
-    return not (request.disk and request.disk > resources.disk_total)
+    if request.disk and request.disk > resources.disk_total:
+        return False
+    return all(_installed(r, packages or {}) for r in request.packages)
+
+
+@functools.lru_cache(maxsize=1024)
+def _requirement(text: str) -> tuple[str, SpecifierSet]:
+    requirement = Requirement(text)
+    return canonicalize_name(requirement.name), requirement.specifier
+
+
+def _installed(text: str, packages: dict[str, str]) -> bool:
+    name, specifier = _requirement(text)
+    version = packages.get(name)
+    if version is None:
+        return False
+    try:
+        return specifier.contains(version, prereleases=True)
+    except InvalidVersion:
+        return False
 
 
 class Dispatcher:
@@ -87,7 +121,9 @@ class Dispatcher:
         if not connections:
             return 0
         targets = [
-            OfferTarget(c.name, c.capacity, lambda r, res=c.resources: fits(r, res))
+            OfferTarget(
+                c.name, c.capacity, lambda r, res=c.resources, pk=c.packages: fits(r, res, pk)
+            )
             for c in connections
         ]
         offers = await self._executions.offer(targets, self._claim_timeout)

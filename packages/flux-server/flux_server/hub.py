@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from flux.protocol import ExecutionCancelledFrame, WorkerResources
+from flux.protocol import ExecutionCancelledFrame, PackageInfo, WorkerResources
+from packaging.utils import canonicalize_name
 
 from flux_server.sse import frame
 
@@ -17,6 +18,8 @@ class Connection:
     name: str
     capacity: int
     resources: WorkerResources
+    packages: dict[str, str] = field(default_factory=dict)
+    """Installed distributions, by canonical name (``packaging.utils.canonicalize_name``)."""
     queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
 
     def close(self) -> None:
@@ -29,11 +32,18 @@ class WorkerHub:
     def __init__(self) -> None:
         self.connections: dict[str, Connection] = {}
 
-    def attach(self, name: str, capacity: int, resources: WorkerResources) -> Connection:
+    def attach(
+        self,
+        name: str,
+        capacity: int,
+        resources: WorkerResources,
+        packages: list[PackageInfo] | None = None,
+    ) -> Connection:
         old = self.connections.get(name)
         if old is not None:
             old.close()
-        conn = self.connections[name] = Connection(name, capacity, resources)
+        installed = {str(canonicalize_name(p.name)): p.version for p in packages or ()}
+        conn = self.connections[name] = Connection(name, capacity, resources, installed)
         return conn
 
     def detach(self, conn: Connection) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
 from pydantic import Field, field_validator
 
 from flux.protocol._base import UtcDateTime, WireModel
@@ -65,21 +66,45 @@ def parse_size(value: int | float | str) -> int:
 class ResourceRequest(WireModel):
     """What one execution of a workflow needs from a worker; ``None`` means no requirement.
 
-    ``memory`` and ``disk`` are bytes (text such as ``"4Gi"`` is accepted and converted).
+    ``memory``, ``disk`` and ``gpu_memory`` are bytes (text such as ``"4Gi"`` is accepted and
+    converted). ``gpu_memory`` is what each requested GPU must have in total: ``gpu=2,
+    gpu_memory="80Gi"`` asks for two GPUs of at least 80 GiB each (``gpu`` defaults to one).
+    ``packages`` are requirement strings (``"torch"``, ``"numpy>=2"``) that the worker's
+    installed distributions must satisfy.
     """
 
     cpu: float | None = Field(default=None, ge=0)
     memory: int | None = Field(default=None, ge=0)
     gpu: int | None = Field(default=None, ge=0)
     disk: int | None = Field(default=None, ge=0)
+    gpu_memory: int | None = Field(default=None, ge=0)
+    packages: list[str] = []
 
-    @field_validator("memory", "disk", mode="before")
+    @field_validator("memory", "disk", "gpu_memory", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
         return value if value is None else parse_size(value)
 
+    @field_validator("packages", mode="before")
+    @classmethod
+    def _requirements(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        for item in value if isinstance(value, list | tuple) else ():
+            if isinstance(item, str):
+                try:
+                    Requirement(item)
+                except InvalidRequirement as exc:
+                    problem = str(exc).splitlines()[0]
+                    raise ValueError(
+                        f"{item!r} is not a requirement such as 'numpy>=2': {problem}"
+                    ) from None
+        return list(value) if isinstance(value, tuple) else value
+
     def is_empty(self) -> bool:
-        return not (self.cpu or self.memory or self.gpu or self.disk)
+        return not (
+            self.cpu or self.memory or self.gpu or self.disk or self.gpu_memory or self.packages
+        )
 
 
 class WorkflowOptions(WireModel):

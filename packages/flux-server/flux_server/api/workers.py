@@ -31,7 +31,6 @@ from flux.protocol import (
     ReleaseResponse,
     SecretsResponse,
     WorkerInfo,
-    WorkerResources,
 )
 from starlette.responses import Response
 
@@ -40,6 +39,7 @@ from flux_server.auth import hash_token, new_token
 from flux_server.hub import Connection
 from flux_server.runtime import Runtime
 from flux_server.sse import event_stream, frame
+from flux_server.store.workers import WorkerRecord
 
 __all__ = ["router"]
 
@@ -84,13 +84,12 @@ async def connect(name: WorkerName, runtime: RuntimeDep) -> Response:
     if record is None:  # deleted between authentication and now
         raise ApiError(f"worker {name!r} is not registered; register it again", 401)
     await runtime.workers.heartbeat(name, None)
-    return event_stream(_worker_frames(runtime, name, record.capacity, record.resources))
+    return event_stream(_worker_frames(runtime, record))
 
 
-async def _worker_frames(
-    runtime: Runtime, name: str, capacity: int, resources: WorkerResources
-) -> AsyncIterator[bytes]:
-    conn: Connection = runtime.hub.attach(name, capacity, resources)
+async def _worker_frames(runtime: Runtime, record: WorkerRecord) -> AsyncIterator[bytes]:
+    name = record.name
+    conn: Connection = runtime.hub.attach(name, record.capacity, record.resources, record.packages)
     runtime.dispatcher.wake()
     keepalive = runtime.options.sse_keepalive
     try:

@@ -36,6 +36,7 @@ class WorkerRecord:
     name: str
     capacity: int
     resources: WorkerResources
+    packages: list[PackageInfo]
 
 
 class WorkerStore:
@@ -80,11 +81,16 @@ class WorkerStore:
         return await self.db.run_read(lambda conn: conn.execute(query).scalar_one_or_none())
 
     async def get(self, name: str) -> WorkerRecord | None:
-        query = sa.select(_K.name, _K.capacity, _K.resources).where(_K.name == name)
+        query = sa.select(_K.name, _K.capacity, _K.resources, _K.packages).where(_K.name == name)
         row = await self.db.run_read(lambda conn: conn.execute(query).first())
         if row is None:
             return None
-        return WorkerRecord(row.name, row.capacity, WorkerResources.model_validate(row.resources))
+        return WorkerRecord(
+            row.name,
+            row.capacity,
+            WorkerResources.model_validate(row.resources),
+            [PackageInfo.model_validate(p) for p in row.packages or ()],
+        )
 
     async def heartbeat(self, name: str, resources: WorkerResources | None) -> bool:
         """Record that ``name`` is alive; ``True`` when it had been declared dead."""
