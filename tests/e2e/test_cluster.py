@@ -159,6 +159,20 @@ async def cached(ctx: ExecutionContext[int]):
 
 
 @task
+async def blocking(seconds: float) -> str:
+    import time
+
+    mark("blocking")
+    time.sleep(seconds)  # blocks the worker's event loop, as a heavy import or C call would
+    return "unblocked"
+
+
+@workflow
+async def blocks_the_loop(ctx: ExecutionContext[float]):
+    return await blocking(ctx.input)
+
+
+@task
 async def boom(x: int) -> int:
     raise ValueError(f"bad value {x}")
 
@@ -326,6 +340,21 @@ def test_two_workers_racing_never_run_an_execution_twice(flux, marks: Path) -> N
             what=f"execution {execution_id}",
         )
     assert all(count(marks, f"run-{i}") == 1 for i in range(40))
+
+
+def test_task_blocking_the_event_loop_past_the_heartbeat_timeout_runs_once(
+    flux, marks: Path
+) -> None:
+    """The cluster's heartbeat timeout is 3 s; the task holds the worker's event loop for 4.5 s.
+    The keepalive thread heartbeats meanwhile, so the server keeps the worker alive instead of
+    requeueing the execution and running the task a second time."""
+    c, client = flux
+    done = client.run("blocks_the_loop", 4.5, mode="sync")
+    assert (done.state, done.output) == ("COMPLETED", "unblocked")
+    assert count(marks, "blocking") == 1
+    server_log = (c.home / "server.log").read_text()
+    assert "declared dead" not in server_log
+    assert "event loop blocked" in (c.home / "worker-w1.log").read_text()
 
 
 def test_cached_task_runs_once_across_executions_on_a_worker(flux, marks: Path) -> None:

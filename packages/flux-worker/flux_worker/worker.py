@@ -9,7 +9,9 @@ Life of a worker:
 3. Each claimed execution replays in-process from its history (compiled modules cached by
    name, version and source hash) and checkpoints through its own :class:`Outbox`.
 4. A heartbeat task reports resources; an execution missing from the server's ``held`` list
-   was fenced and is abandoned.
+   was fenced and is abandoned. Task code that blocks the event loop (``import torch``, a long
+   synchronous call) would stop that task too, so a :class:`_Keepalive` thread heartbeats in
+   its place while the loop is stalled, up to ``max_loop_stall`` seconds.
 5. Lost stream or server restart: reconnect with jittered backoff, registering again if the
    session is gone. SIGTERM drains: no new claims, running executions get ``drain_timeout``
    seconds to finish, the rest are released back to the queue.
@@ -24,6 +26,8 @@ import logging
 import random
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,7 @@ class Worker:
         max_backoff: float = 5.0,
         isolation: str = "inprocess",
         client: Any = None,
+        max_loop_stall: float = 300.0,
     ) -> None:
         from flux.client import AsyncFluxClient
 
@@ -101,6 +106,9 @@ class Worker:
         self._deferred: dict[str, None] = {}
         """Offers that came while every slot was taken, oldest first."""
         self._spawned: set[asyncio.Task[Any]] = set()
+        self.max_loop_stall = max_loop_stall
+        self._tick = time.monotonic()
+        """When the event loop last ran the ticker: how the keepalive thread sees a stall."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -109,6 +117,9 @@ class Worker:
         await self._register()
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         stream = asyncio.create_task(self._stream_loop())
+        ticker = asyncio.create_task(self._ticker())
+        keepalive = _Keepalive(self)
+        keepalive.start()
         try:
             await self._stopped.wait()
         finally:
@@ -120,6 +131,8 @@ class Worker:
                 tasks.append(self._claimer)
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._drain()
+            ticker.cancel()
+            keepalive.stop()
             await self.sender.close()
             close = getattr(self.client, "aclose", None)
             if close is not None:
@@ -209,6 +222,11 @@ class Worker:
                 attempt = await self._backoff(attempt, f"stream lost: {exc}")
             except FluxError as exc:
                 attempt = await self._backoff(attempt, f"stream error: {exc}")
+
+    async def _ticker(self) -> None:
+        while True:
+            self._tick = time.monotonic()
+            await asyncio.sleep(_TICK)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -557,3 +575,76 @@ class _ChildRun:
 
 class _ChildCrashed(FluxError):
     code = "child_crashed"
+
+
+_TICK = 0.2
+"""How often the event loop proves it is running (seconds)."""
+
+
+class _Keepalive(threading.Thread):
+    """Heartbeats from a thread while task code blocks the worker's event loop.
+
+    The event loop's heartbeat task does the real work (resources, fenced and cancelled
+    executions). When the loop has not ticked for a heartbeat interval, this thread sends bare
+    heartbeats over its own blocking connection so the server does not declare a busy worker
+    dead and run its executions a second time elsewhere. After ``max_loop_stall`` seconds of
+    stall it stops: a loop stuck that long is treated as hung, and the server requeues its work.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(name=f"flux-keepalive-{worker.name}", daemon=True)
+        self.worker = worker
+        self._halt = threading.Event()
+        self._client: Any = None
+        self._last_beat = 0.0
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+
+    def run(self) -> None:
+        warned = gave_up = False
+        while not self._halt.wait(min(1.0, self.worker.heartbeat_interval / 2)):
+            stalled = time.monotonic() - self.worker._tick
+            if stalled < self.worker.heartbeat_interval:
+                if warned:
+                    log.warning("worker %s: event loop running again", self.worker.name)
+                warned = gave_up = False
+                continue
+            if stalled > self.worker.max_loop_stall:
+                if not gave_up:
+                    log.error(
+                        "worker %s: event loop blocked for %.0fs, over max_loop_stall; no more "
+                        "heartbeats until it runs again (the server will requeue its work)",
+                        self.worker.name,
+                        stalled,
+                    )
+                gave_up = True
+                continue
+            if not warned:
+                log.warning(
+                    "worker %s: event loop blocked for %.1fs by task code; heartbeating from a "
+                    "thread meanwhile (run blocking work with asyncio.to_thread)",
+                    self.worker.name,
+                    stalled,
+                )
+                warned = True
+            if time.monotonic() - self._last_beat >= self.worker.heartbeat_interval:
+                self._beat()
+
+    def _beat(self) -> None:
+        token = self.worker.session_token
+        if token is None:
+            return
+        self._last_beat = time.monotonic()
+        try:
+            if self._client is None:
+                from flux.client import FluxClient
+
+                self._client = FluxClient(self.worker.server_url, timeout=5.0)
+            self._client.worker(self.worker.name, token).heartbeat()
+        except Exception as exc:  # the loop's own heartbeat reports and recovers from errors
+            log.debug("keepalive heartbeat failed: %s", exc)
