@@ -119,6 +119,10 @@ def test_gpu_requests_route_to_the_gpu_worker_and_unfit_work_waits(
             status = client.status(name, waiting.execution_id)
             assert status.state == "SCHEDULED" and status.worker is None
 
+        # The first `import torch` blocks the worker's event loop for seconds: the keepalive
+        # thread must have kept the worker alive, so nothing ran twice.
+        assert "declared dead" not in (gpu_cluster.home / "server.log").read_text()
+
         # A cancelled request that fits nowhere ends cleanly instead of waiting forever.
         client.cancel("too_many_gpus", many.execution_id, mode="sync")
         wait_until(

@@ -9,7 +9,7 @@ from pathlib import Path
 import flux.protocol as protocol
 import pytest
 from flux.domain import EventType, ExecutionEvent, ExecutionState
-from flux.errors import ProtocolError
+from flux.errors import ProtocolError, SerializationError
 from flux.protocol import (
     CheckpointRequest,
     EventRecord,
@@ -198,3 +198,46 @@ def test_claim_history_decoded_straight_from_the_wire_matches_the_records() -> N
     broken["events"][1]["type"] = "NOT_A_TYPE"
     with pytest.raises(ProtocolError, match="NOT_A_TYPE"):
         ClaimResponse.from_wire(broken, decode_history=True)
+
+
+def test_claim_history_sent_in_columns_decodes_to_the_same_events() -> None:
+    from flux.protocol import ClaimResponse, HistoryColumns
+    from flux.serialization import b64encode, dumps
+
+    events = [
+        ExecutionEvent(EventType.WORKFLOW_STARTED, "e1", "wf", {"a": [1, 2]}),
+        ExecutionEvent(EventType.TASK_STARTED, "t:1", "t", None, scope="s"),
+        ExecutionEvent(EventType.TASK_COMPLETED, "t:1", "t", datetime(2026, 1, 2, tzinfo=UTC)),
+    ]
+    columns = {
+        "ids": [e.id for e in events],
+        "types": [e.type.value for e in events],
+        "source_ids": [e.source_id for e in events],
+        "names": [e.name for e in events],
+        "scopes": [e.scope for e in events],
+        "times": [e.time.timestamp() for e in events],
+        "values": [None if e.value is None else b64encode(dumps(e.value)) for e in events],
+    }
+    data = {
+        "execution_id": "e1", "generation": 3, "workflow_id": "w", "workflow_name": "wf",
+        "workflow_version": 1, "source": "", "source_hash": "h", "input": None,
+        "state": "CLAIMED", "events": [], "history_columns": columns,
+    }  # fmt: skip
+    fast = ClaimResponse.from_wire(json.loads(json.dumps(data)), decode_history=True)
+    validated = ClaimResponse.model_validate(data)  # a reader that does not decode itself
+    assert fast.history_columns is None and isinstance(validated.history_columns, HistoryColumns)
+    for a, b, original in zip(fast.history(), validated.history(), events, strict=True):
+        assert (a.id, a.type, a.source_id, a.name, a.scope, a.value, a.time) == (
+            b.id, b.type, b.source_id, b.name, b.scope, b.value, b.time
+        ) == (original.id, original.type, original.source_id, original.name, original.scope,
+              original.value, original.time)  # fmt: skip
+        assert a.time.tzinfo is UTC
+    uneven = {**data, "history_columns": {**columns, "names": ["wf"]}}
+    with pytest.raises(ProtocolError, match="differ in length"):
+        ClaimResponse.from_wire(uneven, decode_history=True)
+    unknown = {**data, "history_columns": {**columns, "types": ["NOPE", "NOPE", "NOPE"]}}
+    with pytest.raises(ProtocolError, match="NOPE"):
+        ClaimResponse.from_wire(unknown, decode_history=True)
+    not_base64 = {**data, "history_columns": {**columns, "values": ["%%%", None, None]}}
+    with pytest.raises((ProtocolError, SerializationError)):
+        ClaimResponse.from_wire(not_base64, decode_history=True)

@@ -371,6 +371,18 @@ async def test_a_claim_decoded_for_replay_has_the_same_history(server) -> None:
         (e.id, e.type, e.value, e.time) for e in plain.history()
     ]
     assert [e.value for e in fast.history()] == [None, {"x": 1}, [1, "two"]]
+    # On the wire: the decoding reader asked for columns (protocol 1.2), a plain one did not.
+    await worker.ch.release(run.execution_id, fast.generation)
+    await worker.next_offer()
+    auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
+    body = {"execution_ids": [run.execution_id], "history_format": "columns"}
+    raw = await server.client._http.post("/workers/w1/claims", json=body, headers=auth)
+    answer = raw.json()["results"][0]["claim"]
+    assert answer["events"] == []
+    columns = answer["history_columns"]
+    assert columns["ids"] == [e.id for e in plain.events]
+    assert columns["types"] == ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_COMPLETED"]
+    assert columns["times"] == [e.time.timestamp() for e in plain.events]
 
 
 async def test_batched_checkpoints_store_each_item_on_its_own(server) -> None:

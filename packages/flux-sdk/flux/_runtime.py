@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
 from flux._identity import call_digest
-from flux.domain import EventType, ExecutionEvent
+from flux.domain import WORKFLOW_EVENTS, EventType, ExecutionEvent
 from flux.errors import NonDeterminismError
 
 if TYPE_CHECKING:
@@ -95,14 +95,26 @@ class Run:
         self.history: dict[str, list[ExecutionEvent]] = {}
         self.terminal: dict[str, ExecutionEvent] = {}
         self.order: dict[str, list[str]] = {}
-        for event in ctx.events:
-            if event.type.is_workflow:
+        history, order, terminal = self.history, self.order, self.terminal
+        started = EventType.TASK_STARTED
+        for event in ctx.events:  # the hot loop of a long replay: locals, no method calls
+            kind = event.type
+            if kind in WORKFLOW_EVENTS:
                 continue
-            self.history.setdefault(event.source_id, []).append(event)
-            if event.type is EventType.TASK_STARTED:
-                self.order.setdefault(event.scope, []).append(event.source_id)
-            elif event.type in TERMINAL_TASK_EVENTS:
-                self.terminal[event.source_id] = event
+            source_id = event.source_id
+            same = history.get(source_id)
+            if same is None:
+                history[source_id] = [event]
+            else:
+                same.append(event)
+            if kind is started:
+                calls = order.get(event.scope)
+                if calls is None:
+                    order[event.scope] = [source_id]
+                else:
+                    calls.append(source_id)
+            elif kind in TERMINAL_TASK_EVENTS:
+                terminal[source_id] = event
         self.cursors: dict[str, int] = {}
         self.counters: dict[str, int] = {}
         self.pending: list[ExecutionEvent] = []

@@ -63,7 +63,11 @@ class EventType(StrEnum):
 
     @property
     def is_workflow(self) -> bool:
-        return self.value.startswith("WORKFLOW_")
+        return self in WORKFLOW_EVENTS
+
+
+WORKFLOW_EVENTS = frozenset(t for t in EventType if t.value.startswith("WORKFLOW_"))
+"""Workflow-level event types (a set lookup is cheaper than :attr:`EventType.is_workflow`)."""
 
 
 WORKFLOW_EVENT_STATE: dict[EventType, ExecutionState] = {

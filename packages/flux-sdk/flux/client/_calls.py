@@ -280,7 +280,12 @@ def claims(
     known_sources: Sequence[str],
     decode_history: bool = False,
 ) -> Call[ClaimBatchResponse]:
-    body = ClaimBatchRequest(execution_ids=list(execution_ids), known_sources=list(known_sources))
+    # A reader that decodes histories itself takes them column by column (protocol 1.2).
+    body = ClaimBatchRequest(
+        execution_ids=list(execution_ids),
+        known_sources=list(known_sources),
+        history_format="columns" if decode_history else "events",
+    )
     return Call(
         "POST",
         f"/workers/{_seg(name)}/claims",

@@ -34,7 +34,7 @@ from flux.protocol.claims import (
     SecretsResponse,
 )
 from flux.protocol.errors import ErrorBody
-from flux.protocol.events import EventRecord, OutputRecord
+from flux.protocol.events import EventRecord, HistoryColumns, OutputRecord
 from flux.protocol.executions import CancelMode, ExecutionStatus, RunMode
 from flux.protocol.frames import (
     EXECUTION_FRAME_STATES,
@@ -110,6 +110,7 @@ __all__ = [
     "HealthResponse",
     "HeartbeatRequest",
     "HeartbeatResponse",
+    "HistoryColumns",
     "KeepaliveFrame",
     "OutputRecord",
     "PackageInfo",

@@ -12,7 +12,10 @@ the old generation gets HTTP 409 and the worker must abandon its copy without fu
 - ``POST /workers/{name}/claims`` with :class:`ClaimBatchRequest` -> :class:`ClaimBatchResponse`
   (protocol 1.1): several offered executions in one request and one transaction, each claimed
   or refused on its own. Sources whose hash the worker lists in ``known_sources`` are not sent
-  again (``source`` is empty). A 1.0 server answers 404: claim one by one instead.
+  again (``source`` is empty). A 1.0 server answers 404: claim one by one instead. With
+  ``history_format="columns"`` (protocol 1.2) each claim carries its history in
+  ``history_columns`` instead of ``events``; a 1.1 server ignores the field and sends
+  ``events``, so readers take whichever is present.
 - ``POST /workers/{name}/checkpoint/{execution_id}`` with :class:`CheckpointRequest` ->
   :class:`CheckpointResponse` once committed. Send only events not acknowledged before; resending
   an event (same ``id``) is harmless. The execution's state follows the last workflow-level event
@@ -30,14 +33,21 @@ the old generation gets HTTP 409 and the worker must abandon its copy without fu
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr
 
 from flux.domain import ExecutionEvent, ExecutionState
 from flux.protocol._base import WireModel
 from flux.protocol.errors import ErrorBody
-from flux.protocol.events import EventRecord, OutputRecord, decode_events
+from flux.protocol.events import (
+    EventRecord,
+    HistoryColumns,
+    OutputRecord,
+    decode_columns,
+    decode_events,
+)
 
 __all__ = [
     "CheckpointBatchRequest",
@@ -72,8 +82,11 @@ class ClaimResponse(WireModel):
     """base64 of ``flux.serialization.dumps(input)`` (JSON format for inputs sent over HTTP)."""
     events: list[EventRecord]
     """The full history so far, oldest first (empty for a fresh run; empty too when the
-    answer was read with ``decode_history``: see :meth:`history`)."""
+    answer was read with ``decode_history``, or sent as ``history_columns``: see
+    :meth:`history`)."""
     state: ExecutionState
+    history_columns: HistoryColumns | None = None
+    """The history column by column, when the batched claim asked for it (protocol 1.2)."""
 
     _history: list[ExecutionEvent] | None = PrivateAttr(default=None)
 
@@ -81,7 +94,10 @@ class ClaimResponse(WireModel):
         """The history as domain events, ready to replay (values unpickled: only for the
         worker that runs the execution)."""
         if self._history is None:
-            self._history = [record.to_event() for record in self.events]
+            if self.history_columns is not None:
+                self._history = decode_columns(self.history_columns.model_dump())
+            else:
+                self._history = [record.to_event() for record in self.events]
         return self._history
 
     @classmethod
@@ -96,8 +112,12 @@ class ClaimResponse(WireModel):
         """
         if not decode_history:
             return cls.model_validate(data)
-        claim = cls.model_validate({**data, "events": []})
-        claim._history = decode_events(data.get("events") or [])
+        columns = data.get("history_columns")
+        claim = cls.model_validate({**data, "events": [], "history_columns": None})
+        if isinstance(columns, Mapping):
+            claim._history = decode_columns(columns)
+        else:
+            claim._history = decode_events(data.get("events") or [])
         return claim
 
 
@@ -105,6 +125,8 @@ class ClaimBatchRequest(WireModel):
     execution_ids: list[str] = Field(min_length=1, max_length=1_000)
     known_sources: list[str] = Field(default_factory=list, max_length=10_000)
     """Source hashes this worker has loaded: claims of those sources come without ``source``."""
+    history_format: Literal["events", "columns"] = "events"
+    """``columns``: send each history as :class:`HistoryColumns` (protocol 1.2)."""
 
 
 class ClaimResult(WireModel):

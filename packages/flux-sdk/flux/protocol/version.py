@@ -12,8 +12,9 @@ from flux.errors import ProtocolError
 
 __all__ = ["PROTOCOL_HEADER", "PROTOCOL_VERSION", "check_compatible", "major_of"]
 
-PROTOCOL_VERSION = "1.1"
-"""1.1 added batched claims (``POST /workers/{name}/claims``)."""
+PROTOCOL_VERSION = "1.2"
+"""1.1 added batched claims (``POST /workers/{name}/claims``); 1.2 the column-wise history a
+batched claim may ask for (``history_format="columns"``)."""
 PROTOCOL_HEADER = "X-Flux-Protocol"
 
 

@@ -123,8 +123,11 @@ async def claim(name: WorkerName, execution_id: str, runtime: RuntimeDep) -> Res
 async def claims(name: WorkerName, body: ClaimBatchRequest, runtime: RuntimeDep) -> Response:
     """Take several offered executions in one request and one transaction; each is claimed or
     refused on its own (``error.code`` ``conflict`` or ``not_found``). Sources whose hash is
-    in ``known_sources`` come back empty."""
-    results = await runtime.executions.claim_many(name, body.execution_ids, body.known_sources)
+    in ``known_sources`` come back empty; ``history_format="columns"`` sends each history
+    column by column."""
+    results = await runtime.executions.claim_many(
+        name, body.execution_ids, body.known_sources, body.history_format == "columns"
+    )
     return json_response({"results": results})
 
 

@@ -8,6 +8,9 @@ Each operation is a synchronous function of one transaction, run by ``Database.r
 
 from __future__ import annotations
 
+import itertools
+import operator
+from binascii import b2a_base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -223,11 +226,16 @@ class ExecutionStore:
         return await self.db.run_write(write)
 
     async def claim_many(
-        self, worker: str, execution_ids: Sequence[str], known_sources: Sequence[str] = ()
+        self,
+        worker: str,
+        execution_ids: Sequence[str],
+        known_sources: Sequence[str] = (),
+        columns: bool = False,
     ) -> list[dict[str, Any]]:
         """Claim several executions in one transaction, each on its own: one that is not
         claimable (or unknown) gets an ``error`` entry and does not affect the others. The
-        answer is the :class:`ClaimResult` list as JSON-ready dicts."""
+        answer is the :class:`ClaimResult` list as JSON-ready dicts; with ``columns`` each
+        history is sent as :class:`HistoryColumns`."""
         known = frozenset(known_sources)
 
         def write(tx: Tx[sa.Connection]) -> list[dict[str, Any]]:
@@ -236,7 +244,7 @@ class ExecutionStore:
                 {"execution_id": i, "claim": None, "error": outcome.to_dict()}
                 if isinstance(outcome, FluxError)
                 else {"execution_id": i, "claim": outcome, "error": None}
-                for i, outcome in _claim_batch(tx, worker, ids, utcnow(), known)
+                for i, outcome in _claim_batch(tx, worker, ids, utcnow(), known, columns)
             ]
 
         return await self.db.run_write(write)
@@ -552,7 +560,12 @@ def _read_status(
 
 
 def _claim_batch(
-    tx: Tx[sa.Connection], worker: str, ids: list[str], now: datetime, known: frozenset[str]
+    tx: Tx[sa.Connection],
+    worker: str,
+    ids: list[str],
+    now: datetime,
+    known: frozenset[str],
+    columns: bool = False,
 ) -> list[tuple[str, dict[str, Any] | ConflictError | NotFoundError]]:
     """Give distinct executions to ``worker`` with a new generation, in a few statements for
     all of them (one conditional update, one history read, one source read). Per id, in
@@ -563,11 +576,15 @@ def _claim_batch(
     conn = tx.conn
     params = {"b_ids": ids, "b_worker": worker, "b_now": now}
     claimed = {r.id: r for r in conn.execute(_CLAIM_MANY, params)}
-    histories: dict[str, list[dict[str, Any]]] = {i: [] for i in claimed}
+    histories: dict[str, Any] = {}
     sources: dict[str, tuple[str, str]] = {}
     if claimed:
-        for r in conn.execute(_READ_HISTORIES_RAW, {"b_ids": list(claimed)}):
-            histories[r.execution_id].append(_wire_event(r))
+        rows = conn.execute(_READ_HISTORIES_RAW, {"b_ids": list(claimed)}).fetchall()
+        for execution_id, group in itertools.groupby(rows, operator.itemgetter(0)):
+            if columns:
+                histories[execution_id] = _wire_columns(list(group))
+            else:
+                histories[execution_id] = [_wire_event(r) for r in group]
         workflow_ids = list({r.workflow_id for r in claimed.values()})
         for found in conn.execute(_READ_SOURCES, {"b_ids": workflow_ids}):
             sources[found.id] = (found.source, found.source_hash)
@@ -578,7 +595,12 @@ def _claim_batch(
             outcomes.append((execution_id, _claim_refused(conn, execution_id)))
             continue
         source, source_hash = sources[row.workflow_id]
-        claim = _claim_answer(row, source, source_hash, known, histories[execution_id])
+        history = histories.get(execution_id)
+        if columns:
+            claim = _claim_answer(row, source, source_hash, known, [])
+            claim["history_columns"] = history or _NO_COLUMNS
+        else:
+            claim = _claim_answer(row, source, source_hash, known, history or [])
         outcomes.append((execution_id, claim))
     return outcomes
 
@@ -624,6 +646,32 @@ def _wire_event(r: Any) -> dict[str, Any]:
         "time": _wire_time(r.time),
         "value": None if r.value is None else b64encode(bytes(r.value)),
     }
+
+
+_NO_COLUMNS: dict[str, list[Any]] = {
+    k: [] for k in ("ids", "types", "source_ids", "names", "scopes", "times", "values")
+}
+
+
+def _wire_columns(rows: list[Any]) -> dict[str, Any]:
+    """History rows (``_READ_HISTORIES_RAW``'s columns) as :class:`HistoryColumns` values."""
+    _, ids, types, source_ids, names, scopes, times, values = zip(*rows, strict=True)
+    return {
+        "ids": ids,
+        "types": types,
+        "source_ids": source_ids,
+        "names": names,
+        "scopes": scopes,
+        "times": [t if type(t) is float else _epoch(t) for t in times],
+        "values": [None if v is None else b2a_base64(v, newline=False).decode() for v in values],
+    }
+
+
+def _epoch(value: Any) -> float:
+    """An event time as the driver returns it (epoch seconds or a datetime), as epoch seconds."""
+    if isinstance(value, int | float):
+        return float(value)
+    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).timestamp()
 
 
 def _wire_time(value: Any) -> datetime:
