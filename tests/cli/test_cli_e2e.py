@@ -86,6 +86,14 @@ def test_register_inspect_and_run_in_every_mode(flux: Flux) -> None:
     done = flux.json("workflow", "run", "hello_world", '"World"', "--mode", "sync")
     assert (done["state"], done["output"], done["worker"]) == ("COMPLETED", "Hello, World", WORKER)
 
+    # a chosen execution id: the second run reports on the first execution
+    args = ("workflow", "run", "hello_world", '"Once"', "--mode", "sync", "--execution-id", "cli-1")
+    first, again = flux.json(*args), flux.json(*args[:3], '"Twice"', "--execution-id", "cli-1")
+    assert (first["execution_id"], first["output"]) == ("cli-1", "Hello, Once")
+    assert (again["execution_id"], again["output"]) == ("cli-1", "Hello, Once")
+    bad = flux("workflow", "run", "hello_world", "--execution-id", "not ok")
+    assert bad.exit_code != 0 and "execution_id" in bad.output and "Traceback" not in bad.output
+
     # async: answers at once; the status shows it finishing
     execution_id = flux.json("workflow", "run", "hello_world", '"Async"')["execution_id"]
     final = flux.state_becomes("hello_world", execution_id, "COMPLETED")

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 from flux import ExecutionContext, task, workflow
-from flux.tasks import parallel, pause, pipeline
+from flux.tasks import call, parallel, pause, pipeline
 
 MARKS = Path(os.environ["FLUX_TEST_MARKS"])
 
@@ -156,6 +156,18 @@ async def expensive(x: int) -> int:
 @workflow
 async def cached(ctx: ExecutionContext[int]):
     return await expensive(ctx.input)
+
+
+@workflow
+async def child(ctx: ExecutionContext[float]):
+    first = await step(10)
+    return [first, await slow(ctx.input)]
+
+
+@workflow
+async def parent(ctx: ExecutionContext[float]):
+    before = await step(20)
+    return [before, await call("child", ctx.input)]
 
 
 @task
@@ -307,6 +319,34 @@ def test_worker_killed_mid_task_execution_completes_on_another_worker(flux, mark
     assert count(marks, "step1") == 1 and count(marks, "step2") == 1  # not run again
     assert count(marks, "slow-started") == 2  # the interrupted task ran again
     assert count(marks, "step3") == 1
+
+
+def test_worker_killed_mid_subworkflow_the_parent_waits_for_the_same_child(
+    flux, marks: Path
+) -> None:
+    """The parent calls ``child`` through the server. Kill the worker while the child's slow
+    task runs: on the next worker the parent replays its call and gets the same child (its id
+    derives from the parent's), which replays too; no second child is started."""
+    c, client = flux
+    started = client.run("parent", 2.0, mode="async")
+    wait_until(lambda: count(marks, "slow-started") == 1, what="the child's slow task")
+    os.kill(c.workers["w1"].pid, signal.SIGKILL)
+    c.workers["w1"].wait(10)
+    c.start_worker("w2")
+    done = wait_until(
+        lambda: (s := client.status("parent", started.execution_id)).state == "COMPLETED" and s,
+        timeout=60,
+        what="the parent to finish on w2",
+    )
+    assert done.output == [20, [10, "slow done"]]
+    assert count(marks, "step20") == 1 and count(marks, "step10") == 1  # nothing ran twice
+    assert count(marks, "slow-started") == 2  # but the interrupted task, in the same child
+    detail = client.status("parent", started.execution_id, detailed=True)
+    (child_id,) = [
+        e.view["execution_id"] for e in detail.events or [] if e.name == "call:child"
+        if e.type == "TASK_STARTED"
+    ]  # fmt: skip
+    assert client.status("child", child_id).output == [10, "slow done"]
 
 
 def test_server_killed_and_restarted_mid_run_execution_completes(flux, marks: Path) -> None:

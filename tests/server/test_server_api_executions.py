@@ -44,6 +44,50 @@ async def test_run_sync_waits_for_the_result(server) -> None:
     assert status.output == {"greeting": "hi"}
 
 
+async def test_a_chosen_execution_id_starts_the_workflow_at_most_once(server) -> None:
+    from server_support import GPU_FLOW
+
+    await server.register()
+    await server.register(GPU_FLOW)
+    first = await server.client.run("hello", "a", mode="async", execution_id="order-42")
+    again = await server.client.run("hello", "ignored", mode="async", execution_id="order-42")
+    assert first.execution_id == again.execution_id == "order-42"
+    assert (again.state, again.input) == ("SCHEDULED", "a")  # the existing execution
+
+    worker = await server.worker()
+    claim = await worker.take()
+    assert claim.execution_id == "order-42"
+    assert worker.frames.empty()  # one execution, offered once
+
+    async def work() -> None:
+        await worker.finish(claim, "done")
+
+    job = asyncio.create_task(work())
+    waited = await server.client.run("hello", None, mode="sync", execution_id="order-42")
+    await job
+    assert (waited.state, waited.output) == ("COMPLETED", "done")  # waited for the same one
+    frames = [f async for f in server.client.stream("hello", execution_id="order-42")]
+    assert [f.state for f in frames][-1] == "COMPLETED" and frames[-1].output == "done"
+
+    with pytest.raises(ConflictError, match="taken by an execution of workflow 'hello'"):
+        await server.client.run("train", None, execution_id="order-42")
+    for bad in ("", "has space", "x" * 37, "-leading-dash"):
+        answer = await server.client._http.post(
+            "/workflows/hello/run/async", params={"execution_id": bad}, json=None
+        )
+        assert answer.status_code == 422, (bad, answer.text)
+        assert "execution_id" in answer.text
+
+
+async def test_concurrent_runs_with_one_execution_id_create_one_execution(server) -> None:
+    await server.register()
+    runs = await asyncio.gather(
+        *(server.client.run("hello", i, execution_id="same-id") for i in range(8))
+    )
+    assert {r.execution_id for r in runs} == {"same-id"}
+    assert len({r.input for r in runs}) == 1
+
+
 async def test_run_sync_answers_with_the_current_state_after_the_sync_timeout(
     start_server,
 ) -> None:

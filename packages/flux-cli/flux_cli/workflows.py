@@ -133,6 +133,14 @@ def run(
     input: InputArg = None,
     mode: ModeOption = RunMode.ASYNC,
     format: FormatOption = OutputFormat.TABLE,
+    execution_id: Annotated[
+        str | None,
+        typer.Option(
+            "--execution-id",
+            help="Choose the execution's id; if this workflow already has an execution with "
+            "it, report on that one instead of starting another.",
+        ),
+    ] = None,
 ) -> None:
     """Run a workflow with JSON input.
 
@@ -141,9 +149,10 @@ def run(
     value = parse_json(input)
     with client(ctx) as flux:
         if mode is RunMode.STREAM:
-            _follow(name, flux.stream(name, value), format)
+            _follow(name, flux.stream(name, value, execution_id=execution_id), format)
         else:
-            _report(flux.run(name, value, mode=mode), format, waited=mode is RunMode.SYNC)
+            status = flux.run(name, value, mode=mode, execution_id=execution_id)
+            _report(status, format, waited=mode is RunMode.SYNC)
 
 
 @app.command("resume")

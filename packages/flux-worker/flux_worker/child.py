@@ -121,7 +121,8 @@ class _ChildServices:
 
         name = target if isinstance(target, str) else target.name
         async with AsyncFluxClient(self.server_url) as client:
-            return subworkflow_outcome(name, await client.run(name, input, mode="sync"))
+            status = await client.run(name, input, mode="sync", execution_id=execution_id)
+            return subworkflow_outcome(name, status)
 
 
 async def _main(protocol: Any) -> int:

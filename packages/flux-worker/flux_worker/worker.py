@@ -449,7 +449,10 @@ class _WorkerServices:
 
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
         name = target if isinstance(target, str) else target.name
-        return subworkflow_outcome(name, await self.worker.client.run(name, input, mode="sync"))
+        # The child's id is derived from the parent's and the call's: a parent that replays
+        # the call (after its worker died mid-child) waits for the same child, not a new one.
+        status = await self.worker.client.run(name, input, mode="sync", execution_id=execution_id)
+        return subworkflow_outcome(name, status)
 
 
 def worker_cache(home: str | Path, serializer: str) -> LocalStore:

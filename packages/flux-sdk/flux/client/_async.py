@@ -164,6 +164,7 @@ class AsyncFluxClient:
                 self._http,
                 call.method,
                 call.path,
+                params=call.params,
                 content=call.content,
                 headers=request_headers(call.token, call.content_type),
                 timeout=httpx.Timeout(self._timeout, read=None),
@@ -210,17 +211,29 @@ class AsyncFluxClient:
             content, name = await asyncio.to_thread(path.read_bytes), filename or path.name
         return await self.send(calls.register_workflows(content, name))
 
-    async def run(self, name: str, input: Any = None, *, mode: str = "async") -> ExecutionStatus:
+    async def run(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        mode: str = "async",
+        execution_id: str | None = None,
+    ) -> ExecutionStatus:
         """Start the latest version of ``name`` with JSON ``input``.
 
         ``mode="async"`` answers at once; ``"sync"`` waits until it finishes or pauses (or the
         server's sync timeout passes: check ``state``). For ``"stream"`` use :meth:`stream`.
+        ``execution_id`` chooses the new execution's id; when an execution of ``name`` with
+        that id exists, it is that one that is answered for (and waited for), not a new one:
+        a retried request starts its workflow at most once.
         """
-        return await self.send(calls.run(name, input, mode))
+        return await self.send(calls.run(name, input, mode, execution_id))
 
-    def stream(self, name: str, input: Any = None) -> AsyncIterator[ExecutionFrame]:
+    def stream(
+        self, name: str, input: Any = None, *, execution_id: str | None = None
+    ) -> AsyncIterator[ExecutionFrame]:
         """Start ``name`` and yield a frame per state change until it finishes or pauses."""
-        return self.events(calls.run_stream(name, input), parse_execution_frame)
+        return self.events(calls.run_stream(name, input, execution_id), parse_execution_frame)
 
     async def resume(
         self, name: str, execution_id: str, input: Any = None, *, mode: str = "async"

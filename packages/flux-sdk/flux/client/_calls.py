@@ -87,6 +87,7 @@ class StreamCall:
     content: bytes | None = None
     content_type: str | None = None
     token: str | None = None
+    params: Mapping[str, str] | None = None
 
 
 def _seg(value: str) -> str:
@@ -152,7 +153,7 @@ def register_workflows(source: bytes, filename: str) -> Call[list[WorkflowSummar
     )
 
 
-def run(name: str, input: Any, mode: str) -> Call[ExecutionStatus]:
+def run(name: str, input: Any, mode: str, execution_id: str | None = None) -> Call[ExecutionStatus]:
     mode = _mode(mode, RunMode)
     if mode == RunMode.STREAM:
         raise UsageError("mode 'stream' answers with events: use stream() instead of run()")
@@ -163,6 +164,7 @@ def run(name: str, input: Any, mode: str) -> Call[ExecutionStatus]:
         content=_json_body(input, "workflow input"),
         content_type=_JSON,
         wait=mode == RunMode.SYNC,
+        params=None if execution_id is None else {"execution_id": execution_id},
     )
 
 
@@ -180,12 +182,13 @@ def resume(name: str, execution_id: str, input: Any, mode: str) -> Call[Executio
     )
 
 
-def run_stream(name: str, input: Any) -> StreamCall:
+def run_stream(name: str, input: Any, execution_id: str | None = None) -> StreamCall:
     return StreamCall(
         "POST",
         f"/workflows/{_seg(name)}/run/stream",
         content=_json_body(input, "workflow input"),
         content_type=_JSON,
+        params=None if execution_id is None else {"execution_id": execution_id},
     )
 
 

@@ -123,6 +123,7 @@ class FluxClient:
                 self._http,
                 call.method,
                 call.path,
+                params=call.params,
                 content=call.content,
                 headers=request_headers(call.token, call.content_type),
                 timeout=httpx.Timeout(self._timeout, read=None),
@@ -161,11 +162,20 @@ class FluxClient:
             content, name = path.read_bytes(), filename or path.name
         return self.send(calls.register_workflows(content, name))
 
-    def run(self, name: str, input: Any = None, *, mode: str = "async") -> ExecutionStatus:
-        return self.send(calls.run(name, input, mode))
+    def run(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        mode: str = "async",
+        execution_id: str | None = None,
+    ) -> ExecutionStatus:
+        return self.send(calls.run(name, input, mode, execution_id))
 
-    def stream(self, name: str, input: Any = None) -> Iterator[ExecutionFrame]:
-        return self.events(calls.run_stream(name, input), parse_execution_frame)
+    def stream(
+        self, name: str, input: Any = None, *, execution_id: str | None = None
+    ) -> Iterator[ExecutionFrame]:
+        return self.events(calls.run_stream(name, input, execution_id), parse_execution_frame)
 
     def resume(
         self, name: str, execution_id: str, input: Any = None, *, mode: str = "async"

@@ -35,7 +35,7 @@ from flux.protocol.claims import (
 )
 from flux.protocol.errors import ErrorBody
 from flux.protocol.events import EventRecord, HistoryColumns, OutputRecord
-from flux.protocol.executions import CancelMode, ExecutionStatus, RunMode
+from flux.protocol.executions import EXECUTION_ID_PATTERN, CancelMode, ExecutionStatus, RunMode
 from flux.protocol.frames import (
     EXECUTION_FRAME_STATES,
     ConnectedFrame,
@@ -83,6 +83,7 @@ from flux.protocol.workflows import (
 
 __all__ = [
     "EXECUTION_FRAME_STATES",
+    "EXECUTION_ID_PATTERN",
     "PROTOCOL_HEADER",
     "PROTOCOL_VERSION",
     "SCHEDULE_RUN_FAILURES",

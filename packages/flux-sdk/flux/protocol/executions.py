@@ -15,7 +15,11 @@ from flux.domain import FINISHED_STATES, ExecutionState
 from flux.protocol._base import UtcDateTime, WireModel
 from flux.protocol.events import EventRecord
 
-__all__ = ["CancelMode", "ExecutionStatus", "RunMode"]
+__all__ = ["EXECUTION_ID_PATTERN", "CancelMode", "ExecutionStatus", "RunMode"]
+
+EXECUTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,35}$"
+"""What a client may choose as an execution's id (``?execution_id=`` of a run): up to 36
+letters, digits and ``_ . : -``. Server-made ids are 32 hex digits."""
 
 
 class RunMode(StrEnum):

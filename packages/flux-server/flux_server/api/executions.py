@@ -11,6 +11,7 @@ from flux.domain import FINISHED_STATES, ExecutionState
 from flux.errors import UsageError
 from flux.protocol import (
     EXECUTION_FRAME_STATES,
+    EXECUTION_ID_PATTERN,
     CancelMode,
     ExecutionFrame,
     ExecutionStatus,
@@ -57,17 +58,29 @@ def _run_mode(mode: str) -> RunMode:
     responses=_STREAM,
 )
 async def run_workflow(
-    name: str, mode: str, request: Request, runtime: RuntimeDep, detailed: bool = False
+    name: str,
+    mode: str,
+    request: Request,
+    runtime: RuntimeDep,
+    detailed: bool = False,
+    execution_id: str | None = Query(
+        None,
+        pattern=EXECUTION_ID_PATTERN,
+        description="the new execution's id; when an execution of this workflow already has "
+        "it, that execution is answered for instead of starting another",
+    ),
 ) -> Response:
     """Start the latest version of ``name``; the JSON body is its input.
 
     ``async`` answers at once, ``sync`` when it finishes or pauses (or after the sync timeout),
-    ``stream`` with a Server-Sent Event per state change.
+    ``stream`` with a Server-Sent Event per state change. With ``execution_id`` a repeated
+    request (a retry, a parent workflow replaying its child call) starts the workflow at most
+    once; 409 when another workflow's execution has that id.
     """
     run_mode = _run_mode(mode)
     value = await json_body(request)
     workflow = await runtime.workflows.latest(name)
-    status = await runtime.executions.create(workflow, value)
+    status = await runtime.executions.create(workflow, value, execution_id)
     return await _answer(runtime, status, run_mode, detailed)
 
 

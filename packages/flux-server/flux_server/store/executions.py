@@ -121,16 +121,40 @@ class ExecutionStore:
 
     # -- clients -------------------------------------------------------------------------------
 
-    async def create(self, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
-        """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON."""
-        row = _new_execution(workflow, input)
+    async def create(
+        self, workflow: LatestWorkflow, input: Any, execution_id: str | None = None
+    ) -> ExecutionStatus:
+        """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON.
 
-        def write(tx: Tx[sa.Connection]) -> None:
+        With ``execution_id`` (chosen by the client) an existing execution of the same
+        workflow with that id is returned as it is instead: starting is idempotent.
+
+        Raises:
+            ConflictError: an execution of another workflow has ``execution_id``.
+        """
+        row = _new_execution(workflow, input, execution_id)
+
+        def write(tx: Tx[sa.Connection]) -> ExecutionStatus | None:
+            if execution_id is not None:
+                existing = _existing(tx.conn, execution_id, workflow.name)
+                if existing is not None:
+                    return existing
             tx.conn.execute(_INSERT_EXECUTION, row)
             tx.notify(DISPATCH)
+            return None
 
-        await self.db.run_write(write)
-        return _created(row, input)
+        try:
+            existing = await self.db.run_write(write)
+        except sa.exc.IntegrityError:
+            if execution_id is None:
+                raise
+            # Another request inserted the same id meanwhile (PostgreSQL runs both at once).
+            existing = await self.db.run_read(
+                lambda conn: _existing(conn, execution_id, workflow.name)
+            )
+            if existing is None:
+                raise
+        return _created(row, input) if existing is None else existing
 
     async def create_in(self, tx: Tx, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
         """:meth:`create` inside the caller's write transaction (the scheduler claims a tick and
@@ -513,10 +537,30 @@ _QUEUED_AFTER = _QUEUED.where(
 )
 
 
-def _new_execution(workflow: LatestWorkflow, input: Any) -> dict[str, Any]:
+def _existing(conn: sa.Connection, execution_id: str, workflow_name: str) -> ExecutionStatus | None:
+    """The execution with a client-chosen id, if there is one (of ``workflow_name``).
+
+    Raises:
+        ConflictError: that id belongs to an execution of another workflow.
+    """
+    row = conn.execute(_READ_STATUS, {"b_id": execution_id}).first()
+    if row is None:
+        return None
+    if row.workflow_name != workflow_name:
+        raise ConflictError(
+            f"execution id {execution_id!r} is taken by an execution of workflow "
+            f"{row.workflow_name!r}",
+            status_code=409,
+        )
+    return _status(row, None)
+
+
+def _new_execution(
+    workflow: LatestWorkflow, input: Any, execution_id: str | None = None
+) -> dict[str, Any]:
     now = utcnow()
     return {
-        "id": new_id(),
+        "id": execution_id or new_id(),
         "workflow_id": workflow.id,
         "workflow_name": workflow.name,
         "workflow_version": workflow.version,
