@@ -8,9 +8,10 @@ Two ways in:
 - :meth:`Database.run_write` / :meth:`Database.run_read` take a *synchronous* function of a
   SQLAlchemy ``Connection`` and run it as one unit: on SQLite in a dedicated writer thread (or a
   small reader pool) over the blocking driver, so a whole store operation costs one thread hop
-  instead of several per statement; on PostgreSQL through ``AsyncConnection.run_sync`` (each
-  statement awaits psycopg; nothing blocks the loop). The hot paths (runs, claims, checkpoints,
-  dispatch, status) use these.
+  instead of several per statement; on PostgreSQL likewise in a pool of threads over blocking
+  psycopg connections (a statement there is a plain blocking call that releases the GIL while
+  it waits, instead of an await through SQLAlchemy's greenlet bridge). The hot paths (runs,
+  claims, checkpoints, dispatch, status) use these.
 - ``async with db.write() as tx`` / ``async with db.read() as conn`` give an ``AsyncConnection``
   for code that is more convenient to write with ``await`` (slower per statement on SQLite).
 
@@ -127,9 +128,12 @@ class Database:
             kwargs = {"pool_size": 4, "max_overflow": 8, "connect_args": {"timeout": 30}}
         else:
             kwargs["pool_recycle"] = 1800
+            # run_write / run_read: blocking connections, one thread each while in use.
+            self._pg_engine = sa.create_engine(sync_url(self.url), **kwargs)
+            # Reads skip BEGIN/ROLLBACK: two round trips fewer for a one-query read.
+            self._pg_read_engine = self._pg_engine.execution_options(isolation_level="AUTOCOMMIT")
+            self._pg_threads = ThreadPoolExecutor(3 * pool_size, thread_name_prefix="flux-db")
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
-        # Reads on PostgreSQL skip BEGIN/ROLLBACK: two round trips fewer for a one-query read.
-        self._read_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -151,8 +155,8 @@ class Database:
             # they queue up; no lock is held across the hop back to the event loop.
             tx: Tx[sa.Connection] = await self._writer.submit(fn)
         else:
-            async with self.engine.begin() as conn:
-                tx = await conn.run_sync(self._postgres_write, fn)
+            loop = asyncio.get_running_loop()
+            tx = await loop.run_in_executor(self._pg_threads, self._postgres_write, fn)
         for note in tx.notes:
             self.sink(note)
         return tx.result  # type: ignore[attr-defined, no-any-return]
@@ -160,23 +164,25 @@ class Database:
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run the synchronous ``fn(conn)`` for reads: one snapshot on SQLite; on PostgreSQL each
         statement sees what is committed when it runs (autocommit)."""
+        loop = asyncio.get_running_loop()
         if self.is_sqlite:
-            loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._readers, self._sqlite_read, fn)
-        async with self._read_engine.connect() as conn:
-            return await conn.run_sync(fn)
+        return await loop.run_in_executor(self._pg_threads, self._postgres_read, fn)
 
     def _sqlite_read(self, fn: Callable[[sa.Connection], T]) -> T:
         with self._reader_engine.connect() as conn:
             return fn(conn)
 
-    def _postgres_write(
-        self, conn: sa.Connection, fn: Callable[[Tx[sa.Connection]], Any]
-    ) -> Tx[sa.Connection]:
-        tx = _ResultTx(conn)
-        tx.result = fn(tx)
-        if tx.notes:
-            conn.execute(_NOTIFY, {"notes": [f"{self.origin}|{note}" for note in tx.notes]})
+    def _postgres_read(self, fn: Callable[[sa.Connection], T]) -> T:
+        with self._pg_read_engine.connect() as conn:
+            return fn(conn)
+
+    def _postgres_write(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
+        with self._pg_engine.begin() as conn:
+            tx = _ResultTx(conn)
+            tx.result = fn(tx)
+            if tx.notes:
+                conn.execute(_NOTIFY, {"notes": [f"{self.origin}|{note}" for note in tx.notes]})
         return tx
 
     @asynccontextmanager
@@ -225,14 +231,17 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
-        if self.is_sqlite:
-            await asyncio.get_running_loop().run_in_executor(None, self._close_threads)
+        await asyncio.get_running_loop().run_in_executor(None, self._close_threads)
 
     def _close_threads(self) -> None:
-        self._writer.close()
-        self._readers.shutdown(wait=True)
-        self._writer_engine.dispose()
-        self._reader_engine.dispose()
+        if self.is_sqlite:
+            self._writer.close()
+            self._readers.shutdown(wait=True)
+            self._writer_engine.dispose()
+            self._reader_engine.dispose()
+        else:
+            self._pg_threads.shutdown(wait=True)
+            self._pg_engine.dispose()
 
 
 _NOTIFY = sa.text(
