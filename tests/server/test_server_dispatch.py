@@ -81,6 +81,23 @@ async def test_gpu_work_skips_cpu_workers_without_blocking_other_work(server) ->
     assert cpu.frames.empty()
 
 
+async def test_gpu_requests_hold_the_workers_gpus_until_they_finish(server) -> None:
+    """A one-GPU worker with room for four runs gets one ``gpu=1`` execution at a time;
+    other work still fills its free slots."""
+    await server.register(GPU_FLOW)
+    await server.register(HELLO)
+    gpu = await server.worker("gpu-box", capacity=4, resources=gpu_box())
+    first = await server.client.run("train")
+    second = await server.client.run("train")
+    hello = await server.client.run("hello")
+    offered = [await gpu.next_offer(), await gpu.next_offer()]
+    assert {o.execution_id for o in offered} == {first.execution_id, hello.execution_id}
+    assert gpu.frames.empty()  # the second GPU run waits for the GPU, not for a slot
+    claim = await gpu.ch.claim(first.execution_id)
+    await gpu.finish(claim, "trained")
+    assert (await gpu.next_offer()).execution_id == second.execution_id
+
+
 async def test_capacity_bounds_offers(server) -> None:
     await server.register()
     worker = await server.worker(capacity=1)

@@ -122,7 +122,10 @@ class Dispatcher:
             return 0
         targets = [
             OfferTarget(
-                c.name, c.capacity, lambda r, res=c.resources, pk=c.packages: fits(r, res, pk)
+                c.name,
+                c.capacity,
+                lambda r, res=c.resources, pk=c.packages: fits(r, res, pk),
+                len(c.resources.gpus),
             )
             for c in connections
         ]

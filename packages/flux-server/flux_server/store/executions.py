@@ -108,6 +108,9 @@ class OfferTarget:
     capacity: int
     fits: Any
     """``fits(requests: dict | None) -> bool``."""
+    gpus: int = 0
+    """GPUs the worker reported: executions requesting GPUs hold them while offered or held,
+    so two ``gpu=1`` runs never share a one-GPU worker."""
 
 
 class ExecutionStore:
@@ -520,6 +523,19 @@ _LOAD = sa.union_all(
     )
     .group_by(_C.offered_to),
 )
+_GPU_USERS = sa.union_all(
+    sa.select(_C.worker_name.label("w"), _C.requests).where(
+        _C.worker_name.in_(sa.bindparam("b_names", expanding=True)),
+        _C.state.in_(_HELD),
+        _C.requests.is_not(None),
+    ),
+    sa.select(_C.offered_to.label("w"), _C.requests).where(
+        _C.offered_to.in_(sa.bindparam("b_names", expanding=True)),
+        _C.state == ExecutionState.SCHEDULED.value,
+        _C.offered_at >= _bind("b_cutoff", _C.offered_at),
+        _C.requests.is_not(None),
+    ),
+)
 _QUEUED = (
     sa.select(
         _C.id, _C.workflow_name, _C.workflow_version, _C.requests, _C.offered_to, _C.created_at
@@ -817,18 +833,26 @@ def _offer(
     if not any(n > 0 for n in free.values()):
         return []
     capacity = {t.name: t.capacity for t in targets}
+    gpus_free: dict[str, int] | None = None  # read only once a queued row asks for GPUs
     offers: list[tuple[str, ExecutionScheduledFrame]] = []
     after: tuple[datetime, str] | None = None
     while any(n > 0 for n in free.values()):
         page = _queued(tx.conn, cutoff, after)
         for row in page:
             fitting = [t.name for t in targets if free[t.name] > 0 and t.fits(row.requests)]
+            need = _gpus_needed(row.requests)
+            if need and fitting:
+                if gpus_free is None:
+                    gpus_free = _gpus_free(tx.conn, targets, cutoff)
+                fitting = [n for n in fitting if gpus_free[n] >= need]
             if not fitting:
                 continue
             # Least loaded first; on a tie, not the worker that let this offer lapse.
             lapsed = row.offered_to
             name = min(fitting, key=lambda n: ((capacity[n] - free[n]) / capacity[n], n == lapsed))
             free[name] -= 1
+            if need and gpus_free is not None:
+                gpus_free[name] -= need
             frame = ExecutionScheduledFrame.model_construct(
                 execution_id=row.id,
                 workflow_name=row.workflow_name,
@@ -846,6 +870,25 @@ def _offer(
             [{"b_id": f.execution_id, "offered_to": w, "offered_at": now} for w, f in offers],
         )
     return offers
+
+
+def _gpus_needed(requests: dict[str, Any] | None) -> int:
+    if not requests:
+        return 0
+    gpu = requests.get("gpu") or 0
+    return int(gpu) if gpu else (1 if requests.get("gpu_memory") else 0)
+
+
+def _gpus_free(
+    conn: sa.Connection, targets: Sequence[OfferTarget], cutoff: datetime
+) -> dict[str, int]:
+    """GPUs each worker has that no execution held by it, or recently offered to it, asked for."""
+    free = {t.name: t.gpus for t in targets}
+    params = {"b_names": list(free), "b_cutoff": cutoff}
+    for worker, requests in conn.execute(_GPU_USERS, params):
+        if worker in free:
+            free[worker] -= _gpus_needed(requests)
+    return free
 
 
 def _load(conn: sa.Connection, names: list[str], cutoff: datetime) -> dict[str, int]:
