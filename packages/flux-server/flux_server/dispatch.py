@@ -48,11 +48,10 @@ def fits(
         return False
     if request.memory and request.memory > resources.memory_total:
         return False
+    gpus = resources.gpus
     if request.gpu_memory:
-        large = sum(1 for g in resources.gpus if g.memory_total >= request.gpu_memory)
-        if large < (request.gpu or 1):
-            return False
-    elif request.gpu and request.gpu > len(resources.gpus):
+        gpus = [g for g in gpus if g.memory_total >= request.gpu_memory]
+    if request.gpu_count() > len(gpus):
         return False
     if request.disk and request.disk > resources.disk_total:
         return False

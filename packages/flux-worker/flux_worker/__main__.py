@@ -85,13 +85,9 @@ def main(argv: list[str] | None = None) -> None:
         isolation=args.isolation or settings.workers.isolation,
     )
 
-    # As in flux-server: start-up objects are frozen out of the collector's scans and
-    # collections come less often, which a long replay's allocations would otherwise trigger.
-    import gc
+    from flux._gc import settle_startup_objects
 
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
+    settle_startup_objects()
 
     async def serve() -> None:
         worker.install_signal_handlers()

@@ -107,8 +107,6 @@ class Worker:
         """Offers that came while every slot was taken, oldest first."""
         self._spawned: set[asyncio.Task[Any]] = set()
         self.max_loop_stall = max_loop_stall
-        self._tick = time.monotonic()
-        """When the event loop last ran the ticker: how the keepalive thread sees a stall."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -117,8 +115,7 @@ class Worker:
         await self._register()
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         stream = asyncio.create_task(self._stream_loop())
-        ticker = asyncio.create_task(self._ticker())
-        keepalive = _Keepalive(self)
+        keepalive = _Keepalive(self, asyncio.get_running_loop())
         keepalive.start()
         try:
             await self._stopped.wait()
@@ -131,7 +128,6 @@ class Worker:
                 tasks.append(self._claimer)
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._drain()
-            ticker.cancel()
             keepalive.stop()
             await self.sender.close()
             close = getattr(self.client, "aclose", None)
@@ -222,11 +218,6 @@ class Worker:
                 attempt = await self._backoff(attempt, f"stream lost: {exc}")
             except FluxError as exc:
                 attempt = await self._backoff(attempt, f"stream error: {exc}")
-
-    async def _ticker(self) -> None:
-        while True:
-            self._tick = time.monotonic()
-            await asyncio.sleep(_TICK)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -580,26 +571,26 @@ class _ChildCrashed(FluxError):
     code = "child_crashed"
 
 
-_TICK = 0.2
-"""How often the event loop proves it is running (seconds)."""
-
-
 class _Keepalive(threading.Thread):
     """Heartbeats from a thread while task code blocks the worker's event loop.
 
     The event loop's heartbeat task does the real work (resources, fenced and cancelled
-    executions). When the loop has not ticked for a heartbeat interval, this thread sends bare
-    heartbeats over its own blocking connection so the server does not declare a busy worker
-    dead and run its executions a second time elsewhere. After ``max_loop_stall`` seconds of
-    stall it stops: a loop stuck that long is treated as hung, and the server requeues its work.
+    executions). This thread pings the loop (``call_soon_threadsafe``) about once a second;
+    when a ping has gone unanswered for a heartbeat interval, it sends bare heartbeats over its
+    own blocking connection so the server does not declare a busy worker dead and run its
+    executions a second time elsewhere. After ``max_loop_stall`` seconds of stall it stops: a
+    loop stuck that long is treated as hung, and the server requeues its work.
     """
 
-    def __init__(self, worker: Worker) -> None:
+    def __init__(self, worker: Worker, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name=f"flux-keepalive-{worker.name}", daemon=True)
         self.worker = worker
+        self.loop = loop
         self._halt = threading.Event()
         self._client: Any = None
         self._last_beat = 0.0
+        self._pinged: float | None = None
+        """When the unanswered ping was sent; ``None`` once the loop has run it."""
 
     def stop(self) -> None:
         self._halt.set()
@@ -608,10 +599,26 @@ class _Keepalive(threading.Thread):
             with contextlib.suppress(Exception):
                 self._client.close()
 
+    def _answer(self) -> None:  # runs on the event loop
+        self._pinged = None
+
+    def _stalled(self) -> float:
+        """Seconds the loop has left a ping unanswered (0 when it answered the last one, which
+        sends the next)."""
+        pinged = self._pinged
+        if pinged is not None:
+            return time.monotonic() - pinged
+        self._pinged = time.monotonic()
+        try:
+            self.loop.call_soon_threadsafe(self._answer)
+        except RuntimeError:  # the loop is closed: the worker is shutting down
+            self._halt.set()
+        return 0.0
+
     def run(self) -> None:
         warned = gave_up = False
         while not self._halt.wait(min(1.0, self.worker.heartbeat_interval / 2)):
-            stalled = time.monotonic() - self.worker._tick
+            stalled = self._stalled()
             if stalled < self.worker.heartbeat_interval:
                 if warned:
                     log.warning("worker %s: event loop running again", self.worker.name)

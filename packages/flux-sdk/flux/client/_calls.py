@@ -90,6 +90,11 @@ class StreamCall:
     params: Mapping[str, str] | None = None
 
 
+def _chosen_id(execution_id: str | None) -> dict[str, str] | None:
+    """Query parameters of a run whose execution id the caller chose."""
+    return None if execution_id is None else {"execution_id": execution_id}
+
+
 def _seg(value: str) -> str:
     if not isinstance(value, str) or not value:
         raise UsageError(f"expected a non-empty name or id, got {value!r}")
@@ -164,7 +169,7 @@ def run(name: str, input: Any, mode: str, execution_id: str | None = None) -> Ca
         content=_json_body(input, "workflow input"),
         content_type=_JSON,
         wait=mode == RunMode.SYNC,
-        params=None if execution_id is None else {"execution_id": execution_id},
+        params=_chosen_id(execution_id),
     )
 
 
@@ -188,7 +193,7 @@ def run_stream(name: str, input: Any, execution_id: str | None = None) -> Stream
         f"/workflows/{_seg(name)}/run/stream",
         content=_json_body(input, "workflow input"),
         content_type=_JSON,
-        params=None if execution_id is None else {"execution_id": execution_id},
+        params=_chosen_id(execution_id),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -63,6 +64,17 @@ def parse_size(value: int | float | str) -> int:
     return int(float(match.group(1)) * _UNITS[unit])
 
 
+@functools.lru_cache(maxsize=1024)
+def _requirement_problem(text: str) -> str:
+    """Why ``text`` is not a requirement string, or ``""`` (cached: the server validates the
+    same requests on every dispatch round)."""
+    try:
+        Requirement(text)
+    except InvalidRequirement as exc:
+        return str(exc).splitlines()[0]
+    return ""
+
+
 class ResourceRequest(WireModel):
     """What one execution of a workflow needs from a worker; ``None`` means no requirement.
 
@@ -92,14 +104,14 @@ class ResourceRequest(WireModel):
             value = [value]
         for item in value if isinstance(value, list | tuple) else ():
             if isinstance(item, str):
-                try:
-                    Requirement(item)
-                except InvalidRequirement as exc:
-                    problem = str(exc).splitlines()[0]
-                    raise ValueError(
-                        f"{item!r} is not a requirement such as 'numpy>=2': {problem}"
-                    ) from None
+                problem = _requirement_problem(item)
+                if problem:
+                    raise ValueError(f"{item!r} is not a requirement such as 'numpy>=2': {problem}")
         return list(value) if isinstance(value, tuple) else value
+
+    def gpu_count(self) -> int:
+        """How many GPUs one execution holds: ``gpu``, or one when only ``gpu_memory`` is set."""
+        return self.gpu or (1 if self.gpu_memory else 0)
 
     def is_empty(self) -> bool:
         return not (

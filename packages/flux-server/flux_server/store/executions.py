@@ -36,6 +36,7 @@ from flux.protocol import (
     ExecutionStatus,
     ReleaseRequest,
     ReleaseResponse,
+    ResourceRequest,
 )
 from flux.serialization import b64encode, dumps
 
@@ -559,16 +560,17 @@ def _existing(conn: sa.Connection, execution_id: str, workflow_name: str) -> Exe
     Raises:
         ConflictError: that id belongs to an execution of another workflow.
     """
-    row = conn.execute(_READ_STATUS, {"b_id": execution_id}).first()
-    if row is None:
+    try:
+        status = _read_status(conn, execution_id, None, False)
+    except NotFoundError:
         return None
-    if row.workflow_name != workflow_name:
+    if status.workflow_name != workflow_name:
         raise ConflictError(
             f"execution id {execution_id!r} is taken by an execution of workflow "
-            f"{row.workflow_name!r}",
+            f"{status.workflow_name!r}",
             status_code=409,
         )
-    return _status(row, None)
+    return status
 
 
 def _new_execution(
@@ -722,16 +724,9 @@ def _wire_columns(rows: list[Any]) -> dict[str, Any]:
         "source_ids": source_ids,
         "names": names,
         "scopes": scopes,
-        "times": [t if type(t) is float else _epoch(t) for t in times],
+        "times": [t if type(t) is float else _wire_time(t).timestamp() for t in times],
         "values": [None if v is None else b2a_base64(v, newline=False).decode() for v in values],
     }
-
-
-def _epoch(value: Any) -> float:
-    """An event time as the driver returns it (epoch seconds or a datetime), as epoch seconds."""
-    if isinstance(value, int | float):
-        return float(value)
-    return (value.replace(tzinfo=UTC) if value.tzinfo is None else value).timestamp()
 
 
 def _wire_time(value: Any) -> datetime:
@@ -873,10 +868,8 @@ def _offer(
 
 
 def _gpus_needed(requests: dict[str, Any] | None) -> int:
-    if not requests:
-        return 0
-    gpu = requests.get("gpu") or 0
-    return int(gpu) if gpu else (1 if requests.get("gpu_memory") else 0)
+    # Stored requests were validated when the workflow was registered: no validation here.
+    return ResourceRequest.model_construct(**requests).gpu_count() if requests else 0
 
 
 def _gpus_free(
