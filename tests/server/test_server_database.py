@@ -6,9 +6,11 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from flux_server.db import Database, upgrade
+from flux_server.db.engine import NOTIFY_CHANNEL
 from flux_server.db.tables import secrets
 
 ROW = {"name": "K", "value": b"x", "updated_at": datetime(2025, 1, 1, tzinfo=UTC)}
@@ -66,9 +68,13 @@ async def test_notes_follow_commits_and_errors_roll_back(db: _Noted) -> None:
     assert await db.run_read(lambda conn: conn.execute(count).scalar()) == 1
 
 
-async def test_concurrent_writes_succeed_or_fail_each_on_its_own(db: _Noted) -> None:
-    """Many writes queued at once (on SQLite they share a transaction): one that fails rolls
-    back alone; the others are committed, their notes sent, their answers their own."""
+@pytest.mark.parametrize("insert_only", [False, True], ids=["writes", "insert-only"])
+async def test_concurrent_writes_succeed_or_fail_each_on_its_own(
+    db: _Noted, insert_only: bool
+) -> None:
+    """Many writes queued at once (on SQLite, and insert-only ones on PostgreSQL, they share a
+    transaction): one that fails rolls back alone; the others are committed, their notes sent,
+    their answers their own."""
     notes = db.notes
 
     def insert(i: int):
@@ -81,10 +87,13 @@ async def test_concurrent_writes_succeed_or_fail_each_on_its_own(db: _Noted) -> 
 
         return write
 
+    def same_key(tx):
+        tx.conn.execute(sa.insert(secrets).values(ROW))
+
     outcomes = await asyncio.gather(
-        *(db.run_write(insert(i)) for i in range(20)),
-        db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW))),
-        db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW))),
+        *(db.run_write(insert(i), insert_only=insert_only) for i in range(20)),
+        db.run_write(same_key, insert_only=insert_only),
+        db.run_write(same_key, insert_only=insert_only),
         return_exceptions=True,
     )
     assert outcomes[:7] == list(range(7)) and outcomes[8:20] == list(range(8, 20))
@@ -95,3 +104,37 @@ async def test_concurrent_writes_succeed_or_fail_each_on_its_own(db: _Noted) -> 
     stored = await db.run_read(lambda conn: conn.execute(names).scalars().all())
     assert sorted(stored) == sorted(["K", *(f"K{i}" for i in range(20) if i != 7)])
     assert sorted(notes) == sorted(f"wrote {i}" for i in range(20) if i != 7)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_other_replicas_hear_committed_notes_only(db: _Noted) -> None:
+    """Through NOTIFY: hints (sent just after the commit) and the other notes (sent inside the
+    transaction) alike, tagged with this process's origin; nothing of a rolled-back write."""
+    conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as listener:
+        await listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+
+        def failing(tx):
+            tx.notify("dispatch")
+            tx.notify("token:lost")
+            raise ValueError("boom")
+
+        with pytest.raises(ValueError):
+            await db.run_write(failing)
+
+        def write(tx):
+            tx.notify("exec:e1:COMPLETED")
+            tx.notify("token:abc")
+
+        await db.run_write(write)
+        await db.run_write(lambda tx: tx.notify("dispatch"), insert_only=True)
+        heard: list[str] = []
+        async with asyncio.timeout(10):
+            async for notice in listener.notifies():
+                heard.append(notice.payload)
+                if len(heard) == 3:
+                    break
+    assert sorted(heard) == sorted(
+        f"{db.origin}|{n}" for n in ("exec:e1:COMPLETED", "token:abc", "dispatch")
+    )

@@ -20,9 +20,15 @@ queueing on a lock is cheaper than its busy-wait), so one SQLite file serves one
 On PostgreSQL any number of replicas share the database; row locks and conditional updates keep
 them consistent.
 
-A write transaction can carry notes (``tx.notify("dispatch")``): on PostgreSQL they are sent
-with ``pg_notify`` inside the transaction, so other replicas hear them exactly when the change
-is visible; in this process they are delivered to :attr:`Database.sink` after the commit.
+On PostgreSQL, writes that only insert rows (``run_write(..., insert_only=True)``, such as a
+new execution) are group-committed by one thread, as every write is on SQLite: under load a
+few hundred new executions a second cost a few dozen commits.
+
+A write transaction can carry notes (``tx.notify("dispatch")``); in this process they are
+delivered to :attr:`Database.sink` after the commit. On PostgreSQL other replicas hear them
+through ``pg_notify``: the rare ones inside the transaction, the hot-path hints (see
+:data:`HINT_KINDS`) batched just after it. Either way a replica never hears a note before the
+change is visible.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["NOTIFY_CHANNEL", "Database", "Tx", "async_url", "sync_url"]
+__all__ = ["HINT_KINDS", "NOTIFY_CHANNEL", "Database", "Tx", "async_url", "sync_url"]
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -114,7 +120,7 @@ class Tx(Generic[C]):
 class Database:
     """An async engine plus the write discipline described in the module docstring."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, threads: int = 4) -> None:
         self.url = async_url(url)
         self.dialect = self.url.get_backend_name()
         self.is_sqlite = self.dialect == "sqlite"
@@ -128,11 +134,23 @@ class Database:
             kwargs = {"pool_size": 4, "max_overflow": 8, "connect_args": {"timeout": 30}}
         else:
             kwargs["pool_recycle"] = 1800
-            # run_write / run_read: blocking connections, one thread each while in use.
-            self._pg_engine = sa.create_engine(sync_url(self.url), **kwargs)
+            # run_write / run_read: blocking connections, one per thread while in use, plus
+            # the insert writer's and the notifier's. Few threads: each statement's wait
+            # releases the GIL and each answer takes it back, and with more threads than
+            # cores those hand-offs queue (30 threads ran half the workflows/s of 4).
+            self._pg_engine = sa.create_engine(
+                sync_url(self.url),
+                pool_size=threads + 2,
+                max_overflow=threads,
+                pool_recycle=1800,
+            )
             # Reads skip BEGIN/ROLLBACK: two round trips fewer for a one-query read.
             self._pg_read_engine = self._pg_engine.execution_options(isolation_level="AUTOCOMMIT")
-            self._pg_threads = ThreadPoolExecutor(3 * pool_size, thread_name_prefix="flux-db")
+            self._pg_threads = ThreadPoolExecutor(threads, thread_name_prefix="flux-db")
+            self._notifier = _Notifier(self._pg_read_engine, self.origin)
+            self._pg_inserts = _GroupWriter(
+                self._pg_engine, "flux-db-insert", self._notify_in, self._notifier.send
+            )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
@@ -140,13 +158,20 @@ class Database:
             plain = sync_url(self.url)
             self._writer_engine = _sqlite_engine(plain, pool_size=1, begin="BEGIN IMMEDIATE")
             self._reader_engine = _sqlite_engine(plain, pool_size=2, begin="BEGIN")
-            self._writer = _SqliteWriter(self._writer_engine)
+            self._writer = _GroupWriter(self._writer_engine, "flux-db-write")
             self._readers = ThreadPoolExecutor(2, thread_name_prefix="flux-db-read")
 
-    async def run_write(self, fn: Callable[[Tx[sa.Connection]], T]) -> T:
+    async def run_write(
+        self, fn: Callable[[Tx[sa.Connection]], T], *, insert_only: bool = False
+    ) -> T:
         """Run ``fn(tx)`` in one write transaction, committed when it returns; the notes it
         made are delivered after the commit. ``fn`` is synchronous and must not touch the event
-        loop (it may run in another thread)."""
+        loop (it may run in another thread).
+
+        ``insert_only``: ``fn`` only inserts rows (it takes no row lock another write could
+        wait on), so on PostgreSQL it may share a transaction with other such writes: they
+        are group-committed by one thread, as every write is on SQLite.
+        """
         if _IN_WRITE.get():
             # On SQLite the writer thread is parked until that block ends: this would deadlock.
             raise RuntimeError("run_write() inside an `async with db.write()` block")
@@ -156,7 +181,10 @@ class Database:
             tx: Tx[sa.Connection] = await self._writer.submit(fn)
         else:
             loop = asyncio.get_running_loop()
-            tx = await loop.run_in_executor(self._pg_threads, self._postgres_write, fn)
+            if insert_only:
+                tx = await self._pg_inserts.submit(fn)
+            else:
+                tx = await loop.run_in_executor(self._pg_threads, self._postgres_write, fn)
         for note in tx.notes:
             self.sink(note)
         return tx.result  # type: ignore[attr-defined, no-any-return]
@@ -181,8 +209,8 @@ class Database:
         with self._pg_engine.begin() as conn:
             tx = _ResultTx(conn)
             tx.result = fn(tx)
-            if tx.notes:
-                conn.execute(_NOTIFY, {"notes": [f"{self.origin}|{note}" for note in tx.notes]})
+            self._notify_in(conn, tx.notes)
+        self._notifier.send(tx.notes)
         return tx
 
     @asynccontextmanager
@@ -207,18 +235,25 @@ class Database:
             async with self.engine.begin() as conn:
                 tx = Tx(conn)
                 yield tx
-                if tx.notes and not self.is_sqlite:
-                    await conn.execute(
-                        _NOTIFY, {"notes": [f"{self.origin}|{note}" for note in tx.notes]}
-                    )
+                if not self.is_sqlite:
+                    await conn.run_sync(lambda sync: self._notify_in(sync, tx.notes))
         finally:
             _IN_WRITE.reset(token)
             # The writer thread moves on; run_write jobs queued meanwhile run after the barrier.
             paused.set()
             if lock is not None:
                 lock.release()
+        if not self.is_sqlite:
+            self._notifier.send(tx.notes)
         for note in tx.notes:
             self.sink(note)
+
+    def _notify_in(self, conn: sa.Connection, notes: list[str]) -> None:
+        """Send the notes that must not be lost with the transaction itself (see
+        :data:`HINT_KINDS` for the ones sent after it)."""
+        lasting = [f"{self.origin}|{note}" for note in notes if not note.startswith(HINT_KINDS)]
+        if lasting:
+            conn.execute(_NOTIFY, {"notes": lasting})
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
@@ -241,6 +276,8 @@ class Database:
             self._reader_engine.dispose()
         else:
             self._pg_threads.shutdown(wait=True)
+            self._pg_inserts.close()
+            self._notifier.close()
             self._pg_engine.dispose()
 
 
@@ -248,12 +285,69 @@ _NOTIFY = sa.text(
     f"SELECT pg_notify('{NOTIFY_CHANNEL}', n) FROM unnest(CAST(:notes AS text[])) AS n"
 )
 
+HINT_KINDS = ("dispatch", "exec:", "cancel:")
+"""Notes that are hints, sent to other replicas just after the commit instead of inside it.
+
+PostgreSQL serializes every committing transaction that sent a NOTIFY, fsync included, on one
+lock per database: with the hot paths (runs, offers, claims, checkpoints) notifying, commits
+queued behind each other. Hints go out batched, from one connection, after the commit, so
+another replica still never hears one before the change is visible. One is lost only if this
+process dies between its commit and the send, and each has a fallback: the dispatcher's sweep,
+the waiters' periodic recheck, the ``cancelling`` list in every heartbeat answer. The other
+notes (revoked tokens, dropped workers, registered workflows, changed schedules) are rare and
+have no fallback, so they stay inside their transaction.
+"""
+
+
+class _Notifier:
+    """One thread that sends hint notes with ``pg_notify``, as many at a time as have queued."""
+
+    def __init__(self, engine: sa.Engine, origin: str) -> None:
+        self._engine = engine
+        self._origin = origin
+        self._notes: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._serve, name="flux-db-notify", daemon=True)
+        self._thread.start()
+
+    def send(self, notes: list[str]) -> None:
+        hints = [note for note in notes if note.startswith(HINT_KINDS)]
+        if hints:
+            self._notes.put(hints)
+
+    def close(self) -> None:
+        self._notes.put(None)
+        self._thread.join()
+
+    def _serve(self) -> None:
+        closing = False
+        while not closing:
+            first = self._notes.get()
+            if first is None:
+                return
+            batch = dict.fromkeys(first)
+            while True:
+                try:
+                    more = self._notes.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    closing = True
+                    break
+                batch.update(dict.fromkeys(more))
+            payload = [f"{self._origin}|{note}" for note in batch]
+            try:
+                with self._engine.connect() as conn:
+                    conn.execute(_NOTIFY, {"notes": payload})
+            except Exception as exc:  # a hint: the fallbacks cover it
+                log.warning("could not send %d note(s) to other replicas: %s", len(payload), exc)
+
 
 _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[["Tx[sa.Connection]"], Any]]
 
 
-class _SqliteWriter:
-    """The one thread that writes to a SQLite database: group commit.
+class _GroupWriter:
+    """One thread that runs write jobs, several to a transaction: group commit. On SQLite it
+    runs every write; on PostgreSQL the insert-only ones.
 
     Jobs (synchronous functions of a transaction) queue up while a transaction runs; the next
     transaction runs all of them, in order, and commits once, and their answers go back to the
@@ -265,10 +359,18 @@ class _SqliteWriter:
 
     BATCH = 64
 
-    def __init__(self, engine: sa.Engine) -> None:
+    def __init__(
+        self,
+        engine: sa.Engine,
+        name: str,
+        before_commit: Callable[[sa.Connection, list[str]], None] | None = None,
+        after_commit: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self._engine = engine
+        self._before_commit = before_commit
+        self._after_commit = after_commit
         self._jobs: queue.SimpleQueue[_Job | Callable[[], None] | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._serve, name="flux-db-write", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, fn: Callable[[Tx[sa.Connection]], Any]) -> asyncio.Future[Any]:
@@ -324,18 +426,25 @@ class _SqliteWriter:
 
     def _run(self, batch: list[_Job]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        notes: list[str] = []
         try:
             with self._engine.begin() as conn:
                 for _, future, fn in batch:
                     tx = _ResultTx(conn)
                     tx.result = fn(tx)
                     outcomes.append((future, True, tx))
+                    notes += tx.notes
+                if self._before_commit is not None:
+                    self._before_commit(conn, notes)
         except BaseException as exc:
             if len(batch) > 1:  # rolled back: each job again, alone, to succeed or fail alone
                 for job in batch:
                     self._run([job])
                 return
             outcomes = [(batch[0][1], False, exc)]
+        else:
+            if self._after_commit is not None:
+                self._after_commit(notes)
         by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], bool, Any]]] = {}
         for (loop, _, _), outcome in zip(batch, outcomes, strict=True):
             by_loop.setdefault(loop, []).append(outcome)

@@ -148,7 +148,7 @@ class ExecutionStore:
             return None
 
         try:
-            existing = await self.db.run_write(write)
+            existing = await self.db.run_write(write, insert_only=execution_id is None)
         except sa.exc.IntegrityError:
             if execution_id is None:
                 raise
@@ -318,12 +318,15 @@ class ExecutionStore:
             # Executions that just settled and that a client here waits for: their status
             # read now, in this transaction, saves each waiter a read of its own.
             wanted = self.wanted
-            settled = [
-                _read_status(tx.conn, r.execution_id, None, False)
+            ids = [
+                r.execution_id
                 for r in results
                 if r.state is not None and r.state in _SETTLED and wanted(r.execution_id)
             ]
-            return results, settled
+            if not ids:
+                return results, []
+            rows = tx.conn.execute(_READ_STATUSES, {"b_ids": ids})
+            return results, [_status(row, None) for row in rows]
 
         def checkpoint_all(tx: Tx[sa.Connection]) -> list[CheckpointResult]:
             now = utcnow()
@@ -440,6 +443,7 @@ def _bind(name: str, column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
 _INSERT_EXECUTION = sa.insert(executions)
 _INSERT_EVENT = sa.insert(events)
 _READ_STATUS = sa.select(*_STATUS_COLUMNS).where(_C.id == sa.bindparam("b_id"))
+_READ_STATUSES = sa.select(*_STATUS_COLUMNS).where(_C.id.in_(sa.bindparam("b_ids", expanding=True)))
 _READ_HISTORY_VIEWS = (
     sa.select(*_EVENT_COLUMNS, _E.view)
     .where(_E.execution_id == sa.bindparam("b_id"))
