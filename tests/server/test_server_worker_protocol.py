@@ -435,3 +435,44 @@ async def test_batched_checkpoints_store_each_item_on_its_own(server) -> None:
     again = await worker.ch.checkpoints(items[:2])
     assert [r.state for r in again.results] == [ExecutionState.COMPLETED, ExecutionState.RUNNING]
     assert await _count_events(server, going) == 2
+
+
+async def test_batched_progress_of_many_executions_keeps_each_history_in_order(server) -> None:
+    """Events of several executions in one checkpoint batch (one statement for all of them on
+    PostgreSQL): each history in the order sent, values and views as sent, updated_at moved."""
+    from flux.protocol import CheckpointItem
+
+    await server.register()
+    worker = await server.worker(capacity=8)
+    ids = [(await server.client.run("hello", i)).execution_id for i in range(3)]
+    claims = {r.execution_id: r.claim for r in (await worker.ch.claims(ids)).results}
+    before = {i: (await server.client.status("hello", i)).updated_at for i in ids}
+    sent = {
+        i: [
+            record(EventType.WORKFLOW_STARTED, {"n": n}),
+            *(record(EventType.TASK_STARTED, None, source_id=f"t:{k}") for k in range(5)),
+            record(EventType.TASK_COMPLETED, [n, "ü\u2603"], source_id="t:0"),
+        ]
+        for n, i in enumerate(ids)
+    }
+    items = [
+        CheckpointItem(execution_id=i, generation=claims[i].generation, events=sent[i]) for i in ids
+    ]
+    answer = await worker.ch.checkpoints(items)
+    assert [r.state for r in answer.results] == [ExecutionState.RUNNING] * 3
+    started = {i: (await server.client.status("hello", i)).updated_at for i in ids}
+    # Then events only, no change of state.
+    more = {
+        i: [record(EventType.TASK_COMPLETED, k, source_id=f"t:{k}") for k in (1, 2)] for i in ids
+    }
+    items = [
+        CheckpointItem(execution_id=i, generation=claims[i].generation, events=more[i]) for i in ids
+    ]
+    answer = await worker.ch.checkpoints(items)
+    assert [r.state for r in answer.results] == [ExecutionState.RUNNING] * 3
+    for i in ids:
+        status = await server.client.status("hello", i, detailed=True)
+        assert [(e.id, e.type, e.source_id, e.value, e.view) for e in status.events or []] == [
+            (e.id, e.type, e.source_id, e.value, e.view) for e in sent[i] + more[i]
+        ]
+        assert status.updated_at > started[i] > before[i]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -74,12 +75,32 @@ _MERGE_EVENTS = {
     "sqlite": sqlite_insert(events).on_conflict_do_nothing(index_elements=["id"]),
     "postgresql": pg_insert(events).on_conflict_do_nothing(index_elements=["id"]),
 }
+# On PostgreSQL, many rows as one statement with one array per column: the driver's
+# executemany sends a statement per row (pipelined, but each costs Python time in the driver
+# and SQLAlchemy). WITH ORDINALITY keeps the rows' order, so ``seq`` follows the history.
+_EVENT_COLUMNS = ("id", "execution_id", "type", "source_id", "name", "scope", "time", "value")
+_MERGE_EVENTS_PG = sa.text(
+    "INSERT INTO events (id, execution_id, type, source_id, name, scope, time, value, view) "
+    "SELECT i, e, t, s, n, sc, tm, v, vw::json FROM unnest("
+    "CAST(:id AS text[]), CAST(:execution_id AS text[]), CAST(:type AS text[]), "
+    "CAST(:source_id AS text[]), CAST(:name AS text[]), CAST(:scope AS text[]), "
+    "CAST(:time AS timestamptz[]), CAST(:value AS bytea[]), CAST(:view AS text[])"
+    ") WITH ORDINALITY AS u(i, e, t, s, n, sc, tm, v, vw, k) ORDER BY k "
+    "ON CONFLICT (id) DO NOTHING"
+)
 
 
 def merge_events(tx: Tx[sa.Connection], rows: list[dict[str, Any]]) -> None:
     """Insert :func:`event_rows` (of any executions) in one statement, skipping stored ids."""
-    if rows:
-        tx.conn.execute(_MERGE_EVENTS[tx.conn.dialect.name], rows)
+    if not rows:
+        return
+    dialect = tx.conn.dialect.name
+    if dialect != "postgresql" or len(rows) == 1:
+        tx.conn.execute(_MERGE_EVENTS[dialect], rows)
+        return
+    columns: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in _EVENT_COLUMNS}
+    columns["view"] = [None if r["view"] is None else json.dumps(r["view"]) for r in rows]
+    tx.conn.execute(_MERGE_EVENTS_PG, columns)
 
 
 def event_rows(execution_id: str, records: Sequence[EventRecord]) -> list[dict[str, Any]]:

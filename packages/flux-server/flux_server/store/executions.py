@@ -462,6 +462,12 @@ _READ_ROWS_LOCKED = _READ_ROWS.with_for_update()
 _READ_HOLDER = sa.select(_C.state, _C.worker_name).where(_C.id == sa.bindparam("b_id"))
 _UPDATE = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
 _BUMP = _UPDATE.values(generation=_C.generation + 1)
+_PROGRESS = frozenset({"b_id", "updated_at"})
+_TOUCH = (
+    sa.update(executions)
+    .where(_C.id.in_(sa.bindparam("b_ids", expanding=True)))
+    .values(updated_at=_bind("updated_at", _C.updated_at))
+)
 _CLAIM_MANY = (
     sa.update(executions)
     .where(
@@ -791,8 +797,11 @@ def _checkpoint_batch(
     merge_events(tx, inserts)
     for row in cancelled:
         _finish_cancelled(tx, row.id, row.workflow_name, now)
-    for same_shape in updates.values():
-        conn.execute(_UPDATE, same_shape)
+    for shape, same_shape in updates.items():
+        if shape == _PROGRESS and len(same_shape) > 1:  # events only: one statement for all
+            conn.execute(_TOUCH, {"b_ids": [p["b_id"] for p in same_shape], "updated_at": now})
+        else:
+            conn.execute(_UPDATE, same_shape)
     return outcomes
 
 
