@@ -20,6 +20,7 @@ from flux.protocol import (
     ConnectedFrame,
     EventRecord,
     ExecutionCancelledFrame,
+    ExecutionClaimedFrame,
     ExecutionScheduledFrame,
     GpuInfo,
     OutputRecord,
@@ -65,8 +66,10 @@ class Server:
         resources: WorkerResources | None = None,
         connect: bool = True,
         packages: list[PackageInfo] | None = None,
+        push: bool = False,
     ) -> FakeWorker:
         worker = FakeWorker(self.client, name, capacity, resources or cpu_box(), packages or [])
+        worker.push = push
         await worker.register()
         if connect:
             await worker.connect()
@@ -116,6 +119,8 @@ class FakeWorker:
         self.frames: asyncio.Queue[WorkerFrame | None] = asyncio.Queue()
         self._reader: asyncio.Task[None] | None = None
         self._beats: asyncio.Task[None] | None = None
+        self.push = False
+        """Connect asking for pushed claims (``execution.claimed``) instead of offers."""
 
     @property
     def ch(self) -> AsyncWorkerChannel:
@@ -141,7 +146,7 @@ class FakeWorker:
 
     async def _read(self) -> None:
         try:
-            async for frame in self.ch.connect():
+            async for frame in self.ch.connect(push=self.push):
                 await self.frames.put(frame)
         finally:
             await self.frames.put(None)
@@ -164,6 +169,7 @@ class FakeWorker:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
         self._beats = self._reader = None
+        self.frames = asyncio.Queue()  # a later connect() starts from its own frames
 
     async def next_frame(self, timeout: float = 10) -> WorkerFrame | None:
         return await asyncio.wait_for(self.frames.get(), timeout)
@@ -173,6 +179,14 @@ class FakeWorker:
             frame = await self.next_frame(timeout)
             if isinstance(frame, ExecutionScheduledFrame):
                 return frame
+            assert frame is not None, "stream closed"
+
+    async def next_claimed(self, timeout: float = 10) -> ClaimResponse:
+        """The next claim pushed on the stream (a worker connected with ``push``)."""
+        while True:
+            frame = await self.next_frame(timeout)
+            if isinstance(frame, ExecutionClaimedFrame):
+                return frame.claim
             assert frame is not None, "stream closed"
 
     async def next_cancel(self, timeout: float = 10) -> ExecutionCancelledFrame:

@@ -31,8 +31,13 @@ async def twice(ctx):
 
 
 @contextlib.asynccontextmanager
-async def running_worker(client: AsyncFluxClient, capacity: int) -> AsyncIterator[Worker]:
-    worker = Worker("w1", "http://flux.test", BOOTSTRAP, capacity=capacity, home=".", client=client)
+async def running_worker(
+    client: AsyncFluxClient, capacity: int, push: bool = True
+) -> AsyncIterator[Worker]:
+    worker = Worker(
+        "w1", "http://flux.test", BOOTSTRAP, capacity=capacity, home=".", client=client,
+        push_claims=push,
+    )  # fmt: skip
     task = asyncio.create_task(worker.run())
     try:
         await eventually(lambda: _connected(client))
@@ -51,11 +56,14 @@ async def _run_all(client: AsyncFluxClient, n: int) -> list[object]:
     return [(str(s.state), s.output) for s in statuses]
 
 
-async def test_a_full_worker_claims_offers_as_slots_free(server, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("push", [False, True], ids=["offers", "pushed"])
+async def test_a_full_worker_claims_offers_as_slots_free(
+    server, tmp_path, monkeypatch, push: bool
+) -> None:
     """Capacity 1, many runs at once: the server offers the next execution as soon as it has
     committed the end of the previous one, often before the worker has unwound that run. The
     offer must be claimed then, not left to lapse until the claim timeout (30 s here, longer
-    than the sync timeout, so a lapsed offer would fail this test)."""
+    than the sync timeout, so a lapsed offer would fail this test); a pushed claim runs."""
     monkeypatch.chdir(tmp_path)
     real = AsyncWorkerChannel.checkpoints
 
@@ -66,7 +74,7 @@ async def test_a_full_worker_claims_offers_as_slots_free(server, tmp_path, monke
 
     monkeypatch.setattr(AsyncWorkerChannel, "checkpoints", slow_to_hear_back)
     await server.register(FLOWS)
-    async with running_worker(server.client, capacity=1):
+    async with running_worker(server.client, capacity=1, push=push):
         results = await _run_all(server.client, 6)
     assert results == [("COMPLETED", 4 * i) for i in range(6)]
 
@@ -74,10 +82,30 @@ async def test_a_full_worker_claims_offers_as_slots_free(server, tmp_path, monke
 async def test_many_offers_are_claimed_together(server, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     await server.register(FLOWS)
-    async with running_worker(server.client, capacity=16) as worker:
+    async with running_worker(server.client, capacity=16, push=False) as worker:
         results = await _run_all(server.client, 24)
         assert worker._batch_claims
     assert results == [("COMPLETED", 4 * i) for i in range(24)]
+
+
+async def test_a_pushing_worker_never_sends_a_claim(server, tmp_path, monkeypatch) -> None:
+    """Claims come on the stream (protocol 1.3): no claim request at all, each source
+    received once."""
+    monkeypatch.chdir(tmp_path)
+    claim_requests: list[object] = []
+
+    async def no_claims(self: AsyncWorkerChannel, *args: Any, **kwargs: Any) -> Any:
+        claim_requests.append(args)
+        raise AssertionError("a pushing worker claimed")
+
+    monkeypatch.setattr(AsyncWorkerChannel, "claims", no_claims)
+    monkeypatch.setattr(AsyncWorkerChannel, "claim", no_claims)
+    await server.register(FLOWS)
+    async with running_worker(server.client, capacity=8) as worker:
+        results = await _run_all(server.client, 20)
+        assert len(worker._sources) == 1
+    assert results == [("COMPLETED", 4 * i) for i in range(20)]
+    assert claim_requests == []
 
 
 class _NoBatchedClaims:
@@ -88,12 +116,15 @@ class _NoBatchedClaims:
         if scope["type"] == "http" and scope["path"].endswith("/claims"):
             await JSONResponse({"detail": "Not Found"}, 404)(scope, receive, send)
             return
+        if scope["type"] == "http" and scope["path"].endswith("/connect"):
+            scope = {**scope, "query_string": b""}  # no pushed claims before protocol 1.3
         await self.app(scope, receive, send)
 
 
 @pytest.fixture
 async def old_server(options) -> AsyncIterator[AsyncFluxClient]:
-    """The server as protocol 1.0 knew it: no ``POST /workers/{name}/claims``."""
+    """The server as protocol 1.0 knew it: no ``POST /workers/{name}/claims``, no pushed
+    claims."""
     app = create_app(options)
     app.add_middleware(_NoBatchedClaims)
     async with serve_in_process(app) as transport:

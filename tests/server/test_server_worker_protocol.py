@@ -476,3 +476,66 @@ async def test_batched_progress_of_many_executions_keeps_each_history_in_order(s
             (e.id, e.type, e.source_id, e.value, e.view) for e in sent[i] + more[i]
         ]
         assert status.updated_at > started[i] > before[i]
+
+
+async def test_pushed_claims_arrive_claimed_with_each_source_once_per_stream(server) -> None:
+    """A stream opened with ?push=true gets execution.claimed frames: claimed already (a
+    claim request would be refused), the history column-wise, the source on the first claim
+    of it only; a new stream gets it again."""
+    await server.register()
+    worker = await server.worker(push=True)
+    first = await server.client.run("hello", "a")
+    claim = await worker.next_claimed()
+    assert (claim.execution_id, claim.state) == (first.execution_id, ExecutionState.CLAIMED)
+    assert claim.source and claim.generation == 1
+    assert claim.history() == []
+    status = await server.client.status("hello", first.execution_id)
+    assert (status.state, status.worker) == (ExecutionState.CLAIMED, "w1")
+    with pytest.raises(ConflictError):
+        await _claim_other(server, first)
+    await worker.finish(claim, "done a")
+    assert (await server.client.status("hello", first.execution_id)).output == "done a"
+
+    second = await server.client.run("hello", "b")
+    again = await worker.next_claimed()
+    assert again.execution_id == second.execution_id
+    assert (again.source, again.source_hash) == ("", claim.source_hash)
+
+    await worker.close()
+    await worker.connect()
+    third = await server.client.run("hello", "c")
+    fresh = await worker.next_claimed()
+    assert fresh.execution_id == third.execution_id and fresh.source == claim.source
+
+
+async def _claim_other(server, status) -> None:
+    other = await server.worker("w2", connect=False)
+    await other.ch.claim(status.execution_id)
+
+
+async def test_a_pushed_claim_the_worker_releases_is_pushed_again(server) -> None:
+    """Released (the worker could not run it): back to the queue with a new generation, and
+    pushed again; the released generation is fenced."""
+    await server.register()
+    worker = await server.worker(push=True)
+    run = await server.client.run("hello", "x")
+    claim = await worker.next_claimed()
+    await worker.ch.release(run.execution_id, claim.generation, "busy")
+    again = await worker.next_claimed()
+    assert again.execution_id == run.execution_id
+    assert again.generation > claim.generation
+    with pytest.raises(ConflictError):
+        await worker.finish(claim, "stale")
+    await worker.finish(again, "ok")
+    assert (await server.client.status("hello", run.execution_id)).output == "ok"
+
+
+async def test_offers_and_pushed_claims_share_the_queue(server) -> None:
+    """One worker takes offers, another pushed claims: each execution reaches exactly one."""
+    await server.register()
+    offered = await server.worker("w1", capacity=2)
+    pushed = await server.worker("w2", capacity=2, push=True)
+    runs = [await server.client.run("hello", i) for i in range(4)]
+    got = [(await offered.take()).execution_id for _ in range(2)]
+    got += [(await pushed.next_claimed()).execution_id for _ in range(2)]
+    assert sorted(got) == sorted(r.execution_id for r in runs)

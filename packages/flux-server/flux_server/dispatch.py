@@ -5,6 +5,11 @@ execution, freed capacity, a worker connecting; on PostgreSQL also such changes 
 replicas, via NOTIFY), then runs one round: :meth:`ExecutionStore.offer` picks executions for
 this process's workers and the frames go out on their streams. A slow sweep re-runs the round
 so offers not claimed within the claim timeout are made again.
+
+A worker whose stream asked for pushed claims (``?push=true``) gets ``execution.claimed``
+frames instead of offers: the round claims for it in its own transaction, so a new execution
+reaches that worker without a claim request and its transaction. A claim that cannot be
+delivered (the stream closed meanwhile) goes straight back to the queue.
 """
 
 from __future__ import annotations
@@ -14,11 +19,18 @@ import functools
 import logging
 from typing import Any
 
-from flux.protocol import ExecutionScheduledFrame, ResourceRequest, WorkerResources
+from flux.protocol import (
+    ExecutionClaimedFrame,
+    ExecutionScheduledFrame,
+    ReleaseRequest,
+    ResourceRequest,
+    WorkerResources,
+)
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
+from pydantic_core import to_json
 
 from flux_server.hub import WorkerHub
 from flux_server.sse import frame
@@ -88,6 +100,7 @@ class Dispatcher:
         self._claim_timeout = claim_timeout
         self._sweep_interval = sweep_interval
         self._wake = asyncio.Event()
+        self._releases: set[asyncio.Task[Any]] = set()
         self.rounds = 0
 
     def wake(self) -> None:
@@ -125,17 +138,45 @@ class Dispatcher:
                 c.capacity,
                 lambda r, res=c.resources, pk=c.packages: fits(r, res, pk),
                 len(c.resources.gpus),
+                push=c.push,
+                known=frozenset(c.sources),
             )
             for c in connections
         ]
         offers = await self._executions.offer(targets, self._claim_timeout)
         for worker, offer in offers:
-            if not self._hub.send(worker, _offer_frame(offer)):
-                # It disconnected meanwhile: the offer lapses and is made again after the
-                # claim timeout, or at once when the disconnect withdraws its offers.
-                self._wake.set()
+            if isinstance(offer, ExecutionScheduledFrame):
+                if not self._hub.send(worker, frame(ExecutionScheduledFrame.EVENT, offer)):
+                    # It disconnected meanwhile: the offer lapses and is made again after the
+                    # claim timeout, or at once when the disconnect withdraws its offers.
+                    self._wake.set()
+            else:
+                self._push(worker, offer)
         return len(offers)
 
+    def _push(self, worker: str, claim: dict[str, Any]) -> None:
+        conn = self._hub.connections.get(worker)
+        if conn is not None and self._hub.send(worker, _claimed_frame(claim)):
+            if claim["source"]:
+                conn.sources.add(claim["source_hash"])
+            return
+        # It disconnected meanwhile: the claim goes back to the queue at once.
+        release = ReleaseRequest(generation=claim["generation"], reason="worker disconnected")
+        task = asyncio.get_running_loop().create_task(
+            self._executions.release(worker, claim["execution_id"], release)
+        )
+        self._releases.add(task)
+        task.add_done_callback(self._released)
 
-def _offer_frame(offer: ExecutionScheduledFrame) -> bytes:
-    return frame(ExecutionScheduledFrame.EVENT, offer)
+    def _released(self, task: asyncio.Task[Any]) -> None:
+        self._releases.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # Fenced or gone meanwhile; otherwise the worker's missed heartbeats requeue it.
+            log.info("could not requeue an undelivered claim: %s", task.exception())
+
+
+def _claimed_frame(claim: dict[str, Any]) -> bytes:
+    return b"event: " + _CLAIMED + b"\ndata: " + to_json({"claim": claim}) + b"\n\n"
+
+
+_CLAIMED = ExecutionClaimedFrame.EVENT.encode()

@@ -21,6 +21,10 @@ class Connection:
     packages: dict[str, str] = field(default_factory=dict)
     """Installed distributions, by canonical name (``packaging.utils.canonicalize_name``)."""
     queue: asyncio.Queue[bytes | None] = field(default_factory=asyncio.Queue)
+    push: bool = False
+    """The worker takes pushed claims (``execution.claimed``) instead of offers."""
+    sources: set[str] = field(default_factory=set)
+    """Hashes of the workflow sources pushed on this stream: later claims leave them out."""
 
     def close(self) -> None:
         self.queue.put_nowait(None)
@@ -38,12 +42,14 @@ class WorkerHub:
         capacity: int,
         resources: WorkerResources,
         packages: list[PackageInfo] | None = None,
+        push: bool = False,
     ) -> Connection:
         old = self.connections.get(name)
         if old is not None:
             old.close()
         installed = {str(canonicalize_name(p.name)): p.version for p in packages or ()}
-        conn = self.connections[name] = Connection(name, capacity, resources, installed)
+        conn = Connection(name, capacity, resources, installed, push=push)
+        self.connections[name] = conn
         return conn
 
     def detach(self, conn: Connection) -> bool:

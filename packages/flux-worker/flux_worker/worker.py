@@ -34,7 +34,11 @@ from typing import Any
 from flux.context import ExecutionContext
 from flux.errors import ApiError, ConflictError, FluxError, NonDeterminismError, NotFoundError
 from flux.protocol.events import EventRecord, OutputRecord
-from flux.protocol.frames import ExecutionCancelledFrame, ExecutionScheduledFrame
+from flux.protocol.frames import (
+    ExecutionCancelledFrame,
+    ExecutionClaimedFrame,
+    ExecutionScheduledFrame,
+)
 from flux.protocol.workers import RegisterWorkerRequest
 from flux.runner import WorkflowRun
 from flux.serialization import b64decode, loads
@@ -73,6 +77,7 @@ class Worker:
         isolation: str = "inprocess",
         client: Any = None,
         max_loop_stall: float = 300.0,
+        push_claims: bool = True,
     ) -> None:
         from flux.client import AsyncFluxClient
 
@@ -107,6 +112,11 @@ class Worker:
         """Offers that came while every slot was taken, oldest first."""
         self._spawned: set[asyncio.Task[Any]] = set()
         self.max_loop_stall = max_loop_stall
+        self.push_claims = push_claims
+        """Ask for claims pushed on the stream (protocol 1.3) instead of offers to claim."""
+        self._sources: dict[str, str] = {}
+        """Workflow sources pushed to this worker, by hash: the server sends each once per
+        stream."""
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -202,13 +212,19 @@ class Worker:
         attempt = 0
         while not self._draining:
             try:
-                async for frame in self.channel.connect():
+                frames = self.channel.connect(
+                    push=self.push_claims, decode_history=self._decode_history
+                )
+                async for frame in frames:
                     attempt = 0
-                    if isinstance(frame, ExecutionScheduledFrame):
+                    if isinstance(frame, ExecutionClaimedFrame):
+                        if not self._pushed(frame.claim):
+                            break  # reconnect: the new stream sends every source again
+                    elif isinstance(frame, ExecutionScheduledFrame):
                         self._offer(frame.execution_id)
                     elif isinstance(frame, ExecutionCancelledFrame):
                         self._cancel(frame.execution_id)
-                attempt = await self._backoff(attempt, "stream closed by the server")
+                attempt = await self._backoff(attempt, "stream closed")
             except ApiError as exc:
                 if exc.status_code in (401, 403, 404):
                     await self._register()
@@ -262,6 +278,37 @@ class Worker:
         if self._claimer is None or self._claimer.done():
             self._claimer = asyncio.get_running_loop().create_task(self._claim_loop())
 
+    def _pushed(self, claim: Any) -> bool:
+        """Run a claim the server pushed; ``False`` when its source is unknown here (the
+        stream must be opened again)."""
+        execution_id = claim.execution_id
+        if claim.source:
+            self._sources[claim.source_hash] = claim.source
+        else:
+            source = self._sources.get(claim.source_hash)
+            if source is None:
+                log.error("claim of %s came without a source this worker has", execution_id)
+                self._spawn(self._release(execution_id, claim.generation))
+                return False
+            claim.source = source
+        if self._draining or execution_id in self._claiming:
+            self._spawn(self._release(execution_id, claim.generation))  # stopping
+            return True
+        self._claiming.add(execution_id)
+        stale = self.running.get(execution_id)
+        if stale is not None:
+            # Taken back and given to this worker again while the old copy still runs: that
+            # copy is fenced now; the new claim starts once it has stopped.
+            self._abandon(execution_id, "claimed again with a newer generation")
+            self._spawn(self._run_after(stale.task, claim))
+        else:
+            self._spawn(self._run_claimed(claim))
+        return True
+
+    async def _run_after(self, task: asyncio.Task[Any], claim: Any) -> None:
+        await asyncio.wait([task])
+        await self._run_claimed(claim)
+
     def _cancel(self, execution_id: str) -> None:
         execution = self.running.get(execution_id)
         if execution is not None:
@@ -301,8 +348,9 @@ class Worker:
         task.add_done_callback(self._spawned.discard)
 
     async def _release(self, execution_id: str, generation: int) -> None:
+        reason = "worker draining" if self._draining else "worker cannot run it now"
         with contextlib.suppress(ApiError, OSError):
-            await self.channel.release(execution_id, generation, "worker draining")
+            await self.channel.release(execution_id, generation, reason)
 
     async def _claim_batch(self, ids: list[str]) -> list[Any]:
         """The claims the server granted among ``ids`` (refused and failed ones are dropped:

@@ -44,7 +44,6 @@ from flux.protocol import (
     WorkflowSummary,
     check_compatible,
     parse_execution_frame,
-    parse_worker_frame,
 )
 from flux.schedules import Schedule
 
@@ -387,13 +386,20 @@ class AsyncWorkerChannel:
         self.name = name
         self.session_token = session_token
 
-    def connect(self) -> AsyncIterator[WorkerFrame]:
+    def connect(
+        self, *, push: bool = False, decode_history: bool = False
+    ) -> AsyncIterator[WorkerFrame]:
         """Open the worker's event stream and yield its frames (unknown events are skipped).
+
+        ``push``: ask for claims instead of offers (``execution.claimed`` frames, protocol
+        1.3; an older server sends offers). ``decode_history`` as in :meth:`claim`, for the
+        pushed claims.
 
         The stream ends when the server closes it (restart, or this worker was declared dead):
         reconnect with backoff. Close the iterator to disconnect.
         """
-        return self.client.events(calls.connect(self.name, self.session_token), parse_worker_frame)
+        call = calls.connect(self.name, self.session_token, push)
+        return self.client.events(call, calls.worker_frame_parser(decode_history))
 
     async def claim(self, execution_id: str, *, decode_history: bool = False) -> ClaimResponse:
         """Take an offered execution. With ``decode_history`` the history is decoded straight

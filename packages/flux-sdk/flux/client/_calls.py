@@ -46,10 +46,12 @@ from flux.protocol import (
     SecretInfo,
     SecretsResponse,
     SecretValue,
+    WorkerFrame,
     WorkerInfo,
     WorkerResources,
     WorkflowDetail,
     WorkflowSummary,
+    parse_worker_frame,
 )
 from flux.schedules import Schedule
 
@@ -246,8 +248,15 @@ def register_worker(
     )
 
 
-def connect(name: str, token: str) -> StreamCall:
-    return StreamCall("GET", f"/workers/{_seg(name)}/connect", token=token)
+def connect(name: str, token: str, push: bool = False) -> StreamCall:
+    params = {"push": "true"} if push else None
+    return StreamCall("GET", f"/workers/{_seg(name)}/connect", token=token, params=params)
+
+
+def worker_frame_parser(decode_history: bool) -> Callable[[str, str], WorkerFrame | None]:
+    if not decode_history:
+        return parse_worker_frame
+    return lambda event, data: parse_worker_frame(event, data, decode_history=True)
 
 
 def claim(

@@ -43,7 +43,6 @@ from flux.protocol import (
     WorkflowDetail,
     WorkflowSummary,
     parse_execution_frame,
-    parse_worker_frame,
 )
 from flux.schedules import Schedule
 
@@ -263,8 +262,10 @@ class WorkerChannel:
         self.name = name
         self.session_token = session_token
 
-    def connect(self) -> Iterator[WorkerFrame]:
-        return self.client.events(calls.connect(self.name, self.session_token), parse_worker_frame)
+    def connect(self, *, push: bool = False, decode_history: bool = False) -> Iterator[WorkerFrame]:
+        """See :meth:`AsyncWorkerChannel.connect`."""
+        call = calls.connect(self.name, self.session_token, push)
+        return self.client.events(call, calls.worker_frame_parser(decode_history))
 
     def claim(self, execution_id: str, *, decode_history: bool = False) -> ClaimResponse:
         """See :meth:`AsyncWorkerChannel.claim`."""

@@ -12,9 +12,10 @@ from flux.errors import ProtocolError
 
 __all__ = ["PROTOCOL_HEADER", "PROTOCOL_VERSION", "check_compatible", "major_of"]
 
-PROTOCOL_VERSION = "1.2"
+PROTOCOL_VERSION = "1.3"
 """1.1 added batched claims (``POST /workers/{name}/claims``); 1.2 the column-wise history a
-batched claim may ask for (``history_format="columns"``)."""
+batched claim may ask for (``history_format="columns"``); 1.3 claims pushed on the worker
+stream (``GET /workers/{name}/connect?push=true``, the ``execution.claimed`` frame)."""
 PROTOCOL_HEADER = "X-Flux-Protocol"
 
 

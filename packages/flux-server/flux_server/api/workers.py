@@ -78,18 +78,30 @@ async def register_worker(body: RegisterWorkerRequest, runtime: RuntimeDep) -> R
 
 
 @router.get("/{name}/connect", responses={200: {"content": {"text/event-stream": {}}}})
-async def connect(name: WorkerName, runtime: RuntimeDep) -> Response:
+async def connect(
+    name: WorkerName,
+    runtime: RuntimeDep,
+    push: bool = Query(
+        False,
+        description="Send claims (``execution.claimed``) instead of offers: the server offers "
+        "and claims in one step (protocol 1.3)",
+    ),
+) -> Response:
     """The worker's Server-Sent Event stream (see ``flux.protocol.frames``)."""
     record = await runtime.workers.get(name)
     if record is None:  # deleted between authentication and now
         raise ApiError(f"worker {name!r} is not registered; register it again", 401)
     await runtime.workers.heartbeat(name, None)
-    return event_stream(_worker_frames(runtime, record))
+    return event_stream(_worker_frames(runtime, record, push))
 
 
-async def _worker_frames(runtime: Runtime, record: WorkerRecord) -> AsyncIterator[bytes]:
+async def _worker_frames(
+    runtime: Runtime, record: WorkerRecord, push: bool
+) -> AsyncIterator[bytes]:
     name = record.name
-    conn: Connection = runtime.hub.attach(name, record.capacity, record.resources, record.packages)
+    conn: Connection = runtime.hub.attach(
+        name, record.capacity, record.resources, record.packages, push=push
+    )
     runtime.dispatcher.wake()
     keepalive = runtime.options.sse_keepalive
     try:

@@ -112,6 +112,10 @@ class OfferTarget:
     gpus: int = 0
     """GPUs the worker reported: executions requesting GPUs hold them while offered or held,
     so two ``gpu=1`` runs never share a one-GPU worker."""
+    push: bool = False
+    """Claim for the worker at once instead of offering (its stream takes pushed claims)."""
+    known: frozenset[str] = frozenset()
+    """Source hashes already pushed to it: those claims come without the source."""
 
 
 class ExecutionStore:
@@ -403,12 +407,14 @@ class ExecutionStore:
 
     async def offer(
         self, targets: Sequence[OfferTarget], claim_timeout: float
-    ) -> list[tuple[str, ExecutionScheduledFrame]]:
+    ) -> list[tuple[str, ExecutionScheduledFrame | dict[str, Any]]]:
         """Pick queued executions for connected workers and record the offers.
 
         Each execution goes to the least-loaded worker whose resources fit its requests and
         that has free capacity; one that fits nowhere is skipped without holding up the rest.
-        An offer older than ``claim_timeout`` counts as withdrawn and is made again.
+        An offer older than ``claim_timeout`` counts as withdrawn and is made again. For a
+        ``push`` target the execution is claimed in the same transaction instead, and its
+        entry is the :class:`ClaimResponse` as a dict of wire values (history column-wise).
         """
         if not targets:
             return []
@@ -833,7 +839,7 @@ def _reconcile(
 
 def _offer(
     tx: Tx[sa.Connection], targets: Sequence[OfferTarget], claim_timeout: float
-) -> list[tuple[str, ExecutionScheduledFrame]]:
+) -> list[tuple[str, ExecutionScheduledFrame | dict[str, Any]]]:
     now = utcnow()
     cutoff = now - timedelta(seconds=claim_timeout)
     load = _load(tx.conn, [t.name for t in targets], cutoff)
@@ -872,12 +878,21 @@ def _offer(
         if len(page) < _PAGE:
             break
         after = (page[-1].created_at, page[-1].id)
-    if offers:
+    pushed = {t.name: t.known for t in targets if t.push}
+    offered = [(w, f) for w, f in offers if w not in pushed]
+    if offered:
         tx.conn.execute(
             _OFFER,
-            [{"b_id": f.execution_id, "offered_to": w, "offered_at": now} for w, f in offers],
+            [{"b_id": f.execution_id, "offered_to": w, "offered_at": now} for w, f in offered],
         )
-    return offers
+    answer: list[tuple[str, ExecutionScheduledFrame | dict[str, Any]]] = list(offered)
+    for worker, known in pushed.items():
+        ids = [f.execution_id for w, f in offers if w == worker]
+        if ids:  # rows this transaction picked and locked: each claim succeeds
+            for _, claim in _claim_batch(tx, worker, ids, now, known, columns=True):
+                if isinstance(claim, dict):
+                    answer.append((worker, claim))
+    return answer
 
 
 def _gpus_needed(requests: dict[str, Any] | None) -> int:
