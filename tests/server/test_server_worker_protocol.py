@@ -539,3 +539,60 @@ async def test_offers_and_pushed_claims_share_the_queue(server) -> None:
     got = [(await offered.take()).execution_id for _ in range(2)]
     got += [(await pushed.next_claimed()).execution_id for _ in range(2)]
     assert sorted(got) == sorted(r.execution_id for r in runs)
+
+
+async def test_progress_batches_fence_each_item_and_keep_states(server) -> None:
+    """Task events only (one statement on PostgreSQL): a claimed execution starts running, a
+    cancelling one stays cancelling, a stale or unknown item is refused without storing
+    anything, the answers come in request order, and a resend stores nothing twice."""
+    from flux.protocol import CheckpointItem
+
+    await server.register()
+    worker = await server.worker(capacity=8)
+    ids = [(await server.client.run("hello", i)).execution_id for i in range(4)]
+    claims = {r.execution_id: r.claim for r in (await worker.ch.claims(ids)).results}
+    claimed, running, cancelling, stale = ids
+    for execution_id in (running, cancelling):
+        await worker.ch.checkpoint(
+            execution_id, claims[execution_id].generation, [record(EventType.WORKFLOW_STARTED)]
+        )
+    await server.client.cancel("hello", cancelling, mode="async")
+
+    def progress(execution_id: str, generation: int) -> CheckpointItem:
+        return CheckpointItem(
+            execution_id=execution_id,
+            generation=generation,
+            events=[record(EventType.TASK_STARTED, None, source_id="t"), record(
+                EventType.TASK_COMPLETED, {"k": execution_id}, source_id="t"
+            )],
+        )  # fmt: skip
+
+    items = [
+        progress(stale, claims[stale].generation + 1),
+        progress(claimed, claims[claimed].generation),
+        progress("no-such-execution", 1),
+        progress(running, claims[running].generation),
+        progress(cancelling, claims[cancelling].generation),
+    ]
+    answer = await worker.ch.checkpoints(items)
+    assert [
+        (r.execution_id, r.state, r.error.code if r.error else None) for r in answer.results
+    ] == [
+        (stale, None, "conflict"),
+        (claimed, ExecutionState.RUNNING, None),
+        ("no-such-execution", None, "not_found"),
+        (running, ExecutionState.RUNNING, None),
+        (cancelling, ExecutionState.CANCELLING, None),
+    ]
+    assert (await server.client.status("hello", claimed)).state == ExecutionState.RUNNING
+    assert await _count_events(server, stale) == 0
+    assert [await _count_events(server, i) for i in (claimed, running, cancelling)] == [2, 3, 3]
+    again = await worker.ch.checkpoints(items[1:2])
+    assert again.results[0].state == ExecutionState.RUNNING
+    assert await _count_events(server, claimed) == 2
+    bad = progress(running, claims[running].generation)
+    bad.events[0].value = "not base64!"
+    with pytest.raises(ApiError) as raised:
+        await worker.ch.checkpoints([bad])
+    assert raised.value.status_code in (400, 422)
+    assert await _count_events(server, running) == 3

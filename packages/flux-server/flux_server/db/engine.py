@@ -162,7 +162,11 @@ class Database:
             self._readers = ThreadPoolExecutor(2, thread_name_prefix="flux-db-read")
 
     async def run_write(
-        self, fn: Callable[[Tx[sa.Connection]], T], *, insert_only: bool = False
+        self,
+        fn: Callable[[Tx[sa.Connection]], T],
+        *,
+        insert_only: bool = False,
+        one_statement: bool = False,
     ) -> T:
         """Run ``fn(tx)`` in one write transaction, committed when it returns; the notes it
         made are delivered after the commit. ``fn`` is synchronous and must not touch the event
@@ -171,6 +175,10 @@ class Database:
         ``insert_only``: ``fn`` only inserts rows (it takes no row lock another write could
         wait on), so on PostgreSQL it may share a transaction with other such writes: they
         are group-committed by one thread, as every write is on SQLite.
+
+        ``one_statement``: ``fn`` writes with a single statement, atomic by itself (it may
+        read before it), so on PostgreSQL it runs in autocommit: no BEGIN and COMMIT round
+        trips around it.
         """
         if _IN_WRITE.get():
             # On SQLite the writer thread is parked until that block ends: this would deadlock.
@@ -184,7 +192,8 @@ class Database:
             if insert_only:
                 tx = await self._pg_inserts.submit(fn)
             else:
-                tx = await loop.run_in_executor(self._pg_threads, self._postgres_write, fn)
+                write = self._postgres_statement if one_statement else self._postgres_write
+                tx = await loop.run_in_executor(self._pg_threads, write, fn)
         for note in tx.notes:
             self.sink(note)
         return tx.result  # type: ignore[attr-defined, no-any-return]
@@ -207,6 +216,14 @@ class Database:
 
     def _postgres_write(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
         with self._pg_engine.begin() as conn:
+            tx = _ResultTx(conn)
+            tx.result = fn(tx)
+            self._notify_in(conn, tx.notes)
+        self._notifier.send(tx.notes)
+        return tx
+
+    def _postgres_statement(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
+        with self._pg_read_engine.connect() as conn:  # autocommit: the statement commits
             tx = _ResultTx(conn)
             tx.result = fn(tx)
             self._notify_in(conn, tx.notes)

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from flux.domain import (
     FINISHED_STATES,
     WORKFLOW_EVENT_STATE,
+    WORKFLOW_EVENTS,
     EventType,
     ExecutionState,
     utcnow,
@@ -39,6 +40,7 @@ from flux.protocol import (
     ResourceRequest,
 )
 from flux.serialization import b64encode, dumps
+from pydantic_core import to_json
 
 from flux_server.db import Database, Tx
 from flux_server.db.tables import events, executions, workflows
@@ -314,8 +316,10 @@ class ExecutionStore:
 
         A stale or unknown item gets an ``error`` entry and changes nothing; the others are
         stored. This is what lets a worker running many executions pay one round trip and
-        one commit for all the task completions that happened meanwhile.
+        one commit for all the task completions that happened meanwhile. On PostgreSQL a
+        batch of progress only (task events of held executions) is one statement.
         """
+        original = items
 
         def write(tx: Tx[sa.Connection]) -> tuple[list[CheckpointResult], list[ExecutionStatus]]:
             results = checkpoint_all(tx)
@@ -350,9 +354,20 @@ class ExecutionStore:
                 for item, o in outcomes
             ]
 
+        moved: dict[str, CheckpointResult] = {}
+        if self.db.dialect == "postgresql" and _only_progress(items):
+            moved = await self.db.run_write(
+                lambda tx: _progress(tx, worker, items, utcnow()), one_statement=True
+            )
+            if len(moved) == len(items):
+                return [moved[item.execution_id] for item in items]
+            items = [item for item in items if item.execution_id not in moved]
         results, settled = await self.db.run_write(write)
         for status in settled:  # committed: hand them to the waiters
             self.on_settled(status)
+        if moved:  # in request order
+            rest = iter(results)
+            return [moved.get(i.execution_id) or next(rest) for i in original]
         return results
 
     async def release(
@@ -809,6 +824,97 @@ def _checkpoint_batch(
         else:
             conn.execute(_UPDATE, same_shape)
     return outcomes
+
+
+def _only_progress(items: Sequence[CheckpointItem]) -> bool:
+    """Whether every item only adds events below the workflow level (the state stays, or a
+    claimed execution starts running), each execution once."""
+    return len({i.execution_id for i in items}) == len(items) and all(
+        item.events
+        and item.output is None
+        and not any(r.type in WORKFLOW_EVENTS for r in item.events)
+        for item in items
+    )
+
+
+# A checkpoint batch of progress only, on PostgreSQL, as one statement: lock the held
+# executions of this worker with the sent generations, mark them running with the new
+# updated_at, and insert the events of those (and only those) in the order sent. What it did
+# not move (stale, unknown, no longer held) goes through the full checkpoint after it.
+_PROGRESS_PG = sa.text(
+    """
+WITH sent AS (
+    SELECT * FROM json_to_recordset(CAST(:items AS json)) AS s(id text, generation int)
+), held AS (
+    SELECT x.id, x.state FROM executions x JOIN sent ON x.id = sent.id
+    WHERE x.generation = sent.generation AND x.worker_name = :worker
+        AND x.state IN ('CLAIMED', 'RUNNING', 'CANCELLING')
+    ORDER BY x.id
+    FOR UPDATE OF x
+), moved AS (
+    UPDATE executions x
+    SET updated_at = :now,
+        state = CASE WHEN held.state = 'CLAIMED' THEN 'RUNNING' ELSE held.state END
+    FROM held WHERE x.id = held.id
+    RETURNING x.id, held.state AS was
+), added AS (
+    INSERT INTO events (id, execution_id, type, source_id, name, scope, time, value, view)
+    SELECT e->>'id', e->>'execution_id', e->>'type', e->>'source_id', e->>'name',
+        e->>'scope', CAST(e->>'time' AS timestamptz), decode(e->>'value', 'base64'),
+        e->'view'
+    FROM json_array_elements(CAST(:events AS json)) WITH ORDINALITY AS a(e, k)
+    WHERE e->>'execution_id' IN (SELECT id FROM moved)
+    ORDER BY k
+    ON CONFLICT (id) DO NOTHING
+)
+SELECT id, was FROM moved
+"""
+)
+
+
+def _progress(
+    tx: Tx[sa.Connection], worker: str, items: Sequence[CheckpointItem], now: datetime
+) -> dict[str, CheckpointResult]:
+    """:data:`_PROGRESS_PG` for ``items`` (see :func:`_only_progress`): the results of the
+    items it stored, by execution id.
+
+    Raises:
+        UsageError: a value is not base64, or a text field holds a NUL character.
+    """
+    events: list[dict[str, Any]] = []
+    for item in items:
+        event_rows(item.execution_id, item.events)  # validation: NUL characters, base64
+        events += (
+            {
+                "id": r.id,
+                "execution_id": item.execution_id,
+                "type": r.type.value,
+                "source_id": r.source_id,
+                "name": r.name,
+                "scope": r.scope,
+                "time": r.time,
+                "value": r.value,
+                "view": r.view,
+            }
+            for r in item.events
+        )
+    sent = [{"id": i.execution_id, "generation": i.generation} for i in items]
+    params = {
+        "items": to_json(sent).decode(),
+        "events": to_json(events).decode(),
+        "worker": worker,
+        "now": now,
+    }
+    counts = {item.execution_id: len(item.events) for item in items}
+    results: dict[str, CheckpointResult] = {}
+    for execution_id, was in tx.conn.execute(_PROGRESS_PG, params):
+        state = ExecutionState.RUNNING if was == ExecutionState.CLAIMED else ExecutionState(was)
+        if state.value != was:
+            tx.notify(exec_note(execution_id, state))
+        results[execution_id] = CheckpointResult.model_construct(
+            execution_id=execution_id, acknowledged=counts[execution_id], state=state, error=None
+        )
+    return results
 
 
 def _stale(execution_id: str, worker: str, generation: int, current: int) -> ConflictError:
