@@ -596,3 +596,41 @@ async def test_progress_batches_fence_each_item_and_keep_states(server) -> None:
         await worker.ch.checkpoints([bad])
     assert raised.value.status_code in (400, 422)
     assert await _count_events(server, running) == 3
+
+
+async def test_a_batch_that_finishes_a_run_answers_its_sync_waiter(server) -> None:
+    """The sync answer comes from the checkpoint batch that settled the execution (one
+    statement on PostgreSQL): output, worker and UTC times as a status read gives them."""
+    from flux.protocol import CheckpointItem
+
+    await server.register()
+    worker = await server.worker(capacity=4)
+
+    async def finish_one() -> None:
+        claim = await worker.take()
+        events = [
+            record(EventType.WORKFLOW_STARTED),
+            record(EventType.TASK_STARTED, None, source_id="t"),
+            record(EventType.TASK_COMPLETED, 2, source_id="t"),
+            record(EventType.WORKFLOW_COMPLETED, {"out": [1, "ü"]}),
+        ]
+        item = CheckpointItem(
+            execution_id=claim.execution_id, generation=claim.generation, events=events
+        )
+        answer = await worker.ch.checkpoints([item])
+        assert answer.results[0].state == ExecutionState.COMPLETED
+
+    job = asyncio.create_task(finish_one())
+    status = await server.client.run("hello", "x", mode="sync")
+    await job
+    read = await server.client.status("hello", status.execution_id)
+    assert (status.state, status.output, status.worker) == (
+        ExecutionState.COMPLETED,
+        {"out": [1, "ü"]},
+        "w1",
+    )
+    assert status.model_dump() == read.model_dump()
+    assert (
+        status.updated_at.utcoffset() is not None
+        and status.updated_at.utcoffset().total_seconds() == 0
+    )

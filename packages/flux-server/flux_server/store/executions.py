@@ -355,10 +355,14 @@ class ExecutionStore:
             ]
 
         moved: dict[str, CheckpointResult] = {}
-        if self.db.dialect == "postgresql" and _only_progress(items):
-            moved = await self.db.run_write(
-                lambda tx: _progress(tx, worker, items, utcnow()), one_statement=True
+        if self.db.dialect == "postgresql" and _straight(items):
+            wanted = self.wanted
+            moved, settled = await self.db.run_write(
+                lambda tx: _checkpoint_statement(tx, worker, items, utcnow(), wanted),
+                one_statement=True,
             )
+            for status in settled:  # committed: hand them to the waiters
+                self.on_settled(status)
             if len(moved) == len(items):
                 return [moved[item.execution_id] for item in items]
             items = [item for item in items if item.execution_id not in moved]
@@ -826,37 +830,43 @@ def _checkpoint_batch(
     return outcomes
 
 
-def _only_progress(items: Sequence[CheckpointItem]) -> bool:
-    """Whether every item only adds events below the workflow level (the state stays, or a
-    claimed execution starts running), each execution once."""
-    return len({i.execution_id for i in items}) == len(items) and all(
-        item.events
-        and item.output is None
-        and not any(r.type in WORKFLOW_EVENTS for r in item.events)
-        for item in items
-    )
+def _straight(items: Sequence[CheckpointItem]) -> bool:
+    """Whether every item adds events to a distinct execution without the cases only the full
+    checkpoint handles (no events; several items of one execution)."""
+    return len({i.execution_id for i in items}) == len(items) and all(i.events for i in items)
 
 
-# A checkpoint batch of progress only, on PostgreSQL, as one statement: lock the held
-# executions of this worker with the sent generations, mark them running with the new
-# updated_at, and insert the events of those (and only those) in the order sent. What it did
-# not move (stale, unknown, no longer held) goes through the full checkpoint after it.
-_PROGRESS_PG = sa.text(
+# A checkpoint batch on PostgreSQL as one statement (data-modifying CTEs over JSON
+# parameters): lock the executions this worker holds with the sent generations, move their
+# state and output as the worker's events say and stamp updated_at, and insert the events of
+# those (and only those) in the order sent. An item changing the state applies only to a
+# CLAIMED or RUNNING execution (a cancelling one that pauses must end cancelled instead);
+# events alone also to a CANCELLING one, which stays so. What the statement did not move
+# (stale, unknown, finished, cancelling) goes through the full checkpoint after it.
+_CHECKPOINT_PG = sa.text(
     """
 WITH sent AS (
-    SELECT * FROM json_to_recordset(CAST(:items AS json)) AS s(id text, generation int)
+    SELECT * FROM json_to_recordset(CAST(:items AS json)) AS s(
+        id text, generation int, state text, finished bool, output text, output_view json)
 ), held AS (
     SELECT x.id, x.state FROM executions x JOIN sent ON x.id = sent.id
     WHERE x.generation = sent.generation AND x.worker_name = :worker
-        AND x.state IN ('CLAIMED', 'RUNNING', 'CANCELLING')
+        AND (x.state IN ('CLAIMED', 'RUNNING')
+             OR (sent.state IS NULL AND x.state = 'CANCELLING'))
     ORDER BY x.id
     FOR UPDATE OF x
 ), moved AS (
     UPDATE executions x
     SET updated_at = :now,
-        state = CASE WHEN held.state = 'CLAIMED' THEN 'RUNNING' ELSE held.state END
-    FROM held WHERE x.id = held.id
-    RETURNING x.id, held.state AS was
+        state = COALESCE(
+            sent.state, CASE WHEN held.state = 'CLAIMED' THEN 'RUNNING' ELSE held.state END),
+        output = CASE WHEN sent.finished THEN decode(sent.output, 'base64') ELSE x.output END,
+        output_view = CASE WHEN sent.finished THEN sent.output_view ELSE x.output_view END
+    FROM held JOIN sent ON sent.id = held.id
+    WHERE x.id = held.id
+    RETURNING x.id, held.state AS was, x.state, x.workflow_id, x.workflow_name,
+        x.workflow_version, x.input_view, x.output_view, x.created_at, x.updated_at,
+        x.worker_name
 ), added AS (
     INSERT INTO events (id, execution_id, type, source_id, name, scope, time, value, view)
     SELECT e->>'id', e->>'execution_id', e->>'type', e->>'source_id', e->>'name',
@@ -867,21 +877,26 @@ WITH sent AS (
     ORDER BY k
     ON CONFLICT (id) DO NOTHING
 )
-SELECT id, was FROM moved
+SELECT * FROM moved
 """
 )
 
 
-def _progress(
-    tx: Tx[sa.Connection], worker: str, items: Sequence[CheckpointItem], now: datetime
-) -> dict[str, CheckpointResult]:
-    """:data:`_PROGRESS_PG` for ``items`` (see :func:`_only_progress`): the results of the
-    items it stored, by execution id.
+def _checkpoint_statement(
+    tx: Tx[sa.Connection],
+    worker: str,
+    items: Sequence[CheckpointItem],
+    now: datetime,
+    wanted: Callable[[str], bool],
+) -> tuple[dict[str, CheckpointResult], list[ExecutionStatus]]:
+    """:data:`_CHECKPOINT_PG` for ``items`` (see :func:`_straight`): the results of the items
+    it stored, by execution id, and the statuses of those that settled and are ``wanted``.
 
     Raises:
         UsageError: a value is not base64, or a text field holds a NUL character.
     """
     events: list[dict[str, Any]] = []
+    sent: list[dict[str, Any]] = []
     for item in items:
         event_rows(item.execution_id, item.events)  # validation: NUL characters, base64
         events += (
@@ -898,7 +913,15 @@ def _progress(
             }
             for r in item.events
         )
-    sent = [{"id": i.execution_id, "generation": i.generation} for i in items]
+        last = next((r for r in reversed(item.events) if r.type in WORKFLOW_EVENTS), None)
+        state = None if last is None else WORKFLOW_EVENT_STATE[last.type]
+        entry = {"id": item.execution_id, "generation": item.generation, "state": state}
+        if state in FINISHED_STATES:
+            output = item.output if item.output is not None else last
+            assert output is not None
+            b64(output.value, "the output value")  # validation
+            entry.update(finished=True, output=output.value, output_view=output.view)
+        sent.append(entry)
     params = {
         "items": to_json(sent).decode(),
         "events": to_json(events).decode(),
@@ -907,14 +930,26 @@ def _progress(
     }
     counts = {item.execution_id: len(item.events) for item in items}
     results: dict[str, CheckpointResult] = {}
-    for execution_id, was in tx.conn.execute(_PROGRESS_PG, params):
-        state = ExecutionState.RUNNING if was == ExecutionState.CLAIMED else ExecutionState(was)
-        if state.value != was:
-            tx.notify(exec_note(execution_id, state))
-        results[execution_id] = CheckpointResult.model_construct(
-            execution_id=execution_id, acknowledged=counts[execution_id], state=state, error=None
+    settled: list[ExecutionStatus] = []
+    for row in tx.conn.execute(_CHECKPOINT_PG, params):
+        state = ExecutionState(row.state)
+        if state.value != row.was:
+            tx.notify(exec_note(row.id, state))
+            if state in _SETTLED:
+                tx.notify(DISPATCH)
+                if wanted(row.id):
+                    settled.append(
+                        _status(row, None).model_copy(
+                            update={
+                                "created_at": row.created_at.astimezone(UTC),
+                                "updated_at": row.updated_at.astimezone(UTC),
+                            }
+                        )
+                    )
+        results[row.id] = CheckpointResult.model_construct(
+            execution_id=row.id, acknowledged=counts[row.id], state=state, error=None
         )
-    return results
+    return results, settled
 
 
 def _stale(execution_id: str, worker: str, generation: int, current: int) -> ConflictError:
