@@ -850,7 +850,8 @@ WITH sent AS (
         id text, generation int, state text, finished bool, output text, output_view json)
 ), held AS (
     SELECT x.id, x.state FROM executions x JOIN sent ON x.id = sent.id
-    WHERE x.generation = sent.generation AND x.worker_name = :worker
+    WHERE x.id = ANY(CAST(:ids AS text[]))
+        AND x.generation = sent.generation AND x.worker_name = :worker
         AND (x.state IN ('CLAIMED', 'RUNNING')
              OR (sent.state IS NULL AND x.state = 'CANCELLING'))
     ORDER BY x.id
@@ -863,7 +864,7 @@ WITH sent AS (
         output = CASE WHEN sent.finished THEN decode(sent.output, 'base64') ELSE x.output END,
         output_view = CASE WHEN sent.finished THEN sent.output_view ELSE x.output_view END
     FROM held JOIN sent ON sent.id = held.id
-    WHERE x.id = held.id
+    WHERE x.id = held.id AND x.id = ANY(CAST(:ids AS text[]))
     RETURNING x.id, held.state AS was, x.state, x.workflow_id, x.workflow_name,
         x.workflow_version, x.input_view, x.output_view, x.created_at, x.updated_at,
         x.worker_name
@@ -924,6 +925,7 @@ def _checkpoint_statement(
         sent.append(entry)
     params = {
         "items": to_json(sent).decode(),
+        "ids": [item.execution_id for item in items],  # the primary key: an index scan
         "events": to_json(events).decode(),
         "worker": worker,
         "now": now,
