@@ -11,8 +11,9 @@ from typing import Any
 
 import psutil
 from flux.protocol.workers import GpuInfo, PackageInfo, WorkerResources, WorkerRuntime
+from flux.protocol.workflows import ResourceRequest
 
-__all__ = ["detect_gpus", "installed_packages", "resources", "runtime"]
+__all__ = ["GpuSlots", "detect_gpus", "gpu_env", "installed_packages", "resources", "runtime"]
 
 
 def detect_gpus() -> list[GpuInfo]:
@@ -88,3 +89,52 @@ def installed_packages() -> list[PackageInfo]:
         if name and name not in seen:
             seen[name] = dist.version
     return [PackageInfo(name=n, version=v) for n, v in sorted(seen.items())]
+
+
+class GpuSlots:
+    """Which of this machine's GPUs (NVML indices) each execution holds.
+
+    The server counts the GPUs an execution asks for against the worker's; the worker picks
+    which ones, so that two runs never share one. A child process (subprocess isolation)
+    sees only its own through ``CUDA_VISIBLE_DEVICES`` (:func:`gpu_env`).
+    """
+
+    def __init__(self, gpus: list[GpuInfo]) -> None:
+        self._gpus = gpus
+        self._holders: dict[int, str] = {}
+
+    def take(self, execution_id: str, request: ResourceRequest | None) -> list[int] | None:
+        """The GPUs given to ``execution_id``: ``[]`` when it asks for none, ``None`` when
+        not enough of them are free (or large enough for ``gpu_memory``)."""
+        need = request.gpu_count() if request is not None else 0
+        if not need:
+            return []
+        assert request is not None
+        least = request.gpu_memory or 0
+        free = [
+            i
+            for i, gpu in enumerate(self._gpus)
+            if i not in self._holders and gpu.memory_total >= least
+        ]
+        if len(free) < need:
+            return None
+        chosen = free[:need]
+        for index in chosen:
+            self._holders[index] = execution_id
+        return chosen
+
+    def give_back(self, execution_id: str) -> None:
+        for index in [i for i, holder in self._holders.items() if holder == execution_id]:
+            del self._holders[index]
+
+    def held(self) -> dict[int, str]:
+        return dict(self._holders)
+
+
+def gpu_env(indices: list[int]) -> dict[str, str]:
+    """Environment variables that show a child process only the GPUs ``indices`` (NVML
+    numbers them by PCI bus, so CUDA is told to do the same)."""
+    return {
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in indices),
+    }

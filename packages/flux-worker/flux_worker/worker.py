@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import signal
 import sys
@@ -98,6 +99,9 @@ class Worker:
         self.sender = CheckpointSender(lambda: self.channel, max_backoff)
         self.heartbeat_interval = 5.0
         self._gpus = res.detect_gpus()
+        self.gpu_slots = res.GpuSlots(self._gpus)
+        """The GPUs each execution run in a child process was given."""
+        self._gpus_freed = asyncio.Event()
         self._draining = False
         self._stopped = asyncio.Event()
         self._claiming: set[str] = set()
@@ -384,6 +388,38 @@ class Worker:
             return None
 
     async def _run_claimed(self, claim: Any) -> None:
+        gpus: list[int] = []
+        if self.isolation == "subprocess":
+            # A child process can be shown only its GPUs; in-process runs share the process.
+            gpus = await self._take_gpus(claim)
+        try:
+            await self._run_claimed_with(claim, gpus)
+        finally:
+            self.gpu_slots.give_back(claim.execution_id)
+            self._gpus_freed.set()
+
+    async def _take_gpus(self, claim: Any, patience: float = 10.0) -> list[int]:
+        """The GPUs for ``claim``. The server counts GPUs as free once it has committed the
+        end of the run holding them, which may be before that run has unwound here: wait for
+        it (``patience`` seconds at most, then run without pinning and say so)."""
+        deadline = asyncio.get_running_loop().time() + patience
+        while True:
+            taken = self.gpu_slots.take(claim.execution_id, claim.requests)
+            if taken is not None:
+                return taken
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                log.warning(
+                    "execution %s asks for more GPUs than are free here; it runs seeing all",
+                    claim.execution_id,
+                )
+                return []
+            self._gpus_freed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    await self._gpus_freed.wait()
+
+    async def _run_claimed_with(self, claim: Any, gpus: list[int]) -> None:
         execution_id = claim.execution_id
         try:
             outbox = Outbox(
@@ -394,7 +430,7 @@ class Worker:
                 on_fenced=lambda: self._abandon(execution_id, "fenced by the server"),
             )
             if self.isolation == "subprocess":
-                runner: Any = _ChildRun(self, claim, outbox)
+                runner: Any = _ChildRun(self, claim, outbox, gpus)
             else:
                 try:
                     runner = self._in_process_run(claim, outbox)
@@ -530,10 +566,11 @@ def subworkflow_outcome(name: str, status: Any) -> Any:
 class _ChildRun:
     """An execution run by ``python -m flux_worker.child`` (subprocess isolation)."""
 
-    def __init__(self, worker: Worker, claim: Any, outbox: Outbox) -> None:
+    def __init__(self, worker: Worker, claim: Any, outbox: Outbox, gpus: list[int]) -> None:
         self.worker = worker
         self.claim = claim
         self.outbox = outbox
+        self.gpus = gpus
         self.proc: asyncio.subprocess.Process | None = None
         self._cancel_requested = False
 
@@ -554,6 +591,7 @@ class _ChildRun:
             "flux_worker.child",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
+            env={**os.environ, **res.gpu_env(self.gpus)} if self.gpus else None,
         )
         assert proc.stdout is not None
         header = {

@@ -48,6 +48,7 @@ from flux.protocol.events import (
     decode_columns,
     decode_events,
 )
+from flux.protocol.workflows import ResourceRequest
 
 __all__ = [
     "CheckpointBatchRequest",
@@ -87,6 +88,9 @@ class ClaimResponse(WireModel):
     state: ExecutionState
     history_columns: HistoryColumns | None = None
     """The history column by column, when the batched claim asked for it (protocol 1.2)."""
+    requests: ResourceRequest | None = None
+    """The workflow version's resource requests (protocol 1.3): the worker assigns the GPUs
+    they ask for to this execution."""
 
     _history: list[ExecutionEvent] | None = PrivateAttr(default=None)
 

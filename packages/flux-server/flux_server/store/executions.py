@@ -515,7 +515,13 @@ _CLAIM_MANY = (
         updated_at=_bind("b_now", _C.updated_at),
     )
     .returning(
-        _C.id, _C.generation, _C.workflow_id, _C.workflow_name, _C.workflow_version, _C.input
+        _C.id,
+        _C.generation,
+        _C.workflow_id,
+        _C.workflow_name,
+        _C.workflow_version,
+        _C.input,
+        _C.requests,
     )
 )
 _READ_HISTORIES_RAW = (
@@ -729,6 +735,7 @@ def _claim_answer(
         "input": b64encode(row.input),
         "events": events,
         "state": ExecutionState.CLAIMED.value,
+        "requests": row.requests or None,
     }
 
 
