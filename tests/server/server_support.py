@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,3 +226,23 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
         await asyncio.sleep(interval)
+
+
+@contextlib.asynccontextmanager
+async def running_worker(client: AsyncFluxClient, **options: Any) -> AsyncIterator[Any]:
+    """A real ``flux_worker.Worker`` named ``w1`` serving the in-process server behind
+    ``client`` (``options`` go to ``Worker``), stopped and drained at the end."""
+    from flux_worker import Worker
+
+    worker = Worker("w1", "http://flux.test", BOOTSTRAP, home=".", client=client, **options)
+    task = asyncio.create_task(worker.run())
+
+    async def connected() -> bool:
+        return any(w.connected for w in await client.list_workers())
+
+    try:
+        await eventually(connected)
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 60)

@@ -4,7 +4,6 @@ that arrive while every slot is taken, and a server that predates batched claims
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +11,7 @@ import pytest
 from flux.client import AsyncFluxClient, AsyncWorkerChannel
 from flux_server import create_app
 from flux_server.testing import serve_in_process
-from flux_worker import Worker
-from server_support import BOOTSTRAP, eventually
+from server_support import running_worker
 from starlette.responses import JSONResponse
 
 FLOWS = b"""
@@ -28,27 +26,6 @@ async def twice(ctx):
     first = await double(ctx.input)
     return await double(first)
 """
-
-
-@contextlib.asynccontextmanager
-async def running_worker(
-    client: AsyncFluxClient, capacity: int, push: bool = True
-) -> AsyncIterator[Worker]:
-    worker = Worker(
-        "w1", "http://flux.test", BOOTSTRAP, capacity=capacity, home=".", client=client,
-        push_claims=push,
-    )  # fmt: skip
-    task = asyncio.create_task(worker.run())
-    try:
-        await eventually(lambda: _connected(client))
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 30)
-
-
-async def _connected(client: AsyncFluxClient) -> bool:
-    return any(w.connected for w in await client.list_workers())
 
 
 async def _run_all(client: AsyncFluxClient, n: int) -> list[object]:
@@ -74,7 +51,7 @@ async def test_a_full_worker_claims_offers_as_slots_free(
 
     monkeypatch.setattr(AsyncWorkerChannel, "checkpoints", slow_to_hear_back)
     await server.register(FLOWS)
-    async with running_worker(server.client, capacity=1, push=push):
+    async with running_worker(server.client, capacity=1, push_claims=push):
         results = await _run_all(server.client, 6)
     assert results == [("COMPLETED", 4 * i) for i in range(6)]
 
@@ -82,7 +59,7 @@ async def test_a_full_worker_claims_offers_as_slots_free(
 async def test_many_offers_are_claimed_together(server, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     await server.register(FLOWS)
-    async with running_worker(server.client, capacity=16, push=False) as worker:
+    async with running_worker(server.client, capacity=16, push_claims=False) as worker:
         results = await _run_all(server.client, 24)
         assert worker._batch_claims
     assert results == [("COMPLETED", 4 * i) for i in range(24)]

@@ -8,15 +8,12 @@ GPUs, the worker picks indices, and a child process gets ``CUDA_VISIBLE_DEVICES`
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import pytest
-from flux.client import AsyncFluxClient
 from flux.protocol import GpuInfo, ResourceRequest
-from flux_worker import Worker, resources
+from flux_worker import resources
 from flux_worker.resources import GpuSlots, gpu_env
-from server_support import BOOTSTRAP, eventually
+from server_support import eventually, running_worker
 
 GIB = 2**30
 SMALL, LARGE = (
@@ -70,32 +67,13 @@ async def no_gpu(ctx: ExecutionContext[float]):
 """
 
 
-@contextlib.asynccontextmanager
-async def gpu_worker(client: AsyncFluxClient, isolation: str) -> AsyncIterator[Worker]:
-    worker = Worker(
-        "w1", "http://flux.test", BOOTSTRAP, capacity=4, home=".", client=client,
-        isolation=isolation,
-    )  # fmt: skip
-    task = asyncio.create_task(worker.run())
-    try:
-        await eventually(lambda: _connected(client))
-        yield worker
-    finally:
-        worker.stop()
-        await asyncio.wait_for(task, 60)
-
-
-async def _connected(client: AsyncFluxClient) -> bool:
-    return any(w.connected for w in await client.list_workers())
-
-
 async def test_child_processes_see_only_the_gpus_they_were_given(
     server, tmp_path, monkeypatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(resources, "detect_gpus", lambda: [SMALL, SMALL])
     await server.register(FLOWS)
-    async with gpu_worker(server.client, "subprocess") as worker:
+    async with running_worker(server.client, capacity=4, isolation="subprocess") as worker:
         # Two one-GPU runs at once hold different GPUs; a CPU run sees them all.
         runs = await asyncio.gather(
             server.client.run("one_gpu", 1.0, mode="sync"),
@@ -118,7 +96,7 @@ async def test_in_process_runs_hold_no_gpu_slots(server, tmp_path, monkeypatch) 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(resources, "detect_gpus", lambda: [SMALL])
     await server.register(FLOWS)
-    async with gpu_worker(server.client, "inprocess") as worker:
+    async with running_worker(server.client, capacity=4) as worker:
         run = await server.client.run("one_gpu", 0.0, mode="sync")
         assert (run.state, worker.gpu_slots.held()) == ("COMPLETED", {})
 
