@@ -634,3 +634,29 @@ async def test_a_batch_that_finishes_a_run_answers_its_sync_waiter(server) -> No
         status.updated_at.utcoffset() is not None
         and status.updated_at.utcoffset().total_seconds() == 0
     )
+
+
+async def test_a_pushed_claim_that_cannot_be_delivered_goes_back_to_the_queue(
+    server, monkeypatch
+) -> None:
+    """The stream closed between the round's commit and the send: the claim is released at
+    once (not left held until the worker's heartbeats lapse) and pushed again."""
+    await server.register()
+    worker = await server.worker(push=True)
+    hub = server.runtime.hub
+    real_send = hub.send
+    lost: list[bytes] = []
+
+    def send_once_lost(name: str, data: bytes) -> bool:
+        if data.startswith(b"event: execution.claimed") and not lost:
+            lost.append(data)
+            return False
+        return real_send(name, data)
+
+    monkeypatch.setattr(hub, "send", send_once_lost)
+    run = await server.client.run("hello", "x")
+    claim = await worker.next_claimed()
+    assert len(lost) == 1 and claim.execution_id == run.execution_id
+    assert claim.generation == 3  # claimed (1), released (2), claimed again (3)
+    await worker.finish(claim, "delivered")
+    assert (await server.client.status("hello", run.execution_id)).output == "delivered"
