@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 from flux.client import FluxClient
+from flux.protocol import ExecutionStatus
 
 from tests.conftest import FluxCluster, make_cluster, stop_process, wait_until
 
@@ -303,18 +304,26 @@ def test_cancel_runs_the_workflows_cleanup_and_ends_cancelled(flux, marks: Path)
     assert count(marks, "cleanup") == 1
 
 
-def test_worker_killed_mid_task_execution_completes_on_another_worker(flux, marks: Path) -> None:
-    c, client = flux
-    started = client.run("chaos", 2.0, mode="async")
+def _kill_w1_mid_slow_task_and_finish_on_w2(
+    c: FluxCluster, client: FluxClient, workflow: str, started: ExecutionStatus, marks: Path
+) -> ExecutionStatus:
+    """SIGKILL worker w1 once the slow task has started, start w2, and wait until the
+    execution has completed there; its final status."""
     wait_until(lambda: count(marks, "slow-started") == 1, what="the slow task to start")
     os.kill(c.workers["w1"].pid, signal.SIGKILL)
     c.workers["w1"].wait(10)
     c.start_worker("w2")
-    done = wait_until(
-        lambda: (s := client.status("chaos", started.execution_id)).state == "COMPLETED" and s,
+    return wait_until(
+        lambda: (s := client.status(workflow, started.execution_id)).state == "COMPLETED" and s,
         timeout=60,
-        what="the execution to finish on w2",
+        what=f"{workflow} to finish on w2",
     )
+
+
+def test_worker_killed_mid_task_execution_completes_on_another_worker(flux, marks: Path) -> None:
+    c, client = flux
+    started = client.run("chaos", 2.0, mode="async")
+    done = _kill_w1_mid_slow_task_and_finish_on_w2(c, client, "chaos", started, marks)
     assert done.output == [1, 2, "slow done", 3]
     assert count(marks, "step1") == 1 and count(marks, "step2") == 1  # not run again
     assert count(marks, "slow-started") == 2  # the interrupted task ran again
@@ -329,15 +338,7 @@ def test_worker_killed_mid_subworkflow_the_parent_waits_for_the_same_child(
     derives from the parent's), which replays too; no second child is started."""
     c, client = flux
     started = client.run("parent", 2.0, mode="async")
-    wait_until(lambda: count(marks, "slow-started") == 1, what="the child's slow task")
-    os.kill(c.workers["w1"].pid, signal.SIGKILL)
-    c.workers["w1"].wait(10)
-    c.start_worker("w2")
-    done = wait_until(
-        lambda: (s := client.status("parent", started.execution_id)).state == "COMPLETED" and s,
-        timeout=60,
-        what="the parent to finish on w2",
-    )
+    done = _kill_w1_mid_slow_task_and_finish_on_w2(c, client, "parent", started, marks)
     assert done.output == [20, [10, "slow done"]]
     assert count(marks, "step20") == 1 and count(marks, "step10") == 1  # nothing ran twice
     assert count(marks, "slow-started") == 2  # but the interrupted task, in the same child

@@ -17,8 +17,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+from flux.errors import FluxError
 from flux.protocol import (
     ExecutionClaimedFrame,
     ExecutionScheduledFrame,
@@ -33,7 +35,7 @@ from packaging.version import InvalidVersion
 from pydantic_core import to_json
 
 from flux_server.hub import WorkerHub
-from flux_server.sse import frame
+from flux_server.sse import frame, json_frame
 from flux_server.store.executions import ExecutionStore, OfferTarget
 
 __all__ = ["Dispatcher", "fits"]
@@ -94,13 +96,16 @@ class Dispatcher:
         hub: WorkerHub,
         claim_timeout: float,
         sweep_interval: float,
+        *,
+        chore: Callable[[Coroutine[Any, Any, Any]], None],
     ) -> None:
         self._executions = executions
         self._hub = hub
         self._claim_timeout = claim_timeout
         self._sweep_interval = sweep_interval
         self._wake = asyncio.Event()
-        self._releases: set[asyncio.Task[Any]] = set()
+        self._chore = chore
+        """Runs a coroutine in the background (the runtime's, which keeps and reports it)."""
         self.rounds = 0
 
     def wake(self) -> None:
@@ -156,27 +161,18 @@ class Dispatcher:
 
     def _push(self, worker: str, claim: dict[str, Any]) -> None:
         conn = self._hub.connections.get(worker)
-        if conn is not None and self._hub.send(worker, _claimed_frame(claim)):
+        data = json_frame(ExecutionClaimedFrame.EVENT, to_json({"claim": claim}))
+        if conn is not None and self._hub.send(worker, data):
             if claim["source"]:
                 conn.sources.add(claim["source_hash"])
             return
         # It disconnected meanwhile: the claim goes back to the queue at once.
-        release = ReleaseRequest(generation=claim["generation"], reason="worker disconnected")
-        task = asyncio.get_running_loop().create_task(
-            self._executions.release(worker, claim["execution_id"], release)
-        )
-        self._releases.add(task)
-        task.add_done_callback(self._released)
+        self._chore(self._requeue(worker, claim["execution_id"], claim["generation"]))
 
-    def _released(self, task: asyncio.Task[Any]) -> None:
-        self._releases.discard(task)
-        if not task.cancelled() and task.exception() is not None:
+    async def _requeue(self, worker: str, execution_id: str, generation: int) -> None:
+        release = ReleaseRequest(generation=generation, reason="worker disconnected")
+        try:
+            await self._executions.release(worker, execution_id, release)
+        except FluxError as exc:
             # Fenced or gone meanwhile; otherwise the worker's missed heartbeats requeue it.
-            log.info("could not requeue an undelivered claim: %s", task.exception())
-
-
-def _claimed_frame(claim: dict[str, Any]) -> bytes:
-    return b"event: " + _CLAIMED + b"\ndata: " + to_json({"claim": claim}) + b"\n\n"
-
-
-_CLAIMED = ExecutionClaimedFrame.EVENT.encode()
+            log.info("could not requeue the undelivered claim of %s: %s", execution_id, exc)

@@ -43,7 +43,11 @@ class Runtime:
         self.executions.wanted = self.watchers.watching
         self.executions.on_settled = self.watchers.settled
         self.dispatcher = Dispatcher(
-            self.executions, self.hub, options.claim_timeout, options.sweep_interval
+            self.executions,
+            self.hub,
+            options.claim_timeout,
+            options.sweep_interval,
+            chore=self.chore,
         )
         self.liveness = Liveness(self.workers, options.heartbeat_timeout, options.liveness_interval)
         self.schedules = ScheduleStore(self.db, self.workflows, options.scheduling)

@@ -7,14 +7,19 @@ from collections.abc import AsyncIterator
 from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 
-__all__ = ["event_stream", "frame"]
+__all__ = ["event_stream", "frame", "json_frame"]
 
 _HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 def frame(event: str, data: BaseModel) -> bytes:
     """One SSE frame: ``event: <name>`` and the model's JSON as ``data:``."""
-    return b"event: " + event.encode() + b"\ndata: " + data.model_dump_json().encode() + b"\n\n"
+    return json_frame(event, data.model_dump_json().encode())
+
+
+def json_frame(event: str, data: bytes) -> bytes:
+    """One SSE frame whose ``data:`` is ``data``, JSON already (one line)."""
+    return b"event: " + event.encode() + b"\ndata: " + data + b"\n\n"
 
 
 def event_stream(

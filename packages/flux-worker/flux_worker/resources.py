@@ -123,9 +123,12 @@ class GpuSlots:
             self._holders[index] = execution_id
         return chosen
 
-    def give_back(self, execution_id: str) -> None:
-        for index in [i for i, holder in self._holders.items() if holder == execution_id]:
+    def give_back(self, execution_id: str) -> bool:
+        """Free the GPUs of ``execution_id``; whether it held any."""
+        held = [i for i, holder in self._holders.items() if holder == execution_id]
+        for index in held:
             del self._holders[index]
+        return bool(held)
 
     def held(self) -> dict[int, str]:
         return dict(self._holders)

@@ -395,8 +395,8 @@ class Worker:
         try:
             await self._run_claimed_with(claim, gpus)
         finally:
-            self.gpu_slots.give_back(claim.execution_id)
-            self._gpus_freed.set()
+            if self.gpu_slots.give_back(claim.execution_id):
+                self._gpus_freed.set()
 
     async def _take_gpus(self, claim: Any, patience: float = 10.0) -> list[int]:
         """The GPUs for ``claim``. The server counts GPUs as free once it has committed the

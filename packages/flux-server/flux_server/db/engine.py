@@ -192,8 +192,9 @@ class Database:
             if insert_only:
                 tx = await self._pg_inserts.submit(fn)
             else:
-                write = self._postgres_statement if one_statement else self._postgres_write
-                tx = await loop.run_in_executor(self._pg_threads, write, fn)
+                tx = await loop.run_in_executor(
+                    self._pg_threads, self._postgres_write, fn, one_statement
+                )
         for note in tx.notes:
             self.sink(note)
         return tx.result  # type: ignore[attr-defined, no-any-return]
@@ -214,16 +215,12 @@ class Database:
         with self._pg_read_engine.connect() as conn:
             return fn(conn)
 
-    def _postgres_write(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
-        with self._pg_engine.begin() as conn:
-            tx = _ResultTx(conn)
-            tx.result = fn(tx)
-            self._notify_in(conn, tx.notes)
-        self._notifier.send(tx.notes)
-        return tx
-
-    def _postgres_statement(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
-        with self._pg_read_engine.connect() as conn:  # autocommit: the statement commits
+    def _postgres_write(
+        self, fn: Callable[[Tx[sa.Connection]], Any], one_statement: bool
+    ) -> Tx[sa.Connection]:
+        # One statement commits by itself (autocommit); otherwise BEGIN ... COMMIT around fn.
+        unit = self._pg_read_engine.connect if one_statement else self._pg_engine.begin
+        with unit() as conn:
             tx = _ResultTx(conn)
             tx.result = fn(tx)
             self._notify_in(conn, tx.notes)

@@ -26,6 +26,7 @@ __all__ = [
     "OFFERABLE",
     "b64",
     "cancel_note",
+    "check_records",
     "event_rows",
     "exec_note",
     "merge_events",
@@ -78,7 +79,7 @@ _MERGE_EVENTS = {
 # On PostgreSQL, many rows as one statement with one array per column: the driver's
 # executemany sends a statement per row (pipelined, but each costs Python time in the driver
 # and SQLAlchemy). WITH ORDINALITY keeps the rows' order, so ``seq`` follows the history.
-_EVENT_COLUMNS = ("id", "execution_id", "type", "source_id", "name", "scope", "time", "value")
+_EVENT_FIELDS = ("id", "execution_id", "type", "source_id", "name", "scope", "time", "value")
 _MERGE_EVENTS_PG = sa.text(
     "INSERT INTO events (id, execution_id, type, source_id, name, scope, time, value, view) "
     "SELECT i, e, t, s, n, sc, tm, v, vw::json FROM unnest("
@@ -98,9 +99,28 @@ def merge_events(tx: Tx[sa.Connection], rows: list[dict[str, Any]]) -> None:
     if dialect != "postgresql" or len(rows) == 1:
         tx.conn.execute(_MERGE_EVENTS[dialect], rows)
         return
-    columns: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in _EVENT_COLUMNS}
+    columns: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in _EVENT_FIELDS}
     columns["view"] = [None if r["view"] is None else json.dumps(r["view"]) for r in rows]
     tx.conn.execute(_MERGE_EVENTS_PG, columns)
+
+
+def _no_nul(record: EventRecord) -> None:
+    if "\x00" in record.id + record.source_id + record.name + record.scope:
+        raise UsageError(
+            f"event {record.id!r} has a NUL character in its id, source, name or scope"
+        )
+
+
+def check_records(records: Sequence[EventRecord]) -> None:
+    """What :func:`event_rows` refuses, without building the rows (for a writer that sends
+    the records as they came).
+
+    Raises:
+        UsageError: a value is not base64, or a text field holds a NUL character.
+    """
+    for r in records:
+        _no_nul(r)
+        b64(r.value, f"the value of event {r.id!r}")
 
 
 def event_rows(execution_id: str, records: Sequence[EventRecord]) -> list[dict[str, Any]]:
@@ -110,8 +130,7 @@ def event_rows(execution_id: str, records: Sequence[EventRecord]) -> list[dict[s
         UsageError: a value is not base64, or a text field holds a NUL character.
     """
     for r in records:
-        if "\x00" in r.id + r.source_id + r.name + r.scope:
-            raise UsageError(f"event {r.id!r} has a NUL character in its id, source, name or scope")
+        _no_nul(r)
     return [
         {
             "id": r.id,

@@ -35,6 +35,7 @@ from flux.protocol import (
     EventRecord,
     ExecutionScheduledFrame,
     ExecutionStatus,
+    HistoryColumns,
     ReleaseRequest,
     ReleaseResponse,
     ResourceRequest,
@@ -50,6 +51,7 @@ from flux_server.store._common import (
     OFFERABLE,
     b64,
     cancel_note,
+    check_records,
     event_rows,
     exec_note,
     merge_events,
@@ -752,9 +754,7 @@ def _wire_event(r: Any) -> dict[str, Any]:
     }
 
 
-_NO_COLUMNS: dict[str, list[Any]] = {
-    k: [] for k in ("ids", "types", "source_ids", "names", "scopes", "times", "values")
-}
+_NO_COLUMNS: dict[str, list[Any]] = {k: [] for k in HistoryColumns.model_fields}
 
 
 def _wire_columns(rows: list[Any]) -> dict[str, Any]:
@@ -843,10 +843,11 @@ def _straight(items: Sequence[CheckpointItem]) -> bool:
     return len({i.execution_id for i in items}) == len(items) and all(i.events for i in items)
 
 
-# A checkpoint batch on PostgreSQL as one statement (data-modifying CTEs over JSON
-# parameters): lock the executions this worker holds with the sent generations, move their
-# state and output as the worker's events say and stamp updated_at, and insert the events of
-# those (and only those) in the order sent. An item changing the state applies only to a
+# A checkpoint batch on PostgreSQL as one statement (data-modifying CTEs over one JSON
+# parameter: the items, with their event records as they came): lock the executions this
+# worker holds with the sent generations, move their state and output as the worker's events
+# say and stamp updated_at, and insert the events of those (and only those) in the order
+# sent. An item changing the state applies only to a
 # CLAIMED or RUNNING execution (a cancelling one that pauses must end cancelled instead);
 # events alone also to a CANCELLING one, which stays so. What the statement did not move
 # (stale, unknown, finished, cancelling) goes through the full checkpoint after it.
@@ -877,12 +878,13 @@ WITH sent AS (
         x.worker_name
 ), added AS (
     INSERT INTO events (id, execution_id, type, source_id, name, scope, time, value, view)
-    SELECT e->>'id', e->>'execution_id', e->>'type', e->>'source_id', e->>'name',
+    SELECT e->>'id', i->>'id', e->>'type', e->>'source_id', e->>'name',
         e->>'scope', CAST(e->>'time' AS timestamptz), decode(e->>'value', 'base64'),
         e->'view'
-    FROM json_array_elements(CAST(:events AS json)) WITH ORDINALITY AS a(e, k)
-    WHERE e->>'execution_id' IN (SELECT id FROM moved)
-    ORDER BY k
+    FROM json_array_elements(CAST(:items AS json)) WITH ORDINALITY AS a(i, k)
+    CROSS JOIN LATERAL json_array_elements(i->'events') WITH ORDINALITY AS b(e, j)
+    WHERE i->>'id' IN (SELECT id FROM moved)
+    ORDER BY k, j
     ON CONFLICT (id) DO NOTHING
 )
 SELECT * FROM moved
@@ -903,27 +905,17 @@ def _checkpoint_statement(
     Raises:
         UsageError: a value is not base64, or a text field holds a NUL character.
     """
-    events: list[dict[str, Any]] = []
     sent: list[dict[str, Any]] = []
     for item in items:
-        event_rows(item.execution_id, item.events)  # validation: NUL characters, base64
-        events += (
-            {
-                "id": r.id,
-                "execution_id": item.execution_id,
-                "type": r.type.value,
-                "source_id": r.source_id,
-                "name": r.name,
-                "scope": r.scope,
-                "time": r.time,
-                "value": r.value,
-                "view": r.view,
-            }
-            for r in item.events
-        )
+        check_records(item.events)
         last = next((r for r in reversed(item.events) if r.type in WORKFLOW_EVENTS), None)
         state = None if last is None else WORKFLOW_EVENT_STATE[last.type]
-        entry = {"id": item.execution_id, "generation": item.generation, "state": state}
+        entry = {
+            "id": item.execution_id,
+            "generation": item.generation,
+            "state": state,
+            "events": item.events,  # serialized as they came
+        }
         if state in FINISHED_STATES:
             output = item.output if item.output is not None else last
             assert output is not None
@@ -933,7 +925,6 @@ def _checkpoint_statement(
     params = {
         "items": to_json(sent).decode(),
         "ids": [item.execution_id for item in items],  # the primary key: an index scan
-        "events": to_json(events).decode(),
         "worker": worker,
         "now": now,
     }
