@@ -384,6 +384,7 @@ class _GroupWriter:
         self._before_commit = before_commit
         self._after_commit = after_commit
         self._jobs: queue.SimpleQueue[_Job | Callable[[], None] | None] = queue.SimpleQueue()
+        self._conn: sa.Connection | None = None
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -417,6 +418,7 @@ class _GroupWriter:
         while True:
             item = jobs.get()
             if item is None:
+                self._drop_connection()
                 return
             if not isinstance(item, tuple):
                 item()
@@ -434,15 +436,32 @@ class _GroupWriter:
                 batch.append(more)
             self._run(batch)
             if stop is _CLOSE:
+                self._drop_connection()
                 return
             if stop is not None:
                 stop()
+
+    def _connection(self) -> sa.Connection:
+        # One connection for the thread's life: checking one out of the pool and back for
+        # every transaction cost more than a small SQLite transaction itself.
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken: the pool discards it
+                log.debug("closing the writer's connection failed", exc_info=True)
 
     def _run(self, batch: list[_Job]) -> None:
         outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
         notes: list[str] = []
         try:
-            with self._engine.begin() as conn:
+            conn = self._connection()
+            with conn.begin():
                 for _, future, fn in batch:
                     tx = _ResultTx(conn)
                     tx.result = fn(tx)
@@ -451,7 +470,8 @@ class _GroupWriter:
                 if self._before_commit is not None:
                     self._before_commit(conn, notes)
         except BaseException as exc:
-            if len(batch) > 1:  # rolled back: each job again, alone, to succeed or fail alone
+            self._drop_connection()  # rolled back; a fresh one next time, in case it broke
+            if len(batch) > 1:  # each job again, alone, to succeed or fail alone
                 for job in batch:
                     self._run([job])
                 return
@@ -518,7 +538,7 @@ def _sqlite_engine(url: sa.URL, *, pool_size: int, begin: str) -> sa.Engine:
         dbapi_connection.isolation_level = None
 
     event.listen(engine, "connect", connect)
-    event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+    event.listen(engine, "begin", lambda conn: conn.connection.dbapi_connection.execute(begin))
     return engine
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["JSON_TYPE", "TIMESTAMP_TYPE", "IsoDateTime", "UTCDateTime"]
+__all__ = ["JSON_TYPE", "TIMESTAMP_TYPE", "IsoDateTime", "UTCDateTime", "epoch"]
 
 # What the migrations create: epoch seconds on SQLite (cheap to store and compare, no string
 # parsing on the read path), timestamptz on PostgreSQL.
@@ -16,6 +16,13 @@ TIMESTAMP_TYPE = sa.DateTime(timezone=True).with_variant(sa.Float(), "sqlite")
 # Plain ``json`` on PostgreSQL, not ``jsonb``: views are stored and returned, never queried, and
 # ``json`` keeps any valid JSON text (``jsonb`` rejects "\u0000").
 JSON_TYPE = sa.JSON()
+
+
+def epoch(value: datetime) -> float:
+    """How :class:`UTCDateTime` stores ``value`` on SQLite (a naive datetime is UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -32,9 +39,9 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value.timestamp() if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return epoch(value)
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
         if value is None:

@@ -14,21 +14,24 @@ import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState, new_event_id
 from flux.errors import UsageError
 from flux.protocol import EventRecord
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from flux_server.db import Tx
 from flux_server.db.tables import events, executions
+from flux_server.db.types import epoch
 
 __all__ = [
     "DISPATCH",
+    "EVENT_COLUMNS",
     "HELD",
     "OFFERABLE",
+    "EventRow",
     "b64",
     "cancel_note",
     "check_records",
+    "driver",
     "event_rows",
     "exec_note",
+    "json_text",
     "merge_events",
     "new_id",
     "requeue_held",
@@ -71,17 +74,34 @@ def b64(text: str | None, what: str) -> bytes | None:
         raise UsageError(f"{what} is not base64 of serialized bytes") from None
 
 
-# Built once per dialect (building a statement costs more than running it).
-_MERGE_EVENTS = {
-    "sqlite": sqlite_insert(events).on_conflict_do_nothing(index_elements=["id"]),
-    "postgresql": pg_insert(events).on_conflict_do_nothing(index_elements=["id"]),
-}
+EVENT_COLUMNS = (
+    "id",
+    "execution_id",
+    "type",
+    "source_id",
+    "name",
+    "scope",
+    "time",
+    "value",
+    "view",
+)
+"""The columns of an events row, in the order of :func:`event_rows`' tuples."""
+EventRow = tuple[str, str, str, str, str, str, datetime, bytes | None, Any]
+
+# On SQLite the hot writes go to the driver's cursor with their SQL written out: SQLAlchemy's
+# compile-cache lookup, parameter processing and result wrapping cost more than SQLite's own
+# work for these small statements (a checkpoint of ten tasks: 1.4 ms through Core, see
+# docs/benchmarks.md). The values are converted as the column types would (epoch seconds,
+# JSON text).
+_MERGE_EVENTS_SQLITE = (
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 9)}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
 # On PostgreSQL, many rows as one statement with one array per column: the driver's
 # executemany sends a statement per row (pipelined, but each costs Python time in the driver
 # and SQLAlchemy). WITH ORDINALITY keeps the rows' order, so ``seq`` follows the history.
-_EVENT_FIELDS = ("id", "execution_id", "type", "source_id", "name", "scope", "time", "value")
 _MERGE_EVENTS_PG = sa.text(
-    "INSERT INTO events (id, execution_id, type, source_id, name, scope, time, value, view) "
+    f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) "
     "SELECT i, e, t, s, n, sc, tm, v, vw::json FROM unnest("
     "CAST(:id AS text[]), CAST(:execution_id AS text[]), CAST(:type AS text[]), "
     "CAST(:source_id AS text[]), CAST(:name AS text[]), CAST(:scope AS text[]), "
@@ -91,16 +111,28 @@ _MERGE_EVENTS_PG = sa.text(
 )
 
 
-def merge_events(tx: Tx[sa.Connection], rows: list[dict[str, Any]]) -> None:
+def driver(conn: sa.Connection) -> Any:
+    """The DB-API connection under ``conn``, in ``conn``'s transaction."""
+    return conn.connection.dbapi_connection
+
+
+def json_text(value: Any) -> str:
+    """A JSON column's text, as SQLAlchemy's JSON type stores it (``None`` is ``null``)."""
+    return "null" if value is None else json.dumps(value)
+
+
+def merge_events(tx: Tx[sa.Connection], rows: list[EventRow]) -> None:
     """Insert :func:`event_rows` (of any executions) in one statement, skipping stored ids."""
     if not rows:
         return
-    dialect = tx.conn.dialect.name
-    if dialect != "postgresql" or len(rows) == 1:
-        tx.conn.execute(_MERGE_EVENTS[dialect], rows)
+    if tx.conn.dialect.name == "sqlite":
+        driver(tx.conn).executemany(
+            _MERGE_EVENTS_SQLITE,
+            [(*r[:6], epoch(r[6]), r[7], json_text(r[8])) for r in rows],
+        )
         return
-    columns: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in _EVENT_FIELDS}
-    columns["view"] = [None if r["view"] is None else json.dumps(r["view"]) for r in rows]
+    columns = dict(zip(EVENT_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
+    columns["view"] = [None if v is None else json.dumps(v) for v in columns["view"]]
     tx.conn.execute(_MERGE_EVENTS_PG, columns)
 
 
@@ -123,8 +155,8 @@ def check_records(records: Sequence[EventRecord]) -> None:
         b64(r.value, f"the value of event {r.id!r}")
 
 
-def event_rows(execution_id: str, records: Sequence[EventRecord]) -> list[dict[str, Any]]:
-    """The rows of ``records``.
+def event_rows(execution_id: str, records: Sequence[EventRecord]) -> list[EventRow]:
+    """The rows of ``records`` (values in :data:`EVENT_COLUMNS` order).
 
     Raises:
         UsageError: a value is not base64, or a text field holds a NUL character.
@@ -132,17 +164,17 @@ def event_rows(execution_id: str, records: Sequence[EventRecord]) -> list[dict[s
     for r in records:
         _no_nul(r)
     return [
-        {
-            "id": r.id,
-            "execution_id": execution_id,
-            "type": r.type.value,
-            "source_id": r.source_id,
-            "name": r.name,
-            "scope": r.scope,
-            "time": r.time,
-            "value": b64(r.value, f"the value of event {r.id!r}"),
-            "view": r.view,
-        }
+        (
+            r.id,
+            execution_id,
+            r.type.value,
+            r.source_id,
+            r.name,
+            r.scope,
+            r.time,
+            b64(r.value, f"the value of event {r.id!r}"),
+            r.view,
+        )
         for r in records
     ]
 

@@ -14,7 +14,7 @@ from binascii import b2a_base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from flux.domain import (
@@ -45,15 +45,19 @@ from pydantic_core import to_json
 
 from flux_server.db import Database, Tx
 from flux_server.db.tables import events, executions, workflows
+from flux_server.db.types import epoch
 from flux_server.store._common import (
     DISPATCH,
     HELD,
     OFFERABLE,
+    EventRow,
     b64,
     cancel_note,
     check_records,
+    driver,
     event_rows,
     exec_note,
+    json_text,
     merge_events,
     new_id,
     server_event,
@@ -790,10 +794,16 @@ def _checkpoint_batch(
         UsageError: a value is not base64 (nothing of the batch is stored).
     """
     conn = tx.conn
-    query = _READ_ROWS if conn.dialect.name == "sqlite" else _READ_ROWS_LOCKED
-    rows = {r.id: r for r in conn.execute(query, {"b_ids": [i.execution_id for i in items]})}
+    sqlite = conn.dialect.name == "sqlite"
+    ids = [i.execution_id for i in items]
+    rows: dict[str, Any]
+    if sqlite:
+        found = driver(conn).execute(_READ_ROWS_SQLITE.format(", ".join("?" * len(ids))), ids)
+        rows = {r[0]: _HeldRow._make(r) for r in found}
+    else:
+        rows = {r.id: r for r in conn.execute(_READ_ROWS_LOCKED, {"b_ids": ids})}
     outcomes: list[tuple[CheckpointItem, ExecutionState | ConflictError | NotFoundError]] = []
-    inserts: list[dict[str, Any]] = []
+    inserts: list[EventRow] = []
     updates: dict[frozenset[str], list[dict[str, Any]]] = {}
     cancelled: list[Any] = []
     for item in items:
@@ -830,11 +840,48 @@ def _checkpoint_batch(
     for row in cancelled:
         _finish_cancelled(tx, row.id, row.workflow_name, now)
     for shape, same_shape in updates.items():
-        if shape == _PROGRESS and len(same_shape) > 1:  # events only: one statement for all
+        if sqlite:
+            _update_sqlite(conn, shape, same_shape)
+        elif shape == _PROGRESS and len(same_shape) > 1:  # events only: one statement for all
             conn.execute(_TOUCH, {"b_ids": [p["b_id"] for p in same_shape], "updated_at": now})
         else:
             conn.execute(_UPDATE, same_shape)
     return outcomes
+
+
+class _HeldRow(NamedTuple):
+    id: str
+    state: str
+    workflow_name: str
+    worker_name: str | None
+    generation: int
+
+
+# SQLite's checkpoint statements, straight to the driver (see ``merge_events``).
+_READ_ROWS_SQLITE = (
+    "SELECT id, state, workflow_name, worker_name, generation FROM executions WHERE id IN ({})"
+)
+_SQLITE_STORED = {"updated_at": epoch, "output_view": json_text}
+"""How the columns a checkpoint sets are stored on SQLite, where not as they are."""
+
+
+def _update_sqlite(
+    conn: sa.Connection, shape: frozenset[str], params: list[dict[str, Any]]
+) -> None:
+    ids = [p["b_id"] for p in params]
+    if shape == _PROGRESS:  # events only: one statement for all
+        sql = f"UPDATE executions SET updated_at = ? WHERE id IN ({', '.join('?' * len(ids))})"
+        driver(conn).execute(sql, [epoch(params[0]["updated_at"]), *ids])
+        return
+    columns = sorted(shape - {"b_id"})
+    sql = f"UPDATE executions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
+    stored = [_SQLITE_STORED.get(c) for c in columns]
+    rows = [
+        [p[c] if store is None else store(p[c]) for c, store in zip(columns, stored, strict=True)]
+        + [p["b_id"]]
+        for p in params
+    ]
+    driver(conn).executemany(sql, rows)
 
 
 def _straight(items: Sequence[CheckpointItem]) -> bool:
