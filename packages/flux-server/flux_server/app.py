@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from flux_server.api import ROUTERS
 from flux_server.db.engine import async_url
 from flux_server.errors import install_error_handlers
+from flux_server.fastpath import FastPathMiddleware
 from flux_server.guard import GuardMiddleware
 from flux_server.options import ServerOptions
 from flux_server.runtime import Runtime
@@ -60,5 +61,7 @@ def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    # Added last, runs first: the guard (version, size limit) wraps the fast path.
+    app.add_middleware(FastPathMiddleware)
     app.add_middleware(GuardMiddleware, max_request_bytes=options.max_request_bytes)
     return app

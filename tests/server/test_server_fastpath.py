@@ -1,0 +1,116 @@
+"""``POST /workers/{name}/checkpoints`` is answered by a middleware when all is ordinary
+(flux_server.fastpath); anything else must get exactly the route's answer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flux.domain import EventType
+from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, CheckpointItem
+from server_support import record
+
+
+async def _held(server) -> tuple[Any, Any]:
+    await server.register()
+    worker = await server.worker("w1", capacity=4)
+    run = await server.client.run("hello", 1)
+    claim = await worker.ch.claim(run.execution_id)
+    return worker, claim
+
+
+def _body(claim, *records) -> dict[str, Any]:
+    item = CheckpointItem(
+        execution_id=claim.execution_id, generation=claim.generation, events=list(records)
+    )
+    return {"items": [item.model_dump(mode="json")]}
+
+
+async def _events(server, execution_id: str) -> int:
+    status = await server.client.status("hello", execution_id, detailed=True)
+    return len(status.events or [])
+
+
+async def test_an_ordinary_batch_is_stored_and_answered(server) -> None:
+    worker, claim = await _held(server)
+    http = server.client._http
+    auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
+    body = _body(claim, record(EventType.WORKFLOW_STARTED), record(EventType.TASK_STARTED))
+    response = await http.post("/workers/w1/checkpoints", json=body, headers=auth)
+    assert response.status_code == 200
+    assert response.headers[PROTOCOL_HEADER] == PROTOCOL_VERSION
+    assert response.headers["content-type"] == "application/json"
+    [result] = response.json()["results"]
+    assert (result["execution_id"], result["acknowledged"], result["state"]) == (
+        claim.execution_id,
+        2,
+        "RUNNING",
+    )
+    assert await _events(server, claim.execution_id) == 2
+    # The same again (a lost answer): acknowledged, nothing stored twice.
+    again = await http.post("/workers/w1/checkpoints", json=body, headers=auth)
+    assert again.json()["results"] == response.json()["results"]
+    assert await _events(server, claim.execution_id) == 2
+
+
+async def test_refusals_are_the_routes_own(server) -> None:
+    worker, claim = await _held(server)
+    other = await server.worker("w2", connect=False)
+    http = server.client._http
+    mine = {"Authorization": f"Bearer {worker.ch.session_token}"}
+    theirs = {"Authorization": f"Bearer {other.ch.session_token}"}
+    body = _body(claim, record(EventType.WORKFLOW_STARTED))
+
+    no_token = await http.post("/workers/w1/checkpoints", json=body)
+    assert no_token.status_code == 401
+    assert no_token.headers["www-authenticate"] == "Bearer"
+    foreign = await http.post("/workers/w1/checkpoints", json=body, headers=theirs)
+    assert foreign.status_code == 403
+    assert "another worker" in foreign.json()["message"]
+
+    # Bodies the route refuses get the same answer as from a route the fast path never serves.
+    for content, content_type in [
+        (b"{", "application/json"),
+        (b'{"items": 5}', "application/json"),
+        (b'{"items": []}', "text/plain"),
+    ]:
+        headers = {**mine, "content-type": content_type}
+        fast = await http.post("/workers/w1/checkpoints", content=content, headers=headers)
+        plain = await http.post("/workers/w1/claims", content=content, headers=headers)
+        assert fast.status_code == plain.status_code, content
+        assert fast.status_code in (400, 422), content
+        assert fast.json()["code"] == plain.json()["code"]
+
+    bad = _body(claim, record(EventType.WORKFLOW_STARTED))
+    bad["items"][0]["events"][0]["value"] = "not base64!"
+    refused = await http.post("/workers/w1/checkpoints", json=bad, headers=mine)
+    assert refused.status_code == 400
+    assert "base64" in refused.json()["message"]
+    assert await _events(server, claim.execution_id) == 0
+
+
+async def test_a_store_error_reaches_the_route_once_more(server, monkeypatch) -> None:
+    """An error from the store (rolled back) hands the request to the route, which stores
+    nothing either and answers it; an ordinary batch is stored by one call."""
+    worker, claim = await _held(server)
+    store = server.runtime.executions
+    calls = []
+    real = store.checkpoint_many
+
+    async def counted(name, items):
+        calls.append(len(items))
+        return await real(name, items)
+
+    monkeypatch.setattr(store, "checkpoint_many", counted)
+    good = [CheckpointItem(**_body(claim, record(EventType.WORKFLOW_STARTED))["items"][0])]
+    assert (await worker.ch.checkpoints(good)).results[0].error is None
+    assert calls == [1]
+    bad = _body(claim, record(EventType.TASK_STARTED))["items"][0]
+    bad["events"][0]["value"] = "not base64!"
+    response = await server.client._http.post(
+        "/workers/w1/checkpoints",
+        json={"items": [bad]},
+        headers={"Authorization": f"Bearer {worker.ch.session_token}"},
+    )
+    assert response.status_code == 400
+    assert calls == [1, 1, 1]
+    assert await _events(server, claim.execution_id) == 1
