@@ -138,12 +138,16 @@ class Database:
             # the insert writer's and the notifier's. Few threads: each statement's wait
             # releases the GIL and each answer takes it back, and with more threads than
             # cores those hand-offs queue (30 threads ran half the workflows/s of 4).
+            # Each thread keeps two (a transactional and an autocommit one, see _pg_conn).
             self._pg_engine = sa.create_engine(
                 sync_url(self.url),
-                pool_size=threads + 2,
+                pool_size=2 * threads + 2,
                 max_overflow=threads,
                 pool_recycle=1800,
             )
+            self._pg_local = threading.local()
+            self._pg_held: list[sa.Connection] = []
+            self._pg_held_lock = threading.Lock()
             # Reads skip BEGIN/ROLLBACK: two round trips fewer for a one-query read.
             self._pg_read_engine = self._pg_engine.execution_options(isolation_level="AUTOCOMMIT")
             self._pg_threads = ThreadPoolExecutor(threads, thread_name_prefix="flux-db")
@@ -211,19 +215,52 @@ class Database:
         with self._reader_engine.connect() as conn:
             return fn(conn)
 
+    def _pg_conn(self, autocommit: bool) -> sa.Connection:
+        """This database thread's connection of that kind, kept for the thread's life: a
+        pool checkout and return per operation cost more than a short statement."""
+        kind = "autocommit" if autocommit else "transactional"
+        conn: sa.Connection | None = getattr(self._pg_local, kind, None)
+        if conn is None or conn.closed or conn.invalidated:
+            engine = self._pg_read_engine if autocommit else self._pg_engine
+            conn = engine.connect()
+            setattr(self._pg_local, kind, conn)
+            with self._pg_held_lock:
+                self._pg_held = [c for c in self._pg_held if not c.closed] + [conn]
+        return conn
+
+    def _pg_drop(self, conn: sa.Connection) -> None:
+        """After an error: close the thread's connection (a fresh one next time)."""
+        for kind in ("autocommit", "transactional"):
+            if getattr(self._pg_local, kind, None) is conn:
+                setattr(self._pg_local, kind, None)
+        try:
+            conn.close()
+        except Exception:  # already broken: the pool discards it
+            log.debug("closing a database thread's connection failed", exc_info=True)
+
     def _postgres_read(self, fn: Callable[[sa.Connection], T]) -> T:
-        with self._pg_read_engine.connect() as conn:
-            return fn(conn)
+        conn = self._pg_conn(autocommit=True)
+        try:
+            result = fn(conn)
+            conn.rollback()  # ends SQLAlchemy's bookkeeping; autocommit sends nothing
+        except BaseException:
+            self._pg_drop(conn)
+            raise
+        return result
 
     def _postgres_write(
         self, fn: Callable[[Tx[sa.Connection]], Any], one_statement: bool
     ) -> Tx[sa.Connection]:
         # One statement commits by itself (autocommit); otherwise BEGIN ... COMMIT around fn.
-        unit = self._pg_read_engine.connect if one_statement else self._pg_engine.begin
-        with unit() as conn:
-            tx = _ResultTx(conn)
-            tx.result = fn(tx)
-            self._notify_in(conn, tx.notes)
+        conn = self._pg_conn(autocommit=one_statement)
+        try:
+            with conn.begin():
+                tx = _ResultTx(conn)
+                tx.result = fn(tx)
+                self._notify_in(conn, tx.notes)
+        except BaseException:
+            self._pg_drop(conn)
+            raise
         self._notifier.send(tx.notes)
         return tx
 
@@ -290,6 +327,9 @@ class Database:
             self._reader_engine.dispose()
         else:
             self._pg_threads.shutdown(wait=True)
+            for conn in self._pg_held:  # the threads have stopped: nobody uses them now
+                if not conn.closed:
+                    conn.close()
             self._pg_inserts.close()
             self._notifier.close()
             self._pg_engine.dispose()
