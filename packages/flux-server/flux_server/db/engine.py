@@ -127,6 +127,9 @@ class Database:
         self.origin = uuid.uuid4().hex[:12]
         """Identifies this process in notes, so it can skip its own."""
         self.sink: Callable[[str], None] = lambda note: None
+        self._local = threading.local()
+        self._held: list[sa.Connection] = []
+        self._held_lock = threading.Lock()
         kwargs: dict[str, Any] = {"pool_size": pool_size, "max_overflow": 2 * pool_size}
         if self.is_sqlite:
             assert self.url.database is not None
@@ -138,16 +141,13 @@ class Database:
             # the insert writer's and the notifier's. Few threads: each statement's wait
             # releases the GIL and each answer takes it back, and with more threads than
             # cores those hand-offs queue (30 threads ran half the workflows/s of 4).
-            # Each thread keeps two (a transactional and an autocommit one, see _pg_conn).
+            # Each thread keeps two (a transactional and an autocommit one, see _thread_conn).
             self._pg_engine = sa.create_engine(
                 sync_url(self.url),
                 pool_size=2 * threads + 2,
                 max_overflow=threads,
                 pool_recycle=1800,
             )
-            self._pg_local = threading.local()
-            self._pg_held: list[sa.Connection] = []
-            self._pg_held_lock = threading.Lock()
             # Reads skip BEGIN/ROLLBACK: two round trips fewer for a one-query read.
             self._pg_read_engine = self._pg_engine.execution_options(isolation_level="AUTOCOMMIT")
             self._pg_threads = ThreadPoolExecutor(threads, thread_name_prefix="flux-db")
@@ -212,39 +212,43 @@ class Database:
         return await loop.run_in_executor(self._pg_threads, self._postgres_read, fn)
 
     def _sqlite_read(self, fn: Callable[[sa.Connection], T]) -> T:
-        with self._reader_engine.connect() as conn:
-            return fn(conn)
+        conn = self._thread_conn(self._reader_engine, "read")
+        try:
+            with conn.begin():  # one snapshot, let go at the end
+                return fn(conn)
+        except BaseException:
+            self._drop_thread_conn(conn)
+            raise
 
-    def _pg_conn(self, autocommit: bool) -> sa.Connection:
-        """This database thread's connection of that kind, kept for the thread's life: a
-        pool checkout and return per operation cost more than a short statement."""
-        kind = "autocommit" if autocommit else "transactional"
-        conn: sa.Connection | None = getattr(self._pg_local, kind, None)
+    def _thread_conn(self, engine: sa.Engine, kind: str) -> sa.Connection:
+        """This database thread's connection of ``kind``, from ``engine``, kept for the
+        thread's life: a pool checkout and return per operation cost more than a short
+        statement."""
+        conn: sa.Connection | None = getattr(self._local, kind, None)
         if conn is None or conn.closed or conn.invalidated:
-            engine = self._pg_read_engine if autocommit else self._pg_engine
             conn = engine.connect()
-            setattr(self._pg_local, kind, conn)
-            with self._pg_held_lock:
-                self._pg_held = [c for c in self._pg_held if not c.closed] + [conn]
+            setattr(self._local, kind, conn)
+            with self._held_lock:
+                self._held = [c for c in self._held if not c.closed] + [conn]
         return conn
 
-    def _pg_drop(self, conn: sa.Connection) -> None:
+    def _drop_thread_conn(self, conn: sa.Connection) -> None:
         """After an error: close the thread's connection (a fresh one next time)."""
-        for kind in ("autocommit", "transactional"):
-            if getattr(self._pg_local, kind, None) is conn:
-                setattr(self._pg_local, kind, None)
+        for kind, held in list(vars(self._local).items()):
+            if held is conn:
+                setattr(self._local, kind, None)
         try:
             conn.close()
         except Exception:  # already broken: the pool discards it
             log.debug("closing a database thread's connection failed", exc_info=True)
 
     def _postgres_read(self, fn: Callable[[sa.Connection], T]) -> T:
-        conn = self._pg_conn(autocommit=True)
+        conn = self._thread_conn(self._pg_read_engine, "autocommit")
         try:
             result = fn(conn)
             conn.rollback()  # ends SQLAlchemy's bookkeeping; autocommit sends nothing
         except BaseException:
-            self._pg_drop(conn)
+            self._drop_thread_conn(conn)
             raise
         return result
 
@@ -252,14 +256,17 @@ class Database:
         self, fn: Callable[[Tx[sa.Connection]], Any], one_statement: bool
     ) -> Tx[sa.Connection]:
         # One statement commits by itself (autocommit); otherwise BEGIN ... COMMIT around fn.
-        conn = self._pg_conn(autocommit=one_statement)
+        if one_statement:
+            conn = self._thread_conn(self._pg_read_engine, "autocommit")
+        else:
+            conn = self._thread_conn(self._pg_engine, "transactional")
         try:
             with conn.begin():
                 tx = _ResultTx(conn)
                 tx.result = fn(tx)
                 self._notify_in(conn, tx.notes)
         except BaseException:
-            self._pg_drop(conn)
+            self._drop_thread_conn(conn)
             raise
         self._notifier.send(tx.notes)
         return tx
@@ -320,16 +327,16 @@ class Database:
         await asyncio.get_running_loop().run_in_executor(None, self._close_threads)
 
     def _close_threads(self) -> None:
+        threads = self._readers if self.is_sqlite else self._pg_threads
+        threads.shutdown(wait=True)
+        for conn in self._held:  # the threads have stopped: nobody uses these now
+            if not conn.closed:
+                conn.close()
         if self.is_sqlite:
             self._writer.close()
-            self._readers.shutdown(wait=True)
             self._writer_engine.dispose()
             self._reader_engine.dispose()
         else:
-            self._pg_threads.shutdown(wait=True)
-            for conn in self._pg_held:  # the threads have stopped: nobody uses them now
-                if not conn.closed:
-                    conn.close()
             self._pg_inserts.close()
             self._notifier.close()
             self._pg_engine.dispose()
