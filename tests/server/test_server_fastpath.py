@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+import sqlalchemy as sa
 from flux.domain import EventType
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, CheckpointItem
+from flux.serialization import b64decode, loads
 from server_support import record
 
 
@@ -114,3 +117,65 @@ async def test_a_store_error_reaches_the_route_once_more(server, monkeypatch) ->
     assert response.status_code == 400
     assert calls == [1, 1, 1]
     assert await _events(server, claim.execution_id) == 1
+
+
+async def _executions(server) -> int:
+    async with server.runtime.db.read() as conn:
+        return (await conn.execute(sa.text("SELECT count(*) FROM executions"))).scalar_one()
+
+
+async def test_runs_are_answered_as_the_route_answers_them(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    http = server.client._http
+    started = await http.post("/workflows/hello/run/async", json="World")
+    assert started.status_code == 200
+    assert started.headers[PROTOCOL_HEADER] == PROTOCOL_VERSION
+    status = started.json()
+    assert (status["state"], status["input"], status["workflow_name"]) == (
+        "SCHEDULED",
+        "World",
+        "hello",
+    )
+    read = await http.get(f"/workflows/hello/status/{status['execution_id']}")
+    assert read.json() == status
+
+    await worker.finish(await worker.take(), "done")
+
+    async def work() -> None:
+        for _ in range(2):
+            claim = await worker.take()
+            await worker.finish(claim, f"Hello, {loads(b64decode(claim.input))}")
+
+    job = asyncio.create_task(work())
+    waited = await http.post("/workflows/hello/run/sync", json="World")
+    empty = await http.post("/workflows/hello/run/sync", content=b"  ")  # no input: null
+    await job
+    assert (waited.json()["state"], waited.json()["output"]) == ("COMPLETED", "Hello, World")
+    assert (empty.json()["state"], empty.json()["output"]) == ("COMPLETED", "Hello, None")
+    assert await _executions(server) == 3
+
+    # Refused before anything is created: the route's own answers, nothing stored.
+    unknown = await http.post("/workflows/nope/run/sync", json=1)
+    assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
+    garbled = await http.post("/workflows/hello/run/async", content=b"{nope")
+    assert garbled.status_code == 400
+    assert "JSON" in garbled.json()["message"]
+    assert await _executions(server) == 3
+
+
+async def test_a_failure_after_the_run_was_created_is_answered_once(server, monkeypatch) -> None:
+    """The execution exists: the answer is the application's error answer, and the request is
+    not handed to the route, which would start the workflow a second time."""
+    from flux_server import fastpath
+
+    await server.register()
+
+    async def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("the answer could not be made")
+
+    monkeypatch.setattr(fastpath, "answer_run", broken)
+    response = await server.client._http.post("/workflows/hello/run/sync", json=1)
+    assert response.status_code == 500
+    assert response.json()["code"] == "internal_error"
+    assert await _executions(server) == 1

@@ -1,32 +1,39 @@
-"""A short way through the server for the busiest worker call, ``POST
-/workers/{name}/checkpoints``.
+"""A short way through the server for the two busiest calls: a worker's ``POST
+/workers/{name}/checkpoints`` and a client's ``POST /workflows/{name}/run/{sync|async}``.
 
-Every completed task of every execution ends up in one of these requests, so their cost bounds
-tasks/s. Through FastAPI a request walks the exception middlewares, the router's list of routes,
-dependency solving and body validation wrappers before the store sees it; for a small batch
-that took about as much CPU as storing it. This ASGI middleware answers the request itself when
-everything is ordinary: a JSON body that validates, a session token that checks out, a store
-call that succeeds. Anything else (a bad token, a body that does not validate, an error from the
-store, which rolls back) is handed to the application unchanged, the body replayed, so every
-error answer is exactly the one the route gives. The route stays the documented one (OpenAPI,
-tests against the app); the middleware sits inside :class:`~flux_server.guard.GuardMiddleware`,
-so the version check, the size limit and the version header apply as before.
+Every completed task ends up in a checkpoint batch and every execution starts with a run
+request, so their cost bounds tasks/s and workflows/s. Through FastAPI a request walks the
+exception middlewares, the router's list of routes, dependency solving and the body
+validation wrappers before the store sees it; for a small checkpoint batch that took about as
+much CPU as storing it. This ASGI middleware answers such a request itself when everything is
+ordinary. Whatever is not (a bad token, a body that does not validate, an unknown workflow, any
+error before something is stored, which then rolled back) goes to the application unchanged,
+the body replayed, so every refusal is exactly the route's. A failure after the run request
+created its execution is answered by the application's own error handler for it.
+
+The routes stay the documented ones (OpenAPI, tests against the app). The middleware sits
+inside :class:`~flux_server.guard.GuardMiddleware`, so the version check, the size limit and
+the version header apply as before.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from flux.protocol import CheckpointBatchRequest, CheckpointBatchResponse
+from flux.protocol import CheckpointBatchRequest, CheckpointBatchResponse, RunMode
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flux_server.api.deps import parse_json
+from flux_server.api.executions import answer_run
 
 __all__ = ["FastPathMiddleware"]
 
-_CHECKPOINTS = re.compile(r"/workers/([^/]+)/checkpoints")
 _JSON = b"application/json"
+_Handler = Callable[[Scope, bytes, str, str], Awaitable[Response | None]]
 
 
 class FastPathMiddleware:
@@ -34,39 +41,46 @@ class FastPathMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
+        route = _route(scope) if scope["type"] == "http" else None
+        if route is None:
             await self.app(scope, receive, send)
             return
-        match = _CHECKPOINTS.fullmatch(scope["path"])
-        if match is None or "%" in scope.get("raw_path", b"").decode("latin-1"):
-            await self.app(scope, receive, send)
-            return
+        handler, name, mode = route
         body = await _read_body(receive)
-        if body is None:  # the client went away
+        if body is None:  # the client went away (or the guard found the body too large)
             return
-        answer = await _checkpoints(scope, match.group(1), body)
-        if answer is None:
+        response = await handler(scope, body, name, mode)
+        if response is None:
             await self.app(scope, _replay(body, receive), send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", _JSON),
-                    (b"content-length", str(len(answer)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        await response(scope, receive, send)
 
 
-async def _checkpoints(scope: Scope, name: str, body: bytes) -> bytes | None:
-    """The answer's body, or ``None`` when the application should answer instead (nothing was
-    stored then)."""
+def _route(scope: Scope) -> tuple[_Handler, str, str] | None:
+    """The fast handler for this request and its path's name and mode, if it has one."""
+    if (
+        scope["method"] != "POST"
+        or scope.get("query_string")
+        or b"%" in scope.get("raw_path", b"%")
+    ):
+        return None  # a query string or an escaped name: the route parses those
+    match = _PATHS.fullmatch(scope["path"])
+    if match is None:
+        return None
+    if match["worker"] is not None:
+        return _checkpoints, match["worker"], ""
+    return _run, match["workflow"], match["mode"]
+
+
+_PATHS = re.compile(
+    r"/workers/(?P<worker>[^/]+)/checkpoints"
+    r"|/workflows/(?P<workflow>[^/]+)/run/(?P<mode>sync|async)"
+)
+
+
+async def _checkpoints(scope: Scope, body: bytes, name: str, _: str) -> Response | None:
     headers = dict(scope["headers"])
-    content_type = headers.get(b"content-type", b"").split(b";")[0].strip()
-    if content_type != _JSON:
+    if headers.get(b"content-type", b"").split(b";")[0].strip() != _JSON:
         return None
     runtime: Any = scope["app"].state.runtime
     authorization = headers.get(b"authorization")
@@ -77,8 +91,30 @@ async def _checkpoints(scope: Scope, name: str, body: bytes) -> bytes | None:
         request = CheckpointBatchRequest.model_validate(parse_json(body))
         results = await runtime.executions.checkpoint_many(name, request.items)
     except Exception:
-        return None
-    return CheckpointBatchResponse(results=results).model_dump_json().encode()
+        return None  # the store rolled back: the route does it again and answers
+    answer = CheckpointBatchResponse(results=results).model_dump_json()
+    return Response(answer, media_type="application/json")
+
+
+async def _run(scope: Scope, body: bytes, name: str, mode: str) -> Response | None:
+    runtime: Any = scope["app"].state.runtime
+    try:
+        value = parse_json(body) if body.strip() else None
+        workflow = await runtime.workflows.latest(name)
+        status = await runtime.executions.create(workflow, value, None)
+    except Exception:
+        return None  # nothing was created: the route does it again and answers
+    try:
+        return await answer_run(runtime, status, RunMode(mode), detailed=False)
+    except Exception as exc:  # created: answer as the application would, never run it twice
+        return await _error_answer(scope, exc)
+
+
+async def _error_answer(scope: Scope, exc: Exception) -> Response:
+    handlers = scope["app"].exception_handlers
+    handler = next(handlers[cls] for cls in type(exc).__mro__ if cls in handlers)
+    response = handler(Request(scope), exc)
+    return await response if isinstance(response, Awaitable) else response
 
 
 async def _read_body(receive: Receive) -> bytes | None:

@@ -23,7 +23,7 @@ from flux_server.api.deps import JSON_BODY, FluxRoute, RuntimeDep, json_body, mo
 from flux_server.runtime import Runtime
 from flux_server.sse import event_stream, frame
 
-__all__ = ["router"]
+__all__ = ["answer_run", "router"]
 
 router = APIRouter(prefix="/workflows", tags=["executions"], route_class=FluxRoute)
 
@@ -81,7 +81,7 @@ async def run_workflow(
     value = await json_body(request)
     workflow = await runtime.workflows.latest(name)
     status = await runtime.executions.create(workflow, value, execution_id)
-    return await _answer(runtime, status, run_mode, detailed)
+    return await answer_run(runtime, status, run_mode, detailed)
 
 
 @router.post(
@@ -105,7 +105,7 @@ async def resume_execution(
     run_mode = _run_mode(mode)
     value = await json_body(request)
     status = await runtime.executions.resume(name, execution_id, value)
-    return await _answer(runtime, status, run_mode, detailed)
+    return await answer_run(runtime, status, run_mode, detailed)
 
 
 @router.get("/{name}/status/{execution_id}", response_model=ExecutionStatus)
@@ -137,9 +137,10 @@ async def cancel_execution(
     return model_response(status)
 
 
-async def _answer(
+async def answer_run(
     runtime: Runtime, status: ExecutionStatus, mode: RunMode, detailed: bool
 ) -> Response:
+    """The answer to a run or resume request in ``mode``, from the status it just wrote."""
     if mode == RunMode.STREAM:
         return event_stream(
             _frames(runtime, status.execution_id, status.workflow_name),
