@@ -16,6 +16,7 @@ from flux.errors import UsageError
 from flux.protocol import EventRecord
 
 from flux_server.db import Tx
+from flux_server.db.raw import driver, json_text, translated
 from flux_server.db.tables import events, executions
 from flux_server.db.types import epoch
 
@@ -28,10 +29,8 @@ __all__ = [
     "b64",
     "cancel_note",
     "check_records",
-    "driver",
     "event_rows",
     "exec_note",
-    "json_text",
     "merge_events",
     "new_id",
     "requeue_held",
@@ -111,25 +110,14 @@ _MERGE_EVENTS_PG = sa.text(
 )
 
 
-def driver(conn: sa.Connection) -> Any:
-    """The DB-API connection under ``conn``, in ``conn``'s transaction."""
-    return conn.connection.dbapi_connection
-
-
-def json_text(value: Any) -> str:
-    """A JSON column's text, as SQLAlchemy's JSON type stores it (``None`` is ``null``)."""
-    return "null" if value is None else json.dumps(value)
-
-
 def merge_events(tx: Tx[sa.Connection], rows: list[EventRow]) -> None:
     """Insert :func:`event_rows` (of any executions) in one statement, skipping stored ids."""
     if not rows:
         return
     if tx.conn.dialect.name == "sqlite":
-        driver(tx.conn).executemany(
-            _MERGE_EVENTS_SQLITE,
-            [(*r[:6], epoch(r[6]), r[7], json_text(r[8])) for r in rows],
-        )
+        values = [(*r[:6], epoch(r[6]), r[7], json_text(r[8])) for r in rows]
+        with translated(tx.conn, _MERGE_EVENTS_SQLITE, values):
+            driver(tx.conn).executemany(_MERGE_EVENTS_SQLITE, values)
         return
     columns = dict(zip(EVENT_COLUMNS, map(list, zip(*rows, strict=True)), strict=True))
     columns["view"] = [None if v is None else json.dumps(v) for v in columns["view"]]

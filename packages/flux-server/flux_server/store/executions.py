@@ -44,6 +44,7 @@ from flux.serialization import b64encode, dumps
 from pydantic_core import to_json
 
 from flux_server.db import Database, Tx
+from flux_server.db.raw import Statement, driver, json_text, translated
 from flux_server.db.tables import events, executions, workflows
 from flux_server.db.types import epoch
 from flux_server.store._common import (
@@ -54,10 +55,8 @@ from flux_server.store._common import (
     b64,
     cancel_note,
     check_records,
-    driver,
     event_rows,
     exec_note,
-    json_text,
     merge_events,
     new_id,
     server_event,
@@ -155,7 +154,7 @@ class ExecutionStore:
                 existing = _existing(tx.conn, execution_id, workflow.name)
                 if existing is not None:
                     return existing
-            tx.conn.execute(_INSERT_EXECUTION, row)
+            _INSERT_EXECUTION.execute(tx.conn, row)
             tx.notify(DISPATCH)
             return None
 
@@ -339,7 +338,7 @@ class ExecutionStore:
             ]
             if not ids:
                 return results, []
-            rows = tx.conn.execute(_READ_STATUSES, {"b_ids": ids})
+            rows = _READ_SETTLED.execute(tx.conn, {"ids": ids})
             return results, [_status(row, None) for row in rows]
 
         def checkpoint_all(tx: Tx[sa.Connection]) -> list[CheckpointResult]:
@@ -471,10 +470,38 @@ def _bind(name: str, column: sa.ColumnElement[Any]) -> sa.BindParameter[Any]:
     return sa.bindparam(name, type_=column.type)
 
 
-_INSERT_EXECUTION = sa.insert(executions)
+_NEW_EXECUTION_COLUMNS = (
+    "id",
+    "workflow_id",
+    "workflow_name",
+    "workflow_version",
+    "state",
+    "input",
+    "input_view",
+    "requests",
+    "generation",
+    "created_at",
+    "updated_at",
+)
+"""What :func:`_new_execution` sets."""
+_INSERT_EXECUTION = Statement(
+    f"INSERT INTO executions ({', '.join(_NEW_EXECUTION_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + c for c in _NEW_EXECUTION_COLUMNS)})",
+    times=("created_at", "updated_at"),
+    json=("input_view", "requests"),
+)
 _INSERT_EVENT = sa.insert(events)
+_STATUS_NAMES = [c.name for c in _STATUS_COLUMNS]
+_READ_SETTLED = Statement(
+    f"SELECT {', '.join(_STATUS_NAMES)} FROM executions "
+    "WHERE id IN (SELECT value FROM json_each(:ids))",
+    postgresql=f"SELECT {', '.join(_STATUS_NAMES)} FROM executions WHERE id = ANY(:ids)",
+    lists=("ids",),
+    columns=_STATUS_NAMES,
+    time_columns=("created_at", "updated_at"),
+    json_columns=("input_view", "output_view"),
+)
 _READ_STATUS = sa.select(*_STATUS_COLUMNS).where(_C.id == sa.bindparam("b_id"))
-_READ_STATUSES = sa.select(*_STATUS_COLUMNS).where(_C.id.in_(sa.bindparam("b_ids", expanding=True)))
 _READ_HISTORY_VIEWS = (
     sa.select(*_EVENT_COLUMNS, _E.view)
     .where(_E.execution_id == sa.bindparam("b_id"))
@@ -798,8 +825,9 @@ def _checkpoint_batch(
     ids = [i.execution_id for i in items]
     rows: dict[str, Any]
     if sqlite:
-        found = driver(conn).execute(_READ_ROWS_SQLITE.format(", ".join("?" * len(ids))), ids)
-        rows = {r[0]: _HeldRow._make(r) for r in found}
+        sql = _READ_ROWS_SQLITE.format(", ".join("?" * len(ids)))
+        with translated(conn, sql, ids):
+            rows = {r[0]: _HeldRow._make(r) for r in driver(conn).execute(sql, ids)}
     else:
         rows = {r.id: r for r in conn.execute(_READ_ROWS_LOCKED, {"b_ids": ids})}
     outcomes: list[tuple[CheckpointItem, ExecutionState | ConflictError | NotFoundError]] = []
@@ -871,7 +899,9 @@ def _update_sqlite(
     ids = [p["b_id"] for p in params]
     if shape == _PROGRESS:  # events only: one statement for all
         sql = f"UPDATE executions SET updated_at = ? WHERE id IN ({', '.join('?' * len(ids))})"
-        driver(conn).execute(sql, [epoch(params[0]["updated_at"]), *ids])
+        values = [epoch(params[0]["updated_at"]), *ids]
+        with translated(conn, sql, values):
+            driver(conn).execute(sql, values)
         return
     columns = sorted(shape - {"b_id"})
     sql = f"UPDATE executions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
@@ -881,7 +911,8 @@ def _update_sqlite(
         + [p["b_id"]]
         for p in params
     ]
-    driver(conn).executemany(sql, rows)
+    with translated(conn, sql, rows):
+        driver(conn).executemany(sql, rows)
 
 
 def _straight(items: Sequence[CheckpointItem]) -> bool:
