@@ -931,8 +931,7 @@ def _straight(items: Sequence[CheckpointItem]) -> bool:
 # CLAIMED or RUNNING execution (a cancelling one that pauses must end cancelled instead);
 # events alone also to a CANCELLING one, which stays so. What the statement did not move
 # (stale, unknown, finished, cancelling) goes through the full checkpoint after it.
-_CHECKPOINT_PG = sa.text(
-    """
+_CHECKPOINT_SQL = """
 WITH sent AS (
     SELECT * FROM json_to_recordset(CAST(:items AS json)) AS s(
         id text, generation int, state text, finished bool, output text, output_view json)
@@ -972,6 +971,14 @@ WITH sent AS (
 )
 SELECT * FROM moved
 """
+_CHECKPOINT_PG = Statement(
+    _CHECKPOINT_SQL,
+    lists=("ids",),
+    columns=(
+        *("id", "was", "state", "workflow_id", "workflow_name", "workflow_version"),
+        *("input_view", "output_view", "created_at", "updated_at", "worker_name"),
+    ),
+    time_columns=("created_at", "updated_at"),
 )
 
 
@@ -1014,21 +1021,14 @@ def _checkpoint_statement(
     counts = {item.execution_id: len(item.events) for item in items}
     results: dict[str, CheckpointResult] = {}
     settled: list[ExecutionStatus] = []
-    for row in tx.conn.execute(_CHECKPOINT_PG, params):
+    for row in _CHECKPOINT_PG.execute(tx.conn, params):
         state = ExecutionState(row.state)
         if state.value != row.was:
             tx.notify(exec_note(row.id, state))
             if state in _SETTLED:
                 tx.notify(DISPATCH)
                 if wanted(row.id):
-                    settled.append(
-                        _status(row, None).model_copy(
-                            update={
-                                "created_at": row.created_at.astimezone(UTC),
-                                "updated_at": row.updated_at.astimezone(UTC),
-                            }
-                        )
-                    )
+                    settled.append(_status(row, None))
         results[row.id] = CheckpointResult.model_construct(
             execution_id=row.id, acknowledged=counts[row.id], state=state, error=None
         )
