@@ -81,6 +81,19 @@ async def test_gpu_work_skips_cpu_workers_without_blocking_other_work(server) ->
     assert cpu.frames.empty()
 
 
+async def test_work_behind_a_page_of_unfitting_work_is_offered(server) -> None:
+    """The dispatcher reads the queue a page (500) at a time: an execution behind more than a
+    page of work that fits nowhere is still found."""
+    await server.register(GPU_FLOW)
+    await server.register(HELLO)
+    train = await server.runtime.workflows.latest("train")
+    await asyncio.gather(*(server.runtime.executions.create(train, i) for i in range(505)))
+    hello = await server.client.run("hello")
+    cpu = await server.worker("cpu-only")
+    assert (await cpu.next_offer()).execution_id == hello.execution_id
+    assert cpu.frames.empty()
+
+
 async def test_gpu_requests_hold_the_workers_gpus_until_they_finish(server) -> None:
     """A one-GPU worker with room for four runs gets one ``gpu=1`` execution at a time;
     other work still fills its free slots."""

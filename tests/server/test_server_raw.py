@@ -23,8 +23,7 @@ _INSERT = Statement(
     json=("view",),
 )
 _READ = Statement(
-    "SELECT id, input_view, created_at FROM executions "
-    "WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id",
+    "SELECT id, input_view, created_at FROM executions WHERE id IN (:ids) ORDER BY id",
     postgresql="SELECT id, input_view, created_at FROM executions WHERE id = ANY(:ids) ORDER BY id",
     lists=("ids",),
     columns=("id", "input_view", "created_at"),

@@ -72,7 +72,7 @@ class Statement:
         times: parameters stored as :class:`~flux_server.db.types.UTCDateTime`.
         json: parameters stored as JSON.
         lists: parameters that are lists of values: an array on PostgreSQL (``= ANY(:x)``),
-            JSON text on SQLite (``IN (SELECT value FROM json_each(:x))``).
+            one parameter per value on SQLite (``IN (:x)``).
         columns: the result's columns, in order, when it returns rows.
         time_columns / json_columns: those of ``columns`` to convert back.
     """
@@ -110,6 +110,8 @@ class Statement:
         """
         dialect = conn.dialect.name
         sql = self.sql[dialect]
+        if self.lists and dialect == "sqlite":
+            sql, params = self._expand(sql, params)
         with translated(conn, sql, params):
             cursor = driver(conn).cursor()
             try:
@@ -121,6 +123,7 @@ class Statement:
     def executemany(self, conn: sa.Connection, params: Sequence[dict[str, Any]]) -> None:
         dialect = conn.dialect.name
         sql = self.sql[dialect]
+        assert not self.lists, "list parameters only in execute()"
         with translated(conn, sql, params):
             cursor = driver(conn).cursor()
             try:
@@ -128,14 +131,23 @@ class Statement:
             finally:
                 cursor.close()
 
+    def _expand(self, sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """SQLite binds no arrays: ``IN (:x)`` becomes ``IN (:x_0, :x_1, ...)``. (Reading the
+        list with ``json_each`` instead made the planner leave the primary key for another
+        index.)"""
+        params = dict(params)
+        for name in self.lists:
+            values = params.pop(name)
+            names = [f"{name}_{i}" for i in range(len(values))]
+            params.update(zip(names, values, strict=True))
+            sql = re.sub(rf":{name}\b", ", ".join(":" + n for n in names), sql)
+        return sql, params
+
     def _convert(self, dialect: str, params: dict[str, Any]) -> dict[str, Any]:
-        if not (self.times or self.json or self.lists):
+        if not (self.times or self.json):
             return params
         params = dict(params)
         sqlite = dialect == "sqlite"
-        if sqlite:  # SQLite binds no arrays: the statement reads them with json_each
-            for name in self.lists:
-                params[name] = json.dumps(params[name])
         for name in self.times:
             value = params[name]
             if value is not None:

@@ -45,7 +45,7 @@ from pydantic_core import to_json
 
 from flux_server.db import Database, Tx
 from flux_server.db.raw import Statement, driver, json_text, translated
-from flux_server.db.tables import events, executions, workflows
+from flux_server.db.tables import events, executions
 from flux_server.db.types import epoch
 from flux_server.store._common import (
     DISPATCH,
@@ -493,8 +493,7 @@ _INSERT_EXECUTION = Statement(
 _INSERT_EVENT = sa.insert(events)
 _STATUS_NAMES = [c.name for c in _STATUS_COLUMNS]
 _READ_SETTLED = Statement(
-    f"SELECT {', '.join(_STATUS_NAMES)} FROM executions "
-    "WHERE id IN (SELECT value FROM json_each(:ids))",
+    f"SELECT {', '.join(_STATUS_NAMES)} FROM executions WHERE id IN (:ids)",
     postgresql=f"SELECT {', '.join(_STATUS_NAMES)} FROM executions WHERE id = ANY(:ids)",
     lists=("ids",),
     columns=_STATUS_NAMES,
@@ -526,53 +525,51 @@ _TOUCH = (
     .where(_C.id.in_(sa.bindparam("b_ids", expanding=True)))
     .values(updated_at=_bind("updated_at", _C.updated_at))
 )
-_CLAIM_MANY = (
-    sa.update(executions)
-    .where(
-        _C.id.in_(sa.bindparam("b_ids", expanding=True)),
-        sa.or_(
-            _C.state.in_(_OFFERABLE),
-            sa.and_(
-                _C.state == ExecutionState.CLAIMED.value,
-                _C.worker_name == _bind("b_worker", _C.worker_name),
-            ),
-        ),
-    )
-    .values(
-        state=ExecutionState.CLAIMED.value,
-        worker_name=_bind("b_worker", _C.worker_name),
-        generation=_C.generation + 1,
-        claimed_at=_bind("b_now", _C.claimed_at),
-        offered_to=None,
-        offered_at=None,
-        updated_at=_bind("b_now", _C.updated_at),
-    )
-    .returning(
-        _C.id,
-        _C.generation,
-        _C.workflow_id,
-        _C.workflow_name,
-        _C.workflow_version,
-        _C.input,
-        _C.requests,
-    )
+
+
+def _quoted(values: Sequence[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)
+
+
+# A claim of held-or-queued executions: the new generation and what the claim answer needs.
+_CLAIM_MANY = Statement(
+    f"""
+UPDATE executions SET state = 'CLAIMED', worker_name = :worker, generation = generation + 1,
+    claimed_at = :now, offered_to = NULL, offered_at = NULL, updated_at = :now
+WHERE id IN (:ids) AND (state IN ({_quoted(_OFFERABLE)})
+    OR (state = 'CLAIMED' AND worker_name = :worker))
+RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, requests
+""",
+    postgresql=f"""
+UPDATE executions SET state = 'CLAIMED', worker_name = :worker, generation = generation + 1,
+    claimed_at = :now, offered_to = NULL, offered_at = NULL, updated_at = :now
+WHERE id = ANY(:ids) AND (state IN ({_quoted(_OFFERABLE)})
+    OR (state = 'CLAIMED' AND worker_name = :worker))
+RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, requests
+""",
+    times=("now",),
+    lists=("ids",),
+    columns=(
+        *("id", "generation", "workflow_id", "workflow_name", "workflow_version"),
+        *("input", "requests"),
+    ),
+    json_columns=("requests",),
 )
-_READ_HISTORIES_RAW = (
-    sa.select(
-        _E.execution_id,
-        _E.id,
-        _E.type,
-        _E.source_id,
-        _E.name,
-        _E.scope,
-        sa.type_coerce(_E.time, sa.types.NullType()).label("time"),
-        sa.type_coerce(_E.value, sa.types.NullType()).label("value"),
-    )
-    .where(_E.execution_id.in_(sa.bindparam("b_ids", expanding=True)))
-    .order_by(_E.execution_id, _E.seq)
+# Histories as the driver returns them (times as epoch seconds or datetimes, values as bytes):
+# the claim answer converts them once, straight to wire values.
+_READ_HISTORIES_RAW = Statement(
+    "SELECT execution_id, id, type, source_id, name, scope, time, value FROM events "
+    "WHERE execution_id IN (:ids) ORDER BY execution_id, seq",
+    postgresql="SELECT execution_id, id, type, source_id, name, scope, time, value FROM events "
+    "WHERE execution_id = ANY(:ids) ORDER BY execution_id, seq",
+    lists=("ids",),
+    columns=("execution_id", "id", "type", "source_id", "name", "scope", "time", "value"),
 )
-_READ_SOURCES = sa.select(workflows.c.id, workflows.c.source, workflows.c.source_hash).where(
-    workflows.c.id.in_(sa.bindparam("b_ids", expanding=True))
+_READ_SOURCES = Statement(
+    "SELECT id, source, source_hash FROM workflows WHERE id IN (:ids)",
+    postgresql="SELECT id, source, source_hash FROM workflows WHERE id = ANY(:ids)",
+    lists=("ids",),
+    columns=("id", "source", "source_hash"),
 )
 _OFFER = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
 _WITHDRAW = (
@@ -586,17 +583,20 @@ _HELD_BY = sa.select(_C.id, _C.state, _C.workflow_name, _C.updated_at).where(
 _HOLDS = sa.select(_C.id).where(
     _C.id == sa.bindparam("b_id"), _C.worker_name == sa.bindparam("b_worker"), _C.state.in_(_HELD)
 )
-_LOAD = sa.union_all(
-    sa.select(_C.worker_name.label("w"), sa.func.count().label("n"))
-    .where(_C.worker_name.in_(sa.bindparam("b_names", expanding=True)), _C.state.in_(_HELD))
-    .group_by(_C.worker_name),
-    sa.select(_C.offered_to.label("w"), sa.func.count().label("n"))
-    .where(
-        _C.offered_to.in_(sa.bindparam("b_names", expanding=True)),
-        _C.state == ExecutionState.SCHEDULED.value,
-        _C.offered_at >= _bind("b_cutoff", _C.offered_at),
-    )
-    .group_by(_C.offered_to),
+_LOAD_SQL = f"""
+SELECT worker_name, count(*) FROM executions
+WHERE worker_name IN (:names) AND state IN ({_quoted(_HELD)}) GROUP BY worker_name
+UNION ALL
+SELECT offered_to, count(*) FROM executions
+WHERE offered_to IN (:names) AND state = 'SCHEDULED' AND offered_at >= :cutoff
+GROUP BY offered_to
+"""
+_LOAD = Statement(
+    _LOAD_SQL,
+    postgresql=_LOAD_SQL.replace("IN (:names)", "= ANY(:names)"),
+    times=("cutoff",),
+    lists=("names",),
+    columns=("worker", "n"),
 )
 _GPU_USERS = sa.union_all(
     sa.select(_C.worker_name.label("w"), _C.requests).where(
@@ -611,21 +611,29 @@ _GPU_USERS = sa.union_all(
         _C.requests.is_not(None),
     ),
 )
-_QUEUED = (
-    sa.select(
-        _C.id, _C.workflow_name, _C.workflow_version, _C.requests, _C.offered_to, _C.created_at
+_QUEUED_SQL = f"""
+SELECT id, workflow_name, workflow_version, requests, offered_to, created_at FROM executions
+WHERE state IN ({_quoted(_OFFERABLE)}) AND (offered_to IS NULL OR offered_at < :cutoff) {{after}}
+ORDER BY created_at, id LIMIT {_PAGE}
+"""
+_AFTER = "AND (created_at, id) > (:created_at, :after_id)"
+
+
+def _queued_statement(after: bool) -> Statement:
+    sql = _QUEUED_SQL.format(after=_AFTER if after else "")
+    return Statement(
+        sql,
+        # Another replica offering at the same moment skips these rows instead of waiting.
+        postgresql=sql + "FOR UPDATE SKIP LOCKED",
+        times=("cutoff", "created_at") if after else ("cutoff",),
+        columns=("id", "workflow_name", "workflow_version", "requests", "offered_to", "created_at"),
+        time_columns=("created_at",),
+        json_columns=("requests",),
     )
-    .where(
-        _C.state.in_(_OFFERABLE),
-        sa.or_(_C.offered_to.is_(None), _C.offered_at < _bind("b_cutoff", _C.offered_at)),
-    )
-    .order_by(_C.created_at, _C.id)
-    .limit(_PAGE)
-)
-_QUEUED_AFTER = _QUEUED.where(
-    sa.tuple_(_C.created_at, _C.id)
-    > sa.tuple_(_bind("b_created_at", _C.created_at), sa.bindparam("b_after_id"))
-)
+
+
+_QUEUED = _queued_statement(after=False)
+_QUEUED_AFTER = _queued_statement(after=True)
 
 
 def _existing(conn: sa.Connection, execution_id: str, workflow_name: str) -> ExecutionStatus | None:
@@ -710,19 +718,19 @@ def _claim_batch(
     empty), or why it cannot be claimed. The holder of a claimed execution that has not
     started may claim it again (a retry after a lost answer)."""
     conn = tx.conn
-    params = {"b_ids": ids, "b_worker": worker, "b_now": now}
-    claimed = {r.id: r for r in conn.execute(_CLAIM_MANY, params)}
+    params = {"ids": ids, "worker": worker, "now": now}
+    claimed = {r.id: r for r in _CLAIM_MANY.execute(conn, params)}
     histories: dict[str, Any] = {}
     sources: dict[str, tuple[str, str]] = {}
     if claimed:
-        rows = conn.execute(_READ_HISTORIES_RAW, {"b_ids": list(claimed)}).fetchall()
+        rows = _READ_HISTORIES_RAW.execute(conn, {"ids": list(claimed)})
         for execution_id, group in itertools.groupby(rows, operator.itemgetter(0)):
             if columns:
                 histories[execution_id] = _wire_columns(list(group))
             else:
                 histories[execution_id] = [_wire_event(r) for r in group]
         workflow_ids = list({r.workflow_id for r in claimed.values()})
-        for found in conn.execute(_READ_SOURCES, {"b_ids": workflow_ids}):
+        for found in _READ_SOURCES.execute(conn, {"ids": workflow_ids}):
             sources[found.id] = (found.source, found.source_hash)
     outcomes: list[tuple[str, dict[str, Any] | ConflictError | NotFoundError]] = []
     for execution_id in ids:
@@ -1140,21 +1148,16 @@ def _load(conn: sa.Connection, names: list[str], cutoff: datetime) -> dict[str, 
     """What each worker holds or has been offered (recently), from the database: the truth
     shared by every replica."""
     load: dict[str, int] = {}
-    for w, n in conn.execute(_LOAD, {"b_names": names, "b_cutoff": cutoff}):
+    for w, n in _LOAD.execute(conn, {"names": names, "cutoff": cutoff}):
         load[w] = load.get(w, 0) + n
     return load
 
 
 def _queued(conn: sa.Connection, cutoff: datetime, after: tuple[datetime, str] | None) -> list[Any]:
-    query = _QUEUED
-    params: dict[str, Any] = {"b_cutoff": cutoff}
-    if after is not None:
-        query = _QUEUED_AFTER
-        params.update(b_created_at=after[0], b_after_id=after[1])
-    if conn.dialect.name != "sqlite":
-        # Another replica offering at the same moment skips these rows instead of waiting.
-        query = query.with_for_update(skip_locked=True)
-    return list(conn.execute(query, params).all())
+    if after is None:
+        return _QUEUED.execute(conn, {"cutoff": cutoff})
+    params = {"cutoff": cutoff, "created_at": after[0], "after_id": after[1]}
+    return _QUEUED_AFTER.execute(conn, params)
 
 
 def _locked(tx: Tx[sa.Connection], execution_id: str, workflow_name: str | None = None) -> Any:
