@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 from flux_server.db import Database, upgrade
-from flux_server.db.engine import NOTIFY_CHANNEL
+from flux_server.db.engine import NOTIFY_CHANNEL, listener_name
 from flux_server.db.tables import secrets
 
 ROW = {"name": "K", "value": b"x", "updated_at": datetime(2025, 1, 1, tzinfo=UTC)}
@@ -112,7 +112,9 @@ async def test_other_replicas_hear_committed_notes_only(db: _Noted) -> None:
     """Through NOTIFY: hints (sent just after the commit) and the other notes (sent inside the
     transaction) alike, tagged with this process's origin; nothing of a rolled-back write."""
     conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
-    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as listener:
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, application_name=listener_name("another-replica")
+    ) as listener:
         await listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
 
         def failing(tx):
@@ -138,3 +140,34 @@ async def test_other_replicas_hear_committed_notes_only(db: _Noted) -> None:
     assert sorted(heard) == sorted(
         f"{db.origin}|{n}" for n in ("exec:e1:COMPLETED", "token:abc", "dispatch")
     )
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_hints_go_out_only_while_another_replica_listens(db: _Noted) -> None:
+    """A single server sends no hint notes (nobody else would hear them); the rare notes go
+    out regardless. Once another replica's listener is connected, hints follow."""
+    db._notifier.RECHECK = 0  # look up the listeners for every batch
+    conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    async def heard(listener: psycopg.AsyncConnection, count: int) -> list[str]:
+        got: list[str] = []
+        async with asyncio.timeout(10):
+            async for notice in listener.notifies():
+                got.append(notice.payload.partition("|")[2])
+                if len(got) == count:
+                    return got
+        return got
+
+    async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as plain:
+        await plain.execute(f"LISTEN {NOTIFY_CHANNEL}")  # not a replica's listener
+        await db.run_write(lambda tx: tx.notify("exec:e1:COMPLETED"))
+        await asyncio.to_thread(db._notifier.flush)  # dropped by now, or sent
+        await db.run_write(lambda tx: tx.notify("token:abc"))
+        assert await heard(plain, 1) == ["token:abc"]  # the hint was dropped
+
+        async with await psycopg.AsyncConnection.connect(
+            conninfo, autocommit=True, application_name=listener_name("another-replica")
+        ):
+            await db.run_write(lambda tx: tx.notify("exec:e2:COMPLETED"))
+            assert await heard(plain, 1) == ["exec:e2:COMPLETED"]

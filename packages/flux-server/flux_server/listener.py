@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import psycopg
 
-from flux_server.db.engine import NOTIFY_CHANNEL, Database
+from flux_server.db.engine import NOTIFY_CHANNEL, Database, listener_name
 
 __all__ = ["listen"]
 
@@ -21,7 +21,9 @@ async def listen(db: Database, deliver: Callable[[str], None], ready: asyncio.Ev
     delay = 0.1
     while True:
         try:
-            async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
+            async with await psycopg.AsyncConnection.connect(
+                conninfo, autocommit=True, application_name=listener_name(db.origin)
+            ) as conn:
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                 delay = 0.1
                 ready.set()

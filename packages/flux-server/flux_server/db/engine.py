@@ -38,6 +38,7 @@ import contextvars
 import logging
 import queue
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,7 +52,15 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-__all__ = ["HINT_KINDS", "NOTIFY_CHANNEL", "Database", "Tx", "async_url", "sync_url"]
+__all__ = [
+    "HINT_KINDS",
+    "NOTIFY_CHANNEL",
+    "Database",
+    "Tx",
+    "async_url",
+    "listener_name",
+    "sync_url",
+]
 
 C = TypeVar("C")
 T = TypeVar("T")
@@ -360,13 +369,37 @@ have no fallback, so they stay inside their transaction.
 """
 
 
+def listener_name(origin: str) -> str:
+    """The ``application_name`` of the LISTEN connection of the replica ``origin``."""
+    return f"{_LISTENER_PREFIX}{origin}"
+
+
+_LISTENER_PREFIX = "flux-listen-"
+_OTHER_LISTENERS = sa.text(
+    "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() "
+    "AND application_name LIKE :pattern AND application_name <> :mine)"
+)
+
+
 class _Notifier:
-    """One thread that sends hint notes with ``pg_notify``, as many at a time as have queued."""
+    """One thread that sends hint notes with ``pg_notify``, as many at a time as have queued.
+
+    Hints are for other replicas only: while no other replica listens (no other LISTEN
+    connection in ``pg_stat_activity``, looked up at most every :attr:`RECHECK` seconds) they
+    are dropped instead of sent, which spares a single server a statement and a commit per
+    write. A replica that starts hears every hint from at most that long after, and missed
+    nothing it needs before: its listener asks for a dispatch round when it connects, and
+    its waiters look again on their own.
+    """
+
+    RECHECK = 1.0
 
     def __init__(self, engine: sa.Engine, origin: str) -> None:
         self._engine = engine
         self._origin = origin
-        self._notes: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._others = True  # until known otherwise
+        self._checked = -self.RECHECK
+        self._notes: queue.SimpleQueue[list[str] | threading.Event | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name="flux-db-notify", daemon=True)
         self._thread.start()
 
@@ -379,13 +412,23 @@ class _Notifier:
         self._notes.put(None)
         self._thread.join()
 
+    def flush(self) -> None:
+        """Return once every hint queued before has been sent or dropped."""
+        done = threading.Event()
+        self._notes.put(done)
+        done.wait()
+
     def _serve(self) -> None:
         closing = False
         while not closing:
             first = self._notes.get()
             if first is None:
                 return
+            if isinstance(first, threading.Event):
+                first.set()
+                continue
             batch = dict.fromkeys(first)
+            flushed: threading.Event | None = None
             while True:
                 try:
                     more = self._notes.get_nowait()
@@ -394,13 +437,27 @@ class _Notifier:
                 if more is None:
                     closing = True
                     break
+                if isinstance(more, threading.Event):
+                    flushed = more
+                    break
                 batch.update(dict.fromkeys(more))
             payload = [f"{self._origin}|{note}" for note in batch]
             try:
                 with self._engine.connect() as conn:
-                    conn.execute(_NOTIFY, {"notes": payload})
+                    if self._anyone_listens(conn):
+                        conn.execute(_NOTIFY, {"notes": payload})
             except Exception as exc:  # a hint: the fallbacks cover it
                 log.warning("could not send %d note(s) to other replicas: %s", len(payload), exc)
+            if flushed is not None:
+                flushed.set()
+
+    def _anyone_listens(self, conn: sa.Connection) -> bool:
+        now = time.monotonic()
+        if now - self._checked >= self.RECHECK:
+            self._checked = now
+            params = {"pattern": f"{_LISTENER_PREFIX}%", "mine": listener_name(self._origin)}
+            self._others = bool(conn.execute(_OTHER_LISTENERS, params).scalar())
+        return self._others
 
 
 _Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[["Tx[sa.Connection]"], Any]]
