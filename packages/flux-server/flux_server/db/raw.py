@@ -75,6 +75,8 @@ class Statement:
             one parameter per value on SQLite (``IN (:x)``).
         columns: the result's columns, in order, when it returns rows.
         time_columns / json_columns: those of ``columns`` to convert back.
+        plain: rows as the driver returns them (tuples, no conversion): for long results
+            whose caller reads them by position.
     """
 
     def __init__(
@@ -88,6 +90,7 @@ class Statement:
         columns: Sequence[str] = (),
         time_columns: Iterable[str] = (),
         json_columns: Iterable[str] = (),
+        plain: bool = False,
     ) -> None:
         pg = sql if postgresql is None else postgresql
         assert "%" not in pg, "a literal % would be read as a psycopg parameter"
@@ -95,7 +98,8 @@ class Statement:
         self.times = tuple(times)
         self.json = tuple(json)
         self.lists = tuple(lists)
-        self.row: Any = namedtuple("Row", columns) if columns else None
+        self.columns = tuple(columns)
+        self.row: Any = namedtuple("Row", columns) if columns and not plain else None
         self.readers = {
             "sqlite": _readers(columns, time_columns, _from_epoch, json_columns, _from_json),
             "postgresql": _readers(columns, time_columns, _aware, (), None),
@@ -116,7 +120,10 @@ class Statement:
             cursor = driver(conn).cursor()
             try:
                 cursor.execute(sql, self._convert(dialect, params))
-                return self._rows(dialect, cursor.fetchall()) if self.row is not None else []
+                if not self.columns:
+                    return []
+                rows = cursor.fetchall()
+                return rows if self.row is None else self._rows(dialect, rows)
             finally:
                 cursor.close()
 

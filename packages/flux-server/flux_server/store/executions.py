@@ -564,6 +564,7 @@ _READ_HISTORIES_RAW = Statement(
     "WHERE execution_id = ANY(:ids) ORDER BY execution_id, seq",
     lists=("ids",),
     columns=("execution_id", "id", "type", "source_id", "name", "scope", "time", "value"),
+    plain=True,
 )
 _READ_SOURCES = Statement(
     "SELECT id, source, source_hash FROM workflows WHERE id IN (:ids)",
@@ -780,16 +781,18 @@ def _claim_answer(
     }
 
 
-def _wire_event(r: Any) -> dict[str, Any]:
-    # Views are for display; the worker replays from values, so they are left out.
+def _wire_event(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A history row (``_READ_HISTORIES_RAW``'s columns) as an EventRecord's wire values.
+    Views are for display; the worker replays from values, so they are left out."""
+    _, event_id, type_, source_id, name, scope, time, value = row
     return {
-        "id": r.id,
-        "type": r.type,
-        "source_id": r.source_id,
-        "name": r.name,
-        "scope": r.scope,
-        "time": _wire_time(r.time),
-        "value": None if r.value is None else b64encode(bytes(r.value)),
+        "id": event_id,
+        "type": type_,
+        "source_id": source_id,
+        "name": name,
+        "scope": scope,
+        "time": _wire_time(time),
+        "value": None if value is None else b64encode(bytes(value)),
     }
 
 
