@@ -24,7 +24,6 @@ _INSERT = Statement(
 )
 _READ = Statement(
     "SELECT id, input_view, created_at FROM executions WHERE id IN (:ids) ORDER BY id",
-    postgresql="SELECT id, input_view, created_at FROM executions WHERE id = ANY(:ids) ORDER BY id",
     lists=("ids",),
     columns=("id", "input_view", "created_at"),
     time_columns=("created_at",),

@@ -71,8 +71,8 @@ class Statement:
         postgresql: the statement for PostgreSQL, where it differs.
         times: parameters stored as :class:`~flux_server.db.types.UTCDateTime`.
         json: parameters stored as JSON.
-        lists: parameters that are lists of values: an array on PostgreSQL (``= ANY(:x)``),
-            one parameter per value on SQLite (``IN (:x)``).
+        lists: parameters that are lists of values, written ``IN (:x)``: one parameter per
+            value on SQLite, one array on PostgreSQL (``= ANY(:x)``).
         columns: the result's columns, in order, when it returns rows.
         time_columns / json_columns: those of ``columns`` to convert back.
         plain: rows as the driver returns them (tuples, no conversion): for long results
@@ -93,6 +93,8 @@ class Statement:
         plain: bool = False,
     ) -> None:
         pg = sql if postgresql is None else postgresql
+        for name in lists:  # PostgreSQL binds the list as one array
+            pg = pg.replace(f"IN (:{name})", f"= ANY(:{name})")
         assert "%" not in pg, "a literal % would be read as a psycopg parameter"
         self.sql = {"sqlite": sql, "postgresql": _PARAM.sub(r"%(\1)s", pg)}
         self.times = tuple(times)

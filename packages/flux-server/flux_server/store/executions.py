@@ -494,7 +494,6 @@ _INSERT_EVENT = sa.insert(events)
 _STATUS_NAMES = [c.name for c in _STATUS_COLUMNS]
 _READ_SETTLED = Statement(
     f"SELECT {', '.join(_STATUS_NAMES)} FROM executions WHERE id IN (:ids)",
-    postgresql=f"SELECT {', '.join(_STATUS_NAMES)} FROM executions WHERE id = ANY(:ids)",
     lists=("ids",),
     columns=_STATUS_NAMES,
     time_columns=("created_at", "updated_at"),
@@ -540,13 +539,6 @@ WHERE id IN (:ids) AND (state IN ({_quoted(_OFFERABLE)})
     OR (state = 'CLAIMED' AND worker_name = :worker))
 RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, requests
 """,
-    postgresql=f"""
-UPDATE executions SET state = 'CLAIMED', worker_name = :worker, generation = generation + 1,
-    claimed_at = :now, offered_to = NULL, offered_at = NULL, updated_at = :now
-WHERE id = ANY(:ids) AND (state IN ({_quoted(_OFFERABLE)})
-    OR (state = 'CLAIMED' AND worker_name = :worker))
-RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, requests
-""",
     times=("now",),
     lists=("ids",),
     columns=(
@@ -560,15 +552,12 @@ RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, r
 _READ_HISTORIES_RAW = Statement(
     "SELECT execution_id, id, type, source_id, name, scope, time, value FROM events "
     "WHERE execution_id IN (:ids) ORDER BY execution_id, seq",
-    postgresql="SELECT execution_id, id, type, source_id, name, scope, time, value FROM events "
-    "WHERE execution_id = ANY(:ids) ORDER BY execution_id, seq",
     lists=("ids",),
     columns=("execution_id", "id", "type", "source_id", "name", "scope", "time", "value"),
     plain=True,
 )
 _READ_SOURCES = Statement(
     "SELECT id, source, source_hash FROM workflows WHERE id IN (:ids)",
-    postgresql="SELECT id, source, source_hash FROM workflows WHERE id = ANY(:ids)",
     lists=("ids",),
     columns=("id", "source", "source_hash"),
 )
@@ -594,7 +583,6 @@ GROUP BY offered_to
 """
 _LOAD = Statement(
     _LOAD_SQL,
-    postgresql=_LOAD_SQL.replace("IN (:names)", "= ANY(:names)"),
     times=("cutoff",),
     lists=("names",),
     columns=("worker", "n"),
