@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flux_server.api.deps import parse_json
+from flux_server.api.deps import body_value, parse_json
 from flux_server.api.executions import answer_run
 
 __all__ = ["FastPathMiddleware"]
@@ -99,7 +99,7 @@ async def _checkpoints(scope: Scope, body: bytes, name: str, _: str) -> Response
 async def _run(scope: Scope, body: bytes, name: str, mode: str) -> Response | None:
     runtime: Any = scope["app"].state.runtime
     try:
-        value = parse_json(body) if body.strip() else None
+        value = body_value(body)
         workflow = await runtime.workflows.latest(name)
         status = await runtime.executions.create(workflow, value, None)
     except Exception:

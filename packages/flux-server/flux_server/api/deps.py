@@ -20,6 +20,7 @@ __all__ = [
     "FluxRoute",
     "RuntimeDep",
     "WorkerName",
+    "body_value",
     "get_runtime",
     "json_body",
     "json_response",
@@ -85,7 +86,15 @@ async def json_body(request: Request) -> Any:
     Raises:
         UsageError: the body is not JSON.
     """
-    raw = await request.body()
+    return body_value(await request.body())
+
+
+def body_value(raw: bytes) -> Any:
+    """:func:`json_body` of a body already read.
+
+    Raises:
+        UsageError: the body is not JSON.
+    """
     if not raw.strip():
         return None
     try:

@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from psycopg.types.json import Json
 
-from flux_server.db.types import epoch
+from flux_server.db.types import epoch, from_epoch
 
 __all__ = ["Statement", "driver", "json_text", "translated"]
 
@@ -51,7 +51,7 @@ def json_text(value: Any) -> str:
 
 
 def _from_epoch(value: Any) -> datetime | None:
-    return None if value is None else datetime.fromtimestamp(value, UTC)
+    return None if value is None else from_epoch(value)
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -100,6 +100,7 @@ class Statement:
         self.times = tuple(times)
         self.json = tuple(json)
         self.lists = tuple(lists)
+        self._expanded: dict[tuple[int, ...], str] = {}
         self.columns = tuple(columns)
         self.row: Any = namedtuple("Row", columns) if columns and not plain else None
         self.readers = {
@@ -143,14 +144,22 @@ class Statement:
     def _expand(self, sql: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """SQLite binds no arrays: ``IN (:x)`` becomes ``IN (:x_0, :x_1, ...)``. (Reading the
         list with ``json_each`` instead made the planner leave the primary key for another
-        index.)"""
+        index.) The SQL for each count of values is made once."""
         params = dict(params)
-        for name in self.lists:
-            values = params.pop(name)
-            names = [f"{name}_{i}" for i in range(len(values))]
-            params.update(zip(names, values, strict=True))
-            sql = re.sub(rf":{name}\b", ", ".join(":" + n for n in names), sql)
-        return sql, params
+        lists = [params.pop(name) for name in self.lists]
+        key = tuple(len(values) for values in lists)
+        expanded = self._expanded.get(key)
+        if expanded is None:
+            expanded = sql
+            for name, count in zip(self.lists, key, strict=True):
+                names = ", ".join(f":{name}_{i}" for i in range(count))
+                expanded = re.sub(rf":{name}\b", names, expanded)
+            if len(self._expanded) >= 256:  # bounded: batch sizes vary
+                self._expanded.clear()
+            self._expanded[key] = expanded
+        for name, values in zip(self.lists, lists, strict=True):
+            params.update((f"{name}_{i}", value) for i, value in enumerate(values))
+        return expanded, params
 
     def _convert(self, dialect: str, params: dict[str, Any]) -> dict[str, Any]:
         if not (self.times or self.json):

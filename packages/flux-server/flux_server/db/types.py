@@ -8,7 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["JSON_TYPE", "TIMESTAMP_TYPE", "IsoDateTime", "UTCDateTime", "epoch"]
+__all__ = ["JSON_TYPE", "TIMESTAMP_TYPE", "IsoDateTime", "UTCDateTime", "epoch", "from_epoch"]
 
 # What the migrations create: epoch seconds on SQLite (cheap to store and compare, no string
 # parsing on the read path), timestamptz on PostgreSQL.
@@ -23,6 +23,11 @@ def epoch(value: datetime) -> float:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.timestamp()
+
+
+def from_epoch(value: float) -> datetime:
+    """What :class:`UTCDateTime` reads back from SQLite's epoch seconds."""
+    return datetime.fromtimestamp(value, UTC)
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -47,7 +52,7 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value is None:
             return None
         if isinstance(value, int | float):
-            return datetime.fromtimestamp(value, UTC)
+            return from_epoch(value)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -8,13 +8,14 @@ Each operation is a synchronous function of one transaction, run by ``Database.r
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from binascii import b2a_base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import (
@@ -44,9 +45,9 @@ from flux.serialization import b64encode, dumps
 from pydantic_core import to_json
 
 from flux_server.db import Database, Tx
-from flux_server.db.raw import Statement, driver, json_text, translated
+from flux_server.db.raw import Statement
 from flux_server.db.tables import events, executions
-from flux_server.db.types import epoch
+from flux_server.db.types import from_epoch
 from flux_server.store._common import (
     DISPATCH,
     HELD,
@@ -509,21 +510,9 @@ _READ_ROW = sa.select(_C.state, _C.workflow_name, _C.worker_name, _C.generation)
     _C.id == sa.bindparam("b_id")
 )
 _READ_ROW_LOCKED = _READ_ROW.with_for_update()
-_READ_ROWS = (
-    sa.select(_C.id, _C.state, _C.workflow_name, _C.worker_name, _C.generation)
-    .where(_C.id.in_(sa.bindparam("b_ids", expanding=True)))
-    .order_by(_C.id)  # rows locked in one order by every transaction: no deadlock
-)
-_READ_ROWS_LOCKED = _READ_ROWS.with_for_update()
 _READ_HOLDER = sa.select(_C.state, _C.worker_name).where(_C.id == sa.bindparam("b_id"))
 _UPDATE = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
 _BUMP = _UPDATE.values(generation=_C.generation + 1)
-_PROGRESS = frozenset({"b_id", "updated_at"})
-_TOUCH = (
-    sa.update(executions)
-    .where(_C.id.in_(sa.bindparam("b_ids", expanding=True)))
-    .values(updated_at=_bind("updated_at", _C.updated_at))
-)
 
 
 def _quoted(values: Sequence[str]) -> str:
@@ -804,7 +793,7 @@ def _wire_columns(rows: list[Any]) -> dict[str, Any]:
 def _wire_time(value: Any) -> datetime:
     """An event time as the driver returns it (epoch seconds or a datetime), aware UTC."""
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        return from_epoch(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
@@ -820,15 +809,8 @@ def _checkpoint_batch(
         UsageError: a value is not base64 (nothing of the batch is stored).
     """
     conn = tx.conn
-    sqlite = conn.dialect.name == "sqlite"
     ids = [i.execution_id for i in items]
-    rows: dict[str, Any]
-    if sqlite:
-        sql = _READ_ROWS_SQLITE.format(", ".join("?" * len(ids)))
-        with translated(conn, sql, ids):
-            rows = {r[0]: _HeldRow._make(r) for r in driver(conn).execute(sql, ids)}
-    else:
-        rows = {r.id: r for r in conn.execute(_READ_ROWS_LOCKED, {"b_ids": ids})}
+    rows = {r.id: r for r in _HELD_ROWS.execute(conn, {"ids": ids})}
     outcomes: list[tuple[CheckpointItem, ExecutionState | ConflictError | NotFoundError]] = []
     inserts: list[EventRow] = []
     updates: dict[frozenset[str], list[dict[str, Any]]] = {}
@@ -856,7 +838,7 @@ def _checkpoint_batch(
             if new in FINISHED_STATES:
                 values.update(_output(item))
         if values or item.events:
-            params = {"b_id": execution_id, "updated_at": now, **values}
+            params = {"id": execution_id, "updated_at": now, **values}
             updates.setdefault(frozenset(params), []).append(params)
         if new != state:
             tx.notify(exec_note(execution_id, new))
@@ -867,51 +849,41 @@ def _checkpoint_batch(
     for row in cancelled:
         _finish_cancelled(tx, row.id, row.workflow_name, now)
     for shape, same_shape in updates.items():
-        if sqlite:
-            _update_sqlite(conn, shape, same_shape)
-        elif shape == _PROGRESS and len(same_shape) > 1:  # events only: one statement for all
-            conn.execute(_TOUCH, {"b_ids": [p["b_id"] for p in same_shape], "updated_at": now})
+        if shape == _PROGRESS:  # events only: one statement for all
+            _TOUCH.execute(conn, {"ids": [p["id"] for p in same_shape], "updated_at": now})
         else:
-            conn.execute(_UPDATE, same_shape)
+            _moved(shape).executemany(conn, same_shape)
     return outcomes
 
 
-class _HeldRow(NamedTuple):
-    id: str
-    state: str
-    workflow_name: str
-    worker_name: str | None
-    generation: int
-
-
-# SQLite's checkpoint statements, straight to the driver (see ``merge_events``).
-_READ_ROWS_SQLITE = (
-    "SELECT id, state, workflow_name, worker_name, generation FROM executions WHERE id IN ({})"
+# A checkpoint's statements (see ``merge_events`` for its events). On PostgreSQL the read
+# locks the rows, in one order for every transaction: no deadlock.
+_HELD_ROWS = Statement(
+    "SELECT id, state, workflow_name, worker_name, generation FROM executions "
+    "WHERE id IN (:ids) ORDER BY id",
+    postgresql="SELECT id, state, workflow_name, worker_name, generation FROM executions "
+    "WHERE id IN (:ids) ORDER BY id FOR UPDATE",
+    lists=("ids",),
+    columns=("id", "state", "workflow_name", "worker_name", "generation"),
 )
-_SQLITE_STORED = {"updated_at": epoch, "output_view": json_text}
-"""How the columns a checkpoint sets are stored on SQLite, where not as they are."""
+_PROGRESS = frozenset({"id", "updated_at"})
+_TOUCH = Statement(
+    "UPDATE executions SET updated_at = :updated_at WHERE id IN (:ids)",
+    times=("updated_at",),
+    lists=("ids",),
+)
 
 
-def _update_sqlite(
-    conn: sa.Connection, shape: frozenset[str], params: list[dict[str, Any]]
-) -> None:
-    ids = [p["b_id"] for p in params]
-    if shape == _PROGRESS:  # events only: one statement for all
-        sql = f"UPDATE executions SET updated_at = ? WHERE id IN ({', '.join('?' * len(ids))})"
-        values = [epoch(params[0]["updated_at"]), *ids]
-        with translated(conn, sql, values):
-            driver(conn).execute(sql, values)
-        return
-    columns = sorted(shape - {"b_id"})
-    sql = f"UPDATE executions SET {', '.join(f'{c} = ?' for c in columns)} WHERE id = ?"
-    stored = [_SQLITE_STORED.get(c) for c in columns]
-    rows = [
-        [p[c] if store is None else store(p[c]) for c, store in zip(columns, stored, strict=True)]
-        + [p["b_id"]]
-        for p in params
-    ]
-    with translated(conn, sql, rows):
-        driver(conn).executemany(sql, rows)
+@functools.cache
+def _moved(shape: frozenset[str]) -> Statement:
+    """The update of an execution whose checkpoint set the columns in ``shape`` (besides
+    ``id``: ``updated_at``, and ``state``, ``output``, ``output_view`` as it changed)."""
+    columns = sorted(shape - {"id"})
+    return Statement(
+        f"UPDATE executions SET {', '.join(f'{c} = :{c}' for c in columns)} WHERE id = :id",
+        times=("updated_at",),
+        json=[c for c in columns if c == "output_view"],
+    )
 
 
 def _straight(items: Sequence[CheckpointItem]) -> bool:
