@@ -80,3 +80,21 @@ async def test_driver_errors_are_sqlalchemy_errors(db: Database) -> None:
     # The failed transaction rolled back and the thread's connection still serves.
     found = await db.run_read(lambda conn: _READ.execute(conn, {"ids": ["same"]}))
     assert [r.id for r in found] == ["same"]
+
+
+def test_raw_json_is_spliced_byte_for_byte_and_stays_one_line() -> None:
+    import json
+
+    from flux_server.rawjson import _MARK, RawJson, to_json
+
+    built = '{"ids" : ["a", "b"],\n "values" : [null, "x\\ny"]}'
+    value = {"claim": {"source": _MARK[:-1], "history": RawJson(built)}, "n": [RawJson("1")]}
+    data = to_json(value)
+    assert b"\n" not in data  # an SSE data: line
+    assert json.loads(data) == {
+        "claim": {"source": _MARK[:-1], "history": {"ids": ["a", "b"], "values": [None, "x\ny"]}},
+        "n": [1],
+    }
+    assert to_json({"plain": [1, "two"]}) == b'{"plain":[1,"two"]}'
+    with pytest.raises(Exception, match="not JSON serializable"):
+        to_json({"x": object()})

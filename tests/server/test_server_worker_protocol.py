@@ -660,3 +660,60 @@ async def test_a_pushed_claim_that_cannot_be_delivered_goes_back_to_the_queue(
     assert claim.generation == 3  # claimed (1), released (2), claimed again (3)
     await worker.finish(claim, "delivered")
     assert (await server.client.status("hello", run.execution_id)).output == "delivered"
+
+
+async def test_histories_read_column_by_column_match_the_stored_rows(server) -> None:
+    """Claimed together, pushed, or claimed one by one, every history reads back the same:
+    in log order (not time or id order), with empty values, scopes and any text. On
+    PostgreSQL the column form is built by the database, the row form in Python."""
+    from datetime import timedelta
+
+    from flux.domain import ExecutionEvent
+    from flux.protocol import EventRecord
+
+    await server.register()
+    worker = await server.worker("w1", capacity=8)
+    runs = [await server.client.run("hello", i) for i in range(3)]
+    ids = [r.execution_id for r in runs]
+    claims = {c.execution_id: c for c in (await worker.ch.claims(ids)).results}
+    later = ExecutionEvent(EventType.WORKFLOW_STARTED, "wf", "hello").time
+    for n, execution_id in enumerate(ids[:2]):
+        events = [
+            ExecutionEvent(EventType.WORKFLOW_STARTED, "wf", "hello", time=later, id=f"z{n}"),
+            # Logged after the first, stamped before it, with an id that sorts before it.
+            ExecutionEvent(
+                EventType.TASK_STARTED,
+                "t:1",
+                "tâche ✓",
+                {"k": [1, None, "x\ny"]},
+                time=later - timedelta(seconds=5, microseconds=7),
+                id=f"a{n}",
+                scope="outer:1",
+            ),
+            ExecutionEvent(EventType.TASK_COMPLETED, "t:1", "tâche ✓", None, id=f"m{n}"),
+        ]
+        records = [EventRecord.from_event(e, "pkl") for e in events]
+        await worker.ch.checkpoint(execution_id, claims[execution_id].claim.generation, records)
+    for execution_id in ids:
+        await worker.ch.release(execution_id, claims[execution_id].claim.generation)
+
+    def shape(claim):
+        return [
+            (e.id, e.type, e.source_id, e.name, e.scope, e.value, e.time) for e in claim.history()
+        ]
+
+    plain = {}
+    for execution_id in ids:
+        one = await worker.ch.claim(execution_id)
+        plain[execution_id] = shape(one)
+        await worker.ch.release(execution_id, one.generation)
+    assert [i for i, *_ in plain[ids[0]]] == ["z0", "a0", "m0"]
+    assert plain[ids[1]][1][5] == {"k": [1, None, "x\ny"]}
+    together = (await worker.ch.claims(ids, decode_history=True)).results
+    assert {r.execution_id: shape(r.claim) for r in together} == plain
+    for r in together:
+        await worker.ch.release(r.execution_id, r.claim.generation)
+    await worker.close()
+    pusher = await server.worker("w2", capacity=8, push=True)
+    pushed = [await pusher.next_claimed() for _ in ids]
+    assert {c.execution_id: shape(c) for c in pushed} == plain

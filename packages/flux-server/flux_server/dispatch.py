@@ -32,9 +32,9 @@ from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
-from pydantic_core import to_json
 
 from flux_server.hub import WorkerHub
+from flux_server.rawjson import to_json
 from flux_server.sse import frame, json_frame
 from flux_server.store.executions import ExecutionStore, OfferTarget
 

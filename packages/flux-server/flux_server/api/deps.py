@@ -10,9 +10,10 @@ from fastapi import Depends, Request
 from fastapi.routing import APIRoute
 from flux.errors import UsageError
 from pydantic import BaseModel
-from pydantic_core import from_json, to_json
+from pydantic_core import from_json
 from starlette.responses import Response
 
+from flux_server.rawjson import to_json
 from flux_server.runtime import Runtime
 
 __all__ = [

@@ -48,6 +48,7 @@ from flux_server.db import Database, Tx
 from flux_server.db.raw import Statement
 from flux_server.db.tables import events, executions
 from flux_server.db.types import from_epoch
+from flux_server.rawjson import RawJson
 from flux_server.store._common import (
     DISPATCH,
     HELD,
@@ -545,6 +546,29 @@ _READ_HISTORIES_RAW = Statement(
     columns=("execution_id", "id", "type", "source_id", "name", "scope", "time", "value"),
     plain=True,
 )
+# On PostgreSQL a history sent column by column is built by the database, as one JSON text
+# per execution (spliced into the answer as it is, see flux_server.rawjson): converting,
+# encoding and writing out row by row cost the server more than three times what reading
+# the rows did. Every aggregate orders by seq itself (an ordered subquery would only
+# "usually" keep its order); PostgreSQL 16 sorts once for all of them.
+_READ_HISTORY_COLUMNS = Statement(
+    "",
+    postgresql="""
+SELECT execution_id, json_build_object(
+    'ids', json_agg(id ORDER BY seq),
+    'types', json_agg(type ORDER BY seq),
+    'source_ids', json_agg(source_id ORDER BY seq),
+    'names', json_agg(name ORDER BY seq),
+    'scopes', json_agg(scope ORDER BY seq),
+    'times', json_agg(extract(epoch FROM time) ORDER BY seq),
+    'values', json_agg(translate(encode(value, 'base64'), E'\n', '') ORDER BY seq)
+)::text
+FROM events WHERE execution_id IN (:ids) GROUP BY execution_id
+""",
+    lists=("ids",),
+    columns=("execution_id", "columns"),
+    plain=True,
+)
 _READ_SOURCES = Statement(
     "SELECT id, source, source_hash FROM workflows WHERE id IN (:ids)",
     lists=("ids",),
@@ -700,13 +724,17 @@ def _claim_batch(
     claimed = {r.id: r for r in _CLAIM_MANY.execute(conn, params)}
     histories: dict[str, Any] = {}
     sources: dict[str, tuple[str, str]] = {}
-    if claimed:
+    if claimed and columns and conn.dialect.name == "postgresql":
+        for execution_id, text in _READ_HISTORY_COLUMNS.execute(conn, {"ids": list(claimed)}):
+            histories[execution_id] = RawJson(text)
+    elif claimed:
         rows = _READ_HISTORIES_RAW.execute(conn, {"ids": list(claimed)})
         for execution_id, group in itertools.groupby(rows, operator.itemgetter(0)):
             if columns:
                 histories[execution_id] = _wire_columns(list(group))
             else:
                 histories[execution_id] = [_wire_event(r) for r in group]
+    if claimed:
         workflow_ids = list({r.workflow_id for r in claimed.values()})
         for found in _READ_SOURCES.execute(conn, {"ids": workflow_ids}):
             sources[found.id] = (found.source, found.source_hash)
