@@ -118,3 +118,28 @@ async def test_a_server_without_batched_claims_gets_claims_one_by_one(
         results = await _run_all(old_server, 6)
         assert not worker._batch_claims
     assert results == [("COMPLETED", 4 * i) for i in range(6)]
+
+
+async def test_a_workflow_ends_in_the_request_that_carries_its_last_completion(
+    server, tmp_path, monkeypatch
+) -> None:
+    """The last task's completion and the workflow's end are recorded a few loop iterations
+    apart; they travel in one checkpoint request, so a sync run answers after one round
+    trip, not two."""
+    monkeypatch.chdir(tmp_path)
+    real = AsyncWorkerChannel.checkpoints
+    sent: list[list[str]] = []
+
+    async def recording(self: AsyncWorkerChannel, items: Any) -> Any:
+        sent.append([str(e.type) for item in items for e in item.events])
+        return await real(self, items)
+
+    monkeypatch.setattr(AsyncWorkerChannel, "checkpoints", recording)
+    await server.register(FLOWS)
+    async with running_worker(server.client, capacity=4):
+        for i in range(3):
+            status = await server.client.run("twice", i, mode="sync")
+            assert status.output == 4 * i
+    ends = [batch for batch in sent if "WORKFLOW_COMPLETED" in batch]
+    assert len(ends) == 3
+    assert all(batch[-2:] == ["TASK_COMPLETED", "WORKFLOW_COMPLETED"] for batch in ends), sent

@@ -30,6 +30,10 @@ __all__ = ["CheckpointSender", "FencedError", "Outbox"]
 log = logging.getLogger("flux.worker")
 
 MAX_EVENTS_PER_REQUEST = 5_000
+# A task's completion and the workflow's end that follows it are recorded a few loop
+# iterations apart (the task's frames unwind, then the run's): with one iteration of grace
+# the end travelled in a second request, one more round trip before a sync run answered.
+_GRACE_ITERATIONS = 3
 # Refusals that resending cannot fix; everything else (unreachable = status 0, 401 while the
 # worker registers again, 5xx, 429) is retried.
 _FATAL = frozenset({400, 403, 404, 413, 422, 426})
@@ -171,10 +175,11 @@ class CheckpointSender:
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            # One loop iteration's grace: runs woken with this one (a claim answered, an
+            # A few loop iterations' grace: runs woken with this one (a claim answered, an
             # acknowledgement received) reach their next wait first, and what they record
             # travels in this request rather than the next.
-            await asyncio.sleep(0)
+            for _ in range(_GRACE_ITERATIONS):
+                await asyncio.sleep(0)
             self._wake.clear()
             while self._ready and len(self._in_flight) < self.max_in_flight:
                 # Share what is ready among the free slots: executions split into groups
