@@ -17,7 +17,7 @@ from flux.errors import (
     UsageError,
 )
 from flux.task import TaskMetadata, task
-from flux.workflow import ResourceRequest, workflow
+from flux.workflow import workflow
 
 __version__ = "0.1.0"
 
@@ -48,12 +48,13 @@ _LAZY = {
     "interval": "flux.schedules",
     "once": "flux.schedules",
     "Configuration": "flux.config",
+    "ResourceRequest": "flux.protocol.workflows",
 }
 
 
 def __getattr__(name: str) -> Any:
-    # Schedules pull croniter and configuration pulls pydantic-settings: load them on first use
-    # so that `import flux` stays cheap.
+    # Schedules pull croniter, configuration pydantic-settings and ResourceRequest the
+    # protocol's models: load them on first use so that `import flux` stays cheap.
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'flux' has no attribute {name!r}")

@@ -7,19 +7,30 @@ import functools
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flux._runtime import current_run
 from flux.context import ExecutionContext
 from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
 from flux.errors import ExecutionStateError, UsageError
-from flux.protocol.workflows import ResourceRequest
 from flux.task import _hybrid, check_option_names
+
+if TYPE_CHECKING:
+    from flux.protocol.workflows import ResourceRequest
 
 __all__ = ["ResourceRequest", "workflow"]
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ResourceRequest":
+        from flux.protocol.workflows import ResourceRequest
+
+        return ResourceRequest
+    raise AttributeError(f"module 'flux.workflow' has no attribute {name!r}")
+
 
 CANCEL_POLL_SECONDS = 0.2
 
@@ -61,6 +72,9 @@ class workflow(Generic[T, R]):
                     f"workflow option schedule={schedule!r} must be made with cron(), "
                     "interval() or once() from flux"
                 )
+        if requests is not None:
+            # The protocol's models cost most of `import flux`: loaded only when asked for.
+            from flux.protocol.workflows import ResourceRequest
         if isinstance(requests, dict):
             try:
                 requests = ResourceRequest(**requests)
