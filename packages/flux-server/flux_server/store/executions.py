@@ -968,10 +968,15 @@ WITH sent AS (
     ORDER BY i.k, e.j
     ON CONFLICT (id) DO NOTHING
 )
-SELECT * FROM moved
+SELECT id, was, state, workflow_id, workflow_name, workflow_version,
+    -- the views go into the status of a settled execution only: not parsed for the others
+    CASE WHEN state IN ({settled}) THEN input_view END,
+    CASE WHEN state IN ({settled}) THEN output_view END,
+    created_at, updated_at, worker_name
+FROM moved
 """
 _CHECKPOINT_PG = Statement(
-    _CHECKPOINT_SQL,
+    _CHECKPOINT_SQL.format(settled=_quoted(sorted(_SETTLED))),
     lists=("ids",),
     columns=(
         *("id", "was", "state", "workflow_id", "workflow_name", "workflow_version"),
