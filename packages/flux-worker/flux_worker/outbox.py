@@ -116,7 +116,9 @@ class Outbox:
         batch = self.queue[:MAX_EVENTS_PER_REQUEST]
         self.in_flight = len(batch)
         output = self.output if len(batch) == len(self.queue) else None
-        return CheckpointItem(
+        # Built from this worker's own values (events encoded by save, at most
+        # MAX_EVENTS_PER_REQUEST of them): nothing to validate.
+        return CheckpointItem.model_construct(
             execution_id=self.execution_id,
             generation=self.generation,
             events=batch,
