@@ -527,13 +527,15 @@ UPDATE executions SET state = 'CLAIMED', worker_name = :worker, generation = gen
     claimed_at = :now, offered_to = NULL, offered_at = NULL, updated_at = :now
 WHERE id IN (:ids) AND (state IN ({_quoted(_OFFERABLE)})
     OR (state = 'CLAIMED' AND worker_name = :worker))
-RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, requests
+RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, requests,
+    (SELECT source_hash FROM workflows w WHERE w.id = executions.workflow_id),
+    EXISTS (SELECT 1 FROM events e WHERE e.execution_id = executions.id)
 """,
     times=("now",),
     lists=("ids",),
     columns=(
         *("id", "generation", "workflow_id", "workflow_name", "workflow_version"),
-        *("input", "requests"),
+        *("input", "requests", "source_hash", "has_history"),
     ),
     json_columns=("requests",),
 )
@@ -714,7 +716,8 @@ def _claim_batch(
     columns: bool = False,
 ) -> list[tuple[str, dict[str, Any] | ConflictError | NotFoundError]]:
     """Give distinct executions to ``worker`` with a new generation, in a few statements for
-    all of them (one conditional update, one history read, one source read). Per id, in
+    all of them (one conditional update; a history read when one has events, a source read
+    when the worker lacks one). Per id, in
     order: the :class:`ClaimResponse` as a dict of wire values (the history goes from rows to
     JSON values without a model per event; sources whose hash is in ``known`` are sent
     empty), or why it cannot be claimed. The holder of a claimed execution that has not
@@ -722,35 +725,38 @@ def _claim_batch(
     conn = tx.conn
     params = {"ids": ids, "worker": worker, "now": now}
     claimed = {r.id: r for r in _CLAIM_MANY.execute(conn, params)}
+    # The claim's RETURNING says which executions have a history and each source's hash:
+    # a new execution (no events yet) and a source the worker has cost no statement.
+    with_history = [r.id for r in claimed.values() if r.has_history]
     histories: dict[str, Any] = {}
-    sources: dict[str, tuple[str, str]] = {}
-    if claimed and columns and conn.dialect.name == "postgresql":
-        for execution_id, text in _READ_HISTORY_COLUMNS.execute(conn, {"ids": list(claimed)}):
+    if with_history and columns and conn.dialect.name == "postgresql":
+        for execution_id, text in _READ_HISTORY_COLUMNS.execute(conn, {"ids": with_history}):
             histories[execution_id] = RawJson(text)
-    elif claimed:
-        rows = _READ_HISTORIES_RAW.execute(conn, {"ids": list(claimed)})
+    elif with_history:
+        rows = _READ_HISTORIES_RAW.execute(conn, {"ids": with_history})
         for execution_id, group in itertools.groupby(rows, operator.itemgetter(0)):
             if columns:
                 histories[execution_id] = _wire_columns(list(group))
             else:
                 histories[execution_id] = [_wire_event(r) for r in group]
-    if claimed:
-        workflow_ids = list({r.workflow_id for r in claimed.values()})
-        for found in _READ_SOURCES.execute(conn, {"ids": workflow_ids}):
-            sources[found.id] = (found.source, found.source_hash)
+    sources: dict[str, str] = {}
+    unknown = list({r.workflow_id for r in claimed.values() if r.source_hash not in known})
+    if unknown:
+        for found in _READ_SOURCES.execute(conn, {"ids": unknown}):
+            sources[found.id] = found.source
     outcomes: list[tuple[str, dict[str, Any] | ConflictError | NotFoundError]] = []
     for execution_id in ids:
         row = claimed.get(execution_id)
         if row is None:
             outcomes.append((execution_id, _claim_refused(conn, execution_id)))
             continue
-        source, source_hash = sources[row.workflow_id]
+        source = sources.get(row.workflow_id, "")  # "" when the worker has it
         history = histories.get(execution_id)
         if columns:
-            claim = _claim_answer(row, source, source_hash, known, [])
+            claim = _claim_answer(row, source, [])
             claim["history_columns"] = history or _NO_COLUMNS
         else:
-            claim = _claim_answer(row, source, source_hash, known, history or [])
+            claim = _claim_answer(row, source, history or [])
         outcomes.append((execution_id, claim))
     return outcomes
 
@@ -768,17 +774,15 @@ def _claim_refused(conn: sa.Connection, execution_id: str) -> ConflictError | No
     )
 
 
-def _claim_answer(
-    row: Any, source: str, source_hash: str, known: frozenset[str], events: list[dict[str, Any]]
-) -> dict[str, Any]:
+def _claim_answer(row: Any, source: str, events: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "execution_id": row.id,
         "generation": row.generation,
         "workflow_id": row.workflow_id,
         "workflow_name": row.workflow_name,
         "workflow_version": row.workflow_version,
-        "source": "" if source_hash in known else source,
-        "source_hash": source_hash,
+        "source": source,
+        "source_hash": row.source_hash,
         "input": b64encode(row.input),
         "events": events,
         "state": ExecutionState.CLAIMED.value,
