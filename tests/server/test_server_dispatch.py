@@ -152,3 +152,28 @@ async def test_replicas_share_work_over_postgres(start_server) -> None:
     status = await a.client.run("hello", "x", mode="sync")
     await job
     assert (status.state, status.output) == (ExecutionState.COMPLETED, "from b")
+
+
+async def test_an_offer_to_a_worker_that_left_during_the_round_is_withdrawn(
+    server, monkeypatch
+) -> None:
+    """A worker can disconnect while a dispatch round offers it work, after its disconnect
+    withdrew the offers it had then (on PostgreSQL that withdrawal may commit first). The
+    offer the round could not deliver is withdrawn too: another worker gets the execution
+    at once, not after the claim timeout (30 s here)."""
+    await server.register()
+    hub = server.runtime.hub
+    await server.worker("w1")
+    real_send = hub.send
+
+    def leaving(name: str, data: bytes) -> bool:
+        if name == "w1" and b"execution.scheduled" in data:
+            hub.connections.pop("w1", None)  # gone, its own withdrawal already done
+            return False
+        return real_send(name, data)
+
+    monkeypatch.setattr(hub, "send", leaving)
+    run = await server.client.run("hello", "x")
+    w2 = await server.worker("w2")
+    offer = await w2.next_offer(timeout=5)
+    assert offer.execution_id == run.execution_id

@@ -691,6 +691,8 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
                 scope="outer:1",
             ),
             ExecutionEvent(EventType.TASK_COMPLETED, "t:1", "tâche ✓", None, id=f"m{n}"),
+            # A value whose base64 is longer than a line of PostgreSQL's encode(): no breaks.
+            ExecutionEvent(EventType.TASK_COMPLETED, "t:2", "long", "é" * 300, id=f"n{n}"),
         ]
         records = [EventRecord.from_event(e, "pkl") for e in events]
         await worker.ch.checkpoint(execution_id, claims[execution_id].claim.generation, records)
@@ -707,8 +709,15 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
         one = await worker.ch.claim(execution_id)
         plain[execution_id] = shape(one)
         await worker.ch.release(execution_id, one.generation)
-    assert [i for i, *_ in plain[ids[0]]] == ["z0", "a0", "m0"]
+    assert [i for i, *_ in plain[ids[0]]] == ["z0", "a0", "m0", "n0"]
+    assert plain[ids[0]][3][5] == "é" * 300
     assert plain[ids[1]][1][5] == {"k": [1, None, "x\ny"]}
+    auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
+    body = {"execution_ids": ids[:1], "history_format": "columns"}
+    raw = await server.client._http.post("/workers/w1/claims", json=body, headers=auth)
+    claim = raw.json()["results"][0]["claim"]
+    assert [len(v) for v in claim["history_columns"]["values"][3:]] == [828]  # one line
+    await worker.ch.release(ids[0], claim["generation"])
     together = (await worker.ch.claims(ids, decode_history=True)).results
     assert {r.execution_id: shape(r.claim) for r in together} == plain
     for r in together:

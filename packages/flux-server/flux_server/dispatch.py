@@ -149,14 +149,19 @@ class Dispatcher:
             for c in connections
         ]
         offers = await self._executions.offer(targets, self._claim_timeout)
+        gone: set[str] = set()
         for worker, offer in offers:
             if isinstance(offer, ExecutionScheduledFrame):
                 if not self._hub.send(worker, frame(ExecutionScheduledFrame.EVENT, offer)):
-                    # It disconnected meanwhile: the offer lapses and is made again after the
-                    # claim timeout, or at once when the disconnect withdraws its offers.
-                    self._wake.set()
+                    gone.add(worker)
             else:
                 self._push(worker, offer)
+        for worker in gone:
+            # It disconnected while this round ran. Its disconnect withdrew the offers it had
+            # then, but on PostgreSQL that may have committed before this round's offers did:
+            # withdraw these too (that wakes the dispatcher), or they would wait out the
+            # claim timeout.
+            self._chore(self._executions.withdraw_offers(worker))
         return len(offers)
 
     def _push(self, worker: str, claim: dict[str, Any]) -> None:
