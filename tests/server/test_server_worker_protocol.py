@@ -716,7 +716,8 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
     body = {"execution_ids": ids[:1], "history_format": "columns"}
     raw = await server.client._http.post("/workers/w1/claims", json=body, headers=auth)
     claim = raw.json()["results"][0]["claim"]
-    assert [len(v) for v in claim["history_columns"]["values"][3:]] == [828]  # one line
+    long_value = claim["history_columns"]["values"][3]
+    assert len(long_value) > 76 and "\n" not in long_value  # past one encode() line, unbroken
     await worker.ch.release(ids[0], claim["generation"])
     together = (await worker.ch.claims(ids, decode_history=True)).results
     assert {r.execution_id: shape(r.claim) for r in together} == plain

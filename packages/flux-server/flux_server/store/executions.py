@@ -572,9 +572,9 @@ FROM events WHERE execution_id IN (:ids) GROUP BY execution_id
     plain=True,
 )
 _READ_SOURCES = Statement(
-    "SELECT id, source, source_hash FROM workflows WHERE id IN (:ids)",
+    "SELECT id, source FROM workflows WHERE id IN (:ids)",
     lists=("ids",),
-    columns=("id", "source", "source_hash"),
+    columns=("id", "source"),
 )
 _OFFER = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
 _WITHDRAW = (
