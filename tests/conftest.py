@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 PG_URL = os.environ.get("FLUX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -151,3 +153,19 @@ def cluster(tmp_path: Path) -> Iterator[FluxCluster]:
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of its own (on the server of ``FLUX_TEST_PG``), dropped afterwards."""
+    try:
+        admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
+    name = f"flux_e2e_{secrets.token_hex(4)}"
+    with admin:
+        admin.execute(f"CREATE DATABASE {name}")
+        try:
+            yield PG_URL.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

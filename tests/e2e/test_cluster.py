@@ -481,3 +481,32 @@ def test_subprocess_isolation_runs_replays_and_cancels(tmp_path: Path, marks: Pa
             assert count(marks, "cleanup") == 1
     finally:
         c.stop()
+
+
+@pytest.mark.postgres
+def test_on_postgres_a_killed_workers_run_and_a_resume_replay_their_history(
+    tmp_path: Path, marks: Path, pg_url: str
+) -> None:
+    """On PostgreSQL the history a replaying worker gets is built by the database: a worker
+    killed mid-task leaves its run to another, which replays the finished tasks without
+    running them again; a paused run resumes with its input."""
+    c = _cluster(tmp_path, marks, pg_url)
+    try:
+        c.start_server()
+        c.start_worker("w1")
+        source = tmp_path / "workflows.py"
+        source.write_text(WORKFLOWS)
+        with FluxClient(c.url) as client:
+            client.register_workflows(source)
+            started = client.run("chaos", 2.0, mode="async")
+            done = _kill_w1_mid_slow_task_and_finish_on_w2(c, client, "chaos", started, marks)
+            assert done.output == [1, 2, "slow done", 3]
+            assert count(marks, "step1") == 1 and count(marks, "step2") == 1
+            paused = client.run("approval", "doc", mode="sync")
+            resumed = client.resume("approval", paused.execution_id, "yes", mode="sync")
+            assert (resumed.state, resumed.output) == (
+                "COMPLETED",
+                {"input": "doc", "answer": "yes"},
+            )
+    finally:
+        c.stop()

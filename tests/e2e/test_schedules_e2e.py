@@ -5,8 +5,6 @@ fire every tick exactly once."""
 from __future__ import annotations
 
 import re
-import secrets
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,8 +18,6 @@ from flux.schedules import interval
 from tests.conftest import make_cluster, wait_until
 
 pytestmark = pytest.mark.e2e
-
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 TICKER = """
 from flux import ExecutionContext, interval, task, workflow
@@ -94,22 +90,6 @@ def test_auto_schedule_runs_on_a_real_worker(tmp_path: Path) -> None:
         raise
     finally:
         cluster.stop()
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL database of its own, dropped afterwards."""
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-    name = f"flux_replicas_{secrets.token_hex(4)}"
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 @pytest.mark.postgres
