@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -155,17 +156,25 @@ def cluster(tmp_path: Path) -> Iterator[FluxCluster]:
         c.stop()
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL database of its own (on the server of ``FLUX_TEST_PG``), dropped afterwards."""
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str) -> Iterator[str]:
+    """The URL of a new PostgreSQL database (on the server of ``FLUX_TEST_PG``), dropped on
+    exit; the test is skipped when PostgreSQL is unreachable."""
     try:
         admin = psycopg.connect(PG_URL, autocommit=True, connect_timeout=3)
     except psycopg.OperationalError as exc:
         pytest.skip(f"PostgreSQL at {PG_URL} is unreachable: {exc}")
-    name = f"flux_e2e_{secrets.token_hex(4)}"
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with admin:
         admin.execute(f"CREATE DATABASE {name}")
         try:
             yield PG_URL.rsplit("/", 1)[0] + "/" + name
         finally:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL database of its own, dropped afterwards."""
+    with fresh_pg_database("flux_e2e") as url:
+        yield url

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -207,9 +209,12 @@ def _cluster(tmp_path: Path, marks: Path, database_url: str | None = None) -> Fl
     return make_cluster(tmp_path, database_url, FLUX_TEST_MARKS=str(marks))
 
 
-@pytest.fixture
-def flux(tmp_path: Path, marks: Path):
-    c = _cluster(tmp_path, marks)
+@contextlib.contextmanager
+def _running(
+    tmp_path: Path, marks: Path, database_url: str | None = None
+) -> Iterator[tuple[FluxCluster, FluxClient]]:
+    """A server and worker w1 with :data:`WORKFLOWS` registered; stopped by pid on exit."""
+    c = _cluster(tmp_path, marks, database_url)
     try:
         c.start_server()
         c.start_worker("w1")
@@ -220,6 +225,12 @@ def flux(tmp_path: Path, marks: Path):
             yield c, client
     finally:
         c.stop()
+
+
+@pytest.fixture
+def flux(tmp_path: Path, marks: Path):
+    with _running(tmp_path, marks) as running:
+        yield running
 
 
 def count(marks: Path, name: str) -> int:
@@ -490,23 +501,11 @@ def test_on_postgres_a_killed_workers_run_and_a_resume_replay_their_history(
     """On PostgreSQL the history a replaying worker gets is built by the database: a worker
     killed mid-task leaves its run to another, which replays the finished tasks without
     running them again; a paused run resumes with its input."""
-    c = _cluster(tmp_path, marks, pg_url)
-    try:
-        c.start_server()
-        c.start_worker("w1")
-        source = tmp_path / "workflows.py"
-        source.write_text(WORKFLOWS)
-        with FluxClient(c.url) as client:
-            client.register_workflows(source)
-            started = client.run("chaos", 2.0, mode="async")
-            done = _kill_w1_mid_slow_task_and_finish_on_w2(c, client, "chaos", started, marks)
-            assert done.output == [1, 2, "slow done", 3]
-            assert count(marks, "step1") == 1 and count(marks, "step2") == 1
-            paused = client.run("approval", "doc", mode="sync")
-            resumed = client.resume("approval", paused.execution_id, "yes", mode="sync")
-            assert (resumed.state, resumed.output) == (
-                "COMPLETED",
-                {"input": "doc", "answer": "yes"},
-            )
-    finally:
-        c.stop()
+    with _running(tmp_path, marks, pg_url) as (c, client):
+        started = client.run("chaos", 2.0, mode="async")
+        done = _kill_w1_mid_slow_task_and_finish_on_w2(c, client, "chaos", started, marks)
+        assert done.output == [1, 2, "slow done", 3]
+        assert count(marks, "step1") == 1 and count(marks, "step2") == 1
+        paused = client.run("approval", "doc", mode="sync")
+        resumed = client.resume("approval", paused.execution_id, "yes", mode="sync")
+        assert (resumed.state, resumed.output) == ("COMPLETED", {"input": "doc", "answer": "yes"})

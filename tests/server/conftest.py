@@ -5,7 +5,6 @@ transport, the real client) on SQLite or PostgreSQL. Helpers live in ``server_su
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -18,8 +17,7 @@ from flux_server import ServerOptions, create_app
 from flux_server.testing import serve_in_process
 from server_support import BOOTSTRAP, Server
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
+from tests.conftest import fresh_pg_database
 
 # -- databases ----------------------------------------------------------------------------------
 
@@ -27,17 +25,8 @@ PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test session, dropped at the end."""
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 is unreachable: {exc}")
-    name = f"flux_test_{secrets.token_hex(4)}"
-    with admin:
-        admin.execute(f"CREATE DATABASE {name}")
-        try:
-            yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-        finally:
-            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with fresh_pg_database("flux_test") as url:
+        yield url
 
 
 def empty_pg(url: str) -> None:
