@@ -108,6 +108,58 @@ async def test_concurrent_writes_succeed_or_fail_each_on_its_own(
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_loop_statements_deliver_notes_even_when_the_caller_leaves(db: _Noted) -> None:
+    """``run_statement``: a statement's notes are delivered after it commits, also when the
+    caller was cancelled while it ran; a failed one sends none and its connection is not
+    reused; more callers than connections wait their turn."""
+    notes = db.notes
+    insert = "INSERT INTO secrets (name, value, updated_at) VALUES (%s, %s, %s)"
+
+    async def slow_insert(tx, name: str) -> str:
+        await tx.conn.execute("SELECT pg_sleep(0.3)")
+        await tx.conn.execute(insert, (name, b"x", "2025-01-01"))
+        tx.notify(f"wrote {name}")
+        return name
+
+    caller = asyncio.ensure_future(db.run_statement(lambda tx: slow_insert(tx, "left")))
+    await asyncio.sleep(0.1)
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    for _ in range(50):
+        if notes:
+            break
+        await asyncio.sleep(0.05)
+    assert notes == ["wrote left"]
+
+    async def failing(tx) -> None:
+        tx.notify("never")
+        await tx.conn.execute("SELECT 1/0")
+
+    broken = []
+
+    async def keep(tx) -> None:
+        broken.append(tx.conn)
+        await failing(tx)
+
+    for _ in range(6):  # more failures than connections: each failed one freed its slot
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await db.run_statement(keep)
+    assert all(conn.closed for conn in broken)
+    assert notes == ["wrote left"]
+
+    used = await asyncio.gather(
+        *(db.run_statement(lambda tx, i=i: slow_insert(tx, f"K{i}")) for i in range(10))
+    )
+    assert sorted(used) == sorted(f"K{i}" for i in range(10))
+    assert sorted(notes[1:]) == sorted(f"wrote K{i}" for i in range(10))
+    names = sa.select(secrets.c.name)
+    stored = await db.run_read(lambda conn: conn.execute(names).scalars().all())
+    assert sorted(stored) == sorted(["left", *(f"K{i}" for i in range(10))])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
 async def test_other_replicas_hear_committed_notes_only(db: _Noted) -> None:
     """Through NOTIFY: hints (sent just after the commit) and the other notes (sent inside the
     transaction) alike, tagged with this process's origin; nothing of a rolled-back write."""

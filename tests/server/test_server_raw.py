@@ -82,6 +82,30 @@ async def test_driver_errors_are_sqlalchemy_errors(db: Database) -> None:
     assert [r.id for r in found] == ["same"]
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_on_the_event_loop_statements_read_and_fail_as_in_threads(db: Database) -> None:
+    """``execute_async`` (psycopg's async connection, through ``Database.run_statement``)
+    reads rows back as ``execute`` does, and fails with the same SQLAlchemy exceptions."""
+    ids = [f"e{i}" for i in range(len(VIEWS))]
+    rows = [{"id": i, "view": v, "at": WHEN} for i, v in zip(ids, VIEWS, strict=True)]
+    for row in rows:
+        assert await db.run_statement(lambda tx, row=row: _INSERT.execute_async(tx.conn, row)) == []
+    in_thread = await db.run_read(lambda conn: _READ.execute(conn, {"ids": ids}))
+    on_loop = await db.run_statement(lambda tx: _READ.execute_async(tx.conn, {"ids": ids}))
+    assert on_loop == in_thread
+    assert [(r.id, r.input_view, r.created_at) for r in on_loop] == [
+        (i, v, WHEN) for i, v in zip(ids, VIEWS, strict=True)
+    ]
+    with pytest.raises(sa.exc.IntegrityError):
+        await db.run_statement(lambda tx: _INSERT.execute_async(tx.conn, rows[0]))
+    bad_json = {"id": "bad", "view": float("nan"), "at": WHEN}
+    with pytest.raises(sa.exc.DBAPIError):
+        await db.run_statement(lambda tx: _INSERT.execute_async(tx.conn, bad_json))
+    found = await db.run_statement(lambda tx: _READ.execute_async(tx.conn, {"ids": ["bad"]}))
+    assert found == []
+
+
 def test_raw_json_is_spliced_byte_for_byte_and_stays_one_line() -> None:
     import json
 

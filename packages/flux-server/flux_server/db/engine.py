@@ -14,6 +14,10 @@ Two ways in:
   claims, checkpoints, dispatch, status) use these.
 - ``async with db.write() as tx`` / ``async with db.read() as conn`` give an ``AsyncConnection``
   for code that is more convenient to write with ``await`` (slower per statement on SQLite).
+- :meth:`Database.run_statement` (PostgreSQL only) runs one self-contained statement on the
+  event loop itself, over psycopg's async connections: the hottest write (a worker's batch of
+  checkpoints) skips the hop to a database thread and back, and the hand-offs of the GIL
+  between that thread and the loop.
 
 On SQLite every write, by either way, holds one in-process lock (SQLite has one writer anyway;
 queueing on a lock is cheaper than its busy-wait), so one SQLite file serves one server process.
@@ -40,7 +44,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -165,6 +169,9 @@ class Database:
                 self._pg_engine, "flux-db-insert", self._notify_in, self._notifier.send
             )
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        self._on_loop: _LoopConnections | None = None
+        if not self.is_sqlite:
+            self._on_loop = _LoopConnections(sync_url(self.url), size=threads)
         self._write_lock = asyncio.Lock() if self.is_sqlite else None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
@@ -179,7 +186,6 @@ class Database:
         fn: Callable[[Tx[sa.Connection]], T],
         *,
         insert_only: bool = False,
-        one_statement: bool = False,
     ) -> T:
         """Run ``fn(tx)`` in one write transaction, committed when it returns; the notes it
         made are delivered after the commit. ``fn`` is synchronous and must not touch the event
@@ -188,10 +194,6 @@ class Database:
         ``insert_only``: ``fn`` only inserts rows (it takes no row lock another write could
         wait on), so on PostgreSQL it may share a transaction with other such writes: they
         are group-committed by one thread, as every write is on SQLite.
-
-        ``one_statement``: ``fn`` writes with a single statement, atomic by itself (it may
-        read before it), so on PostgreSQL it runs in autocommit: no BEGIN and COMMIT round
-        trips around it.
         """
         if _IN_WRITE.get():
             # On SQLite the writer thread is parked until that block ends: this would deadlock.
@@ -205,12 +207,43 @@ class Database:
             if insert_only:
                 tx = await self._pg_inserts.submit(fn)
             else:
-                tx = await loop.run_in_executor(
-                    self._pg_threads, self._postgres_write, fn, one_statement
-                )
+                tx = await loop.run_in_executor(self._pg_threads, self._postgres_write, fn)
         for note in tx.notes:
             self.sink(note)
         return tx.result  # type: ignore[attr-defined, no-any-return]
+
+    async def run_statement(self, fn: Callable[[Tx[Any]], Awaitable[T]]) -> T:
+        """PostgreSQL only: ``await fn(tx)`` with ``tx.conn`` a psycopg ``AsyncConnection`` in
+        autocommit, for a write that is one statement, atomic by itself (it may read first).
+        Its notes are delivered as :meth:`run_write` delivers them.
+
+        It runs to the end even when the caller is cancelled (as a database thread's work
+        would): a statement that committed always has its notes delivered.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the driver's error, as :meth:`run_write` raises it.
+        """
+        assert self._on_loop is not None, "run_statement() is for PostgreSQL"
+        work = asyncio.ensure_future(self._statement(self._on_loop, fn))
+        work.add_done_callback(_retrieved)  # an error after the caller left is not logged
+        return await asyncio.shield(work)
+
+    async def _statement(self, pool: _LoopConnections, fn: Callable[[Tx[Any]], Awaitable[T]]) -> T:
+        conn = await pool.acquire()
+        tx: Tx[Any] = Tx(conn)
+        try:
+            result = await fn(tx)
+            lasting = [f"{self.origin}|{n}" for n in tx.notes if not n.startswith(HINT_KINDS)]
+            if lasting:
+                await conn.execute(_NOTIFY_SQL, [lasting])
+        except BaseException:
+            await pool.discard(conn)
+            raise
+        pool.release(conn)
+        self._notifier.send(tx.notes)
+        for note in tx.notes:
+            self.sink(note)
+        return result
 
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run the synchronous ``fn(conn)`` for reads: one snapshot on SQLite; on PostgreSQL each
@@ -261,14 +294,8 @@ class Database:
             raise
         return result
 
-    def _postgres_write(
-        self, fn: Callable[[Tx[sa.Connection]], Any], one_statement: bool
-    ) -> Tx[sa.Connection]:
-        # One statement commits by itself (autocommit); otherwise BEGIN ... COMMIT around fn.
-        if one_statement:
-            conn = self._thread_conn(self._pg_read_engine, "autocommit")
-        else:
-            conn = self._thread_conn(self._pg_engine, "transactional")
+    def _postgres_write(self, fn: Callable[[Tx[sa.Connection]], Any]) -> Tx[sa.Connection]:
+        conn = self._thread_conn(self._pg_engine, "transactional")
         try:
             with conn.begin():
                 tx = _ResultTx(conn)
@@ -333,6 +360,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+        if self._on_loop is not None:
+            await self._on_loop.close()
         await asyncio.get_running_loop().run_in_executor(None, self._close_threads)
 
     def _close_threads(self) -> None:
@@ -354,6 +383,7 @@ class Database:
 _NOTIFY = sa.text(
     f"SELECT pg_notify('{NOTIFY_CHANNEL}', n) FROM unnest(CAST(:notes AS text[])) AS n"
 )
+_NOTIFY_SQL = f"SELECT pg_notify('{NOTIFY_CHANNEL}', n) FROM unnest(CAST(%s AS text[])) AS n"
 
 HINT_KINDS = ("dispatch", "exec:", "cancel:")
 """Notes that are hints, sent to other replicas just after the commit instead of inside it.
@@ -616,6 +646,53 @@ def _deliver(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
 def _resolve(future: asyncio.Future[Any], value: Any) -> None:
     if not future.done():  # the waiter may have been cancelled
         future.set_result(value)
+
+
+class _LoopConnections:
+    """PostgreSQL connections for :meth:`Database.run_statement`: psycopg ``AsyncConnection``s
+    in autocommit, at most ``size`` in use (a caller beyond that waits for one), opened on
+    first use and kept. One that failed is closed, not reused."""
+
+    def __init__(self, url: sa.URL, size: int) -> None:
+        # SQLAlchemy's driver suffix off: libpq reads the rest of the URL as it is.
+        self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+        self.free: list[Any] = []
+        self.slots = asyncio.Semaphore(size)
+        self.closed = False
+
+    async def acquire(self) -> Any:
+        import psycopg
+
+        await self.slots.acquire()
+        if self.free:
+            return self.free.pop()
+        try:
+            return await psycopg.AsyncConnection.connect(self.conninfo, autocommit=True)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def release(self, conn: Any) -> None:
+        self.free.append(conn)
+        self.slots.release()
+
+    async def discard(self, conn: Any) -> None:
+        try:
+            await conn.close()
+        except Exception:  # already broken
+            log.debug("closing a failed connection failed", exc_info=True)
+        finally:
+            self.slots.release()
+
+    async def close(self) -> None:
+        free, self.free = self.free, []
+        for conn in free:
+            await conn.close()
+
+
+def _retrieved(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class _ResultTx(Tx[sa.Connection]):

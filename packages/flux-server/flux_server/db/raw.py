@@ -130,6 +130,25 @@ class Statement:
             finally:
                 cursor.close()
 
+    async def execute_async(self, conn: Any, params: dict[str, Any]) -> list[Any]:
+        """:meth:`execute` on PostgreSQL through a psycopg ``AsyncConnection``.
+
+        Raises:
+            sqlalchemy.exc.DBAPIError: the driver's error, as :meth:`execute` raises it.
+        """
+        import psycopg
+
+        sql = self.sql["postgresql"]
+        try:
+            async with conn.cursor() as cursor:
+                await cursor.execute(sql, self._convert("postgresql", params))
+                if not self.columns:
+                    return []
+                rows = await cursor.fetchall()
+        except psycopg.Error as exc:
+            raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+        return rows if self.row is None else self._rows("postgresql", rows)
+
     def executemany(self, conn: sa.Connection, params: Sequence[dict[str, Any]]) -> None:
         dialect = conn.dialect.name
         sql = self.sql[dialect]

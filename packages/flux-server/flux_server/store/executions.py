@@ -364,9 +364,8 @@ class ExecutionStore:
         moved: dict[str, CheckpointResult] = {}
         if self.db.dialect == "postgresql" and _straight(items):
             wanted = self.wanted
-            moved, settled = await self.db.run_write(
-                lambda tx: _checkpoint_statement(tx, worker, items, utcnow(), wanted),
-                one_statement=True,
+            moved, settled = await self.db.run_statement(
+                lambda tx: _checkpoint_statement(tx, worker, items, utcnow(), wanted)
             )
             for status in settled:  # committed: hand them to the waiters
                 self.on_settled(status)
@@ -990,8 +989,8 @@ _CHECKPOINT_PG = Statement(
 )
 
 
-def _checkpoint_statement(
-    tx: Tx[sa.Connection],
+async def _checkpoint_statement(
+    tx: Tx[Any],
     worker: str,
     items: Sequence[CheckpointItem],
     now: datetime,
@@ -1029,7 +1028,7 @@ def _checkpoint_statement(
     counts = {item.execution_id: len(item.events) for item in items}
     results: dict[str, CheckpointResult] = {}
     settled: list[ExecutionStatus] = []
-    for row in _CHECKPOINT_PG.execute(tx.conn, params):
+    for row in await _CHECKPOINT_PG.execute_async(tx.conn, params):
         state = ExecutionState(row.state)
         if state.value != row.was:
             tx.notify(exec_note(row.id, state))
