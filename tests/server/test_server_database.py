@@ -223,3 +223,28 @@ async def test_hints_go_out_only_while_another_replica_listens(db: _Noted) -> No
         ):
             await db.run_write(lambda tx: tx.notify("exec:e2:COMPLETED"))
             assert await heard(plain, 1) == ["exec:e2:COMPLETED"]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_server_known_alone_drops_hints_at_once_until_it_looks_again(db: _Noted) -> None:
+    """Once the notifier found no other replica, hints are dropped by the writer itself for
+    ``RECHECK`` seconds (the notifier thread is not even woken); a replica that starts
+    meanwhile hears hints once the server looked again."""
+    notifier = db._notifier
+    notifier.RECHECK = 0.5
+    conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    await db.run_write(lambda tx: tx.notify("exec:e0:COMPLETED"))
+    await asyncio.to_thread(notifier.flush)  # looked up: nobody else listens
+    assert notifier._others is False
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, autocommit=True, application_name=listener_name("another-replica")
+    ) as listener:
+        await listener.execute(f"LISTEN {NOTIFY_CHANNEL}")
+        notifier.send(["exec:e1:COMPLETED"])
+        assert notifier._notes.empty()  # dropped on the spot
+        await asyncio.sleep(0.6)
+        await db.run_write(lambda tx: tx.notify("exec:e2:COMPLETED"))
+        async with asyncio.timeout(10):
+            notice = await anext(listener.notifies())
+    assert notice.payload == f"{db.origin}|exec:e2:COMPLETED"

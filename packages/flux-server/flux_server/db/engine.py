@@ -434,6 +434,8 @@ class _Notifier:
         self._thread.start()
 
     def send(self, notes: list[str]) -> None:
+        if not self._others and time.monotonic() - self._checked < self.RECHECK:
+            return  # alone, as looked up lately: dropped here, the thread not even woken
         hints = [note for note in notes if note.startswith(HINT_KINDS)]
         if hints:
             self._notes.put(hints)
@@ -484,9 +486,9 @@ class _Notifier:
     def _anyone_listens(self, conn: sa.Connection) -> bool:
         now = time.monotonic()
         if now - self._checked >= self.RECHECK:
-            self._checked = now
             params = {"pattern": f"{_LISTENER_PREFIX}%", "mine": listener_name(self._origin)}
             self._others = bool(conn.execute(_OTHER_LISTENERS, params).scalar())
+            self._checked = now  # after the answer: send() reads the two without a lock
         return self._others
 
 
