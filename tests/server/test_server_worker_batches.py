@@ -143,3 +143,29 @@ async def test_a_workflow_ends_in_the_request_that_carries_its_last_completion(
     ends = [batch for batch in sent if "WORKFLOW_COMPLETED" in batch]
     assert len(ends) == 3
     assert all(batch[-2:] == ["TASK_COMPLETED", "WORKFLOW_COMPLETED"] for batch in ends), sent
+
+
+async def test_a_sync_run_is_answered_from_the_checkpoint_that_settled_it(
+    server, tmp_path, monkeypatch
+) -> None:
+    """The checkpoint that finishes an execution reads its status in the same statement or
+    transaction and hands it to the waiting sync request before that request wakes up: the
+    answer costs no read of its own."""
+    monkeypatch.chdir(tmp_path)
+    executions = server.runtime.executions
+    real = type(executions).status
+    reads: list[str] = []
+
+    async def counting(self: Any, execution_id: str, *args: Any, **kwargs: Any) -> Any:
+        reads.append(execution_id)
+        return await real(self, execution_id, *args, **kwargs)
+
+    await server.register(FLOWS)
+    async with running_worker(server.client, capacity=8):
+        await server.client.run("twice", 0, mode="sync")  # warm: the module is compiled
+        monkeypatch.setattr(type(executions), "status", counting)
+        statuses = await asyncio.gather(
+            *(server.client.run("twice", i, mode="sync") for i in range(8))
+        )
+    assert [s.output for s in statuses] == [4 * i for i in range(8)]
+    assert reads == []

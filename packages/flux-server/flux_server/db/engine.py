@@ -225,10 +225,20 @@ class Database:
         """
         assert self._on_loop is not None, "run_statement() is for PostgreSQL"
         work = asyncio.ensure_future(self._statement(self._on_loop, fn))
-        work.add_done_callback(_retrieved)  # an error after the caller left is not logged
-        return await asyncio.shield(work)
+        try:
+            notes, result = await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(self._deliver_late)
+            raise
+        # Here, not in ``work``: the caller goes on in this same step (a checkpoint hands the
+        # settled statuses to their waiters before any waiter wakes up to read one).
+        for note in notes:
+            self.sink(note)
+        return result
 
-    async def _statement(self, pool: _LoopConnections, fn: Callable[[Tx[Any]], Awaitable[T]]) -> T:
+    async def _statement(
+        self, pool: _LoopConnections, fn: Callable[[Tx[Any]], Awaitable[T]]
+    ) -> tuple[list[str], T]:
         conn = await pool.acquire()
         tx: Tx[Any] = Tx(conn)
         try:
@@ -241,9 +251,14 @@ class Database:
             raise
         pool.release(conn)
         self._notifier.send(tx.notes)
-        for note in tx.notes:
+        return tx.notes, result
+
+    def _deliver_late(self, work: asyncio.Future[tuple[list[str], Any]]) -> None:
+        """The notes of a statement whose caller was cancelled, once it committed."""
+        if work.cancelled() or work.exception() is not None:
+            return  # nothing committed (the error is retrieved: not logged as lost)
+        for note in work.result()[0]:
             self.sink(note)
-        return result
 
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run the synchronous ``fn(conn)`` for reads: one snapshot on SQLite; on PostgreSQL each
@@ -690,11 +705,6 @@ class _LoopConnections:
         free, self.free = self.free, []
         for conn in free:
             await conn.close()
-
-
-def _retrieved(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()
 
 
 class _ResultTx(Tx[sa.Connection]):
