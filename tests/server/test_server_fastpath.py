@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +54,13 @@ async def test_an_ordinary_batch_is_stored_and_answered(server) -> None:
     again = await http.post("/workers/w1/checkpoints", json=body, headers=auth)
     assert again.json()["results"] == response.json()["results"]
     assert await _events(server, claim.execution_id) == 2
+    # Text that merely spells NaN or Infinity is stored as sent.
+    spelled = _body(claim, record(EventType.TASK_COMPLETED, ["NaN", "-Infinity"], name="NaN"))
+    stored = await http.post("/workers/w1/checkpoints", json=spelled, headers=auth)
+    assert stored.json()["results"][0]["acknowledged"] == 1
+    status = await server.client.status("hello", claim.execution_id, detailed=True)
+    assert status.events is not None and status.events[-1].name == "NaN"
+    assert status.events[-1].view == ["NaN", "-Infinity"]
 
 
 async def test_refusals_are_the_routes_own(server) -> None:
@@ -82,6 +90,16 @@ async def test_refusals_are_the_routes_own(server) -> None:
         assert fast.status_code == plain.status_code, content
         assert fast.status_code in (400, 422), content
         assert fast.json()["code"] == plain.json()["code"]
+
+    # Numbers JSON has no room for, and a lone surrogate: refused, never stored.
+    for literal in (b"NaN", b"-Infinity", b'"\\ud800"'):
+        raw = json.dumps(body).replace('"view": null', '"view": __V__', 1).encode()
+        assert b"__V__" in raw
+        headers = {**mine, "content-type": "application/json"}
+        sent = raw.replace(b"__V__", literal)
+        refused = await http.post("/workers/w1/checkpoints", content=sent, headers=headers)
+        assert refused.status_code in (400, 422), literal
+    assert await _events(server, claim.execution_id) == 0
 
     bad = _body(claim, record(EventType.WORKFLOW_STARTED))
     bad["items"][0]["events"][0]["value"] = "not base64!"

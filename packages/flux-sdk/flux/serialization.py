@@ -40,7 +40,7 @@ def dumps(value: Any, fmt: str = "pkl") -> bytes:
         except (TypeError, ValueError):
             pass  # not JSON-representable: fall through to pickle, still lossless
     try:
-        if type(value) in _SIMPLE:
+        if _plain(value):  # the same bytes as cloudpickle's, several times faster
             return _PICKLE + pickle.dumps(value, protocol=5)
         with io.BytesIO() as buffer:
             _Pickler(buffer, protocol=5).dump(value)
@@ -50,6 +50,19 @@ def dumps(value: Any, fmt: str = "pkl") -> bytes:
             f"cannot serialize a value of type {type(value).__qualname__!r}: {exc}; "
             "return picklable values from tasks and workflows"
         ) from exc
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is a builtin scalar, or a list, tuple or dict of them (a task's
+    arguments, most results): nothing cloudpickle would write differently from pickle."""
+    t = type(value)
+    if t in _SIMPLE:
+        return True
+    if t is list or t is tuple:
+        return all(type(v) in _SIMPLE for v in value)
+    if t is dict:
+        return all(type(k) in _SIMPLE and type(v) in _SIMPLE for k, v in value.items())
+    return False
 
 
 class _Pickler(cloudpickle.Pickler):
