@@ -727,3 +727,39 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
     pusher = await server.worker("w2", capacity=8, push=True)
     pushed = [await pusher.next_claimed() for _ in ids]
     assert {c.execution_id: shape(c) for c in pushed} == plain
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_history_aggregated_out_of_order_is_built_again_in_order(
+    server, monkeypatch
+) -> None:
+    """PostgreSQL builds column histories from an ordered subquery, an order it only
+    "usually" keeps. Should the aggregates see the rows in another order, the statement's own
+    check notices and the history is built again with every aggregate sorting by seq."""
+    from flux.domain import ExecutionEvent
+    from flux.protocol import EventRecord
+    from flux_server.db.raw import Statement
+    from flux_server.store import executions as store
+
+    shuffled = store._READ_HISTORY_COLUMNS.sql["postgresql"].replace(
+        "ORDER BY execution_id, seq", "ORDER BY execution_id, seq DESC"
+    )
+    assert shuffled != store._READ_HISTORY_COLUMNS.sql["postgresql"]
+    misordered = Statement(
+        "", postgresql="", lists=("ids",), columns=("execution_id", "columns", "in_order")
+    )
+    misordered.sql["postgresql"] = shuffled
+    misordered.row = None  # plain rows, as the real statement's
+    monkeypatch.setattr(store, "_READ_HISTORY_COLUMNS", misordered)
+
+    await server.register()
+    worker = await server.worker("w1", capacity=4)
+    run = await server.client.run("hello", 1)
+    claim = await worker.ch.claim(run.execution_id)
+    names = [f"step {i}" for i in range(5)]
+    records = [EventRecord.from_event(ExecutionEvent(EventType.TASK_STARTED, n, n)) for n in names]
+    await worker.ch.checkpoint(run.execution_id, claim.generation, records)
+    await worker.ch.release(run.execution_id, claim.generation)
+    [again] = (await worker.ch.claims([run.execution_id], decode_history=True)).results
+    assert [e.name for e in again.claim.history()] == names

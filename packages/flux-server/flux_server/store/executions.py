@@ -550,24 +550,41 @@ _READ_HISTORIES_RAW = Statement(
 # On PostgreSQL a history sent column by column is built by the database, as one JSON text
 # per execution (spliced into the answer as it is, see flux_server.rawjson): converting,
 # encoding and writing out row by row cost the server more than three times what reading
-# the rows did. Every aggregate orders by seq itself (an ordered subquery would only
-# "usually" keep its order); PostgreSQL 16 sorts once for all of them.
+# the rows did.
+#
+# The aggregates read the rows in the order of an ordered subquery, which PostgreSQL only
+# "usually" keeps; so the statement also compares the seqs in the order the aggregates saw
+# them with the same seqs sorted (``in_order``), and the rare history that fails the check is
+# built again by _READ_HISTORY_COLUMNS_SORTED, where every aggregate sorts by seq itself.
+# One sort of integers instead of seven of text: a 4,000-task history took 19-27 ms instead
+# of 26-41 (PostgreSQL 15; version 16 sorts once for all of them anyway).
+_COLUMNS_SQL = """
+SELECT execution_id, json_build_object(
+    'ids', json_agg(id{order}),
+    'types', json_agg(type{order}),
+    'source_ids', json_agg(source_id{order}),
+    'names', json_agg(name{order}),
+    'scopes', json_agg(scope{order}),
+    'times', json_agg(extract(epoch FROM time){order}),
+    'values', json_agg(translate(encode(value, 'base64'), E'\\n', ''){order})
+)::text, {check}
+FROM (SELECT * FROM events WHERE execution_id IN (:ids) ORDER BY execution_id, seq) AS e
+GROUP BY execution_id
+"""
 _READ_HISTORY_COLUMNS = Statement(
     "",
-    postgresql="""
-SELECT execution_id, json_build_object(
-    'ids', json_agg(id ORDER BY seq),
-    'types', json_agg(type ORDER BY seq),
-    'source_ids', json_agg(source_id ORDER BY seq),
-    'names', json_agg(name ORDER BY seq),
-    'scopes', json_agg(scope ORDER BY seq),
-    'times', json_agg(extract(epoch FROM time) ORDER BY seq),
-    'values', json_agg(translate(encode(value, 'base64'), E'\n', '') ORDER BY seq)
-)::text
-FROM events WHERE execution_id IN (:ids) GROUP BY execution_id
-""",
+    postgresql=_COLUMNS_SQL.format(
+        order="", check="array_agg(seq) = array_agg(seq ORDER BY seq) AS in_order"
+    ),
     lists=("ids",),
-    columns=("execution_id", "columns"),
+    columns=("execution_id", "columns", "in_order"),
+    plain=True,
+)
+_READ_HISTORY_COLUMNS_SORTED = Statement(
+    "",
+    postgresql=_COLUMNS_SQL.format(order=" ORDER BY seq", check="true"),
+    lists=("ids",),
+    columns=("execution_id", "columns", "in_order"),
     plain=True,
 )
 _READ_SOURCES = Statement(
@@ -729,8 +746,13 @@ def _claim_batch(
     with_history = [r.id for r in claimed.values() if r.has_history]
     histories: dict[str, Any] = {}
     if with_history and columns and conn.dialect.name == "postgresql":
-        for execution_id, text in _READ_HISTORY_COLUMNS.execute(conn, {"ids": with_history}):
-            histories[execution_id] = RawJson(text)
+        rows = _READ_HISTORY_COLUMNS.execute(conn, {"ids": with_history})
+        unsure = [execution_id for execution_id, _, in_order in rows if not in_order]
+        if unsure:
+            rows += _READ_HISTORY_COLUMNS_SORTED.execute(conn, {"ids": unsure})
+        for execution_id, text, in_order in rows:
+            if in_order:  # an unsure one is taken from the sorted read
+                histories[execution_id] = RawJson(text)
     elif with_history:
         rows = _READ_HISTORIES_RAW.execute(conn, {"ids": with_history})
         for execution_id, group in itertools.groupby(rows, operator.itemgetter(0)):
