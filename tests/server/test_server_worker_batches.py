@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from flux.client import AsyncFluxClient, AsyncWorkerChannel
+from flux.domain import EventType, ExecutionEvent, ExecutionState
 from flux_server import create_app
 from flux_server.testing import serve_in_process
 from server_support import running_worker
@@ -169,3 +170,37 @@ async def test_a_sync_run_is_answered_from_the_checkpoint_that_settled_it(
         )
     assert [s.output for s in statuses] == [4 * i for i in range(8)]
     assert reads == []
+
+
+@pytest.mark.parametrize(("ready", "requests"), [(10, [10]), (20, [10, 10]), (3, [3])])
+async def test_ready_executions_split_among_requests_only_in_worthwhile_shares(
+    server, ready: int, requests: list[int]
+) -> None:
+    """The sender splits what is ready among its two concurrent requests only when each
+    share is worth a request of its own (MIN_SHARE); else everything goes in one."""
+    from flux.protocol import EventRecord
+    from flux_worker.outbox import MIN_SHARE, CheckpointSender, Outbox
+
+    assert MIN_SHARE == 8
+    await server.register()
+    worker = await server.worker("w1", capacity=ready)
+    runs = [await server.client.run("hello", i) for i in range(ready)]
+    claims = (await worker.ch.claims([r.execution_id for r in runs])).results
+    sizes: list[int] = []
+
+    class Recording:
+        async def checkpoints(self, items: Any) -> Any:
+            sizes.append(len(items))
+            return await worker.ch.checkpoints(items)
+
+    channel = Recording()
+    sender = CheckpointSender(lambda: channel)
+    boxes = [Outbox(sender, c.execution_id, c.claim.generation) for c in claims]
+    for box in boxes:  # all in one loop iteration, as runs woken by one answer
+        box.enqueue(
+            [EventRecord.from_event(ExecutionEvent(EventType.WORKFLOW_STARTED, "wf", "hello"))]
+        )
+    await asyncio.gather(*(box.flush() for box in boxes))
+    await sender.close()
+    assert sorted(sizes) == requests
+    assert all(box.state == ExecutionState.RUNNING for box in boxes)
