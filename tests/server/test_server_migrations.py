@@ -12,7 +12,7 @@ from flux_server.db.tables import metadata
 
 
 def test_one_head() -> None:
-    assert heads() == ["0002"]
+    assert heads() == ["0003"]
 
 
 async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
@@ -33,7 +33,28 @@ async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
         await db.dispose()
     diff = [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
     assert diff == []
-    assert version == [("0002",)]
+    assert version == [("0003",)]
+
+
+async def test_on_postgresql_only_held_executions_are_indexed_by_worker(db_url: str) -> None:
+    """Revision 0003: the (worker_name, state) index holds held executions only on
+    PostgreSQL; SQLite, whose planner would not use such an index, keeps the full one."""
+    db = Database(db_url)
+    try:
+        await upgrade(db)
+        async with db.read() as conn:
+            if db.dialect == "postgresql":
+                query = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
+            else:
+                query = "SELECT sql FROM sqlite_master WHERE name = :name"
+            params = {"name": "ix_executions_worker_name_state"}
+            [definition] = (await conn.execute(sa.text(query), params)).scalars().all()
+    finally:
+        await db.dispose()
+    if db.dialect == "postgresql":
+        assert "WHERE" in definition and "CANCELLING" in definition, definition
+    else:
+        assert "WHERE" not in definition.upper(), definition
 
 
 def test_db_upgrade_command(tmp_path, capsys) -> None:

@@ -61,8 +61,14 @@ executions = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("claimed_at", UTCDateTime),
     sa.Index("ix_executions_state_created_at", "state", "created_at"),
-    # (holder, state): what a worker holds now, without scanning everything it ever ran.
-    sa.Index("ix_executions_worker_name_state", "worker_name", "state"),
+    # (holder, state): what a worker holds now, without scanning everything it ever ran. On
+    # PostgreSQL only held executions are in it (revision 0003).
+    sa.Index(
+        "ix_executions_worker_name_state",
+        "worker_name",
+        "state",
+        postgresql_where=sa.text("state IN ('CLAIMED', 'RUNNING', 'CANCELLING')"),
+    ),
     sa.Index("ix_executions_offered_to_state", "offered_to", "state"),
 )
 

@@ -963,6 +963,9 @@ WITH sent AS (
     SELECT x.id, x.state FROM executions x JOIN sent ON x.id = sent.id
     WHERE x.id = ANY(CAST(:ids AS text[]))
         AND x.generation = sent.generation AND x.worker_name = :worker
+        -- implied by the next condition, but in the form that lets the planner use the
+        -- partial index of held executions (revision 0003) should it pick that index
+        AND x.state IN ('CLAIMED', 'RUNNING', 'CANCELLING')
         AND (x.state IN ('CLAIMED', 'RUNNING')
              OR (sent.state IS NULL AND x.state = 'CANCELLING'))
     ORDER BY x.id
