@@ -143,7 +143,7 @@ async def test_loop_statements_deliver_notes_even_when_the_caller_leaves(db: _No
         await failing(tx)
 
     for _ in range(6):  # more failures than connections: each failed one freed its slot
-        with pytest.raises(psycopg.errors.DivisionByZero):
+        with pytest.raises(sa.exc.DataError):  # the driver's error, as SQLAlchemy's
             await db.run_statement(keep)
     assert all(conn.closed for conn in broken)
     assert notes == ["wrote left"]
@@ -248,3 +248,18 @@ async def test_a_server_known_alone_drops_hints_at_once_until_it_looks_again(db:
         async with asyncio.timeout(10):
             notice = await anext(listener.notifies())
     assert notice.payload == f"{db.origin}|exec:e2:COMPLETED"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_loop_statement_without_a_database_fails_as_sqlalchemy_would(db_url: str) -> None:
+    """No connection to be had: each call fails at once with SQLAlchemy's error, and a failed
+    connect frees its slot (more failures than slots, none left waiting)."""
+    gone = Database(db_url.rsplit("/", 1)[0] + "/flux_no_such_database")
+    try:
+        for _ in range(6):
+            with pytest.raises(sa.exc.OperationalError):
+                async with asyncio.timeout(10):
+                    await gone.run_statement(lambda tx: tx.conn.execute("SELECT 1"))
+    finally:
+        await gone.dispose()

@@ -239,15 +239,22 @@ class Database:
     async def _statement(
         self, pool: _LoopConnections, fn: Callable[[Tx[Any]], Awaitable[T]]
     ) -> tuple[list[str], T]:
-        conn = await pool.acquire()
+        import psycopg
+
+        try:
+            conn = await pool.acquire()
+        except psycopg.Error as exc:  # no connection: raised as run_write would raise it
+            raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
         tx: Tx[Any] = Tx(conn)
         try:
             result = await fn(tx)
             lasting = [f"{self.origin}|{n}" for n in tx.notes if not n.startswith(HINT_KINDS)]
             if lasting:
                 await conn.execute(_NOTIFY_SQL, [lasting])
-        except BaseException:
+        except BaseException as exc:
             await pool.discard(conn)
+            if isinstance(exc, psycopg.Error):
+                raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
             raise
         pool.release(conn)
         self._notifier.send(tx.notes)
@@ -675,7 +682,6 @@ class _LoopConnections:
         self.conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.free: list[Any] = []
         self.slots = asyncio.Semaphore(size)
-        self.closed = False
 
     async def acquire(self) -> Any:
         import psycopg
