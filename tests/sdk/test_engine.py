@@ -455,6 +455,16 @@ def test_identity_does_not_depend_on_object_addresses_or_dict_order():
     assert call_digest("", "t", ((1, 2),), {}) != call_digest("", "t", ([1, 2],), {})
 
 
+def test_canonical_text_of_arguments_is_fixed():
+    """Recorded histories name their calls by this text's digest: it must never change."""
+    from flux._identity import canonical
+
+    args = (1, "a'b", None, 2.5, True, b"x", [3, (4,)], {"k": [None]}, frozenset({2, 1}))
+    expected = "(1,\"a'b\",None,2.5,True,b'x',[3,(4)],{'k':[None]},set{1,2})"
+    assert canonical(args) == expected
+    assert call_digest("", "t", (7, "x"), {"k": 1}) == "53c745bfc4f4d1ea"
+
+
 def test_a_failed_task_replays_as_a_failure():
     runs: list[int] = []
 

@@ -17,6 +17,7 @@ from uuid import UUID
 
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _PRIMITIVES = (str, int, float, bool, type(None), bytes)
+_PRIMITIVE_SET = frozenset(_PRIMITIVES)
 
 
 def canonical(value: Any, _depth: int = 0) -> str:
@@ -28,7 +29,10 @@ def canonical(value: Any, _depth: int = 0) -> str:
         return _ADDRESS.sub("", repr(value))
     d = _depth + 1
     if t is list or t is tuple:
-        inner = ",".join(canonical(v, d) for v in value)
+        # Primitives inline (the same text, without a call each): a task's arguments are
+        # digested on every call, replayed ones included.
+        prim = _PRIMITIVE_SET
+        inner = ",".join([repr(v) if type(v) in prim else canonical(v, d) for v in value])
         return f"[{inner}]" if t is list else f"({inner})"
     if t is dict:
         items = sorted(f"{canonical(k, d)}:{canonical(v, d)}" for k, v in value.items())
