@@ -50,11 +50,14 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+import psycopg
 import sqlalchemy as sa
 from flux.errors import UsageError
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from flux_server.db.raw import driver_error
 
 __all__ = [
     "HINT_KINDS",
@@ -239,12 +242,10 @@ class Database:
     async def _statement(
         self, pool: _LoopConnections, fn: Callable[[Tx[Any]], Awaitable[T]]
     ) -> tuple[list[str], T]:
-        import psycopg
-
         try:
             conn = await pool.acquire()
         except psycopg.Error as exc:  # no connection: raised as run_write would raise it
-            raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+            raise driver_error(exc) from exc
         tx: Tx[Any] = Tx(conn)
         try:
             result = await fn(tx)
@@ -254,7 +255,7 @@ class Database:
         except BaseException as exc:
             await pool.discard(conn)
             if isinstance(exc, psycopg.Error):
-                raise sa.exc.DBAPIError.instance(None, None, exc, psycopg.Error) from exc
+                raise driver_error(exc) from exc
             raise
         pool.release(conn)
         self._notifier.send(tx.notes)
@@ -402,10 +403,11 @@ class Database:
             self._pg_engine.dispose()
 
 
-_NOTIFY = sa.text(
-    f"SELECT pg_notify('{NOTIFY_CHANNEL}', n) FROM unnest(CAST(:notes AS text[])) AS n"
+_NOTIFY_TEMPLATE = (
+    "SELECT pg_notify('" + NOTIFY_CHANNEL + "', n) FROM unnest(CAST({} AS text[])) AS n"
 )
-_NOTIFY_SQL = f"SELECT pg_notify('{NOTIFY_CHANNEL}', n) FROM unnest(CAST(%s AS text[])) AS n"
+_NOTIFY = sa.text(_NOTIFY_TEMPLATE.format(":notes"))  # through SQLAlchemy
+_NOTIFY_SQL = _NOTIFY_TEMPLATE.format("%s")  # straight to psycopg (run_statement)
 
 HINT_KINDS = ("dispatch", "exec:", "cancel:")
 """Notes that are hints, sent to other replicas just after the commit instead of inside it.
@@ -684,8 +686,6 @@ class _LoopConnections:
         self.slots = asyncio.Semaphore(size)
 
     async def acquire(self) -> Any:
-        import psycopg
-
         await self.slots.acquire()
         if self.free:
             return self.free.pop()

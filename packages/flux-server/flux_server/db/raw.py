@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from psycopg.types.json import Json
 
@@ -43,6 +44,12 @@ def translated(conn: sa.Connection, sql: str, params: Any) -> Iterator[None]:
         yield
     except error as exc:
         raise sa.exc.DBAPIError.instance(sql, params, exc, error) from exc
+
+
+def driver_error(exc: psycopg.Error, sql: str | None = None, params: Any = None) -> Exception:
+    """A psycopg error as the SQLAlchemy exception a statement through SQLAlchemy would raise
+    (``OperationalError``, ``DataError``, ...), for code that uses psycopg directly."""
+    return sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error)
 
 
 def json_text(value: Any) -> str:
@@ -136,8 +143,6 @@ class Statement:
         Raises:
             sqlalchemy.exc.DBAPIError: the driver's error, as :meth:`execute` raises it.
         """
-        import psycopg
-
         sql = self.sql["postgresql"]
         try:
             async with conn.cursor() as cursor:
@@ -146,7 +151,7 @@ class Statement:
                     return []
                 rows = await cursor.fetchall()
         except psycopg.Error as exc:
-            raise sa.exc.DBAPIError.instance(sql, params, exc, psycopg.Error) from exc
+            raise driver_error(exc, sql, params) from exc
         return rows if self.row is None else self._rows("postgresql", rows)
 
     def executemany(self, conn: sa.Connection, params: Sequence[dict[str, Any]]) -> None:

@@ -965,7 +965,7 @@ WITH sent AS (
         AND x.generation = sent.generation AND x.worker_name = :worker
         -- implied by the next condition, but in the form that lets the planner use the
         -- partial index of held executions (revision 0003) should it pick that index
-        AND x.state IN ('CLAIMED', 'RUNNING', 'CANCELLING')
+        AND x.state IN ({held})
         AND (x.state IN ('CLAIMED', 'RUNNING')
              OR (sent.state IS NULL AND x.state = 'CANCELLING'))
     ORDER BY x.id
@@ -1004,7 +1004,7 @@ SELECT id, was, state, workflow_id, workflow_name, workflow_version,
 FROM moved
 """
 _CHECKPOINT_PG = Statement(
-    _CHECKPOINT_SQL.format(settled=_quoted(sorted(_SETTLED))),
+    _CHECKPOINT_SQL.format(settled=_quoted(sorted(_SETTLED)), held=_quoted(_HELD)),
     lists=("ids",),
     columns=(
         *("id", "was", "state", "workflow_id", "workflow_name", "workflow_version"),
