@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState
 from flux.errors import ApiError, ConflictError, NotFoundError
 from flux.protocol import OutputRecord, WorkerResources
+from flux.serialization import dumps
 from server_support import eventually, record
 
 
@@ -677,6 +678,7 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
     ids = [r.execution_id for r in runs]
     claims = {c.execution_id: c for c in (await worker.ch.claims(ids)).results}
     later = ExecutionEvent(EventType.WORKFLOW_STARTED, "wf", "hello").time
+    edge = {len(dumps(text, "pkl")): text for text in ("x" * k for k in range(20, 60))}
     for n, execution_id in enumerate(ids[:2]):
         events = [
             ExecutionEvent(EventType.WORKFLOW_STARTED, "wf", "hello", time=later, id=f"z{n}"),
@@ -693,6 +695,9 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
             ExecutionEvent(EventType.TASK_COMPLETED, "t:1", "tâche ✓", None, id=f"m{n}"),
             # A value whose base64 is longer than a line of PostgreSQL's encode(): no breaks.
             ExecutionEvent(EventType.TASK_COMPLETED, "t:2", "long", "é" * 300, id=f"n{n}"),
+            # Either side of where encode() starts breaking lines (57 bytes and longer).
+            ExecutionEvent(EventType.TASK_COMPLETED, "t:3", "edge", edge[56], id=f"o{n}"),
+            ExecutionEvent(EventType.TASK_COMPLETED, "t:4", "edge", edge[57], id=f"p{n}"),
         ]
         records = [EventRecord.from_event(e, "pkl") for e in events]
         await worker.ch.checkpoint(execution_id, claims[execution_id].claim.generation, records)
@@ -709,15 +714,17 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
         one = await worker.ch.claim(execution_id)
         plain[execution_id] = shape(one)
         await worker.ch.release(execution_id, one.generation)
-    assert [i for i, *_ in plain[ids[0]]] == ["z0", "a0", "m0", "n0"]
+    assert [i for i, *_ in plain[ids[0]]] == ["z0", "a0", "m0", "n0", "o0", "p0"]
     assert plain[ids[0]][3][5] == "é" * 300
+    assert [v for *_, v, _ in plain[ids[0]][4:]] == [edge[56], edge[57]]
     assert plain[ids[1]][1][5] == {"k": [1, None, "x\ny"]}
     auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
     body = {"execution_ids": ids[:1], "history_format": "columns"}
     raw = await server.client._http.post("/workers/w1/claims", json=body, headers=auth)
     claim = raw.json()["results"][0]["claim"]
-    long_value = claim["history_columns"]["values"][3]
+    long_value, short, edge_value = claim["history_columns"]["values"][3:]
     assert len(long_value) > 76 and "\n" not in long_value  # past one encode() line, unbroken
+    assert len(edge_value) == 76 and "\n" not in edge_value and "\n" not in short
     await worker.ch.release(ids[0], claim["generation"])
     together = (await worker.ch.claims(ids, decode_history=True)).results
     assert {r.execution_id: shape(r.claim) for r in together} == plain
