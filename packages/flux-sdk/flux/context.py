@@ -53,21 +53,29 @@ class ExecutionContext(Generic[T]):
         self.workflow_id = workflow_id or workflow_name
         self.workflow_version = workflow_version
         self.input: T | None = input
-        self.events: list[ExecutionEvent] = []
+        self.events: list[ExecutionEvent] = list(events) if events else []
         self._state = state
         self._output: Any = None
-        for event in events or ():
-            self._apply(event)
+        # A replayed history is mostly task events: one lookup each, no call.
+        workflow_state = WORKFLOW_EVENT_STATE.get
+        for event in self.events:
+            state_after = workflow_state(event.type)
+            if state_after is not None:
+                self._follow(event, state_after)
 
     def _apply(self, event: ExecutionEvent) -> None:
         self.events.append(event)
         state = WORKFLOW_EVENT_STATE.get(event.type)
         if state is not None:
-            self._state = state
-            if state in FINISHED_STATES:
-                self._output = event.value
-            elif event.type is EventType.WORKFLOW_STARTED and self.input is None:
-                self.input = event.value
+            self._follow(event, state)
+
+    def _follow(self, event: ExecutionEvent, state: ExecutionState) -> None:
+        """Take the state (and output, or input) a workflow-level ``event`` sets."""
+        self._state = state
+        if state in FINISHED_STATES:
+            self._output = event.value
+        elif event.type is EventType.WORKFLOW_STARTED and self.input is None:
+            self.input = event.value
 
     @property
     def state(self) -> ExecutionState:

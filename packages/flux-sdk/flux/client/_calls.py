@@ -53,6 +53,7 @@ from flux.protocol import (
     WorkflowSummary,
     parse_worker_frame,
 )
+from flux.protocol.claims import HISTORY_STRINGS
 from flux.schedules import Schedule
 
 __all__ = ["Call", "StreamCall"]
@@ -273,7 +274,9 @@ def claim(
 def _claim_parser(decode_history: bool) -> Callable[[bytes], ClaimResponse]:
     if not decode_history:
         return _model(ClaimResponse)
-    return lambda raw: ClaimResponse.from_wire(from_json(raw), decode_history=True)
+    return lambda raw: ClaimResponse.from_wire(
+        from_json(raw, cache_strings=HISTORY_STRINGS), decode_history=True
+    )
 
 
 def _claims_parser(decode_history: bool) -> Callable[[bytes], ClaimBatchResponse]:
@@ -281,7 +284,7 @@ def _claims_parser(decode_history: bool) -> Callable[[bytes], ClaimBatchResponse
         return _model(ClaimBatchResponse)
 
     def parse(raw: bytes) -> ClaimBatchResponse:
-        data = from_json(raw)
+        data = from_json(raw, cache_strings=HISTORY_STRINGS)
         for result in data.get("results") or ():
             if isinstance(result, dict) and isinstance(result.get("claim"), dict):
                 result["claim"] = ClaimResponse.from_wire(result["claim"], decode_history=True)

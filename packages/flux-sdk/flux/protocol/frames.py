@@ -40,7 +40,7 @@ from pydantic_core import from_json
 
 from flux.domain import ExecutionState
 from flux.protocol._base import UtcDateTime, WireModel
-from flux.protocol.claims import ClaimResponse
+from flux.protocol.claims import HISTORY_STRINGS, ClaimResponse
 
 __all__ = [
     "EXECUTION_FRAME_STATES",
@@ -129,7 +129,7 @@ def parse_worker_frame(
     if model is None:
         return None
     if model is ExecutionClaimedFrame and decode_history:
-        raw = from_json(data)
+        raw = from_json(data, cache_strings=HISTORY_STRINGS)
         claim = raw.get("claim") if isinstance(raw, dict) else None
         if isinstance(claim, dict):
             raw["claim"] = ClaimResponse.from_wire(claim, decode_history=True)
