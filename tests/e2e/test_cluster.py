@@ -195,6 +195,25 @@ async def boom(x: int) -> int:
 @workflow
 async def failing(ctx: ExecutionContext[int]):
     return await boom(ctx.input)
+
+
+@task
+async def ephemeral():
+    # An object of a class from a module only this process has: pickled by reference, it
+    # cannot be read back by another worker process (as with a package only one has).
+    import sys, types
+
+    module = types.ModuleType("flux_test_ephemeral")
+    exec("class Thing:\\n    pass", module.__dict__)
+    sys.modules[module.__name__] = module
+    return module.Thing()
+
+
+@workflow
+async def unreadable(ctx: ExecutionContext):
+    await ephemeral()
+    await pause("then")
+    return "never"
 """
 
 
@@ -341,6 +360,27 @@ def test_worker_killed_mid_task_execution_completes_on_another_worker(flux, mark
     assert count(marks, "step3") == 1
 
 
+def test_history_a_worker_cannot_read_fails_the_execution_and_the_worker_goes_on(
+    flux, marks: Path
+) -> None:
+    """A recorded value the next worker cannot unpickle (its class's module is not there):
+    the execution ends FAILED saying which value and why, and the worker keeps serving."""
+    c, client = flux
+    paused = client.run("unreadable", None, mode="sync")
+    assert paused.state == "PAUSED"
+    stop_process(c.workers.pop("w1"))
+    c.start_worker("w2")
+    client.resume("unreadable", paused.execution_id, None, mode="async")
+    failed = wait_until(
+        lambda: (s := client.status("unreadable", paused.execution_id)).state == "FAILED" and s,
+        timeout=30,
+        what="the execution to fail",
+    )
+    message = json.dumps(failed.output)
+    assert "flux_test_ephemeral" in message and "TASK_COMPLETED" in message, message
+    assert client.run("hello_world", "again", mode="sync").output == "Hello, again"
+
+
 def test_worker_killed_mid_subworkflow_the_parent_waits_for_the_same_child(
     flux, marks: Path
 ) -> None:
@@ -481,6 +521,11 @@ def test_subprocess_isolation_runs_replays_and_cancels(tmp_path: Path, marks: Pa
             assert count(marks, "expensive") == 1  # children share the worker's cache
             failed = client.run("failing", 3, mode="sync")
             assert failed.output == {"type": "ValueError", "message": "bad value 3"}
+            # Each run has a fresh child: a value of a class only the first had fails the
+            # resume (the execution, not the worker).
+            paused = client.run("unreadable", None, mode="sync")
+            failed = client.resume("unreadable", paused.execution_id, None, mode="sync")
+            assert failed.state == "FAILED" and "flux_test_ephemeral" in json.dumps(failed.output)
             started = client.run("cancellable", None, mode="async")
             wait_until(
                 lambda: client.status("cancellable", started.execution_id).state == "RUNNING",

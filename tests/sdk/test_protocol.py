@@ -188,11 +188,73 @@ def test_claim_history_decoded_straight_from_the_wire_matches_the_records() -> N
     broken = json.loads(claim.model_dump_json())
     del broken["events"][1]["source_id"]
     with pytest.raises(ProtocolError, match="malformed event"):
-        ClaimResponse.from_wire(broken, decode_history=True)
+        ClaimResponse.from_wire(broken, decode_history=True).history()
     broken["events"][1]["source_id"] = "t:1"
     broken["events"][1]["type"] = "NOT_A_TYPE"
     with pytest.raises(ProtocolError, match="NOT_A_TYPE"):
-        ClaimResponse.from_wire(broken, decode_history=True)
+        ClaimResponse.from_wire(broken, decode_history=True).history()
+
+
+def _unreadable_value() -> str:
+    """A value (base64) of a class whose module this process no longer has."""
+    import sys
+    import types
+
+    from flux.serialization import b64encode, dumps
+
+    module = types.ModuleType("flux_test_gone")
+    exec("class Gone:\n    pass", module.__dict__)
+    sys.modules[module.__name__] = module
+    try:
+        return b64encode(dumps(module.Gone(), "pkl"))
+    finally:
+        del sys.modules[module.__name__]
+
+
+@pytest.mark.parametrize("form", ["columns", "events", "records"])
+def test_a_history_that_does_not_read_back_fails_its_claim_not_the_answer(form) -> None:
+    """One claim of a batch answer holds a value this worker cannot unpickle: the other
+    claims read as usual, and that claim's history raises, naming the event and the cause."""
+    from flux.client._calls import _claims_parser
+    from flux.protocol import EventRecord, HistoryColumns
+
+    events = [
+        ExecutionEvent(EventType.WORKFLOW_STARTED, "e1", "wf", 1),
+        ExecutionEvent(EventType.TASK_STARTED, "t:1", "t", None),
+        ExecutionEvent(EventType.TASK_COMPLETED, "t:1", "t", 2),
+    ]
+    records = [EventRecord.from_event(e, "pkl").model_dump(mode="json") for e in events]
+
+    def claim(execution_id: str, unreadable: bool) -> dict:
+        rows = [dict(r) for r in records]
+        if unreadable:
+            rows[2]["value"] = _unreadable_value()
+        answer = {
+            "execution_id": execution_id, "generation": 1, "workflow_id": "w",
+            "workflow_name": "wf", "workflow_version": 1, "source": "", "source_hash": "h",
+            "input": None, "state": "CLAIMED", "events": rows,
+        }  # fmt: skip
+        if form == "columns":
+            columns = HistoryColumns(
+                ids=[r["id"] for r in rows], types=[r["type"] for r in rows],
+                source_ids=[r["source_id"] for r in rows], names=[r["name"] for r in rows],
+                scopes=[r["scope"] for r in rows],
+                times=[datetime.fromisoformat(r["time"]).timestamp() for r in rows],
+                values=[r["value"] for r in rows],
+            )  # fmt: skip
+            answer["events"], answer["history_columns"] = [], columns.model_dump()
+        return answer
+
+    body = {"results": [{"execution_id": "bad", "claim": claim("bad", True)},
+                        {"execution_id": "good", "claim": claim("good", False)}]}  # fmt: skip
+    parse = _claims_parser(decode_history=form != "records")
+    bad, good = (r.claim for r in parse(json.dumps(body).encode()).results)
+    assert [e.value for e in good.history()] == [1, None, 2]
+    with pytest.raises(SerializationError) as caught:
+        bad.history()
+    message = str(caught.value)
+    assert "event #3 of the history (TASK_COMPLETED of 't:1')" in message, message
+    assert "flux_test_gone" in message
 
 
 def test_claim_history_sent_in_columns_decodes_to_the_same_events() -> None:
@@ -224,13 +286,13 @@ def test_claim_history_sent_in_columns_decodes_to_the_same_events() -> None:
     _assert_same_events(fast.history(), validated.history(), events)
     uneven = {**data, "history_columns": {**columns, "names": ["wf"]}}
     with pytest.raises(ProtocolError, match="differ in length"):
-        ClaimResponse.from_wire(uneven, decode_history=True)
+        ClaimResponse.from_wire(uneven, decode_history=True).history()
     unknown = {**data, "history_columns": {**columns, "types": ["NOPE", "NOPE", "NOPE"]}}
     with pytest.raises(ProtocolError, match="NOPE"):
-        ClaimResponse.from_wire(unknown, decode_history=True)
+        ClaimResponse.from_wire(unknown, decode_history=True).history()
     not_base64 = {**data, "history_columns": {**columns, "values": ["%%%", None, None]}}
     with pytest.raises((ProtocolError, SerializationError)):
-        ClaimResponse.from_wire(not_base64, decode_history=True)
+        ClaimResponse.from_wire(not_base64, decode_history=True).history()
 
 
 def _assert_same_events(*histories: list[ExecutionEvent]) -> None:

@@ -127,7 +127,7 @@ class _ChildServices:
 
 async def _main(protocol: Any) -> int:
     from flux_worker.modules import ModuleCache
-    from flux_worker.worker import context_from_claim
+    from flux_worker.worker import context_from_claim, failed_context
 
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -137,12 +137,22 @@ async def _main(protocol: Any) -> int:
     serializer = header.get("serializer", "pkl")
     pipe = _Pipe(reader, protocol)
     listener = loop.create_task(pipe.listen())
-    wf = ModuleCache().load(
-        claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
-    )
-    ctx = context_from_claim(claim)
+    checkpointer = _PipeCheckpointer(pipe, serializer)
+    try:
+        wf = ModuleCache().load(
+            claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
+        )
+        ctx = context_from_claim(claim)
+    except Exception as exc:  # the source does not load, the history does not read back
+        print(f"execution {claim.execution_id} cannot run: {exc}", file=sys.stderr)
+        failed = failed_context(claim, exc)
+        checkpointer.save(failed, failed.events)
+        await checkpointer.finish(failed)
+        pipe.send({"type": "done"})
+        listener.cancel()
+        return 0
     services = _ChildServices(pipe, header["home"], serializer, header["server_url"])
-    wf_run = WorkflowRun(wf, ctx, _PipeCheckpointer(pipe, serializer), services)
+    wf_run = WorkflowRun(wf, ctx, checkpointer, services)
     pipe.on_cancel = wf_run.cancel
     code = 0
     try:

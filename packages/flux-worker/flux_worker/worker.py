@@ -435,6 +435,7 @@ class Worker:
                 try:
                     runner = self._in_process_run(claim, outbox)
                 except Exception as exc:
+                    log.error("execution %s cannot run: %s", execution_id, exc)
                     self._claiming.discard(execution_id)
                     await self._record_failure(claim, outbox, exc)
                     self._take_deferred()
@@ -482,18 +483,11 @@ class Worker:
         return WorkflowRun(wf, ctx, outbox, _WorkerServices(self, claim.execution_id))
 
     async def _record_failure(self, claim: Any, outbox: Outbox, exc: BaseException) -> None:
-        """End the execution FAILED with ``exc`` (source that cannot load, nondeterminism)."""
-        from flux.domain import EventType, ExecutionEvent
-
-        ctx: ExecutionContext[Any] = ExecutionContext(
-            claim.workflow_name, None, claim.execution_id, workflow_id=claim.workflow_id
-        )
-        event = ExecutionEvent(
-            EventType.WORKFLOW_FAILED, claim.execution_id, claim.workflow_name, exc
-        )
-        ctx._apply(event)
+        """End the execution FAILED with ``exc`` (source that cannot load, history that
+        cannot be read back, nondeterminism)."""
+        ctx = failed_context(claim, exc)
         with contextlib.suppress(FluxError, FencedError):
-            outbox.save(ctx, [event])
+            outbox.save(ctx, ctx.events)
             await outbox.finish(ctx)
 
     def cache(self) -> LocalStore:
@@ -546,6 +540,20 @@ def context_from_claim(claim: Any) -> ExecutionContext[Any]:
         state=claim.state,
         workflow_version=claim.workflow_version,
     )
+
+
+def failed_context(claim: Any, exc: BaseException) -> ExecutionContext[Any]:
+    """The execution ended FAILED by ``exc`` before its body could run; its one event is to
+    be checkpointed."""
+    from flux.domain import EventType, ExecutionEvent
+
+    ctx: ExecutionContext[Any] = ExecutionContext(
+        claim.workflow_name, None, claim.execution_id, workflow_id=claim.workflow_id
+    )
+    ctx._apply(
+        ExecutionEvent(EventType.WORKFLOW_FAILED, claim.execution_id, claim.workflow_name, exc)
+    )
+    return ctx
 
 
 def subworkflow_outcome(name: str, status: Any) -> Any:

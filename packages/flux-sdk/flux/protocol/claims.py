@@ -39,6 +39,7 @@ from typing import Any, Literal
 from pydantic import Field, PrivateAttr
 
 from flux.domain import ExecutionEvent, ExecutionState
+from flux.errors import FluxError, ProtocolError, SerializationError
 from flux.protocol._base import WireModel
 from flux.protocol.errors import ErrorBody
 from flux.protocol.events import (
@@ -47,6 +48,7 @@ from flux.protocol.events import (
     OutputRecord,
     decode_columns,
     decode_events,
+    unreadable_history,
 )
 from flux.protocol.workflows import ResourceRequest
 
@@ -98,15 +100,29 @@ class ClaimResponse(WireModel):
     they ask for to this execution."""
 
     _history: list[ExecutionEvent] | None = PrivateAttr(default=None)
+    _unreadable: FluxError | None = PrivateAttr(default=None)
 
     def history(self) -> list[ExecutionEvent]:
         """The history as domain events, ready to replay (values unpickled: only for the
-        worker that runs the execution)."""
+        worker that runs the execution).
+
+        Raises:
+            SerializationError: a value cannot be read back here (the message names the event).
+            ProtocolError: the history is malformed.
+        """
+        if self._unreadable is not None:
+            raise self._unreadable
         if self._history is None:
             if self.history_columns is not None:
                 self._history = decode_columns(self.history_columns.model_dump())
             else:
-                self._history = [record.to_event() for record in self.events]
+                events = self.events
+                try:
+                    self._history = [record.to_event() for record in events]
+                except SerializationError:
+                    types = [e.type.value for e in events]
+                    sources = [e.source_id for e in events]
+                    raise unreadable_history([e.value for e in events], types, sources) from None
         return self._history
 
     @classmethod
@@ -115,18 +131,24 @@ class ClaimResponse(WireModel):
         :meth:`history` (domain events) and ``events`` stays empty: a worker replaying a
         long history skips a model per event.
 
+        A history that cannot be decoded (a value that does not read back here, a malformed
+        event) does not fail the answer, which may carry other claims: :meth:`history`
+        raises the error instead, and the worker ends that execution with it.
+
         Raises:
             pydantic.ValidationError: the answer is malformed.
-            ProtocolError, SerializationError: an event is (see :func:`decode_events`).
         """
         if not decode_history:
             return cls.model_validate(data)
         columns = data.get("history_columns")
         claim = cls.model_validate({**data, "events": [], "history_columns": None})
-        if isinstance(columns, Mapping):
-            claim._history = decode_columns(columns)
-        else:
-            claim._history = decode_events(data.get("events") or [])
+        try:
+            if isinstance(columns, Mapping):
+                claim._history = decode_columns(columns)
+            else:
+                claim._history = decode_events(data.get("events") or [])
+        except (ProtocolError, SerializationError) as exc:
+            claim._unreadable = exc
         return claim
 
 

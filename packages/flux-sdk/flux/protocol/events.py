@@ -20,7 +20,14 @@ from flux.errors import ProtocolError, SerializationError
 from flux.protocol._base import UtcDateTime, WireModel
 from flux.serialization import b64decode, b64encode, dumps, loads, to_view
 
-__all__ = ["EventRecord", "HistoryColumns", "OutputRecord", "decode_columns", "decode_events"]
+__all__ = [
+    "EventRecord",
+    "HistoryColumns",
+    "OutputRecord",
+    "decode_columns",
+    "decode_events",
+    "unreadable_history",
+]
 
 
 class EventRecord(WireModel):
@@ -124,6 +131,7 @@ def decode_events(records: Iterable[Mapping[str, Any]]) -> list[ExecutionEvent]:
         ProtocolError: an event lacks a field or has a malformed one.
         SerializationError: a value cannot be read back.
     """
+    records = list(records)
     try:
         return [
             ExecutionEvent(
@@ -138,8 +146,12 @@ def decode_events(records: Iterable[Mapping[str, Any]]) -> list[ExecutionEvent]:
             for r in records
         ]
     except SerializationError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
+        raise unreadable_history(
+            [r.get("value") for r in records],
+            [r.get("type") for r in records],
+            [r.get("source_id") for r in records],
+        ) from None
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise ProtocolError(f"malformed event in the server's answer: {exc!r}") from None
 
 
@@ -158,7 +170,12 @@ def decode_columns(columns: Mapping[str, Any]) -> list[ExecutionEvent]:
             raise ProtocolError("the history's columns differ in length")
         kinds = [_EVENT_TYPES[t] for t in columns["types"]]
         times = [datetime.fromtimestamp(t, UTC) for t in columns["times"]]
-        values = [None if v is None else loads(a2b_base64(v)) for v in columns["values"]]
+        try:
+            values = [None if v is None else loads(a2b_base64(v)) for v in columns["values"]]
+        except SerializationError:
+            raise unreadable_history(
+                columns["values"], columns["types"], columns["source_ids"]
+            ) from None
         return list(
             map(
                 ExecutionEvent,
@@ -175,6 +192,25 @@ def decode_columns(columns: Mapping[str, Any]) -> list[ExecutionEvent]:
         raise
     except (KeyError, TypeError, ValueError, binascii.Error, OverflowError, OSError) as exc:
         raise ProtocolError(f"malformed history in the server's answer: {exc!r}") from None
+
+
+def unreadable_history(
+    values: list[Any], types: list[Any], sources: list[Any]
+) -> SerializationError:
+    """The error for a history whose values do not all read back: which event's does not,
+    and why, from the events' values (base64), types and source ids. Decodes the values one
+    by one again: only called once one has failed."""
+    for i, text in enumerate(values):
+        try:
+            loads(b64decode(text))
+        except SerializationError as exc:
+            return SerializationError(
+                f"event #{i + 1} of the history ({types[i]} of {sources[i]!r}) cannot be read "
+                f"back on this worker: {exc}"
+            )
+        except (TypeError, ValueError):
+            break
+    return SerializationError("a value of the history cannot be read back on this worker")
 
 
 _EVENT_TYPES = {t.value: t for t in EventType}  # a dict lookup is ~10x cheaper than EventType(x)
