@@ -463,6 +463,11 @@ def test_canonical_text_of_arguments_is_fixed():
     expected = "(1,\"a'b\",None,2.5,True,b'x',[3,(4)],{'k':[None]},set{1,2})"
     assert canonical(args) == expected
     assert call_digest("", "t", (7, "x"), {"k": 1}) == "53c745bfc4f4d1ea"
+    # Calls with no argument or one primitive take a shortcut to the same text.
+    assert (canonical(()), canonical(("x",)), canonical((None,))) == ("()", "('x')", "(None)")
+    assert call_digest("s", "t", (), {}) == "2ebbb5208f70b9e5"
+    assert call_digest("", "t", (7,), {}) == "a6c311df6fd81cce"
+    assert call_digest("", "t", ("x",), {"k": 1}) == "f3394e97ff15d735"
 
 
 def test_a_failed_task_replays_as_a_failure():

@@ -70,5 +70,12 @@ def canonical(value: Any, _depth: int = 0) -> str:
 
 
 def call_digest(scope: str, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-    text = f"{scope}\x00{name}\x00{canonical(args)}\x00{canonical(kwargs) if kwargs else ''}"
+    # No argument, or one primitive (most calls): canonical's text without the call to it.
+    if not args:
+        positional = "()"
+    elif len(args) == 1 and type(args[0]) in _PRIMITIVE_SET:
+        positional = f"({args[0]!r})"
+    else:
+        positional = canonical(args)
+    text = f"{scope}\x00{name}\x00{positional}\x00{canonical(kwargs) if kwargs else ''}"
     return hashlib.sha256(text.encode()).hexdigest()[:16]
