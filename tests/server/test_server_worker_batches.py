@@ -204,3 +204,48 @@ async def test_ready_executions_split_among_requests_only_in_worthwhile_shares(
     await sender.close()
     assert sorted(sizes) == requests
     assert all(box.state == ExecutionState.RUNNING for box in boxes)
+
+
+async def test_an_unexpected_error_on_the_stream_or_heartbeat_does_not_stop_the_worker(
+    start_server, tmp_path, monkeypatch
+) -> None:
+    """A bug (or a frame this version cannot read) raising on the stream, and one raising in
+    the heartbeat: each is logged, and the worker reconnects and beats again rather than
+    stay registered while taking no more work."""
+    monkeypatch.chdir(tmp_path)
+    real_connect = AsyncWorkerChannel.connect
+    real_heartbeat = AsyncWorkerChannel.heartbeat
+    streams: list[int] = []
+    beats: list[int] = []
+
+    def connect(self: AsyncWorkerChannel, *args: Any, **kwargs: Any) -> Any:
+        streams.append(1)
+        if len(streams) == 1:
+
+            async def broken() -> AsyncIterator[Any]:
+                raise RuntimeError("a frame nobody expected")
+                yield  # pragma: no cover
+
+            return broken()
+        return real_connect(self, *args, **kwargs)
+
+    async def heartbeat(self: AsyncWorkerChannel, *args: Any, **kwargs: Any) -> Any:
+        beats.append(1)
+        if len(beats) == 1:
+            raise RuntimeError("a heartbeat bug")
+        return await real_heartbeat(self, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncWorkerChannel, "connect", connect)
+    monkeypatch.setattr(AsyncWorkerChannel, "heartbeat", heartbeat)
+    server = await start_server(heartbeat_interval=0.05)
+    await server.register(FLOWS)
+    async with running_worker(server.client, capacity=4):
+        results = await asyncio.wait_for(_run_all(server.client, 3), 30)
+
+        async def beating_again() -> None:
+            while len(beats) < 3:
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(beating_again(), 10)
+    assert results == [("COMPLETED", 4 * i) for i in range(3)]
+    assert len(streams) >= 2

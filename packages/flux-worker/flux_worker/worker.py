@@ -238,6 +238,9 @@ class Worker:
                 attempt = await self._backoff(attempt, f"stream lost: {exc}")
             except FluxError as exc:
                 attempt = await self._backoff(attempt, f"stream error: {exc}")
+            except Exception:  # a bug, or a frame this version cannot read: keep serving
+                log.exception("unexpected error on the stream")
+                attempt = await self._backoff(attempt, "stream error")
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -255,6 +258,9 @@ class Worker:
                         await self._register()
                 continue
             except (OSError, FluxError):
+                continue
+            except Exception:  # a bug: beat again next time rather than stop beating
+                log.exception("unexpected error in the heartbeat")
                 continue
             self.heartbeat_interval = response.heartbeat_interval
             held = set(response.held)
