@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from flux.client import AsyncFluxClient, AsyncWorkerChannel
 from flux.domain import EventType, ExecutionEvent, ExecutionState
+from flux.errors import ApiError
 from flux_server import create_app
 from flux_server.testing import serve_in_process
 from server_support import running_worker
@@ -249,3 +250,103 @@ async def test_an_unexpected_error_on_the_stream_or_heartbeat_does_not_stop_the_
         await asyncio.wait_for(beating_again(), 10)
     assert results == [("COMPLETED", 4 * i) for i in range(3)]
     assert len(streams) >= 2
+
+
+BIG = b"""
+from flux import task, workflow
+
+@task
+async def blob(n):
+    return b"x" * n
+
+@workflow
+async def sized(ctx):
+    data = await blob(ctx.input)
+    return len(data)
+
+@workflow
+async def sized_together(ctx):
+    return [len(b) for b in await blob.map([ctx.input] * 6)]
+"""
+
+
+async def test_checkpoints_too_large_together_are_sent_apart(server, tmp_path, monkeypatch) -> None:
+    """Executions whose events fit a request each but not all together (the server takes
+    256 KiB here): each is stored, none is abandoned."""
+    monkeypatch.chdir(tmp_path)
+    await server.register(BIG)
+    async with running_worker(server.client, capacity=8):
+        statuses = await asyncio.wait_for(
+            asyncio.gather(*(server.client.run("sized", 90_000, mode="sync") for _ in range(6))),
+            30,
+        )
+    assert [(str(s.state), s.output) for s in statuses] == [("COMPLETED", 90_000)] * 6
+
+
+async def test_events_of_one_execution_too_large_together_are_sent_apart(
+    server, tmp_path, monkeypatch
+) -> None:
+    """Six parallel tasks of one execution finish together, their values too large for one
+    request: fewer at a time are sent until they fit."""
+    monkeypatch.chdir(tmp_path)
+    await server.register(BIG)
+    async with running_worker(server.client, capacity=8):
+        status = await asyncio.wait_for(
+            server.client.run("sized_together", 90_000, mode="sync"), 30
+        )
+    assert (str(status.state), status.output) == ("COMPLETED", [90_000] * 6)
+
+
+async def test_an_event_too_large_for_the_server_fails_its_execution_only(
+    server, tmp_path, monkeypatch
+) -> None:
+    """A value larger than the server takes in one request: that execution ends FAILED
+    saying so (rather than being abandoned and run again, forever); others sent with it
+    complete."""
+    monkeypatch.chdir(tmp_path)
+    await server.register(BIG)
+    async with running_worker(server.client, capacity=8):
+        big, *small = await asyncio.wait_for(
+            asyncio.gather(
+                server.client.run("sized", 400_000, mode="sync"),
+                *(server.client.run("sized", 10, mode="sync") for _ in range(3)),
+            ),
+            30,
+        )
+    assert [(str(s.state), s.output) for s in small] == [("COMPLETED", 10)] * 3
+    assert str(big.state) == "FAILED", big
+    assert "larger than the server's limit" in big.output["message"], big.output
+
+
+async def test_the_request_budget_keeps_large_values_apart_before_any_refusal(
+    server, tmp_path, monkeypatch
+) -> None:
+    """With a budget under the server's limit, executions with large values go in separate
+    requests from the start: no request is refused."""
+    import flux_worker.outbox as outbox
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(outbox, "REQUEST_BUDGET", 200_000)
+    real = AsyncWorkerChannel.checkpoints
+    sizes: list[int] = []
+
+    refused: list[int] = []
+
+    async def counted(self: AsyncWorkerChannel, items: Any) -> Any:
+        sizes.append(len(items))
+        try:
+            return await real(self, items)
+        except ApiError as exc:
+            refused.append(exc.status_code)
+            raise
+
+    monkeypatch.setattr(AsyncWorkerChannel, "checkpoints", counted)
+    await server.register(BIG)
+    async with running_worker(server.client, capacity=8):
+        statuses = await asyncio.wait_for(
+            asyncio.gather(*(server.client.run("sized", 60_000, mode="sync") for _ in range(6))),
+            30,
+        )
+    assert [(str(s.state), s.output) for s in statuses] == [("COMPLETED", 60_000)] * 6
+    assert refused == []
+    assert max(sizes) >= 2  # small checkpoints still travel together

@@ -6,7 +6,9 @@ in ``POST /workers/{name}/checkpoints`` requests (one database transaction each 
 server), so many executions finishing tasks at the same time share one round trip. Transport
 failures retry with jittered backoff and resend the same event ids (the server merges them
 idempotently). A conflict means the execution was claimed again elsewhere: that outbox is
-fenced, drops what it holds and the worker abandons the run. ``flush`` returns once the
+fenced, drops what it holds and the worker abandons the run. Requests stay within a size
+budget; a request whose content the server refuses is split until the refused execution
+stands alone, and that execution fails with the reason. ``flush`` returns once the
 server acknowledged everything saved so far; the engine awaits it before each side effect
 that follows a completed task (``Run.settle``), and when the run ends or pauses.
 """
@@ -20,8 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from flux.context import ExecutionContext
-from flux.domain import FINISHED_STATES, ExecutionEvent, ExecutionState
-from flux.errors import ApiError
+from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
+from flux.errors import ApiError, ExecutionError
 from flux.protocol.claims import CheckpointItem
 from flux.protocol.events import EventRecord, OutputRecord
 
@@ -30,6 +32,12 @@ __all__ = ["CheckpointSender", "FencedError", "Outbox"]
 log = logging.getLogger("flux.worker")
 
 MAX_EVENTS_PER_REQUEST = 5_000
+# What one request should carry at most, estimated from the events' sizes: well under the
+# server's default limit (server.max_request_bytes, 10 MiB), so that executions with large
+# values go in several requests rather than a refused one. A request refused as too large
+# anyway (a lower limit, a view larger than estimated) is split until each part fits, or
+# holds a single event that cannot fit: that execution fails (see Outbox.unstorable).
+REQUEST_BUDGET = 4 * 1024 * 1024
 # Ready executions are split among concurrent requests only in shares of at least this many:
 # below it a request's own cost (HTTP, a statement, a commit) outweighs the overlap. With
 # two workers of ten busy executions each, shares of five took a third more server and
@@ -40,8 +48,11 @@ MIN_SHARE = 8
 # the end travelled in a second request, one more round trip before a sync run answered.
 _GRACE_ITERATIONS = 3
 # Refusals that resending cannot fix; everything else (unreachable = status 0, 401 while the
-# worker registers again, 5xx, 429) is retried.
+# worker registers again, 5xx, 429) is retried. Of those, a refusal of the request's content
+# (too large, or a value the server will not store) may be one item's doing: the request is
+# split to find it, and only its execution fails.
 _FATAL = frozenset({400, 403, 404, 413, 422, 426})
+_CONTENT = frozenset({400, 413, 422})
 
 
 class FencedError(BaseException):
@@ -62,12 +73,14 @@ class Outbox:
         generation: int,
         serializer: str = "pkl",
         on_fenced: Callable[[], None] | None = None,
+        workflow_name: str = "",
     ) -> None:
         self.sender = sender
         self.execution_id = execution_id
         self.generation = generation
         self.serializer = serializer
         self.on_fenced = on_fenced
+        self.workflow_name = workflow_name
         self.queue: list[EventRecord] = []
         self.output: OutputRecord | None = None
         self.in_flight = 0
@@ -75,12 +88,18 @@ class Outbox:
         self.idle.set()
         self.fenced = False
         self.state: ExecutionState | None = None
+        self.budget = REQUEST_BUDGET
+        """How large an item of this execution may be, by estimate: halved each time the
+        server refuses one of several events as too large."""
+        self.in_flight_size = 0
+        self.failure: str | None = None
+        """Why the server could not store this execution's events, once it could not: the
+        run stops, and only the failure that says so is sent."""
 
     # -- Checkpointer --------------------------------------------------------------------------
 
     def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
-        if self.fenced:
-            raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
+        self._check()
         fmt = self.serializer
         output = None
         if ctx.state in FINISHED_STATES and any(e.type.is_workflow for e in events):
@@ -89,8 +108,7 @@ class Outbox:
 
     def enqueue(self, records: list[EventRecord], output: OutputRecord | None = None) -> None:
         """Queue already-encoded events (and the output that goes with a terminal event)."""
-        if self.fenced:
-            raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
+        self._check()
         self.queue.extend(records)
         if output is not None:
             self.output = output
@@ -100,8 +118,7 @@ class Outbox:
     async def flush(self) -> None:
         """Wait until the server acknowledged everything saved so far."""
         await self.idle.wait()
-        if self.fenced:
-            raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
+        self._check()
 
     async def finish(self, ctx: ExecutionContext[Any]) -> None:
         await self.flush()
@@ -113,22 +130,75 @@ class Outbox:
         self.output = None
         self.idle.set()
 
+    def _check(self) -> None:
+        if self.fenced:
+            raise FencedError(f"execution {self.execution_id} was claimed again elsewhere")
+        if self.failure is not None:
+            raise FencedError(f"execution {self.execution_id} failed: {self.failure}")
+
     # -- used by the sender ----------------------------------------------------------------------
 
-    def take(self) -> CheckpointItem | None:
+    def take(
+        self, budget: int = REQUEST_BUDGET, at_least_one: bool = True
+    ) -> tuple[CheckpointItem, int] | None:
+        """The next item to send (the oldest queued events, as many as fit ``budget`` by
+        estimate; at least one unless ``at_least_one`` is false) and its estimated size in
+        bytes. ``None`` when there is nothing to send (or nothing that fits)."""
         if self.fenced or not self.queue:
             return None
-        batch = self.queue[:MAX_EVENTS_PER_REQUEST]
-        self.in_flight = len(batch)
-        output = self.output if len(batch) == len(self.queue) else None
+        budget = min(budget, self.budget)
+        size = 0
+        n = 0
+        for record in self.queue[:MAX_EVENTS_PER_REQUEST]:
+            cost = _estimate(record)
+            if size + cost > budget and (n or not at_least_one):
+                break
+            size += cost
+            n += 1
+        if n == 0:
+            return None
+        batch = self.queue[:n]
+        self.in_flight = n
+        output = self.output if n == len(self.queue) else None
+        if output is not None:
+            size += 2 * len(output.value or "")
+        self.in_flight_size = size
         # Built from this worker's own values (events encoded by save, at most
         # MAX_EVENTS_PER_REQUEST of them): nothing to validate.
-        return CheckpointItem.model_construct(
+        item = CheckpointItem.model_construct(
             execution_id=self.execution_id,
             generation=self.generation,
             events=batch,
             output=output,
         )
+        return item, size
+
+    def smaller(self) -> bool:
+        """The server refused the item in flight as a whole: send fewer of its events at a
+        time (``False`` when it held a single event)."""
+        if self.in_flight <= 1:
+            return False
+        self.budget = max(1, self.in_flight_size // 2)
+        self.in_flight = 0
+        return True
+
+    def unstorable(self, why: str) -> bool:
+        """The server refused to store the events in flight (too large, or a value it will
+        not take): end the execution FAILED saying why, instead of losing it to a retry
+        loop. The run stops at its next checkpoint or flush. ``False`` when the failure
+        itself was refused (the caller then gives the execution up)."""
+        if self.failure is not None:
+            return False
+        self.failure = f"the server refused to store its events: {why}"
+        log.error("execution %s: %s", self.execution_id, self.failure)
+        error = ExecutionError(f"execution {self.execution_id} failed: {self.failure}")
+        event = ExecutionEvent(
+            EventType.WORKFLOW_FAILED, self.execution_id, self.workflow_name, error
+        )
+        self.queue = [EventRecord.from_event(event, self.serializer)]
+        self.output = OutputRecord.from_value(error, self.serializer)
+        self.in_flight = 0
+        return True
 
     def acknowledged(self, state: ExecutionState, had_output: bool) -> None:
         del self.queue[: self.in_flight]
@@ -144,6 +214,12 @@ class Outbox:
         self.abandon()
         if self.on_fenced is not None:
             self.on_fenced()
+
+
+def _estimate(record: EventRecord) -> int:
+    """A record's share of a request body, roughly: its value twice (base64, and the view,
+    which for text and bytes is as long) plus the fields and JSON around them."""
+    return 2 * len(record.value or "") + len(record.source_id) + len(record.scope) + 200
 
 
 class CheckpointSender:
@@ -202,16 +278,25 @@ class CheckpointSender:
                 task.add_done_callback(self._sent)
 
     def _take_ready(self, limit: int) -> list[tuple[Outbox, CheckpointItem]]:
+        """Up to ``limit`` items of ready outboxes, within :data:`REQUEST_BUDGET` together
+        by estimate (an item larger than that goes alone)."""
         items: list[tuple[Outbox, CheckpointItem]] = []
+        room = REQUEST_BUDGET
         for execution_id, box in list(self._ready.items()):
-            if len(items) >= limit:
+            if len(items) >= limit or room <= 0:
                 break
             if box.in_flight:
                 continue
+            if not box.queue or box.fenced:
+                del self._ready[execution_id]
+                continue
+            taken = box.take(room, at_least_one=not items)
+            if taken is None:
+                continue  # does not fit this request: the next one
             del self._ready[execution_id]
-            item = box.take()
-            if item is not None:
-                items.append((box, item))
+            item, size = taken
+            items.append((box, item))
+            room -= size
         return items
 
     def _sent(self, task: asyncio.Task[None]) -> None:
@@ -222,6 +307,17 @@ class CheckpointSender:
         try:
             results = await self.channel().checkpoints([item for _, item in items])
         except ApiError as exc:
+            if exc.status_code in _CONTENT and len(items) > 1:
+                # One item may be the cause: halves, until the refused ones stand alone.
+                half = len(items) // 2
+                await self._send(items[:half])
+                await self._send(items[half:])
+                return
+            if exc.status_code in _CONTENT:
+                ((box, _),) = items
+                if box.smaller() or box.unstorable(str(exc)):
+                    self._ready[box.execution_id] = box
+                    return
             if exc.status_code in _FATAL:
                 for box, _ in items:
                     box.refused(str(exc))

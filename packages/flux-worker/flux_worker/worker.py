@@ -434,6 +434,7 @@ class Worker:
                 claim.generation,
                 self.serializer,
                 on_fenced=lambda: self._abandon(execution_id, "fenced by the server"),
+                workflow_name=claim.workflow_name,
             )
             if self.isolation == "subprocess":
                 runner: Any = _ChildRun(self, claim, outbox, gpus)
@@ -453,8 +454,11 @@ class Worker:
             self._claiming.discard(execution_id)
         try:
             await runner.execute()
-        except FencedError:
-            log.warning("execution %s was claimed again elsewhere; abandoned", execution_id)
+        except FencedError as exc:
+            if outbox.failure is None:
+                log.warning("execution %s was claimed again elsewhere; abandoned", execution_id)
+            else:
+                log.info("execution %s stopped: %s", execution_id, exc)
         except asyncio.CancelledError:
             if not outbox.fenced:
                 raise
