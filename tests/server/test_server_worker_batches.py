@@ -265,6 +265,10 @@ async def sized(ctx):
     return len(data)
 
 @workflow
+async def long_text(ctx):
+    return "x" * ctx.input
+
+@workflow
 async def sized_together(ctx):
     return [len(b) for b in await blob.map([ctx.input] * 6)]
 """
@@ -350,3 +354,14 @@ async def test_the_request_budget_keeps_large_values_apart_before_any_refusal(
     assert [(str(s.state), s.output) for s in statuses] == [("COMPLETED", 60_000)] * 6
     assert refused == []
     assert max(sizes) >= 2  # small checkpoints still travel together
+
+
+async def test_a_finished_runs_output_travels_once(server, tmp_path, monkeypatch) -> None:
+    """The output is the terminal event's value, which the server takes as the output: the
+    worker does not send it twice. A 100 KB text output fits the 256 KiB limit here (its
+    value and view once); sent twice it did not."""
+    monkeypatch.chdir(tmp_path)
+    await server.register(BIG)
+    async with running_worker(server.client, capacity=2):
+        status = await asyncio.wait_for(server.client.run("long_text", 100_000, mode="sync"), 30)
+    assert str(status.state) == "COMPLETED" and status.output == "x" * 100_000

@@ -22,10 +22,10 @@ import sys
 from typing import Any
 
 from flux.context import ExecutionContext
-from flux.domain import FINISHED_STATES, ExecutionEvent
+from flux.domain import ExecutionEvent
 from flux.errors import NonDeterminismError, SecretNotFoundError
 from flux.protocol.claims import ClaimResponse
-from flux.protocol.events import EventRecord, OutputRecord
+from flux.protocol.events import EventRecord
 from flux.runner import WorkflowRun
 from flux.store import LocalStore
 
@@ -75,13 +75,10 @@ class _PipeCheckpointer:
         self.serializer = serializer
 
     def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
-        output = None
-        if ctx.state in FINISHED_STATES and any(e.type.is_workflow for e in events):
-            output = OutputRecord.from_value(ctx.output, self.serializer).model_dump(mode="json")
         records = [
             EventRecord.from_event(e, self.serializer).model_dump(mode="json") for e in events
         ]
-        self.pipe.send({"type": "events", "events": records, "output": output})
+        self.pipe.send({"type": "events", "events": records})
 
     async def flush(self) -> None:
         await self.pipe.request({"type": "flush"})

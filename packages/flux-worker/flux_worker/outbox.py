@@ -22,10 +22,10 @@ from collections.abc import Callable
 from typing import Any
 
 from flux.context import ExecutionContext
-from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
+from flux.domain import EventType, ExecutionEvent, ExecutionState
 from flux.errors import ApiError, ExecutionError
 from flux.protocol.claims import CheckpointItem
-from flux.protocol.events import EventRecord, OutputRecord
+from flux.protocol.events import EventRecord
 
 __all__ = ["CheckpointSender", "FencedError", "Outbox"]
 
@@ -82,7 +82,6 @@ class Outbox:
         self.on_fenced = on_fenced
         self.workflow_name = workflow_name
         self.queue: list[EventRecord] = []
-        self.output: OutputRecord | None = None
         self.in_flight = 0
         self.idle = asyncio.Event()
         self.idle.set()
@@ -99,19 +98,17 @@ class Outbox:
     # -- Checkpointer --------------------------------------------------------------------------
 
     def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
+        # A finished run's output is its terminal event's value, which the server takes as
+        # the output when the checkpoint sends none: sending it as well doubled the largest
+        # part of the last request (and pickled the output twice).
         self._check()
         fmt = self.serializer
-        output = None
-        if ctx.state in FINISHED_STATES and any(e.type.is_workflow for e in events):
-            output = OutputRecord.from_value(ctx.output, fmt)
-        self.enqueue([EventRecord.from_event(e, fmt) for e in events], output)
+        self.enqueue([EventRecord.from_event(e, fmt) for e in events])
 
-    def enqueue(self, records: list[EventRecord], output: OutputRecord | None = None) -> None:
-        """Queue already-encoded events (and the output that goes with a terminal event)."""
+    def enqueue(self, records: list[EventRecord]) -> None:
+        """Queue already-encoded events."""
         self._check()
         self.queue.extend(records)
-        if output is not None:
-            self.output = output
         self.idle.clear()
         self.sender.notify(self)
 
@@ -127,7 +124,6 @@ class Outbox:
         """Drop everything queued and stop sending (the execution is no longer ours)."""
         self.fenced = True
         self.queue.clear()
-        self.output = None
         self.idle.set()
 
     def _check(self) -> None:
@@ -159,9 +155,6 @@ class Outbox:
             return None
         batch = self.queue[:n]
         self.in_flight = n
-        output = self.output if n == len(self.queue) else None
-        if output is not None:
-            size += 2 * len(output.value or "")
         self.in_flight_size = size
         # Built from this worker's own values (events encoded by save, at most
         # MAX_EVENTS_PER_REQUEST of them): nothing to validate.
@@ -169,7 +162,6 @@ class Outbox:
             execution_id=self.execution_id,
             generation=self.generation,
             events=batch,
-            output=output,
         )
         return item, size
 
@@ -196,15 +188,12 @@ class Outbox:
             EventType.WORKFLOW_FAILED, self.execution_id, self.workflow_name, error
         )
         self.queue = [EventRecord.from_event(event, self.serializer)]
-        self.output = OutputRecord.from_value(error, self.serializer)
         self.in_flight = 0
         return True
 
-    def acknowledged(self, state: ExecutionState, had_output: bool) -> None:
+    def acknowledged(self, state: ExecutionState) -> None:
         del self.queue[: self.in_flight]
         self.in_flight = 0
-        if had_output:
-            self.output = None
         self.state = state
         if not self.queue:
             self.idle.set()
@@ -325,11 +314,11 @@ class CheckpointSender:
             await self._retry(items, exc)
             return
         self._attempt = 0
-        for (box, item), result in zip(items, results.results, strict=True):
+        for (box, _), result in zip(items, results.results, strict=True):
             if result.error is not None:
                 box.refused(result.error.message)
                 continue
-            box.acknowledged(result.state, item.output is not None)
+            box.acknowledged(result.state)
             if box.queue and not box.fenced:
                 self._ready[box.execution_id] = box
 

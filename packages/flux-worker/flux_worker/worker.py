@@ -34,7 +34,7 @@ from typing import Any
 
 from flux.context import ExecutionContext
 from flux.errors import ApiError, ConflictError, FluxError, NonDeterminismError, NotFoundError
-from flux.protocol.events import EventRecord, OutputRecord
+from flux.protocol.events import EventRecord
 from flux.protocol.frames import (
     ExecutionCancelledFrame,
     ExecutionClaimedFrame,
@@ -628,11 +628,7 @@ class _ChildRun:
                 message = json.loads(line)
                 kind = message["type"]
                 if kind == "events":
-                    output = message.get("output")
-                    self.outbox.enqueue(
-                        [EventRecord.model_validate(e) for e in message["events"]],
-                        OutputRecord.model_validate(output) if output else None,
-                    )
+                    self.outbox.enqueue([EventRecord.model_validate(e) for e in message["events"]])
                 elif kind == "flush":
                     asyncio.get_running_loop().create_task(self._flushed(message["id"]))
                 elif kind == "get_secrets":
