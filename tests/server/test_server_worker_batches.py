@@ -274,17 +274,20 @@ async def sized_together(ctx):
 """
 
 
+async def _sized_runs(server: Any, size: int) -> list[tuple[str, object]]:
+    """Six concurrent runs of ``sized`` on a real worker: their states and outputs."""
+    await server.register(BIG)
+    async with running_worker(server.client, capacity=8):
+        runs = (server.client.run("sized", size, mode="sync") for _ in range(6))
+        statuses = await asyncio.wait_for(asyncio.gather(*runs), 30)
+    return [(str(s.state), s.output) for s in statuses]
+
+
 async def test_checkpoints_too_large_together_are_sent_apart(server, tmp_path, monkeypatch) -> None:
     """Executions whose events fit a request each but not all together (the server takes
     256 KiB here): each is stored, none is abandoned."""
     monkeypatch.chdir(tmp_path)
-    await server.register(BIG)
-    async with running_worker(server.client, capacity=8):
-        statuses = await asyncio.wait_for(
-            asyncio.gather(*(server.client.run("sized", 90_000, mode="sync") for _ in range(6))),
-            30,
-        )
-    assert [(str(s.state), s.output) for s in statuses] == [("COMPLETED", 90_000)] * 6
+    assert await _sized_runs(server, 90_000) == [("COMPLETED", 90_000)] * 6
 
 
 async def test_events_of_one_execution_too_large_together_are_sent_apart(
@@ -345,13 +348,7 @@ async def test_the_request_budget_keeps_large_values_apart_before_any_refusal(
             raise
 
     monkeypatch.setattr(AsyncWorkerChannel, "checkpoints", counted)
-    await server.register(BIG)
-    async with running_worker(server.client, capacity=8):
-        statuses = await asyncio.wait_for(
-            asyncio.gather(*(server.client.run("sized", 60_000, mode="sync") for _ in range(6))),
-            30,
-        )
-    assert [(str(s.state), s.output) for s in statuses] == [("COMPLETED", 60_000)] * 6
+    assert await _sized_runs(server, 60_000) == [("COMPLETED", 60_000)] * 6
     assert refused == []
     assert max(sizes) >= 2  # small checkpoints still travel together
 
