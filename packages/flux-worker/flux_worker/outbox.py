@@ -16,6 +16,7 @@ that follows a completed task (``Run.settle``), and when the run ends or pauses.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import random
 from collections.abc import Callable
@@ -90,7 +91,6 @@ class Outbox:
         self.budget = REQUEST_BUDGET
         """How large an item of this execution may be, by estimate: halved each time the
         server refuses one of several events as too large."""
-        self.in_flight_size = 0
         self.failure: str | None = None
         """Why the server could not store this execution's events, once it could not: the
         run stops, and only the failure that says so is sent."""
@@ -145,7 +145,7 @@ class Outbox:
         budget = min(budget, self.budget)
         size = 0
         n = 0
-        for record in self.queue[:MAX_EVENTS_PER_REQUEST]:
+        for record in itertools.islice(self.queue, MAX_EVENTS_PER_REQUEST):
             cost = _estimate(record)
             if size + cost > budget and (n or not at_least_one):
                 break
@@ -155,7 +155,6 @@ class Outbox:
             return None
         batch = self.queue[:n]
         self.in_flight = n
-        self.in_flight_size = size
         # Built from this worker's own values (events encoded by save, at most
         # MAX_EVENTS_PER_REQUEST of them): nothing to validate.
         item = CheckpointItem.model_construct(
@@ -170,7 +169,8 @@ class Outbox:
         time (``False`` when it held a single event)."""
         if self.in_flight <= 1:
             return False
-        self.budget = max(1, self.in_flight_size // 2)
+        sent = sum(_estimate(record) for record in self.queue[: self.in_flight])
+        self.budget = max(1, sent // 2)
         self.in_flight = 0
         return True
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from flux.context import ExecutionContext
+from flux.domain import EventType, ExecutionEvent
 from flux.errors import ApiError, ConflictError, FluxError, NonDeterminismError, NotFoundError
 from flux.protocol.events import EventRecord
 from flux.protocol.frames import (
@@ -555,8 +556,6 @@ def context_from_claim(claim: Any) -> ExecutionContext[Any]:
 def failed_context(claim: Any, exc: BaseException) -> ExecutionContext[Any]:
     """The execution ended FAILED by ``exc`` before its body could run; its one event is to
     be checkpointed."""
-    from flux.domain import EventType, ExecutionEvent
-
     ctx: ExecutionContext[Any] = ExecutionContext(
         claim.workflow_name, None, claim.execution_id, workflow_id=claim.workflow_id
     )
