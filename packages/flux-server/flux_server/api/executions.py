@@ -76,6 +76,10 @@ async def run_workflow(
     ``stream`` with a Server-Sent Event per state change. With ``execution_id`` a repeated
     request (a retry, a parent workflow replaying its child call) starts the workflow at most
     once; 409 when another workflow's execution has that id.
+
+    \f
+    ``sync`` and ``async`` without a query string are answered by :mod:`flux_server.fastpath`
+    before routing, which hands only what it does not take on to here: change both together.
     """
     run_mode = _run_mode(mode)
     value = await json_body(request)
