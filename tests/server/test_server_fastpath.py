@@ -1,17 +1,38 @@
-"""``POST /workers/{name}/checkpoints`` is answered by a middleware when all is ordinary
-(flux_server.fastpath); anything else must get exactly the route's answer."""
+"""``POST /workers/{name}/checkpoints`` and ``POST /workflows/{name}/run/sync|async`` are
+answered by a middleware when all is ordinary (flux_server.fastpath); anything else must get
+exactly the route's answer. Its routes are held to the app's, and a fallback is logged."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import itertools
 import json
+import logging
+from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from flux.domain import EventType
-from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, CheckpointItem
+from flux.protocol import (
+    PROTOCOL_HEADER,
+    PROTOCOL_VERSION,
+    CheckpointBatchRequest,
+    CheckpointItem,
+    ClaimBatchResponse,
+    ExecutionStatus,
+)
 from flux.serialization import b64decode, loads
+from flux_server import ServerOptions, create_app
+from flux_server.api.deps import JSON_BODY
+from flux_server.fastpath import ROUTES, FastRoute
 from server_support import record
+from starlette.routing import Match
+
+LOGGER = "flux.server.fastpath"
 
 
 async def _held(server) -> tuple[Any, Any]:
@@ -197,3 +218,172 @@ async def test_a_failure_after_the_run_was_created_is_answered_once(server, monk
     assert response.status_code == 500
     assert response.json()["code"] == "internal_error"
     assert await _executions(server) == 1
+
+
+# -- the fast routes are the app's ----------------------------------------------------------------
+
+
+def _disagreements(app: FastAPI, fast: FastRoute) -> list[str]:
+    """How ``fast`` differs from the app's route for its method and template (none: agrees)."""
+    contexts = list(iter_route_contexts(app.routes))
+    same = [
+        c
+        for c in contexts
+        if isinstance(c.original_route, APIRoute)
+        and c.path == fast.template
+        and fast.method in (c.methods or ())
+    ]
+    if len(same) != 1:
+        return [f"{len(same)} routes of the app are {fast.method} {fast.template}"]
+    [context] = same
+    route = context.original_route
+    assert isinstance(route, APIRoute)
+    problems = []
+    # Every path the fast path takes reaches this route, not one declared before it.
+    values = [fast.only.get(p, ("x1",)) for p in fast.parameters]
+    for chosen in itertools.product(*values):
+        path = fast.template.format(**dict(zip(fast.parameters, chosen, strict=True)))
+        scope = {"type": "http", "method": fast.method, "path": path, "root_path": ""}
+        first = next((c for c in contexts if c.matches(scope)[0] == Match.FULL), None)
+        if first is None or first.original_route is not route:
+            problems.append(f"{fast.method} {path} is not answered by {fast.template}")
+    bodies = [p.field_info.annotation for p in route.dependant.body_params]
+    if fast.request_model is None:
+        if bodies or (route.openapi_extra or {}).get("requestBody") != JSON_BODY["requestBody"]:
+            problems.append(f"the route's body is {bodies}, not any JSON value")
+    elif bodies != [fast.request_model]:
+        problems.append(f"the route's body is {bodies}, not {fast.request_model.__name__}")
+    if route.response_model is not fast.response_model:
+        problems.append(f"the route answers {route.response_model}, not {fast.response_model}")
+    if "flux_server.fastpath" not in (route.endpoint.__doc__ or ""):
+        problems.append(f"{route.endpoint.__qualname__}'s docstring does not name the fast path")
+    return problems
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> FastAPI:
+    return create_app(ServerOptions(database_url=f"sqlite:///{tmp_path}/flux.db", home=tmp_path))
+
+
+@pytest.mark.parametrize("fast", ROUTES, ids=lambda r: f"{r.method} {r.template}")
+def test_each_fast_route_is_a_route_of_the_app(app: FastAPI, fast: FastRoute) -> None:
+    assert _disagreements(app, fast) == []
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"template": "/workers/{worker}/checkpoints"},
+        {"template": "/workers/{name}/claims"},
+        {"method": "PUT"},
+        {"request_model": ExecutionStatus},
+        {"request_model": None},
+        {"response_model": ClaimBatchResponse},
+    ],
+    ids=str,
+)
+def test_a_fast_route_unlike_the_apps_is_found(app: FastAPI, change: dict[str, Any]) -> None:
+    [checkpoints] = [r for r in ROUTES if r.request_model is CheckpointBatchRequest]
+    assert _disagreements(app, dataclasses.replace(checkpoints, **change)) != []
+
+
+def test_a_route_declared_first_is_found(app: FastAPI) -> None:
+    """A route that would catch a fast route's requests before it, as the app routes them."""
+
+    @app.post("/workflows/{name}/run/sync")
+    async def earlier(name: str) -> None:
+        """Takes the sync runs (flux_server.fastpath)."""
+
+    app.router.routes.insert(0, app.router.routes.pop())
+    [run] = [r for r in ROUTES if r.response_model is ExecutionStatus]
+    assert _disagreements(app, run) == [
+        "POST /workflows/x1/run/sync is not answered by /workflows/{name}/run/{mode}"
+    ]
+
+
+# -- fallbacks: logged, and answered as the route answers ----------------------------------------
+
+
+def _fallbacks(caplog: pytest.LogCaptureFixture) -> list[str]:
+    records = [r for r in caplog.records if r.name == LOGGER]
+    assert all(r.levelno == logging.DEBUG for r in records)
+    messages = [r.getMessage() for r in records]
+    caplog.clear()
+    return messages
+
+
+async def test_a_fallback_is_logged_with_its_reason(server, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    worker, claim = await _held(server)
+    http = server.client._http
+    body = _body(claim, record(EventType.WORKFLOW_STARTED))
+    caplog.clear()
+
+    stranger = {"Authorization": "Bearer not-a-token"}
+    refused = await http.post("/workers/w1/checkpoints", json=body, headers=stranger)
+    assert refused.status_code == 401
+    [message] = _fallbacks(caplog)
+    assert message == (
+        "POST '/workers/w1/checkpoints' goes on to the route: ApiError: "
+        "unknown or expired session token; register the worker again"
+    )
+
+    # One line for an error of many lines too.
+    mine = {"Authorization": f"Bearer {worker.ch.session_token}"}
+    shapeless = {"items": [{"execution_id": 1}, {"generation": "x"}]}
+    invalid = await http.post("/workers/w1/checkpoints", json=shapeless, headers=mine)
+    assert invalid.status_code == 422
+    [message] = _fallbacks(caplog)
+    assert message.startswith("POST '/workers/w1/checkpoints' goes on to the route: ")
+    assert "ValidationError" in message and "\n" not in message
+
+    stored = await http.post("/workers/w1/checkpoints", json=body, headers=mine)
+    assert stored.status_code == 200
+    assert _fallbacks(caplog) == []
+
+
+async def test_the_fast_answer_is_the_routes(server, caplog) -> None:
+    """The same requests answered by the fast path and, with a query string it ignores, by the
+    route: the same status and body."""
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    worker, claim = await _held(server)
+    http = server.client._http
+    mine = {"Authorization": f"Bearer {worker.ch.session_token}"}
+    body = _body(claim, record(EventType.WORKFLOW_STARTED), record(EventType.TASK_STARTED))
+    caplog.clear()
+
+    async def both(path: str, **request: Any) -> tuple[Any, Any]:
+        routed = await http.post(path, params={"via": "route"}, **request)
+        assert _fallbacks(caplog)[-1].endswith("a query string (the route parses it)")
+        fast = await http.post(path, **request)
+        return routed, fast
+
+    # Stored by the route, then acknowledged by either with the same results.
+    routed, fast = await both("/workers/w1/checkpoints", json=body, headers=mine)
+    assert _fallbacks(caplog) == []
+    assert (routed.status_code, routed.json()) == (fast.status_code, fast.json())
+    assert routed.json()["results"][0]["acknowledged"] == 2
+    again = await http.post("/workers/w1/checkpoints", json=body, headers=mine, params={"a": 1})
+    assert again.json() == fast.json()
+    assert await _events(server, claim.execution_id) == 2
+
+    for headers in ({}, {"Authorization": "Bearer not-a-token"}):
+        routed, fast = await both("/workers/w1/checkpoints", json=body, headers=headers)
+        assert (routed.status_code, routed.json()) == (fast.status_code, fast.json())
+        assert fast.status_code == 401
+
+    await server.register()
+    for request in ({"json": "World"}, {"content": b""}, {"content": b"{nope"}):
+        routed, fast = await both("/workflows/hello/run/async", **request)
+        assert routed.status_code == fast.status_code, request
+        assert _comparable(routed.json()) == _comparable(fast.json()), request
+    routed, fast = await both("/workflows/nope/run/async", json=1)
+    assert (routed.status_code, routed.json()) == (fast.status_code, fast.json())
+    assert fast.status_code == 404
+
+
+def _comparable(answer: dict[str, Any]) -> dict[str, Any]:
+    """An answer without what differs between two new executions."""
+    return {
+        k: v for k, v in answer.items() if k not in ("execution_id", "created_at", "updated_at")
+    }
