@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from flux import ExecutionContext, task, workflow
+from flux import ExecutionContext, ExecutionState, task, workflow
 from flux.errors import (
     ExecutionNotFoundError,
     ExecutionStateError,
@@ -163,14 +163,16 @@ def test_unstorable_input_is_refused_before_anything_is_written(db_path):
     assert row_counts(db_path) == counts
 
 
-def test_resuming_a_finished_execution(db_path):
+def test_running_a_finished_execution_returns_its_recorded_context(db_path):
     done = greet.run("x")
     counts = row_counts(db_path)
-    raises(
-        ExecutionStateError,
-        r"already finished \(COMPLETED\); start a new execution",
-        lambda: greet.run("again", execution_id=done.execution_id),
-    )
+    again = greet.run("again", execution_id=done.execution_id)
+    assert again.state is ExecutionState.COMPLETED
+    assert again.output == done.output
+    assert again.input == "x"
+    assert [e.id for e in again.events] == [e.id for e in done.events]
+    # a named pause or none: the recorded outcome all the same, nothing run, nothing written
+    assert greet.run("y", execution_id=done.execution_id, pause="p").output == done.output
     raises(ExecutionStateError, r"already finished", lambda: workflow.cancel(done.execution_id))
     assert row_counts(db_path) == counts
 

@@ -483,3 +483,102 @@ def test_resume_after_a_crash_before_any_task(scripts):
     result = json.loads(scripts.run("resume.py", "early", execution_id))
     assert result["output"] == "done"
     assert _count(scripts, "only") == 1
+
+
+def test_ctrl_c_leaves_the_execution_resumable(scripts, db_path):
+    _setup(scripts, CRASHY)
+    proc = scripts.start("run.py", "crashy", '"order-2"')
+    _wait_for_marker(scripts, proc, "inside_long_step")
+    execution_id = (scripts.folder / "execution_id").read_text()
+
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in err
+
+    interrupted = open_store().load(execution_id)
+    assert interrupted.ctx.state.value == "RUNNING"  # not CANCELLED: only a cancel cancels
+    assert not interrupted.owner_alive
+    assert not any(e.type.value == "TASK_CANCELLED" for e in interrupted.ctx.events)
+
+    result = json.loads(scripts.run("resume.py", "crashy", execution_id))
+    assert result == {"id": execution_id, "state": "COMPLETED", "output": "total=30"}
+    assert _count(scripts, "prepare") == 1
+    assert _count(scripts, "long_step") == 2
+
+
+RECOVERY = """
+    @task.with_options(retry_max_attempts=1, retry_delay=0, fallback=lambda n: slow_fallback(n))
+    async def charge(n: int) -> str:
+        bump("charge")
+        raise ValueError(f"card declined {n}")
+
+
+    async def slow_fallback(n: int) -> str:
+        if bump("fallback") == 1:
+            mark("inside_fallback")
+            await asyncio.sleep(60)
+        return f"queued {n}"
+
+
+    def undo(n: int) -> None:
+        if bump("rollback") == 1:
+            mark("inside_rollback")
+            import time
+
+            time.sleep(60)
+
+
+    @task.with_options(rollback=undo)
+    async def reserve(n: int) -> str:
+        bump("reserve")
+        raise RuntimeError(f"no stock for {n}")
+
+
+    @workflow
+    async def with_fallback(ctx: ExecutionContext[int]):
+        mark("execution_id", ctx.execution_id)
+        return await charge(ctx.input)
+
+
+    @workflow
+    async def with_rollback(ctx: ExecutionContext[int]):
+        mark("execution_id", ctx.execution_id)
+        return await reserve(ctx.input)
+"""
+
+
+def test_a_crash_inside_a_fallback_does_not_run_the_attempts_again(scripts):
+    _setup(scripts, RECOVERY)
+    proc = scripts.start("run.py", "with_fallback", "5")
+    _wait_for_marker(scripts, proc, "inside_fallback")
+    execution_id = (scripts.folder / "execution_id").read_text()
+    assert _count(scripts, "charge") == 2  # the first attempt and its retry
+    _kill(proc)
+
+    result = json.loads(scripts.run("resume.py", "with_fallback", execution_id))
+
+    assert result == {"id": execution_id, "state": "COMPLETED", "output": "queued 5"}
+    assert _count(scripts, "charge") == 2  # every attempt had failed: none runs again
+    assert _count(scripts, "fallback") == 2  # the interrupted fallback runs again
+    types = [e.type.value for e in open_store().load(execution_id).ctx.events]
+    assert types.count("TASK_RETRY_STARTED") == 1
+    assert types.count("TASK_FALLBACK_COMPLETED") == 1
+
+
+def test_a_crash_inside_a_rollback_does_not_run_the_task_again(scripts):
+    _setup(scripts, RECOVERY)
+    proc = scripts.start("run.py", "with_rollback", "9")
+    _wait_for_marker(scripts, proc, "inside_rollback")
+    execution_id = (scripts.folder / "execution_id").read_text()
+    _kill(proc)
+
+    result = json.loads(scripts.run("resume.py", "with_rollback", execution_id))
+
+    assert result["state"] == "FAILED"
+    assert "no stock for 9" in result["output"]  # the task's own error, not a placeholder
+    assert _count(scripts, "reserve") == 1
+    assert _count(scripts, "rollback") == 2
+    types = [e.type.value for e in open_store().load(execution_id).ctx.events]
+    assert types.count("TASK_ROLLBACK_COMPLETED") == 1
+    assert types[-2:] == ["TASK_FAILED", "WORKFLOW_FAILED"]

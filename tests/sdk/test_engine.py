@@ -534,10 +534,10 @@ def test_sequential_pauses_each_get_their_own_resume_input():
         return [first, second]
 
     first = wf.run()
-    assert events_of(first, "TASK_PAUSED")[0].value == "ask alice"
+    assert events_of(first, "TASK_PAUSED")[0].value == {"name": "ask alice", "data": None}
     second = wf.run("yes", execution_id=first.execution_id)
     assert second.is_paused
-    assert events_of(second, "TASK_PAUSED")[-1].value == "final"
+    assert events_of(second, "TASK_PAUSED")[-1].value == {"name": "final", "data": None}
     third = wf.run("ship it", execution_id=first.execution_id)
     assert third.output == ["alice said yes", "ship it"]
     assert runs == ["alice", "alice"]  # the task body re-ran up to its pause, as designed
@@ -736,8 +736,10 @@ def test_cancel_an_execution_whose_process_died():
     assert stored.is_cancelled
     assert [e.type for e in stored.events][-1] is EventType.WORKFLOW_CANCELLED
 
-    with pytest.raises(ExecutionStateError, match="already finished"):
-        orphan.run(execution_id=execution_id)
+    # running it again returns the recorded outcome; the body does not run
+    again = orphan.run(execution_id=execution_id)
+    assert again.is_cancelled
+    assert [e.id for e in again.events] == [e.id for e in stored.events]
 
 
 def test_retry_resumes_at_the_interrupted_attempt_in_process():

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 from flux import ExecutionContext, task, workflow
-from flux.errors import ExecutionStateError, GraphValidationError, SecretNotFoundError
+from flux.errors import GraphValidationError, SecretNotFoundError
 from flux.local import open_store
 from flux.tasks import Graph, choice, now, parallel, pause, pipeline, randint, sleep, uuid4
 from sdk_support import events_of, kinds
@@ -408,7 +408,7 @@ def test_built_in_tasks_example_pause_and_resume():
     assert paused.output is None
     recorded = {e.name: e.value for e in events_of(paused, "TASK_COMPLETED")}
     assert set(recorded) == {"now", "sleep", "choice", "randint", "uuid4"}
-    assert events_of(paused, "TASK_PAUSED")[0].value == "wait_for_approval"
+    assert events_of(paused, "TASK_PAUSED")[0].value["name"] == "wait_for_approval"
 
     resumed = built_in_tasks_example.run("approved", execution_id=paused.execution_id)
 
@@ -647,10 +647,11 @@ def test_state_inspection_properties_and_events():
     cancelled = workflow.cancel(paused.execution_id)
     assert flags(cancelled) == (True, False, False, True, False)
 
-    # The spec's resume form: run(execution_id=...) on a finished execution is refused.
-
-    with pytest.raises(ExecutionStateError, match="already finished"):
-        ok_wf.run(execution_id=ok.execution_id)
+    # The spec's "State Management" form: run(execution_id=...) on a finished execution
+    # returns its recorded context (state, output, events) without running anything.
+    again = ok_wf.run(execution_id=ok.execution_id)
+    assert (again.state, again.output) == (ok.state, ok.output)
+    assert [e.id for e in again.events] == [e.id for e in ok.events]
 
     # A stored execution reads back with the same state and events.
 

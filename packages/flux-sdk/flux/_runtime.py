@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from flux._identity import call_digest
 from flux.domain import WORKFLOW_EVENTS, EventType, ExecutionEvent
 from flux.errors import NonDeterminismError
+from flux.pauses import PAUSE_TASK, Pause
 
 if TYPE_CHECKING:
     from flux.context import ExecutionContext
@@ -64,6 +65,7 @@ class Services(Protocol):
 
 class Run:
     __slots__ = (
+        "_abandoned",
         "_commits",
         "_durable_on_save",
         "_group",
@@ -123,6 +125,7 @@ class Run:
         # Set once replay found a divergent body: from then on nothing more is recorded, and
         # the run ends with this error however the body handles it.
         self.diverged: NonDeterminismError | None = None
+        self._abandoned = False
         self._group = False
         self._group_error: BaseException | None = None
         self._durable_on_save = bool(
@@ -180,12 +183,18 @@ class Run:
 
     def write(self) -> None:
         """Hand every pending event to the checkpointer now."""
-        if self.diverged is not None:
+        if self.diverged is not None or self._abandoned:
             self.pending.clear()
             return
         if self.pending:
             events, self.pending = self.pending, []
             self.checkpointer.save(self.ctx, events)
+
+    def abandon(self) -> None:
+        """Record nothing more: the run stops as a crash would stop it, leaving the execution
+        to be resumed by replay."""
+        self._abandoned = True
+        self.pending.clear()
 
     async def commit(self) -> None:
         """Hand a completion (and what was pending before it) to the checkpointer.
@@ -233,15 +242,29 @@ class Run:
             self._group_error = exc
 
     def resume_value_after(self, event: ExecutionEvent) -> tuple[bool, Any]:
-        """The input of the first WORKFLOW_RESUMED event logged after ``event``, if any."""
+        """The input of the first resume logged after ``event`` that answered no pause by
+        name (a resume that answers one records that pause's completion just before its
+        ``WORKFLOW_RESUMED``), if any."""
         events = self.ctx.events
         seen = False
+        previous: ExecutionEvent | None = None
         for e in events:
             if e is event:
                 seen = True
-            elif seen and e.type is EventType.WORKFLOW_RESUMED:
+            elif seen and e.type is EventType.WORKFLOW_RESUMED and not _answers_pause(previous):
                 return True, e.value
+            previous = e
         return False, None
+
+    def answer_pause(self, pause: Pause, value: Any) -> None:
+        """Record ``value`` as the answer to ``pause`` (a resume that names it)."""
+        event = self.emit(EventType.TASK_COMPLETED, pause.source_id, PAUSE_TASK, value, pause.scope)
+        self.history.setdefault(pause.source_id, []).append(event)
+        self.terminal[pause.source_id] = event
+
+
+def _answers_pause(event: ExecutionEvent | None) -> bool:
+    return event is not None and event.type is EventType.TASK_COMPLETED and event.name == PAUSE_TASK
 
 
 def _describe_scope(scope: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Generic, TypeVar
 
 from flux.domain import (
@@ -11,6 +12,7 @@ from flux.domain import (
     ExecutionEvent,
     ExecutionState,
 )
+from flux.pauses import PAUSE_TASK, Pause, PauseRecord, waiting_pauses
 from flux.serialization import to_view
 
 __all__ = ["ExecutionContext"]
@@ -114,6 +116,17 @@ class ExecutionContext(Generic[T]):
     def is_paused(self) -> bool:
         return self._state is ExecutionState.PAUSED
 
+    @property
+    def pauses(self) -> list[Pause]:
+        """The pauses waiting for a resume, oldest first (empty unless PAUSED)."""
+        if self._state is not ExecutionState.PAUSED:
+            return []
+        return waiting_pauses(
+            PauseRecord(e.type, e.source_id, e.scope, e.time, e.value)
+            for e in self.events
+            if e.name == PAUSE_TASK
+        )
+
     def to_dict(self, detailed: bool = False) -> dict[str, Any]:
         """A JSON-able summary (values rendered with ``to_view``)."""
         data: dict[str, Any] = {
@@ -137,6 +150,13 @@ class ExecutionContext(Generic[T]):
                 for e in self.events
             ]
         return data
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The whole context as JSON text: ids, workflow, state, input, output, the waiting
+        pauses and every event (values rendered with ``to_view``)."""
+        data = self.to_dict(detailed=True)
+        data["pauses"] = [p.to_dict() for p in self.pauses]
+        return json.dumps(data, indent=indent, default=str)
 
     def __repr__(self) -> str:
         return (

@@ -12,7 +12,8 @@ from flux.errors import ExecutionPaused, NonDeterminismError, SerializationError
 
 if TYPE_CHECKING:
     from flux.context import ExecutionContext
-    from flux.workflow import workflow
+    from flux.local import LocalWorkflow
+    from flux.pauses import Pause
 
 __all__ = ["WorkflowRun"]
 
@@ -29,7 +30,7 @@ class WorkflowRun:
 
     def __init__(
         self,
-        wf: workflow,
+        wf: LocalWorkflow,
         ctx: ExecutionContext[Any],
         checkpointer: Checkpointer,
         services: Services | None = None,
@@ -39,6 +40,15 @@ class WorkflowRun:
         self.run = Run(ctx, checkpointer, services)
         self._body: asyncio.Task[Any] | None = None
         self._cancel_requested = False
+
+    def resume(self, input: Any, pause: Pause | None) -> None:
+        """Record a resume of the paused execution with ``input``, the answer to ``pause``
+        (None when no pause waits). It is written with the run's first events, so a run that
+        stops at once (a NonDeterminismError) leaves the execution paused, its input unused."""
+        ctx = self.ctx
+        if pause is not None:
+            self.run.answer_pause(pause, input)
+        self.run.emit(EventType.WORKFLOW_RESUMED, ctx.execution_id, ctx.workflow_name, input)
 
     def cancel(self) -> None:
         self._cancel_requested = True
@@ -58,18 +68,16 @@ class WorkflowRun:
         if self._cancel_requested:
             body.cancel()
         try:
-            try:
-                output = await asyncio.shield(body)
-            except asyncio.CancelledError:
-                if body.done():
-                    raise
-                # The caller of execute() was cancelled: cancel the body and record it.
-                self.cancel()
-                await asyncio.wait([body])
-                self._finish_from(body)
-                await run.checkpointer.finish(ctx)
-                raise
+            output = await asyncio.shield(body)
         except asyncio.CancelledError:
+            if not body.done():
+                # The caller of execute() was cancelled (Ctrl-C, a worker letting the run
+                # go): the body stops as if the process had died, recording nothing, so the
+                # execution stays resumable. Only cancel() cancels the execution.
+                run.abandon()
+                body.cancel()
+                await asyncio.wait([body])
+                raise
             if not body.cancelled():
                 raise
             self._record_cancelled()
@@ -103,22 +111,3 @@ class WorkflowRun:
     def _record_cancelled(self) -> None:
         ctx = self.ctx
         self.run.emit(EventType.WORKFLOW_CANCELLED, ctx.execution_id, ctx.workflow_name, None)
-
-    def _finish_from(self, body: asyncio.Task[Any]) -> None:
-        exc = None if body.cancelled() else body.exception()
-        if body.cancelled():
-            self._record_cancelled()
-        elif isinstance(exc, ExecutionPaused):
-            self.run.emit(
-                EventType.WORKFLOW_PAUSED, self.ctx.execution_id, self.ctx.workflow_name, exc.name
-            )
-        elif exc is not None:
-            self.run.emit(
-                EventType.WORKFLOW_FAILED,
-                self.ctx.execution_id,
-                self.ctx.workflow_name,
-                body.exception(),
-            )
-        else:
-            self._record_cancelled()
-        self.run.write()

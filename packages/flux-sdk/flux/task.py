@@ -205,6 +205,14 @@ class task(Generic[P, R]):
         if run._settled < run._commits:  # inline: most calls have nothing to wait for
             await run.settle()
         token = current_scope.set(source_id)
+        interrupted = _interrupted_recovery(self.name, history) if history else None
+        if interrupted is not None:
+            # The process stopped inside this task's fallback or rollback: every attempt
+            # already failed, so recovery goes on where it stopped, the body not run again.
+            try:
+                return await self._recover(run, source_id, scope, args, kwargs, *interrupted)
+            finally:
+                current_scope.reset(token)
         try:
             result = await self._attempts(run, source_id, scope, args, kwargs, history)
         except ExecutionPaused:
@@ -238,11 +246,16 @@ class task(Generic[P, R]):
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
         exc: Exception,
+        fallback_failed: bool = False,
     ) -> R:
-        """Fallback, else rollback, after every attempt failed; returns or raises."""
-        if self.fallback is not None:
+        """Fallback, else rollback, after every attempt failed (``exc`` the last failure);
+        returns or raises. ``fallback_failed``: a recorded fallback already failed with
+        ``exc``, so only the rollback is left."""
+        if self.fallback is not None and not fallback_failed:
             try:
-                value = await self._run_handler(run, source_id, scope, "fallback", args, kwargs)
+                value = await self._run_handler(
+                    run, source_id, scope, "fallback", args, kwargs, exc
+                )
             except Exception as fallback_exc:
                 exc = fallback_exc
             else:
@@ -251,7 +264,7 @@ class task(Generic[P, R]):
                 return value  # type: ignore[no-any-return]
         if self.rollback is not None:
             try:
-                await self._run_handler(run, source_id, scope, "rollback", args, kwargs)
+                await self._run_handler(run, source_id, scope, "rollback", args, kwargs, exc)
             except Exception:
                 pass  # recorded as TASK_ROLLBACK_FAILED; the task's own error wins
         run.emit(EventType.TASK_FAILED, source_id, self.name, exc, scope)
@@ -266,10 +279,17 @@ class task(Generic[P, R]):
         which: str,
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
+        cause: BaseException | None = None,
     ) -> Any:
+        """Run the fallback or rollback. Its start, carrying the error it handles (``cause``),
+        is durable before it runs: a process that stops inside it resumes the recovery, not
+        the task's attempts."""
         fn = self.fallback if which == "fallback" else self.rollback
         started, completed, failed = _HANDLER_EVENTS[which]
-        run.emit(started, source_id, self.name, None, scope)
+        run.emit(started, source_id, self.name, cause, scope)
+        if cause is not None:  # a cancelled task's rollback records no error, waits for nothing
+            await run.commit()
+            await run.settle()
         try:
             value = call_plain(fn, args, kwargs)  # type: ignore[arg-type]
             if inspect.isawaitable(value):
@@ -400,6 +420,28 @@ _HANDLER_EVENTS = {
         EventType.TASK_ROLLBACK_FAILED,
     ),
 }
+
+
+def _interrupted_recovery(
+    name: str, history: list[ExecutionEvent]
+) -> tuple[Exception, bool] | None:
+    """``(error, fallback_failed)`` when the history stops inside the fallback or rollback of
+    a failed task (a handler start that carries the error it handles, no terminal event).
+
+    A rollback of a cancelled task carries no error: it is not a failure to recover from.
+    """
+    handled = [
+        e
+        for e in history
+        if e.type in (EventType.TASK_FALLBACK_STARTED, EventType.TASK_ROLLBACK_STARTED)
+        and isinstance(e.value, Exception)
+    ]
+    if not handled:
+        return None
+    for e in reversed(history):
+        if e.type is EventType.TASK_FALLBACK_FAILED:  # its error is the task's error now
+            return (e.value if isinstance(e.value, Exception) else handled[-1].value), True
+    return handled[-1].value, False
 
 
 def _args_value(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -20,8 +20,9 @@ from typing import Any
 
 from flux._clock import Clock, current_clock
 from flux.context import ExecutionContext
-from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
-from flux.errors import ExecutionNotFoundError, ExecutionStateError, SecretNotFoundError
+from flux.domain import FINISHED_STATES, ExecutionEvent, ExecutionState
+from flux.errors import ExecutionNotFoundError, SecretNotFoundError
+from flux.pauses import choose_pause
 from flux.runner import WorkflowRun
 from flux.workflow import workflow
 
@@ -88,11 +89,11 @@ class MemoryStore:
         self.cache[key] = value
 
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
-        from flux.local import _child_outcome
+        from flux.local import child_outcome
 
         existing = self.executions.get(execution_id)
         if existing is not None and existing.has_finished:
-            return _child_outcome(existing)
+            return child_outcome(existing)
         child = await arun(
             target,
             input,
@@ -100,7 +101,7 @@ class MemoryStore:
             store=self,
             _new_id=execution_id,
         )
-        return _child_outcome(child)
+        return child_outcome(child)
 
 
 async def arun(
@@ -110,10 +111,13 @@ async def arun(
     execution_id: str | None = None,
     store: MemoryStore | None = None,
     clock: Clock | None = None,
+    pause: str | None = None,
     _new_id: str | None = None,
 ) -> ExecutionContext[Any]:
-    """Run ``wf`` in memory; with ``execution_id``, continue that execution of ``store``."""
+    """Run ``wf`` in memory; with ``execution_id``, continue that execution of ``store`` as
+    :meth:`flux.workflow.workflow.run` does (``pause`` names the pause a resume answers)."""
     store = store if store is not None else MemoryStore()
+    resuming, answer = False, None
     if execution_id is None:
         ctx: ExecutionContext[Any] = ExecutionContext(wf.name, input, _new_id)
         store.executions[ctx.execution_id] = ctx
@@ -122,17 +126,19 @@ async def arun(
         if found is None:
             raise ExecutionNotFoundError(f"no execution with id {execution_id!r} in this store")
         if found.state in FINISHED_STATES:
-            raise ExecutionStateError(f"execution {execution_id!r} already finished")
+            return found
         ctx = ExecutionContext(
             found.workflow_name, found.input, execution_id, events=list(found.events)
         )
-        if ctx.state is ExecutionState.PAUSED:
-            resumed = ExecutionEvent(EventType.WORKFLOW_RESUMED, execution_id, wf.name, input)
-            ctx._apply(resumed)
-            store.save(ctx, [resumed])
+        resuming = ctx.state is ExecutionState.PAUSED
+        if resuming:
+            answer = choose_pause(execution_id, ctx.pauses, pause)
     token = current_clock.set(clock) if clock is not None else None
     try:
-        return await WorkflowRun(wf, ctx, store, store).execute()
+        wf_run = WorkflowRun(wf, ctx, store, store)
+        if resuming:
+            wf_run.resume(input, answer)
+        return await wf_run.execute()
     finally:
         if token is not None:
             current_clock.reset(token)
@@ -145,6 +151,8 @@ def run(
     execution_id: str | None = None,
     store: MemoryStore | None = None,
     clock: Clock | None = None,
+    pause: str | None = None,
 ) -> ExecutionContext[Any]:
     """The synchronous form of :func:`arun`."""
-    return asyncio.run(arun(wf, input, execution_id=execution_id, store=store, clock=clock))
+    coro = arun(wf, input, execution_id=execution_id, store=store, clock=clock, pause=pause)
+    return asyncio.run(coro)

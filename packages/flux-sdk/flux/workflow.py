@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from flux._runtime import current_run
 from flux.context import ExecutionContext
-from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
-from flux.errors import ExecutionStateError, UsageError
+from flux.errors import UsageError
 from flux.task import _hybrid, check_option_names
 
 if TYPE_CHECKING:
@@ -30,9 +27,6 @@ def __getattr__(name: str) -> Any:
 
         return ResourceRequest
     raise AttributeError(f"module 'flux.workflow' has no attribute {name!r}")
-
-
-CANCEL_POLL_SECONDS = 0.2
 
 
 class workflow(Generic[T, R]):
@@ -138,104 +132,49 @@ class workflow(Generic[T, R]):
 
         return call(self, input)
 
-    # -- local runs ------------------------------------------------------------------------------
+    # -- local runs (driven by flux.local) ----------------------------------------------------
 
     def run(
-        self, input: Any = None, *, execution_id: str | None = None, store: Any = None
+        self,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        store: Any = None,
+        pause: str | None = None,
     ) -> ExecutionContext[T]:
-        """Run (or resume) an execution in this process, durably, and wait for it.
+        """Run (or continue) an execution in this process, durably, and wait for it.
 
         With ``execution_id``, continues that execution: a paused one resumes with ``input``
-        as the value its ``await pause(...)`` returns; one whose process died replays from
-        its log. Works from synchronous code; inside a running event loop it runs the
-        workflow on a helper thread (prefer ``await wf.arun(...)`` there).
+        as the value its waiting ``await pause(...)`` returns (``pause`` names the one this
+        answers, needed only when several wait); one whose process died replays from its
+        log; one that already finished is returned as recorded, nothing run. Works from
+        synchronous code; inside a running event loop it runs the workflow on a helper
+        thread (prefer ``await wf.arun(...)`` there). Ctrl-C stops the run as a crash would:
+        the execution stays resumable; only :meth:`cancel` cancels it.
 
         Raises:
             ExecutionNotFoundError: no execution with that id.
-            ExecutionStateError: it already finished, or another live process runs it.
+            ExecutionStateError: another live process runs it; ``pause`` names no waiting
+                pause, or several wait and ``pause`` is missing.
             NonDeterminismError: the body no longer matches the recorded history.
         """
-        coro = self.arun(input, execution_id=execution_id, store=store)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(coro)
-        result: list[Any] = []
+        from flux.local import run_blocking
 
-        def target() -> None:
-            try:
-                result.append(asyncio.run(coro))
-            except BaseException as exc:  # handed back to the caller's thread
-                result.append(exc)
-
-        thread = threading.Thread(target=target, name=f"flux-run-{self.name}")
-        thread.start()
-        thread.join()
-        if isinstance(result[0], BaseException):
-            raise result[0]
-        return result[0]  # type: ignore[no-any-return]
+        coro = self.arun(input, execution_id=execution_id, store=store, pause=pause)
+        return run_blocking(coro, f"flux-run-{self.name}")
 
     async def arun(
-        self, input: Any = None, *, execution_id: str | None = None, store: Any = None
+        self,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        store: Any = None,
+        pause: str | None = None,
     ) -> ExecutionContext[T]:
         """The async form of :meth:`run`."""
-        from flux.local import open_store
+        from flux.local import run_local
 
-        store = store or open_store()
-        if execution_id is None:
-            ctx: ExecutionContext[T] = ExecutionContext(self.name, input)
-            store.create(ctx)
-            return await self._drive(store, ctx)
-        ctx = self._prepare_resume(store, execution_id)
-        return await self._drive(store, ctx, resume=ctx.state is ExecutionState.PAUSED, input=input)
-
-    async def _drive(
-        self, store: Any, ctx: ExecutionContext[T], *, resume: bool = False, input: Any = None
-    ) -> ExecutionContext[T]:
-        """Run ``ctx``, which this process owns in ``store``, and release it at the end.
-
-        ``resume`` continues a paused execution with ``input``. The resume is recorded with the
-        run's first events, so a run that stops at once (a NonDeterminismError) leaves the
-        execution paused, its resume input unused.
-        """
-        from flux.local import LocalServices
-        from flux.runner import WorkflowRun
-
-        wf_run = WorkflowRun(self, ctx, store, LocalServices(store))
-        if resume:
-            wf_run.run.emit(EventType.WORKFLOW_RESUMED, ctx.execution_id, ctx.workflow_name, input)
-        watcher = asyncio.get_running_loop().create_task(
-            _watch_cancel(store, ctx.execution_id, wf_run)
-        )
-        try:
-            return await wf_run.execute()
-        finally:
-            watcher.cancel()
-            store.release(ctx.execution_id)
-
-    def _prepare_resume(self, store: Any, execution_id: str) -> ExecutionContext[T]:
-        stored = store.load(execution_id)
-        ctx: ExecutionContext[T] = stored.ctx
-        if ctx.workflow_name != self.name:
-            raise UsageError(
-                f"execution {execution_id!r} belongs to workflow {ctx.workflow_name!r}, "
-                f"not {self.name!r}"
-            )
-        if ctx.state in FINISHED_STATES:
-            raise ExecutionStateError(
-                f"execution {execution_id!r} already finished ({ctx.state.value}); "
-                "start a new execution instead",
-                execution_id=execution_id,
-                state=ctx.state.value,
-            )
-        if stored.owner_alive:
-            raise ExecutionStateError(
-                f"execution {execution_id!r} is running in process {stored.owner_pid}; "
-                "wait for it or cancel it",
-                execution_id=execution_id,
-            )
-        store.take_ownership(execution_id, stored.owner_pid)
-        return ctx
+        return await run_local(self, input, execution_id=execution_id, store=store, pause=pause)
 
     @staticmethod
     def cancel(execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:
@@ -248,32 +187,6 @@ class workflow(Generic[T, R]):
             ExecutionNotFoundError: no execution with that id.
             ExecutionStateError: it already finished.
         """
-        from flux.local import open_store
+        from flux.local import cancel_local
 
-        store = store or open_store()
-        stored = store.load(execution_id)
-        ctx = stored.ctx
-        if ctx.state in FINISHED_STATES:
-            raise ExecutionStateError(
-                f"execution {execution_id!r} already finished ({ctx.state.value}); "
-                "nothing to cancel",
-                execution_id=execution_id,
-            )
-        if stored.owner_alive:
-            store.request_cancel(execution_id)
-            return ctx
-        event = ExecutionEvent(
-            EventType.WORKFLOW_CANCELLED, ctx.execution_id, ctx.workflow_name, None
-        )
-        ctx._apply(event)
-        store.save(ctx, [event])
-        return ctx
-
-
-async def _watch_cancel(store: Any, execution_id: str, wf_run: Any) -> None:
-    """Cancellation requested by another process reaches a local run through the store."""
-    while True:
-        await asyncio.sleep(CANCEL_POLL_SECONDS)
-        if store.cancel_requested(execution_id):
-            wf_run.cancel()
-            return
+        return cancel_local(execution_id, store)

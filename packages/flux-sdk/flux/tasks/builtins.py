@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid as _uuid
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from flux._clock import clock
 from flux._runtime import current_run, current_scope
 from flux.domain import EventType
 from flux.errors import ExecutionPaused, UsageError
+from flux.pauses import PAUSE_TASK, pause_value
 from flux.task import task
 
 __all__ = ["choice", "now", "pause", "randint", "sleep", "uuid4"]
@@ -75,27 +77,41 @@ async def sleep(duration: float | timedelta) -> None:
     await run.commit()
 
 
-async def pause(name: str) -> Any:
-    """Pause the workflow here until it is resumed; returns the input given to the resume."""
+async def pause(name: str, data: Any = None) -> Any:
+    """Pause the workflow here until a resume answers this pause; returns the resume's input.
+
+    ``data`` (JSON: dicts, lists, strings, numbers, booleans, None) travels with the pause to
+    whoever resumes it: it is listed with the execution's waiting pauses. Several pauses may
+    wait at once (in branches of ``parallel``); each is answered by name and gets its own input.
+    """
     if not isinstance(name, str) or not name:
         raise UsageError(f"pause({name!r}): give the pause point a non-empty name")
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"pause({name!r}, data={data!r}): data must be JSON (dicts, lists, strings, numbers, "
+            "booleans, None) so that whoever resumes the pause can read it"
+        ) from None
     run = current_run.get()
     if run is None:
         raise UsageError("pause() can only be awaited inside a running workflow")
-    source_id, scope = run.identify("pause", (name,), {})
+    source_id, scope = run.identify(PAUSE_TASK, (name,), {})
     done = run.terminal.get(source_id)
     if done is not None:
         return done.value
     history = run.history.get(source_id)
     paused = next((e for e in history or () if e.type is EventType.TASK_PAUSED), None)
     if paused is not None:
+        # A resume that named no pause (recorded before resumes answered pauses one by one,
+        # or by a server that does not): it answers the pauses waiting when it came.
         resumed, value = run.resume_value_after(paused)
         if resumed:
-            run.emit(EventType.TASK_COMPLETED, source_id, "pause", value, scope)
+            run.emit(EventType.TASK_COMPLETED, source_id, PAUSE_TASK, value, scope)
             await run.commit()
             return value
     else:
         if history is None:
-            run.emit(EventType.TASK_STARTED, source_id, "pause", name, scope)
-        run.emit(EventType.TASK_PAUSED, source_id, "pause", name, scope)
+            run.emit(EventType.TASK_STARTED, source_id, PAUSE_TASK, name, scope)
+        run.emit(EventType.TASK_PAUSED, source_id, PAUSE_TASK, pause_value(name, data), scope)
     raise ExecutionPaused(name)
