@@ -95,6 +95,7 @@ def test_public_surface_is_pinned():
         "TaskMetadata",
         "UsageError",
         "__version__",
+        "call",
         "cron",
         "interval",
         "once",
@@ -121,6 +122,7 @@ def test_flux_tasks_surface_is_pinned():
             "pause",
             "pipeline",
             "randint",
+            "randrange",
             "sleep",
             "uuid4",
         ]

@@ -36,6 +36,7 @@ __all__ = [
     "TaskMetadata",
     "UsageError",
     "__version__",
+    "call",
     "cron",
     "interval",
     "once",
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 _LAZY = {
+    "call": "flux.tasks.subworkflow",
     "cron": "flux.schedules",
     "interval": "flux.schedules",
     "once": "flux.schedules",

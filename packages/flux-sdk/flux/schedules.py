@@ -87,6 +87,11 @@ class Schedule(BaseModel):
     def describe(self) -> str:
         """A short human description, e.g. ``every 6h``."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """The same JSON shape as :meth:`to_config` (the name code written for the original
+        flux-core uses)."""
+        return self.to_config()
+
     def __str__(self) -> str:
         return self.describe()
 

@@ -1,6 +1,6 @@
 """Built-in tasks and composition helpers."""
 
-from flux.tasks.builtins import choice, now, pause, randint, sleep, uuid4
+from flux.tasks.builtins import choice, now, pause, randint, randrange, sleep, uuid4
 from flux.tasks.graph import Graph
 from flux.tasks.parallel import parallel, pipeline
 from flux.tasks.subworkflow import call
@@ -14,6 +14,7 @@ __all__ = [
     "pause",
     "pipeline",
     "randint",
+    "randrange",
     "sleep",
     "uuid4",
 ]

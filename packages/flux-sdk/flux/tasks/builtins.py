@@ -17,7 +17,7 @@ from flux.errors import ExecutionPaused, UsageError
 from flux.pauses import PAUSE_TASK, pause_value
 from flux.task import task
 
-__all__ = ["choice", "now", "pause", "randint", "sleep", "uuid4"]
+__all__ = ["choice", "now", "pause", "randint", "randrange", "sleep", "uuid4"]
 
 
 @task.with_options(name="now")
@@ -34,6 +34,12 @@ async def uuid4() -> _uuid.UUID:
 @task.with_options(name="randint")
 async def randint(a: int, b: int) -> int:
     return random.randint(a, b)
+
+
+@task.with_options(name="randrange")
+async def randrange(start: int, stop: int | None = None, step: int = 1) -> int:
+    """A recorded ``random.randrange``: replay returns the recorded number."""
+    return random.randrange(start, stop, step)
 
 
 @task.with_options(name="choice")
