@@ -30,7 +30,9 @@ def test_randrange_is_recorded_and_replays_the_same_number(db_path):
     first = dice.run()
     small, stepped, die = first.output
     assert 0 <= small < 10 and stepped in range(100, 200, 10) and 1 <= die <= 6
-    recorded = [e for e in first.events if e.name == "randrange" and e.type.value == "TASK_COMPLETED"]
+    recorded = [
+        e for e in first.events if e.name == "randrange" and e.type.value == "TASK_COMPLETED"
+    ]
     assert [e.value for e in recorded] == [small, stepped]
     from flux.context import ExecutionContext as Ctx
     from flux.testing import MemoryStore
