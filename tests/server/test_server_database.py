@@ -1,17 +1,27 @@
-"""The database handle: transactions, post-commit notes, and the guard against nesting."""
+"""The database handle: transactions, post-commit notes, and the guard against nesting.
+
+The contract tests run every way in (``run_write``, ``run_write(insert_only=True)``,
+``run_statement``, ``async with db.write()``) on both backends: what callers rely on without
+asking which dialect they run on.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 from flux_server.db import Database, upgrade
-from flux_server.db.engine import NOTIFY_CHANNEL, listener_name
+from flux_server.db.notifier import NOTIFY_CHANNEL, listener_name
+from flux_server.db.raw import Statement
 from flux_server.db.tables import secrets
+from flux_server.db.urls import sync_url
+from server_support import eventually
 
 ROW = {"name": "K", "value": b"x", "updated_at": datetime(2025, 1, 1, tzinfo=UTC)}
 
@@ -199,7 +209,7 @@ async def test_other_replicas_hear_committed_notes_only(db: _Noted) -> None:
 async def test_hints_go_out_only_while_another_replica_listens(db: _Noted) -> None:
     """A single server sends no hint notes (nobody else would hear them); the rare notes go
     out regardless. Once another replica's listener is connected, hints follow."""
-    db._notifier.RECHECK = 0  # look up the listeners for every batch
+    db._backend.notifier.RECHECK = 0  # look up the listeners for every batch
     conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     async def heard(listener: psycopg.AsyncConnection, count: int) -> list[str]:
@@ -214,7 +224,7 @@ async def test_hints_go_out_only_while_another_replica_listens(db: _Noted) -> No
     async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as plain:
         await plain.execute(f"LISTEN {NOTIFY_CHANNEL}")  # not a replica's listener
         await db.run_write(lambda tx: tx.notify("exec:e1:COMPLETED"))
-        await asyncio.to_thread(db._notifier.flush)  # dropped by now, or sent
+        await asyncio.to_thread(db._backend.notifier.flush)  # dropped by now, or sent
         await db.run_write(lambda tx: tx.notify("token:abc"))
         assert await heard(plain, 1) == ["token:abc"]  # the hint was dropped
 
@@ -231,7 +241,7 @@ async def test_a_server_known_alone_drops_hints_at_once_until_it_looks_again(db:
     """Once the notifier found no other replica, hints are dropped by the writer itself for
     ``RECHECK`` seconds (the notifier thread is not even woken); a replica that starts
     meanwhile hears hints once the server looked again."""
-    notifier = db._notifier
+    notifier = db._backend.notifier
     notifier.RECHECK = 0.5
     conninfo = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
     await db.run_write(lambda tx: tx.notify("exec:e0:COMPLETED"))
@@ -263,3 +273,172 @@ async def test_a_loop_statement_without_a_database_fails_as_sqlalchemy_would(db_
                     await gone.run_statement(lambda tx: tx.conn.execute("SELECT 1"))
     finally:
         await gone.dispose()
+
+
+# -- the contract both backends meet ------------------------------------------------------------
+
+_AT = "2025-01-01T00:00:00+00:00"  # the IsoDateTime column's text on SQLite, cast on PostgreSQL
+_INSERT = Statement("INSERT INTO secrets (name, value, updated_at) VALUES (:name, :value, :at)")
+_INSERT_TWICE = Statement(  # one statement whose second row breaks the key: nothing stays
+    "INSERT INTO secrets (name, value, updated_at) VALUES (:name, :value, :at), "
+    "(:name, :value, :at)"
+)
+_NAMES = Statement(
+    "SELECT name FROM secrets WHERE name IN (:names) ORDER BY name",
+    lists=("names",),
+    columns=("name",),
+)
+_ALL_NAMES = sa.select(secrets.c.name).order_by(secrets.c.name)
+
+
+async def _by_run_write(db: Database, name: str, fail: bool, *, insert_only: bool = False) -> None:
+    rows = [{**ROW, "name": name}] * (2 if fail else 1)
+
+    def write(tx):
+        tx.notify(f"wrote {name}")
+        tx.conn.execute(sa.insert(secrets).values(rows))
+
+    await db.run_write(write, insert_only=insert_only)
+
+
+async def _by_statement(db: Database, name: str, fail: bool) -> None:
+    statement = _INSERT_TWICE if fail else _INSERT
+
+    async def write(tx) -> None:
+        tx.notify(f"wrote {name}")
+        await statement.execute_async(tx.conn, {"name": name, "value": b"x", "at": _AT})
+
+    await db.run_statement(write)
+
+
+async def _by_block(db: Database, name: str, fail: bool) -> None:
+    rows = [{**ROW, "name": name}] * (2 if fail else 1)
+    async with db.write() as tx:
+        tx.notify(f"wrote {name}")
+        await tx.conn.execute(sa.insert(secrets).values(rows))
+
+
+WAYS: dict[str, Callable[[Database, str, bool], Awaitable[None]]] = {
+    "run_write": _by_run_write,
+    "insert_only": partial(_by_run_write, insert_only=True),
+    "run_statement": _by_statement,
+    "write_block": _by_block,
+}
+
+
+@contextlib.contextmanager
+def _stored_elsewhere(db: Database) -> Iterator[Callable[[], list[str]]]:
+    """Reads the names stored, over a connection of its own (what another process sees)."""
+    engine = sa.create_engine(sync_url(db.url), poolclass=sa.pool.NullPool)
+    try:
+
+        def names() -> list[str]:
+            with engine.connect() as conn:
+                return list(conn.execute(_ALL_NAMES).scalars())
+
+        yield names
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+async def test_contract_notes_arrive_after_the_commit_and_reads_see_it(
+    db: _Noted, way: str
+) -> None:
+    """Each note is delivered once its write is committed (another connection sees the row by
+    then); run_read and read() see every committed write."""
+    seen: list[tuple[str, list[str]]] = []
+    with _stored_elsewhere(db) as stored:
+        db.sink = lambda note: seen.append((note, stored()))
+        await WAYS[way](db, "A", False)
+        await WAYS[way](db, "B", False)
+    assert seen == [("wrote A", ["A"]), ("wrote B", ["A", "B"])]
+    assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == ["A", "B"]
+    async with db.read() as conn:
+        assert (await conn.execute(_ALL_NAMES)).scalars().all() == ["A", "B"]
+
+
+@pytest.mark.parametrize("way", list(WAYS))
+async def test_contract_a_failed_write_rolls_back_and_delivers_nothing(
+    db: _Noted, way: str
+) -> None:
+    """A write that fails (its one statement breaks a key after inserting a row) raises the
+    driver's error as SQLAlchemy's, stores nothing and delivers none of its notes; the same
+    way in serves the next write."""
+    with pytest.raises(sa.exc.IntegrityError):
+        await WAYS[way](db, "A", True)
+    assert db.notes == []
+    assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == []
+    await WAYS[way](db, "A", False)
+    assert db.notes == ["wrote A"]
+    assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == ["A"]
+
+
+async def test_contract_run_statement_reads_writes_and_answers_on_both_dialects(
+    db: _Noted,
+) -> None:
+    """The same statement function runs on either dialect: it may read before it writes, and
+    its answer is the caller's."""
+    await db.run_write(lambda tx: tx.conn.execute(sa.insert(secrets).values(ROW)))
+
+    async def add_missing(tx, names: list[str]) -> list[str]:
+        present = {row.name for row in await _NAMES.execute_async(tx.conn, {"names": names})}
+        added = [name for name in names if name not in present]
+        for name in added:
+            await _INSERT.execute_async(tx.conn, {"name": name, "value": b"x", "at": _AT})
+        if added:
+            tx.notify("added")
+        return added
+
+    assert await db.run_statement(lambda tx: add_missing(tx, ["K", "L", "M"])) == ["L", "M"]
+    assert await db.run_statement(lambda tx: add_missing(tx, ["K", "L"])) == []
+    assert db.notes == ["added"]
+    stored = await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all())
+    assert stored == ["K", "L", "M"]
+
+
+async def test_contract_a_statement_whose_caller_left_still_delivers_its_notes(
+    db: _Noted,
+) -> None:
+    """A statement runs to its end when its caller is cancelled, and its notes follow."""
+    caller = asyncio.ensure_future(_by_statement(db, "left", False))
+    await asyncio.sleep(0)  # started: waiting for its statement
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+
+    async def delivered() -> bool:
+        return db.notes == ["wrote left"]
+
+    await eventually(delivered)
+    assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == ["left"]
+
+
+async def test_contract_no_write_waits_inside_a_write_block(db: _Noted) -> None:
+    """run_write and run_statement refuse to run inside ``async with db.write()`` (on SQLite
+    they would wait for the writer the block holds), and the block still commits."""
+    async with db.write() as tx:
+        with pytest.raises(RuntimeError, match="inside"):
+            await db.run_write(lambda tx: None)
+        with pytest.raises(RuntimeError, match="inside"):
+            await _by_statement(db, "nested", False)
+        await tx.conn.execute(sa.insert(secrets).values(ROW))
+    assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == ["K"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+async def test_a_sqlite_statement_that_waits_on_anything_else_fails_and_rolls_back(
+    db: _Noted,
+) -> None:
+    """On SQLite a statement function runs in the writer thread without suspending: one that
+    awaits something other than its statements fails, and what it wrote is rolled back."""
+
+    async def waits(tx) -> None:
+        await _INSERT.execute_async(tx.conn, {"name": "K", "value": b"x", "at": _AT})
+        tx.notify("never")
+        await asyncio.sleep(0)
+
+    with pytest.raises(RuntimeError, match="waited on something other"):
+        await db.run_statement(waits)
+    assert db.notes == []
+    assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == []

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from flux_server.api import ROUTERS
-from flux_server.db.engine import async_url
+from flux_server.db.urls import async_url
 from flux_server.errors import install_error_handlers
 from flux_server.fastpath import FastPathMiddleware
 from flux_server.guard import GuardMiddleware

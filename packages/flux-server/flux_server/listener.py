@@ -1,4 +1,4 @@
-"""PostgreSQL LISTEN: hear the notes other replicas commit (see ``flux_server.db.engine``)."""
+"""PostgreSQL LISTEN: hear the notes other replicas commit (see ``flux_server.db.notifier``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from flux_server.db.engine import NOTIFY_CHANNEL, Database, listener_name
+from flux_server.db import Database
+from flux_server.db.notifier import NOTIFY_CHANNEL, listener_name
 
 __all__ = ["listen"]
 

@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from flux_server.db.engine import Database
+from flux_server.db.database import Database
 
 __all__ = ["VERSION_TABLE", "alembic_config", "heads", "upgrade"]
 

@@ -138,11 +138,14 @@ class Statement:
                 cursor.close()
 
     async def execute_async(self, conn: Any, params: dict[str, Any]) -> list[Any]:
-        """:meth:`execute` on PostgreSQL through a psycopg ``AsyncConnection``.
+        """:meth:`execute` through ``tx.conn`` of ``Database.run_statement``: a psycopg
+        ``AsyncConnection`` on PostgreSQL; on SQLite the writer's connection, run at once.
 
         Raises:
             sqlalchemy.exc.DBAPIError: the driver's error, as :meth:`execute` raises it.
         """
+        if not isinstance(conn, psycopg.AsyncConnection):  # SQLite's StatementConnection
+            return self.execute(conn.sync_connection, params)
         sql = self.sql["postgresql"]
         try:
             async with conn.cursor() as cursor:

@@ -11,9 +11,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import context
-from flux_server.db.engine import sync_url
 from flux_server.db.migrate import VERSION_TABLE
 from flux_server.db.tables import metadata
+from flux_server.db.urls import sync_url
 
 config = context.config
 _OPTIONS: dict[str, Any] = {
