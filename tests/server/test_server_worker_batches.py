@@ -1,5 +1,5 @@
 """A real :class:`flux_worker.Worker` against the in-process server: batched claims, offers
-that arrive while every slot is taken, and a server that predates batched claims."""
+that arrive while every slot is taken, pushed claims, and checkpoint batches."""
 
 from __future__ import annotations
 
@@ -11,10 +11,7 @@ import pytest
 from flux.client import AsyncFluxClient, AsyncWorkerChannel
 from flux.domain import EventType, ExecutionEvent, ExecutionState
 from flux.errors import ApiError
-from flux_server import create_app
-from flux_server.testing import serve_in_process
 from server_support import running_worker
-from starlette.responses import JSONResponse
 
 FLOWS = b"""
 from flux import task, workflow
@@ -61,9 +58,17 @@ async def test_a_full_worker_claims_offers_as_slots_free(
 async def test_many_offers_are_claimed_together(server, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     await server.register(FLOWS)
-    async with running_worker(server.client, capacity=16, push_claims=False) as worker:
+    real = AsyncWorkerChannel.claims
+    batches: list[int] = []
+
+    async def counted(self: AsyncWorkerChannel, ids: Any, *args: Any, **kwargs: Any) -> Any:
+        batches.append(len(ids))
+        return await real(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncWorkerChannel, "claims", counted)
+    async with running_worker(server.client, capacity=16, push_claims=False):
         results = await _run_all(server.client, 24)
-        assert worker._batch_claims
+    assert sum(batches) >= 24 and max(batches) > 1
     assert results == [("COMPLETED", 4 * i) for i in range(24)]
 
 
@@ -82,44 +87,9 @@ async def test_a_pushing_worker_never_sends_a_claim(server, tmp_path, monkeypatc
     await server.register(FLOWS)
     async with running_worker(server.client, capacity=8) as worker:
         results = await _run_all(server.client, 20)
-        assert len(worker._sources) == 1
+        assert len(worker.claims.sources) == 1
     assert results == [("COMPLETED", 4 * i) for i in range(20)]
     assert claim_requests == []
-
-
-class _NoBatchedClaims:
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].endswith("/claims"):
-            await JSONResponse({"detail": "Not Found"}, 404)(scope, receive, send)
-            return
-        if scope["type"] == "http" and scope["path"].endswith("/connect"):
-            scope = {**scope, "query_string": b""}  # no pushed claims before protocol 1.3
-        await self.app(scope, receive, send)
-
-
-@pytest.fixture
-async def old_server(options) -> AsyncIterator[AsyncFluxClient]:
-    """The server as protocol 1.0 knew it: no ``POST /workers/{name}/claims``, no pushed
-    claims."""
-    app = create_app(options)
-    app.add_middleware(_NoBatchedClaims)
-    async with serve_in_process(app) as transport:
-        async with AsyncFluxClient("http://flux.test", transport=transport, timeout=30) as client:
-            yield client
-
-
-async def test_a_server_without_batched_claims_gets_claims_one_by_one(
-    old_server, tmp_path, monkeypatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    await old_server.register_workflows(FLOWS, filename="flows.py")
-    async with running_worker(old_server, capacity=4) as worker:
-        results = await _run_all(old_server, 6)
-        assert not worker._batch_claims
-    assert results == [("COMPLETED", 4 * i) for i in range(6)]
 
 
 async def test_a_workflow_ends_in_the_request_that_carries_its_last_completion(

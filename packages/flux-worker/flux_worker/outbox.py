@@ -18,17 +18,18 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from flux.context import ExecutionContext
 from flux.domain import EventType, ExecutionEvent, ExecutionState
 from flux.errors import ApiError, ExecutionError
-from flux.protocol.claims import CheckpointItem
+from flux.protocol.claims import CheckpointBatchResponse, CheckpointItem
 from flux.protocol.events import EventRecord
 
-__all__ = ["CheckpointSender", "FencedError", "Outbox"]
+from flux_worker._backoff import backoff_delay
+
+__all__ = ["CheckpointChannel", "CheckpointSender", "FencedError", "Outbox"]
 
 log = logging.getLogger("flux.worker")
 
@@ -54,6 +55,18 @@ _GRACE_ITERATIONS = 3
 # split to find it, and only its execution fails.
 _FATAL = frozenset({400, 403, 404, 413, 422, 426})
 _CONTENT = frozenset({400, 413, 422})
+
+
+class CheckpointChannel(Protocol):
+    """Where checkpoints go: :class:`flux.client.AsyncWorkerChannel`."""
+
+    async def checkpoints(self, items: Sequence[CheckpointItem]) -> CheckpointBatchResponse:
+        """Store each item's events; each item is fenced on its own.
+
+        Raises:
+            ApiError: the request failed as a whole (``status_code`` 0 when unreachable).
+        """
+        ...
 
 
 class FencedError(BaseException):
@@ -191,7 +204,7 @@ class Outbox:
         self.in_flight = 0
         return True
 
-    def acknowledged(self, state: ExecutionState) -> None:
+    def acknowledged(self, state: ExecutionState | None) -> None:
         del self.queue[: self.in_flight]
         self.in_flight = 0
         self.state = state
@@ -221,7 +234,10 @@ class CheckpointSender:
     """
 
     def __init__(
-        self, channel: Callable[[], Any], max_backoff: float = 5.0, max_in_flight: int = 2
+        self,
+        channel: Callable[[], CheckpointChannel],
+        max_backoff: float = 5.0,
+        max_in_flight: int = 2,
     ) -> None:
         self.channel = channel
         self.max_backoff = max_backoff
@@ -324,7 +340,7 @@ class CheckpointSender:
 
     async def _retry(self, items: list[tuple[Outbox, CheckpointItem]], exc: Exception) -> None:
         self._attempt += 1
-        delay = min(self.max_backoff, 0.05 * 2**self._attempt) * random.uniform(0.5, 1.0)
+        delay = backoff_delay(self._attempt, 0.05, self.max_backoff)
         log.info("checkpoint failed (%s); retry in %.2fs", exc, delay)
         await asyncio.sleep(delay)
         for box, _ in items:
