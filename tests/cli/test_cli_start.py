@@ -3,6 +3,7 @@ exec, and the messages when a package is missing."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -100,26 +101,54 @@ def test_start_server_forwards_only_the_options_given(cli: Cli, execs: list[list
     ]
 
 
-def test_start_worker_forwards_name_and_options(cli: Cli, execs: list[list[str]]) -> None:
+def test_start_worker_forwards_its_arguments_unchanged(cli: Cli, execs: list[list[str]]) -> None:
     assert WORKER.installed()
-    args = ("start", "worker", "w-01", "--server-url", "http://server:8000", "--token", "t")
-    assert cli(*args, "--capacity", "3").exit_code == 0
-    assert execs[-1] == [
-        *WORKER.argv("w-01"),
-        "--server-url",
-        "http://server:8000",
-        "--token",
-        "t",
-        "--capacity",
-        "3",
-    ]
+    args = ["w-01", "--server-url", "http://server:8000", "--token", "t", "--capacity", "3"]
+    assert cli("start", "worker", *args).exit_code == 0
+    assert execs[-1] == WORKER.argv(*args)
+    assert cli("start", "worker", "--help").exit_code == 0
+    assert execs[-1] == WORKER.argv("--help")
 
 
 def test_start_worker_uses_the_global_server_url(cli: Cli, execs: list[list[str]]) -> None:
     assert cli("--server-url", "http://elsewhere:9000", "start", "worker").exit_code == 0
     assert execs[-1] == WORKER.argv("--server-url", "http://elsewhere:9000")
+    assert cli("--server-url", "http://elsewhere:9000", "start", "worker", "w1").exit_code == 0
+    assert execs[-1] == WORKER.argv("--server-url", "http://elsewhere:9000", "w1")
     assert cli("start", "worker").exit_code == 0
     assert execs[-1] == WORKER.argv()
+    for given in (["--server-url", "http://given:1"], ["--server-url=http://given:1"]):
+        assert (
+            cli("--server-url", "http://elsewhere:9000", "start", "worker", *given).exit_code == 0
+        )
+        assert execs[-1] == WORKER.argv(*given)
+
+
+# A value flux-worker takes for each option that does not take any string.
+_SAMPLE_VALUES = {"--capacity": "3", "--isolation": "subprocess", "--log-level": "DEBUG"}
+
+
+def test_start_worker_accepts_every_option_flux_worker_lists(
+    cli: Cli, execs: list[list[str]]
+) -> None:
+    """The options are flux-worker's own, read from its --help: each reaches it unchanged,
+    and flux-worker parses what arrives."""
+    from flux_worker.__main__ import parse_args
+
+    done = subprocess.run(
+        WORKER.argv("--help"), capture_output=True, text=True, timeout=60, check=True
+    )
+    options = sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", done.stdout)) - {"--help"})
+    assert {"--server-url", "--token", "--capacity", "--home", "--isolation"} <= set(options)
+    for option in options:
+        value = _SAMPLE_VALUES.get(option, "x")
+        result = cli("start", "worker", "w1", option, value)
+        assert result.exit_code == 0, (option, result.stderr)
+        assert execs[-1] == WORKER.argv("w1", option, value)
+        parsed = parse_args(execs[-1][3:])
+        assert getattr(parsed, option[2:].replace("-", "_")) == (
+            int(value) if option == "--capacity" else value
+        )
 
 
 def test_start_mcp_forwards_its_options(
@@ -144,8 +173,14 @@ def test_the_cli_never_imports_a_sibling_package() -> None:
         """
         import sys
         from typer.testing import CliRunner
+        from flux_cli import start
         from flux_cli.app import app
         from flux_cli.components import MCP, SERVER, WORKER
+
+        def exec_program(argv):  # see the command line, do not replace this process
+            raise SystemExit(0)
+
+        start.exec_program = exec_program
 
         runner = CliRunner()
         for args in (

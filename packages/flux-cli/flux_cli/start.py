@@ -2,7 +2,8 @@
 
 The program replaces the ``flux`` process (``exec``), so it receives signals directly and its
 exit code is the command's. Only the options given are passed on: the program reads its
-defaults from the Flux configuration itself.
+defaults from the Flux configuration itself. ``flux start worker`` passes its arguments to
+``flux-worker`` unchanged (``--help`` too), so the two take the same options by construction.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import os
 import subprocess
 import sys
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
@@ -61,40 +61,30 @@ def server(
     _start(SERVER, "flux start server", _options(host=host, port=port, database_url=database_url))
 
 
-@app.command("worker")
-def worker(
-    ctx: typer.Context,
-    name: Annotated[
-        str | None,
-        typer.Argument(help="Worker name (default: <host>-<random>).", show_default=False),
-    ] = None,
-    server_url: Annotated[
-        str | None,
-        typer.Option(
-            "--server-url",
-            help="Server to join (default: flux --server-url, else workers.server_url).",
-        ),
-    ] = None,
-    token: Annotated[
-        str | None,
-        typer.Option(
-            "--token",
-            help="Bootstrap token (default: workers.bootstrap_token, else the one a local "
-            "server wrote into the Flux home).",
-        ),
-    ] = None,
-    capacity: Annotated[
-        int | None, typer.Option("--capacity", min=1, help="Executions run at once.")
-    ] = None,
-    home: Annotated[
-        Path | None, typer.Option("--home", help="Flux home folder (default: the home setting).")
-    ] = None,
-) -> None:
-    """Start a worker that claims and runs executions. Needs flux-worker."""
-    server_url = server_url or state(ctx).server_url
-    args = [name] if name else []
-    args += _options(server_url=server_url, token=token, capacity=capacity, home=home)
+@app.command(
+    "worker",
+    # Every argument goes to flux-worker as given, --help included: the worker's options are
+    # defined once, by the program that reads them.
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def worker(ctx: typer.Context) -> None:
+    """Start a worker that claims and runs executions. Needs flux-worker.
+
+    Takes the options of flux-worker (flux start worker --help lists them). The server is
+    flux --server-url when given, unless the arguments name one.
+    """
+    args = list(ctx.args)
+    server_url = state(ctx).server_url
+    if server_url is not None and not _names(args, "--server-url"):
+        # First, so that an option given after it (or after a "--") is read as given.
+        args = ["--server-url", server_url, *args]
     _start(WORKER, "flux start worker", args)
+
+
+def _names(args: list[str], option: str) -> bool:
+    """Whether ``args`` give ``option`` (``--option value`` or ``--option=value``)."""
+    return any(arg == option or arg.startswith(f"{option}=") for arg in args)
 
 
 @app.command("mcp")
