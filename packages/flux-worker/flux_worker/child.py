@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
 from flux.context import ExecutionContext
@@ -38,11 +39,9 @@ class _Pipe:
         self.out = out
         self.waiters: dict[int, asyncio.Future[pipe.Flushed | pipe.Secrets]] = {}
         self.counter = 0
-        self.on_cancel: Any = None
+        self.on_cancel: Callable[[], None] | None = None
 
-    def send(
-        self, message: pipe.Events | pipe.Flush | pipe.GetSecrets | pipe.NonDeterminism | pipe.Done
-    ) -> None:
+    def send(self, message: pipe.ChildMessage) -> None:
         self.out.write(pipe.encode(message))
         self.out.flush()
 

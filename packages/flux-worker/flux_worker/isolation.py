@@ -121,7 +121,7 @@ class ChildRun:
             )
         await self.outbox.flush()
 
-    def _send(self, message: pipe.Header | pipe.Flushed | pipe.Secrets | pipe.Cancel) -> None:
+    def _send(self, message: pipe.Header | pipe.ParentMessage) -> None:
         proc = self.proc
         if proc is not None and proc.stdin is not None and not proc.stdin.is_closing():
             proc.stdin.write(pipe.encode(message))
