@@ -1,9 +1,11 @@
-"""The nouns every package shares: execution states, event types and the event record."""
+"""The nouns every package shares: execution states, event types, the state machine and the
+event record."""
 
 from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -11,9 +13,16 @@ from typing import Any
 
 __all__ = [
     "FINISHED_STATES",
+    "HELD_STATES",
+    "QUEUED_STATES",
+    "SETTLED_STATES",
+    "TRANSITIONS",
+    "WORKFLOW_EVENT_STATE",
     "EventType",
     "ExecutionEvent",
     "ExecutionState",
+    "Trigger",
+    "move",
     "new_event_id",
     "utcnow",
 ]
@@ -32,11 +41,6 @@ class ExecutionState(StrEnum):
     COMPLETED = "COMPLETED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
-
-
-FINISHED_STATES = frozenset(
-    {ExecutionState.COMPLETED, ExecutionState.FAILED, ExecutionState.CANCELLED}
-)
 
 
 class EventType(StrEnum):
@@ -78,6 +82,90 @@ WORKFLOW_EVENT_STATE: dict[EventType, ExecutionState] = {
     EventType.WORKFLOW_FAILED: ExecutionState.FAILED,
     EventType.WORKFLOW_CANCELLED: ExecutionState.CANCELLED,
 }
+"""The state each workflow-level event reports: a run's own account of where it is."""
+
+
+class Trigger(StrEnum):
+    """What moves an execution besides the workflow-level events its run reports."""
+
+    CLAIM = "claim"  # a worker takes it (or its holder takes it again, before it starts)
+    PROGRESS = "progress"  # its worker reports events, none of them workflow-level
+    RELEASE = "release"  # its worker lets go of it, or is declared dead
+    CANCEL = "cancel"  # a client cancels it
+    RESUME = "resume"  # a client resumes it (the server queues it again)
+
+
+_S = ExecutionState
+_E = EventType
+_REPORTED: dict[Trigger | EventType, ExecutionState] = {
+    e: s for e, s in WORKFLOW_EVENT_STATE.items()
+}
+
+TRANSITIONS: Mapping[ExecutionState, Mapping[Trigger | EventType, ExecutionState]] = {
+    # A local run's new execution (a server queues new executions as SCHEDULED).
+    _S.CREATED: {**_REPORTED, Trigger.CANCEL: _S.CANCELLED},
+    _S.SCHEDULED: {Trigger.CLAIM: _S.CLAIMED, Trigger.CANCEL: _S.CANCELLED},
+    _S.CLAIMED: {
+        **_REPORTED,
+        Trigger.CLAIM: _S.CLAIMED,
+        Trigger.PROGRESS: _S.RUNNING,
+        Trigger.RELEASE: _S.SCHEDULED,
+        Trigger.CANCEL: _S.CANCELLING,
+    },
+    _S.RUNNING: {
+        **_REPORTED,
+        Trigger.RELEASE: _S.SCHEDULED,
+        Trigger.CANCEL: _S.CANCELLING,
+    },
+    # A local run resumes from here, reporting WORKFLOW_RESUMED; a server queues it first.
+    _S.PAUSED: {**_REPORTED, Trigger.RESUME: _S.SCHEDULED, Trigger.CANCEL: _S.CANCELLED},
+    _S.RESUMING: {**_REPORTED, Trigger.CANCEL: _S.CANCELLED},  # written by no component today
+    # The run was asked to unwind: it may still finish on its own, and one that pauses
+    # instead ends cancelled; one that reports it runs stays cancelling.
+    _S.CANCELLING: {
+        _E.WORKFLOW_STARTED: _S.CANCELLING,
+        _E.WORKFLOW_RESUMED: _S.CANCELLING,
+        _E.WORKFLOW_PAUSED: _S.CANCELLED,
+        _E.WORKFLOW_COMPLETED: _S.COMPLETED,
+        _E.WORKFLOW_FAILED: _S.FAILED,
+        _E.WORKFLOW_CANCELLED: _S.CANCELLED,
+        Trigger.RELEASE: _S.CANCELLED,
+        Trigger.CANCEL: _S.CANCELLING,
+    },
+    _S.COMPLETED: {},
+    _S.FAILED: {},
+    _S.CANCELLED: {},
+}
+"""The execution state machine: each state, and where each trigger or reported workflow-level
+event moves it. What is missing is not allowed in that state (a finished execution never
+moves); a checkpoint's events alone leave a state without a ``PROGRESS`` entry as it is. The
+server's statements spell their state lists from this table (``flux_server.store._states``)."""
+
+
+def move(state: ExecutionState, trigger: Trigger | EventType) -> ExecutionState | None:
+    """Where ``trigger`` moves an execution in ``state``; ``None`` when it is not allowed."""
+    return TRANSITIONS[state].get(trigger)
+
+
+def _states(
+    predicate: Callable[[ExecutionState, Mapping[Trigger | EventType, ExecutionState]], bool],
+) -> frozenset[ExecutionState]:
+    return frozenset(s for s in ExecutionState if predicate(s, TRANSITIONS[s]))
+
+
+FINISHED_STATES = _states(lambda s, moves: not moves)
+"""States an execution never leaves."""
+HELD_STATES = _states(lambda s, moves: Trigger.RELEASE in moves)
+"""States in which a worker holds the execution (it counts toward that worker's load)."""
+QUEUED_STATES = _states(lambda s, moves: Trigger.CLAIM in moves and s not in HELD_STATES)
+"""States in which an execution waits for a worker to claim it."""
+SETTLED_STATES = frozenset(
+    target
+    for held in HELD_STATES
+    for trigger, target in TRANSITIONS[held].items()
+    if trigger in WORKFLOW_EVENT_STATE and target not in HELD_STATES
+)
+"""States a run ends in, finished or paused: its worker no longer holds it."""
 
 
 def utcnow() -> datetime:
