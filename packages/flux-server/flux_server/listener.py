@@ -10,6 +10,7 @@ import psycopg
 
 from flux_server.db import Database
 from flux_server.db.notifier import NOTIFY_CHANNEL, listener_name
+from flux_server.notes import DISPATCH
 
 __all__ = ["listen"]
 
@@ -29,7 +30,7 @@ async def listen(db: Database, deliver: Callable[[str], None], ready: asyncio.Ev
                 delay = 0.1
                 ready.set()
                 # Whatever was sent while we were not listening may have been missed.
-                deliver("dispatch")
+                deliver(DISPATCH)
                 async for notice in conn.notifies():
                     origin, _, note = notice.payload.partition("|")
                     if origin != db.origin:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from flux_server import notes
 from flux_server.auth import Authenticator, load_bootstrap_token
 from flux_server.db import Database, upgrade
 from flux_server.dispatch import Dispatcher
@@ -17,9 +18,7 @@ from flux_server.liveness import Liveness
 from flux_server.options import ServerOptions
 from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
-from flux_server.store.schedules import SCHEDULES_NOTE, ScheduleStore
-from flux_server.store.workers import DROP_NOTE, TOKEN_NOTE
-from flux_server.store.workflows import WORKFLOWS_NOTE
+from flux_server.store.schedules import ScheduleStore
 from flux_server.watchers import Watchers
 
 __all__ = ["Runtime"]
@@ -111,25 +110,24 @@ class Runtime:
             log.error("background task failed", exc_info=task.exception())
 
     def deliver(self, note: str) -> None:
-        """Act on a committed note from this process or another replica."""
-        kind, _, rest = note.partition(":")
-        if kind == "dispatch":
+        """Act on a committed note (:mod:`flux_server.notes`) from this process or another
+        replica."""
+        kind, subject, detail = notes.parse(note)
+        if kind == notes.DISPATCH:
             self.dispatcher.wake()
-        elif kind == "exec":
-            execution_id, _, state = rest.partition(":")
-            self.watchers.changed(execution_id, state or None)
-            self.scheduler.execution_changed(execution_id)
-        elif kind == "cancel":
-            worker, _, execution_id = rest.partition(":")
-            self.hub.cancel(worker, execution_id)
-        elif kind == TOKEN_NOTE:
+        elif kind == notes.EXEC:
+            self.watchers.changed(subject, detail or None)
+            self.scheduler.execution_changed(subject)
+        elif kind == notes.CANCEL:
+            self.hub.cancel(subject, detail)
+        elif kind == notes.TOKEN:
             if self.auth is not None:
-                self.auth.forget(rest)
-        elif kind == DROP_NOTE:
-            self.hub.close(rest)
-        elif kind == WORKFLOWS_NOTE:
+                self.auth.forget(subject)
+        elif kind == notes.DROP:
+            self.hub.close(subject)
+        elif kind == notes.WORKFLOWS:
             self.workflows.invalidate()
-        elif kind == SCHEDULES_NOTE:
+        elif kind == notes.SCHEDULES:
             self.scheduler.wake()
         else:
             log.debug("ignoring unknown note %r", note)
