@@ -747,7 +747,7 @@ async def test_a_history_aggregated_out_of_order_is_built_again_in_order(
     from flux.domain import ExecutionEvent
     from flux.protocol import EventRecord
     from flux_server.db.raw import Statement
-    from flux_server.store import executions as store
+    from flux_server.store import _claims as store
 
     shuffled = store._READ_HISTORY_COLUMNS.sql["postgresql"].replace(
         "ORDER BY execution_id, seq", "ORDER BY execution_id, seq DESC"

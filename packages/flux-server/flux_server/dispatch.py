@@ -34,9 +34,10 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion
 
 from flux_server.hub import WorkerHub
+from flux_server.placement import OfferTarget
 from flux_server.rawjson import to_json
 from flux_server.sse import frame, json_frame
-from flux_server.store.executions import ExecutionStore, OfferTarget
+from flux_server.store.executions import ExecutionStore
 
 __all__ = ["Dispatcher", "fits"]
 

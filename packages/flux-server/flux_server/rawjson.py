@@ -1,7 +1,7 @@
 """JSON answers with pieces the database wrote already.
 
 A long history read on PostgreSQL comes back as one JSON text built by the database (see
-``_READ_HISTORY_COLUMNS`` in :mod:`flux_server.store.executions`). Parsing it only to write it
+``_READ_HISTORY_COLUMNS`` in :mod:`flux_server.store._claims`). Parsing it only to write it
 out again would cost more than reading the rows did, so it travels as :class:`RawJson`, and
 :func:`to_json` splices it into the answer byte for byte.
 """

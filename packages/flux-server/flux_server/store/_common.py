@@ -1,4 +1,4 @@
-"""Helpers shared by the stores: ids, notes, dialect-specific statements."""
+"""Helpers shared by the stores: ids, wire values, event rows, taking work from workers."""
 
 from __future__ import annotations
 
@@ -19,40 +19,20 @@ from flux_server.db import Tx
 from flux_server.db.raw import driver, json_text, translated
 from flux_server.db.tables import events, executions
 from flux_server.db.types import epoch
+from flux_server.notes import DISPATCH, exec_note
+from flux_server.store._states import QUEUED, RELEASED_TO
 
 __all__ = [
-    "DISPATCH",
     "EVENT_COLUMNS",
-    "HELD",
-    "OFFERABLE",
     "EventRow",
     "b64",
-    "cancel_note",
     "check_records",
     "event_rows",
-    "exec_note",
     "merge_events",
     "new_id",
     "requeue_held",
     "server_event",
 ]
-
-DISPATCH = "dispatch"
-"""Note: there may be work to offer (new execution, freed capacity, a worker came)."""
-
-OFFERABLE = (ExecutionState.SCHEDULED,)
-"""States a worker may claim."""
-HELD = (ExecutionState.CLAIMED, ExecutionState.RUNNING, ExecutionState.CANCELLING)
-"""States in which a worker holds the execution (and it counts toward the worker's load)."""
-
-
-def exec_note(execution_id: str, state: ExecutionState) -> str:
-    """Note ``exec:<id>:<state>``: the execution changed, to ``state``."""
-    return f"exec:{execution_id}:{state.value}"
-
-
-def cancel_note(worker: str, execution_id: str) -> str:
-    return f"cancel:{worker}:{execution_id}"
 
 
 def new_id() -> str:
@@ -200,14 +180,12 @@ def requeue_held(tx: Tx[sa.Connection], names: Iterable[str], now: datetime) -> 
     if not names:
         return
     c = executions.c
+    (queued,) = QUEUED
     tx.conn.execute(
         sa.update(executions)
-        .where(
-            c.worker_name.in_(names),
-            c.state.in_([ExecutionState.CLAIMED.value, ExecutionState.RUNNING.value]),
-        )
+        .where(c.worker_name.in_(names), c.state.in_(RELEASED_TO[ExecutionState(queued)]))
         .values(
-            state=ExecutionState.SCHEDULED.value,
+            state=queued,
             worker_name=None,
             generation=c.generation + 1,
             offered_to=None,
@@ -216,10 +194,11 @@ def requeue_held(tx: Tx[sa.Connection], names: Iterable[str], now: datetime) -> 
             updated_at=now,
         )
     )
+    (cancelling,) = RELEASED_TO[ExecutionState.CANCELLED]
     cancelled = (
         tx.conn.execute(
             sa.update(executions)
-            .where(c.worker_name.in_(names), c.state == ExecutionState.CANCELLING.value)
+            .where(c.worker_name.in_(names), c.state == cancelling)
             .values(
                 state=ExecutionState.CANCELLED.value, generation=c.generation + 1, updated_at=now
             )
@@ -238,7 +217,7 @@ def requeue_held(tx: Tx[sa.Connection], names: Iterable[str], now: datetime) -> 
             tx.notify(exec_note(eid, ExecutionState.CANCELLED))
     tx.conn.execute(
         sa.update(executions)
-        .where(c.offered_to.in_(names), c.state == ExecutionState.SCHEDULED.value)
+        .where(c.offered_to.in_(names), c.state == queued)
         .values(offered_to=None, offered_at=None)
     )
     tx.notify(DISPATCH)

@@ -1,7 +1,7 @@
 """Schedules as clients manage them: create, read, pause, resume, delete, history, and the
 ``<workflow><suffix>`` schedules that follow a workflow's ``schedule=`` option.
 
-Firing lives in :mod:`flux_server.scheduler`; every change here sends :data:`SCHEDULES_NOTE` so
+Firing lives in :mod:`flux_server.scheduler`; every change here sends the ``schedules`` note so
 the scheduler of each replica re-reads when to wake up.
 """
 
@@ -30,16 +30,14 @@ from flux.schedules import OnceSchedule, Schedule, schedule_from_config
 
 from flux_server.db import Database, Tx
 from flux_server.db.tables import executions, schedule_runs, schedules, workflows
+from flux_server.notes import SCHEDULES
 from flux_server.source import WorkflowDefinition
 from flux_server.store._common import new_id
 from flux_server.store.workflows import WorkflowStore
 
-__all__ = ["SCHEDULES_NOTE", "ScheduleStore", "first_run", "run_state"]
+__all__ = ["ScheduleStore", "first_run", "run_state"]
 
 log = logging.getLogger(__name__)
-
-SCHEDULES_NOTE = "schedules"
-"""Note: a schedule was created, changed or deleted (the scheduler re-reads its next wake-up)."""
 
 _S = schedules.c
 _R = schedule_runs.c
@@ -156,7 +154,7 @@ class ScheduleStore:
         try:
             async with self.db.write() as tx:
                 await tx.conn.execute(sa.insert(schedules).values(row))
-                tx.notify(SCHEDULES_NOTE)
+                tx.notify(SCHEDULES)
         except sa.exc.IntegrityError:
             raise ConflictError(
                 f"a schedule named {name!r} exists; pick another name or delete it first",
@@ -204,7 +202,7 @@ class ScheduleStore:
             row = await self._find_for_update(tx, ref)
             await tx.conn.execute(sa.delete(schedule_runs).where(_R.schedule_id == row.id))
             await tx.conn.execute(sa.delete(schedules).where(_S.id == row.id))
-            tx.notify(SCHEDULES_NOTE)
+            tx.notify(SCHEDULES)
         return ScheduleDeleted(id=row.id, name=row.name)
 
     async def sync_auto(self, definitions: Sequence[WorkflowDefinition]) -> None:
@@ -222,7 +220,7 @@ class ScheduleStore:
                 async with self.db.write() as tx:
                     for definition in definitions:
                         await self._sync_one(tx, definition, now)
-                    tx.notify(SCHEDULES_NOTE)
+                    tx.notify(SCHEDULES)
                 return
             except sa.exc.IntegrityError:
                 # A concurrent registration (another replica) created the schedule first.
@@ -276,7 +274,7 @@ class ScheduleStore:
         await tx.conn.execute(
             sa.update(schedules).where(_S.id == schedule_id).values(updated_at=utcnow(), **values)
         )
-        tx.notify(SCHEDULES_NOTE)
+        tx.notify(SCHEDULES)
 
 
 def _new_row(

@@ -17,14 +17,11 @@ from flux.protocol import (
 
 from flux_server.db import Database, Tx
 from flux_server.db.tables import executions, workers
-from flux_server.store._common import DISPATCH, HELD, requeue_held
+from flux_server.notes import DISPATCH, drop_note, token_note
+from flux_server.store._common import requeue_held
+from flux_server.store._states import HELD
 
-__all__ = ["DROP_NOTE", "TOKEN_NOTE", "WorkerRecord", "WorkerStore"]
-
-TOKEN_NOTE = "token"
-"""Note ``token:<hash>``: that session token is no longer valid."""
-DROP_NOTE = "drop"
-"""Note ``drop:<name>``: close that worker's stream (it was declared dead)."""
+__all__ = ["WorkerRecord", "WorkerStore"]
 
 _K = workers.c
 _CONNECTED = sa.select(_K.connected).where(_K.name == sa.bindparam("b_name"))
@@ -70,7 +67,7 @@ class WorkerStore:
                 tx.conn.execute(sa.insert(workers).values(name=request.name, **values))
             else:
                 tx.conn.execute(sa.update(workers).where(_K.name == request.name).values(**values))
-                tx.notify(f"{TOKEN_NOTE}:{old.session_token_hash}")
+                tx.notify(token_note(old.session_token_hash))
                 requeue_held(tx, [request.name], now)
             tx.notify(DISPATCH)
 
@@ -122,7 +119,7 @@ class WorkerStore:
             if names:
                 requeue_held(tx, names, utcnow())
                 for name in names:
-                    tx.notify(f"{DROP_NOTE}:{name}")
+                    tx.notify(drop_note(name))
             return names
 
         return await self.db.run_write(write)
@@ -130,7 +127,7 @@ class WorkerStore:
     async def list(self) -> list[WorkerInfo]:
         running = (
             sa.select(executions.c.worker_name, sa.func.count().label("n"))
-            .where(executions.c.state.in_([s.value for s in HELD]))
+            .where(executions.c.state.in_(HELD))
             .group_by(executions.c.worker_name)
             .subquery()
         )

@@ -19,13 +19,11 @@ from flux.protocol import (
 
 from flux_server.db import Database, Tx
 from flux_server.db.tables import workflows
+from flux_server.notes import WORKFLOWS
 from flux_server.source import WorkflowDefinition
 from flux_server.store._common import new_id
 
-__all__ = ["WORKFLOWS_NOTE", "LatestWorkflow", "WorkflowStore"]
-
-WORKFLOWS_NOTE = "workflows"
-"""Note: registrations changed (drop cached latest versions)."""
+__all__ = ["LatestWorkflow", "WorkflowStore"]
 
 _W = workflows.c
 _SUMMARY = (_W.id, _W.name, _W.version, _W.source_hash, _W.options, _W.created_at)
@@ -92,7 +90,7 @@ class WorkflowStore:
                 }
                 tx.conn.execute(sa.insert(workflows).values(row))
                 summaries.append(_summary(row))
-            tx.notify(WORKFLOWS_NOTE)
+            tx.notify(WORKFLOWS)
             return summaries
 
         return await self.db.run_write(write)

@@ -1,0 +1,154 @@
+"""What the execution operations share: prebuilt statements, row reads and the errors and
+state changes several of them make.
+
+Statements are built once: constructing a SQLAlchemy statement costs several times more than
+executing a prebuilt one. Updates without ``.values()`` take their SET columns from the
+parameters (typed by the columns); ``b_``-prefixed parameters are the WHERE clause's.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from flux.domain import EventType, ExecutionState
+from flux.errors import ConflictError, NotFoundError
+from flux.protocol import EventRecord, ExecutionStatus
+
+from flux_server.db import Tx
+from flux_server.db.tables import events, executions
+from flux_server.notes import DISPATCH, exec_note
+from flux_server.store._common import server_event
+from flux_server.store._states import QUEUED
+
+__all__ = [
+    "BUMP",
+    "INSERT_EVENT",
+    "REQUEUED",
+    "STATUS_COLUMNS",
+    "UPDATE",
+    "fenced",
+    "finish_cancelled",
+    "locked",
+    "not_found",
+    "stale",
+    "status",
+]
+
+_C = executions.c
+
+STATUS_COLUMNS = (
+    _C.id,
+    _C.workflow_id,
+    _C.workflow_name,
+    _C.workflow_version,
+    _C.state,
+    _C.input_view,
+    _C.output_view,
+    _C.created_at,
+    _C.updated_at,
+    _C.worker_name,
+)
+"""The columns of an :class:`ExecutionStatus` (see :func:`status`)."""
+(_QUEUED,) = QUEUED
+REQUEUED = {
+    "state": _QUEUED,
+    "worker_name": None,
+    "offered_to": None,
+    "offered_at": None,
+    "claimed_at": None,
+}
+"""The columns of an execution put back in the queue (with a new generation)."""
+
+INSERT_EVENT = sa.insert(events)
+UPDATE = sa.update(executions).where(_C.id == sa.bindparam("b_id"))
+BUMP = UPDATE.values(generation=_C.generation + 1)
+"""An update that also fences the holder: its generation no longer matches."""
+_READ_ROW = sa.select(_C.state, _C.workflow_name, _C.worker_name, _C.generation).where(
+    _C.id == sa.bindparam("b_id")
+)
+_READ_ROW_LOCKED = _READ_ROW.with_for_update()
+
+
+def status(row: Any, records: list[EventRecord] | None) -> ExecutionStatus:
+    """The status of a row with :data:`STATUS_COLUMNS` (``records``: its history, if read)."""
+    return ExecutionStatus.model_construct(
+        execution_id=row.id,
+        workflow_id=row.workflow_id,
+        workflow_name=row.workflow_name,
+        workflow_version=row.workflow_version,
+        state=ExecutionState(row.state),
+        input=row.input_view,
+        output=row.output_view,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        worker=row.worker_name,
+        events=records,
+    )
+
+
+def locked(tx: Tx[sa.Connection], execution_id: str, workflow_name: str | None = None) -> Any:
+    """The execution's state, workflow, holder and generation, locked for this transaction.
+
+    Raises:
+        NotFoundError: unknown id (or one of another workflow).
+    """
+    query = _READ_ROW if tx.conn.dialect.name == "sqlite" else _READ_ROW_LOCKED
+    row = tx.conn.execute(query, {"b_id": execution_id}).first()
+    if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
+        raise not_found(execution_id, workflow_name)
+    return row
+
+
+def fenced(tx: Tx[sa.Connection], worker: str, execution_id: str, generation: int) -> Any:
+    """:func:`locked`, held by ``worker`` with ``generation``.
+
+    Raises:
+        NotFoundError: unknown id.  ConflictError: another holder or generation (fenced).
+    """
+    row = locked(tx, execution_id)
+    if row.generation != generation or row.worker_name != worker:
+        raise stale(execution_id, worker, generation, row.generation)
+    return row
+
+
+def finish_cancelled(
+    tx: Tx[sa.Connection], execution_id: str, workflow_name: str, now: datetime
+) -> None:
+    """Record WORKFLOW_CANCELLED and end the execution CANCELLED, fencing any holder."""
+    tx.conn.execute(
+        INSERT_EVENT,
+        server_event(execution_id, workflow_name, EventType.WORKFLOW_CANCELLED, now, None, None),
+    )
+    tx.conn.execute(
+        BUMP,
+        {
+            "b_id": execution_id,
+            "state": ExecutionState.CANCELLED.value,
+            "offered_to": None,
+            "offered_at": None,
+            "updated_at": now,
+        },
+    )
+    tx.notify(exec_note(execution_id, ExecutionState.CANCELLED))
+    tx.notify(DISPATCH)
+
+
+def not_found(execution_id: str, workflow_name: str | None = None) -> NotFoundError:
+    of = f" of workflow {workflow_name!r}" if workflow_name is not None else ""
+    return NotFoundError(
+        f"no execution {execution_id!r}{of}; check the id (see `flux workflow status`)",
+        status_code=404,
+        execution_id=execution_id,
+    )
+
+
+def stale(execution_id: str, worker: str, generation: int, current: int) -> ConflictError:
+    """The worker's claim was taken away (requeued, cancelled, claimed by another)."""
+    return ConflictError(
+        f"execution {execution_id!r} is no longer held by worker {worker!r} with generation "
+        f"{generation} (current generation {current}); abandon it",
+        status_code=409,
+        generation=current,
+    )
