@@ -3,6 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PACKAGES := packages/flux-sdk packages/flux-server packages/flux-worker packages/flux-cli
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: help install lock dev test test-fast lint format typecheck bench example
 
@@ -40,7 +41,8 @@ format: install  ## apply ruff fixes and formatting
 typecheck: install  ## mypy over all packages
 	$(VENV)/bin/mypy
 
-bench: install  ## run the benchmark suite and print figures
+bench: install  ## run the benchmark suite and print figures (installs wrk, for the load)
+	@command -v wrk >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 	$(PY) -m bench $(GROUPS)
 
 example: install  ## run the hello-world example workflow in-process

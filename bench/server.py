@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 from flux.client import AsyncFluxClient
 
-from bench.loadgen import run_many
+from bench.wrk import executable, run_many
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("FLUX_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -118,8 +118,8 @@ async def _measure(url: str, workers: int, label: str) -> list[tuple[str, float,
                 (f"{label} dispatch p99", _pct(latencies, 99), "ms", "<= 25"),
             ]
 
-        # The throughput phases use bench.loadgen, not the client: httpx's pool costs CPU per
-        # request in proportion to its connections, which starved the processes being measured.
+        # The throughput phases take their load from wrk (bench.wrk), not from this client:
+        # on a small machine a Python client's CPU is taken from the processes being measured.
         health: list[float] = []
         stop = asyncio.Event()
 
@@ -221,6 +221,7 @@ def idle_worker_rss() -> list[tuple[str, float, str, str]]:
 
 
 def main() -> list[tuple[str, float, str, str]]:
+    executable()  # before any cluster starts: the load comes from wrk
     which = os.environ.get("FLUX_BENCH_DB", "both")
     rows = idle_worker_rss()
     if which in ("sqlite", "both"):
