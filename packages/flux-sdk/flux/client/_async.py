@@ -15,9 +15,8 @@ from httpx_sse import aconnect_sse
 from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
-from flux.client._lean import LeanPool
+from flux.client._lean import transport_for
 from flux.protocol import (
-    PROTOCOL_HEADER,
     CheckpointBatchResponse,
     CheckpointItem,
     CheckpointResponse,
@@ -42,7 +41,6 @@ from flux.protocol import (
     WorkerResources,
     WorkflowDetail,
     WorkflowSummary,
-    check_compatible,
     parse_execution_frame,
 )
 from flux.schedules import Schedule
@@ -66,7 +64,9 @@ class AsyncFluxClient:
         timeout: seconds for connecting and for each answer (sync-mode calls and streams wait
             without a read timeout: the server bounds them).
         headers: extra headers for every request.
-        transport: an httpx transport (tests pass an in-process ASGI transport).
+        transport: an httpx transport (tests pass an in-process ASGI transport). By default
+            a plain-HTTP server is reached through :class:`flux.client._lean.LeanTransport`,
+            any other (TLS, behind a proxy from the environment) through httpx's own.
         max_connections: concurrent connections to the server, all kept alive.
     """
 
@@ -80,22 +80,17 @@ class AsyncFluxClient:
         max_connections: int = 100,
     ) -> None:
         self._timeout = timeout
+        # Keep every connection alive: a worker checkpointing many executions at once would
+        # otherwise open and close connections (httpx keeps only 20 by default).
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         self._http = httpx.AsyncClient(
             base_url=base_url,
             timeout=timeout,
             headers=base_headers(headers),
-            transport=transport,
-            # Keep every connection alive: a worker checkpointing many executions at once would
-            # otherwise open and close connections (httpx keeps only 20 by default).
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-        )
-
-        self._lean = (
-            LeanPool(base_url, base_headers(headers), timeout)
-            if LeanPool.usable(base_url, transport)
-            else None
+            transport=transport or transport_for(base_url, limits),
+            limits=limits,
         )
 
     @property
@@ -103,8 +98,6 @@ class AsyncFluxClient:
         return str(self._http.base_url)
 
     async def aclose(self) -> None:
-        if self._lean is not None:
-            await self._lean.aclose()
         await self._http.aclose()
 
     async def __aenter__(self) -> Self:
@@ -137,22 +130,6 @@ class AsyncFluxClient:
             raise unreachable(exc, self._http.base_url) from exc
         check_response(response)
         return call.parse(response.content)
-
-    async def send_lean(self, call: Call[T]) -> T:
-        """:meth:`send` for small JSON POSTs made very often (a worker's claims and
-        checkpoints): over plain HTTP they skip httpx (see ``flux.client._lean``)."""
-        lean = self._lean
-        if lean is None or call.method != "POST" or call.params or call.files:
-            return await self.send(call)
-        status, headers, body = await lean.post(
-            call.path, call.content or b"", request_headers(call.token, call.content_type)
-        )
-        if status >= 400 or PROTOCOL_HEADER.lower() not in headers:
-            response = httpx.Response(status, headers=headers, content=body)
-            check_response(response)  # raises the error the answer stands for
-        else:
-            check_compatible(headers[PROTOCOL_HEADER.lower()], peer="server")
-        return call.parse(body)
 
     async def events(
         self, call: StreamCall, parse: Callable[[str, str], F | None]
@@ -429,7 +406,7 @@ class AsyncWorkerChannel:
         call = calls.claims(
             self.name, self.session_token, execution_ids, known_sources, decode_history
         )
-        return await self.client.send_lean(call)
+        return await self.client.send(call)
 
     async def checkpoint(
         self,
@@ -452,7 +429,7 @@ class AsyncWorkerChannel:
         """Checkpoints of several held executions in one request; each item is fenced alone
         (a stale one comes back with ``error.code == "conflict"``)."""
         call = calls.checkpoints(self.name, self.session_token, items)
-        return await self.client.send_lean(call)
+        return await self.client.send(call)
 
     async def release(
         self, execution_id: str, generation: int, reason: str | None = None
