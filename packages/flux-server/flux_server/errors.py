@@ -1,4 +1,10 @@
-"""One JSON shape for every error answer: ``{type, code, message, details}``."""
+"""One JSON shape for every error answer: ``{type, code, message, details}``, and the one
+place that maps an error type to its HTTP status (:func:`status_of`).
+
+Stores raise the domain errors of :mod:`flux.errors` (:class:`NotFoundError`,
+:class:`ConflictError`, :class:`UsageError`...) without a status; the client raises the same
+class again from the answer's ``code``.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from flux.errors import (
     ApiError,
-    ExecutionNotFoundError,
-    ExecutionStateError,
+    ConflictError,
     FluxError,
+    NotFoundError,
     ProtocolError,
-    SecretNotFoundError,
     SerializationError,
     UsageError,
 )
@@ -39,18 +44,22 @@ _HTTP_CODES = {
 }
 
 
+_STATUS: dict[type[FluxError], int] = {
+    NotFoundError: 404,  # ExecutionNotFoundError, SecretNotFoundError too
+    ConflictError: 409,  # ExecutionStateError too
+    UsageError: 400,
+    SerializationError: 400,
+    ProtocolError: 426,
+}
+"""The HTTP status of each error type (and its subclasses); any other is a server failure."""
+
+
 def status_of(exc: FluxError) -> int:
-    if isinstance(exc, ApiError):
+    """The status of an answer with ``exc``: its own when an HTTP layer set one (401, 403),
+    else its type's (:data:`_STATUS`), else 500."""
+    if isinstance(exc, ApiError) and exc.status_code is not None:
         return exc.status_code
-    if isinstance(exc, ExecutionNotFoundError | SecretNotFoundError):
-        return 404
-    if isinstance(exc, ExecutionStateError):
-        return 409
-    if isinstance(exc, ProtocolError):
-        return 426
-    if isinstance(exc, UsageError | SerializationError):
-        return 400
-    return 500
+    return next((_STATUS[c] for c in type(exc).__mro__ if c in _STATUS), 500)
 
 
 def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
@@ -62,7 +71,6 @@ def _flux_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FluxError)
     status = status_of(exc)
     body = exc.to_dict()
-    body["details"].pop("status_code", None)
     if status >= 500:
         log.error("request failed: %s", exc, exc_info=exc)
     return error_response(status, body)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import httpx
 from pydantic import ValidationError
 
-from flux.errors import ApiError, ConflictError, FluxError, NotFoundError, ProtocolError
+from flux.errors import (
+    ApiError,
+    ConflictError,
+    FluxError,
+    NotFoundError,
+    ProtocolError,
+    error_class,
+)
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, ErrorBody, check_compatible
 
 __all__ = ["base_headers", "check_response", "is_retryable", "request_headers", "unreachable"]
@@ -31,6 +38,14 @@ def request_headers(token: str | None, content_type: str | None) -> dict[str, st
 def check_response(response: httpx.Response) -> None:
     """Raise the FluxError an error answer stands for; check the server's protocol version.
 
+    The exception is the class the answer's ``code`` names when that is a kind of what its
+    status stands for (404 :class:`NotFoundError`, 409 :class:`ConflictError`, any other
+    :class:`ApiError`), as the server raised it: :class:`ExecutionNotFoundError` for an
+    unknown execution, :class:`ExecutionStateError` for one that cannot do that now, as a
+    local run raises. Otherwise it is the status's class. ``status_code`` is the answer's;
+    ``details`` hold the answer's ``type``, ``code`` and ``details`` (``error_type``,
+    ``error_code``, ``error_details``).
+
     The body must have been read. Raises:
         ProtocolError: the server speaks another major protocol version (or answered 426).
         NotFoundError: 404.  ConflictError: 409.  ApiError: any other error status.
@@ -45,12 +60,15 @@ def check_response(response: httpx.Response) -> None:
     details = {"error_type": body.type, "error_code": body.code, "error_details": body.details}
     if status == 426:
         raise ProtocolError(body.message, status_code=status, **details)
-    cls: type[ApiError] = ApiError
-    if status == 404:
-        cls = NotFoundError
-    elif status == 409:
-        cls = ConflictError
+    cls: type[ApiError] = _STATUS_CLASSES.get(status, ApiError)
+    named = error_class(body.code)
+    if named is not None and issubclass(named, cls):
+        cls = named
     raise cls(body.message, status, **details)
+
+
+_STATUS_CLASSES: dict[int, type[ApiError]] = {404: NotFoundError, 409: ConflictError}
+"""What an error status stands for, whatever the code (a proxy's answer, an older server)."""
 
 
 def _error_body(response: httpx.Response) -> ErrorBody:

@@ -207,7 +207,6 @@ def _claim_refused(conn: sa.Connection, execution_id: str) -> ConflictError | No
     holder = f" by worker {current.worker_name!r}" if current.state in HELD else ""
     return ConflictError(
         f"execution {execution_id!r} cannot be claimed: it is {current.state}{holder}",
-        status_code=409,
         state=current.state,
     )
 

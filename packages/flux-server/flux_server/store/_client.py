@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState, Trigger, move, utcnow
-from flux.errors import ConflictError, NotFoundError
+from flux.errors import ConflictError, ExecutionNotFoundError, ExecutionStateError
 from flux.protocol import EventRecord, ExecutionStatus
 from flux.serialization import b64encode, dumps
 
@@ -25,9 +25,9 @@ from flux_server.store._rows import (
     REQUEUED,
     STATUS_COLUMNS,
     UPDATE,
+    execution_not_found,
     finish_cancelled,
     locked,
-    not_found,
     status,
 )
 from flux_server.store._states import QUEUED
@@ -112,7 +112,7 @@ async def create_in(tx: Tx, workflow: LatestWorkflow, input: Any) -> ExecutionSt
 async def status_of(
     db: Database, execution_id: str, workflow_name: str | None, detailed: bool
 ) -> ExecutionStatus:
-    """Raises NotFoundError for an unknown id (or one of another workflow)."""
+    """Raises ExecutionNotFoundError for an unknown id (or one of another workflow)."""
     return await db.run_read(lambda conn: read_status(conn, execution_id, workflow_name, detailed))
 
 
@@ -122,7 +122,7 @@ async def resume(
     """Append WORKFLOW_RESUMED carrying ``input`` and queue the execution again.
 
     Raises:
-        NotFoundError: unknown execution.  ConflictError: it is not PAUSED.
+        ExecutionNotFoundError: unknown execution.  ExecutionStateError: it is not PAUSED.
     """
     now = utcnow()
     blob = dumps(input, "json")
@@ -131,10 +131,9 @@ async def resume(
         row = locked(tx, execution_id, workflow_name)
         target = move(ExecutionState(row.state), Trigger.RESUME)
         if target is None:
-            raise ConflictError(
+            raise ExecutionStateError(
                 f"execution {execution_id!r} is {row.state}; only a PAUSED execution can be "
                 "resumed",
-                status_code=409,
                 state=row.state,
             )
         resumed = server_event(
@@ -153,7 +152,8 @@ async def cancel(db: Database, workflow_name: str, execution_id: str) -> Executi
     """Cancel at once when no worker holds it, else ask the holder (CANCELLING).
 
     Raises:
-        NotFoundError: unknown execution.  ConflictError: it has already finished.
+        ExecutionNotFoundError: unknown execution.  ExecutionStateError: it has already
+            finished.
     """
     now = utcnow()
 
@@ -162,9 +162,8 @@ async def cancel(db: Database, workflow_name: str, execution_id: str) -> Executi
         state = ExecutionState(row.state)
         target = move(state, Trigger.CANCEL)
         if target is None:
-            raise ConflictError(
+            raise ExecutionStateError(
                 f"execution {execution_id!r} has already finished ({state}); nothing to cancel",
-                status_code=409,
                 state=state,
             )
         if target == ExecutionState.CANCELLED:  # nobody holds it
@@ -187,11 +186,11 @@ def read_status(
     """The execution's status (with its history when ``detailed``).
 
     Raises:
-        NotFoundError: unknown id (or one of another workflow).
+        ExecutionNotFoundError: unknown id (or one of another workflow).
     """
     row = conn.execute(_READ_STATUS, {"b_id": execution_id}).first()
     if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
-        raise not_found(execution_id, workflow_name)
+        raise execution_not_found(execution_id, workflow_name)
     records = None
     if detailed:
         rows = conn.execute(_READ_HISTORY_VIEWS, {"b_id": execution_id})
@@ -207,13 +206,12 @@ def _existing(conn: sa.Connection, execution_id: str, workflow_name: str) -> Exe
     """
     try:
         found = read_status(conn, execution_id, None, False)
-    except NotFoundError:
+    except ExecutionNotFoundError:
         return None
     if found.workflow_name != workflow_name:
         raise ConflictError(
             f"execution id {execution_id!r} is taken by an execution of workflow "
             f"{found.workflow_name!r}",
-            status_code=409,
         )
     return found
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState
-from flux.errors import ConflictError, NotFoundError
+from flux.errors import ConflictError, ExecutionNotFoundError, NotFoundError
 from flux.protocol import EventRecord, ExecutionStatus
 
 from flux_server.db import Tx
@@ -28,6 +28,7 @@ __all__ = [
     "REQUEUED",
     "STATUS_COLUMNS",
     "UPDATE",
+    "execution_not_found",
     "fenced",
     "finish_cancelled",
     "locked",
@@ -92,25 +93,31 @@ def locked(tx: Tx[sa.Connection], execution_id: str, workflow_name: str | None =
     """The execution's state, workflow, holder and generation, locked for this transaction.
 
     Raises:
-        NotFoundError: unknown id (or one of another workflow).
+        ExecutionNotFoundError: unknown id (or one of another workflow).
     """
-    query = _READ_ROW if tx.conn.dialect.name == "sqlite" else _READ_ROW_LOCKED
-    row = tx.conn.execute(query, {"b_id": execution_id}).first()
+    row = _read_locked(tx, execution_id)
     if row is None or (workflow_name is not None and row.workflow_name != workflow_name):
-        raise not_found(execution_id, workflow_name)
+        raise execution_not_found(execution_id, workflow_name)
     return row
 
 
 def fenced(tx: Tx[sa.Connection], worker: str, execution_id: str, generation: int) -> Any:
-    """:func:`locked`, held by ``worker`` with ``generation``.
+    """The execution's row (see :func:`locked`), held by ``worker`` with ``generation``.
 
     Raises:
         NotFoundError: unknown id.  ConflictError: another holder or generation (fenced).
     """
-    row = locked(tx, execution_id)
+    row = _read_locked(tx, execution_id)
+    if row is None:
+        raise not_found(execution_id)
     if row.generation != generation or row.worker_name != worker:
         raise stale(execution_id, worker, generation, row.generation)
     return row
+
+
+def _read_locked(tx: Tx[sa.Connection], execution_id: str) -> Any:
+    query = _READ_ROW if tx.conn.dialect.name == "sqlite" else _READ_ROW_LOCKED
+    return tx.conn.execute(query, {"b_id": execution_id}).first()
 
 
 def finish_cancelled(
@@ -135,13 +142,24 @@ def finish_cancelled(
     tx.notify(DISPATCH)
 
 
-def not_found(execution_id: str, workflow_name: str | None = None) -> NotFoundError:
+def _no_execution(execution_id: str, workflow_name: str | None) -> str:
     of = f" of workflow {workflow_name!r}" if workflow_name is not None else ""
-    return NotFoundError(
-        f"no execution {execution_id!r}{of}; check the id (see `flux workflow status`)",
-        status_code=404,
-        execution_id=execution_id,
+    return f"no execution {execution_id!r}{of}; check the id (see `flux workflow status`)"
+
+
+def execution_not_found(
+    execution_id: str, workflow_name: str | None = None
+) -> ExecutionNotFoundError:
+    """An unknown execution, as a client asking for it learns (a local run raises it too)."""
+    return ExecutionNotFoundError(
+        _no_execution(execution_id, workflow_name), execution_id=execution_id
     )
+
+
+def not_found(execution_id: str) -> NotFoundError:
+    """An unknown execution, as a worker claiming, checkpointing or releasing it learns (code
+    ``not_found`` in the worker protocol)."""
+    return NotFoundError(_no_execution(execution_id, None), execution_id=execution_id)
 
 
 def stale(execution_id: str, worker: str, generation: int, current: int) -> ConflictError:
@@ -149,6 +167,5 @@ def stale(execution_id: str, worker: str, generation: int, current: int) -> Conf
     return ConflictError(
         f"execution {execution_id!r} is no longer held by worker {worker!r} with generation "
         f"{generation} (current generation {current}); abandon it",
-        status_code=409,
         generation=current,
     )

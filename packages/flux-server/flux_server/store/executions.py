@@ -65,14 +65,14 @@ class ExecutionStore:
     async def status(
         self, execution_id: str, workflow_name: str | None = None, *, detailed: bool = False
     ) -> ExecutionStatus:
-        """Raises NotFoundError for an unknown id (or one of another workflow)."""
+        """Raises ExecutionNotFoundError for an unknown id (or one of another workflow)."""
         return await _client.status_of(self.db, execution_id, workflow_name, detailed)
 
     async def resume(self, workflow_name: str, execution_id: str, input: Any) -> ExecutionStatus:
         """Append WORKFLOW_RESUMED carrying ``input`` and queue the execution again.
 
         Raises:
-            NotFoundError: unknown execution.  ConflictError: it is not PAUSED.
+            ExecutionNotFoundError: unknown execution.  ExecutionStateError: it is not PAUSED.
         """
         return await _client.resume(self.db, workflow_name, execution_id, input)
 
@@ -80,7 +80,8 @@ class ExecutionStore:
         """Cancel at once when no worker holds it, else ask the holder (CANCELLING).
 
         Raises:
-            NotFoundError: unknown execution.  ConflictError: it has already finished.
+            ExecutionNotFoundError: unknown execution.  ExecutionStateError: it has already
+                finished.
         """
         return await _client.cancel(self.db, workflow_name, execution_id)
 

@@ -127,7 +127,6 @@ class ScheduleStore:
         if not rows:
             raise NotFoundError(
                 f"no schedule {ref!r} (by id or name); list them with `flux schedule list`",
-                status_code=404,
                 schedule=ref,
             )
         return next((r for r in rows if r.id == ref), rows[0])
@@ -158,7 +157,6 @@ class ScheduleStore:
         except sa.exc.IntegrityError:
             raise ConflictError(
                 f"a schedule named {name!r} exists; pick another name or delete it first",
-                status_code=409,
                 schedule=name,
             ) from None
         return _info(row)
@@ -188,7 +186,6 @@ class ScheduleStore:
                     raise ConflictError(
                         f"schedule {row.name!r} was due once at {_due(schedule)}, which passed "
                         "while it was paused; create a new schedule",
-                        status_code=409,
                         schedule=row.name,
                     )
                 await self._update(
@@ -307,7 +304,6 @@ def _new_row(
 def _completed(name: str, action: str) -> ConflictError:
     return ConflictError(
         f"schedule {name!r} has completed (a once schedule that ran); nothing to {action}",
-        status_code=409,
         schedule=name,
     )
 

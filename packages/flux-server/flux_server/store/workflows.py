@@ -154,7 +154,6 @@ def _not_found(name: str) -> NotFoundError:
     return NotFoundError(
         f"no workflow named {name!r}; register it first (POST /workflows, `flux workflow "
         "register FILE`)",
-        status_code=404,
         workflow=name,
     )
 
