@@ -36,11 +36,7 @@ def flux_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
 
 
 def _close_stores() -> None:
-    with LocalStore._instances_lock:
-        stores = list(LocalStore._instances.values())
-        LocalStore._instances.clear()
-    for store in stores:
-        store.close()
+    LocalStore.close_all()
 
 
 @pytest.fixture

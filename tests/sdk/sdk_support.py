@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ def row_counts(path: Path) -> tuple[int, int]:
     """(executions, events) in the local database; (0, 0) when it does not exist yet."""
     if not path.exists():
         return 0, 0
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "flux_executions" not in tables:
             return 0, 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 from flux import ExecutionContext, workflow
@@ -582,3 +584,31 @@ def test_a_crash_inside_a_rollback_does_not_run_the_task_again(scripts):
     types = [e.type.value for e in open_store().load(execution_id).ctx.events]
     assert types.count("TASK_ROLLBACK_COMPLETED") == 1
     assert types[-2:] == ["TASK_FAILED", "WORKFLOW_FAILED"]
+
+
+def test_a_process_that_ran_workflows_closes_its_database_at_exit(scripts):
+    """Python 3.13 reports a SQLite connection left to the garbage collector (in development
+    mode a user's app sees it at exit): the shared store is closed when the process exits."""
+    _setup(
+        scripts,
+        """
+    @task
+    async def add_one(n: int) -> int:
+        return n + 1
+
+
+    @workflow
+    async def quick(ctx: ExecutionContext[int]):
+        return await add_one(ctx.input)
+""",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-X", "dev", "-W", "error::ResourceWarning", "run.py", "quick", "1"],
+        cwd=scripts.folder,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.splitlines()[-1])["output"] == 2
+    assert "ResourceWarning" not in proc.stderr

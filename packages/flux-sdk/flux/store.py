@@ -8,6 +8,7 @@ Every ``save`` is one transaction, committed before the workflow moves on.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 import sqlite3
@@ -128,13 +129,17 @@ class LocalStore:
         self._db = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30
         )
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # NORMAL is durable against a crash of the process; only an OS crash or power loss
-        # could drop the last transactions.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        with self._lock:
-            self._ensure_schema()
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable against a crash of the process; only an OS crash or power
+            # loss could drop the last transactions.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=30000")
+            with self._lock:
+                self._ensure_schema()
+        except BaseException:
+            self._db.close()
+            raise
         self._host = socket.gethostname()
         self._key = str(self.path.resolve())
 
@@ -155,18 +160,37 @@ class LocalStore:
 
     @classmethod
     def open(cls, path: str | Path, serializer: str = "pkl") -> LocalStore:
-        """The shared store for ``path`` in this process."""
+        """The shared store for ``path`` in this process, closed when the process exits (or
+        by :meth:`close_all`)."""
         key = Path(path).resolve()
         with cls._instances_lock:
             store = cls._instances.get(key)
             if store is None:
+                if not cls._instances:
+                    atexit.register(cls.close_all)
                 store = cls._instances[key] = cls(key, serializer)
             store.serializer = serializer
             return store
 
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every shared store :meth:`open` made; a later ``open`` makes a new one."""
+        with cls._instances_lock:
+            stores = list(cls._instances.values())
+            cls._instances.clear()
+            atexit.unregister(cls.close_all)
+        for store in stores:
+            store.close()
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def __enter__(self) -> LocalStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     # -- serialization -------------------------------------------------------------------------
 
