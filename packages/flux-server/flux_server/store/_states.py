@@ -69,10 +69,11 @@ BUSY = values(HELD_STATES | QUEUED_STATES)
 """The state a claim leaves an execution in."""
 RECLAIMABLE = values(s for s in HELD_STATES if Trigger.CLAIM in TRANSITIONS[s])
 """Held states whose holder may claim the execution again (a retry after a lost answer)."""
-RELEASED_TO: dict[ExecutionState, list[str]] = {}
+RELEASED_TO = {
+    target: values(s for s in HELD_STATES if TRANSITIONS[s][Trigger.RELEASE] == target)
+    for target in {TRANSITIONS[s][Trigger.RELEASE] for s in HELD_STATES}
+}
 """The held states a release (or the holder's death) moves to each state."""
-for _held in HELD:
-    RELEASED_TO.setdefault(TRANSITIONS[ExecutionState(_held)][Trigger.RELEASE], []).append(_held)
 
 STRAIGHT = values(
     s
