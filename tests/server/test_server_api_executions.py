@@ -201,13 +201,16 @@ async def test_pause_resume_with_input_replays_from_history(server) -> None:
         "WORKFLOW_STARTED",
         "TASK_PAUSED",
         "WORKFLOW_PAUSED",
+        "TASK_COMPLETED",  # the answer to the one waiting pause
         "WORKFLOW_RESUMED",
     ]
+    answer = again.events[3].to_event()
+    assert (answer.source_id, answer.name, answer.value) == ("pause:1", "pause", {"approved": True})
     assert again.events[-1].to_event().value == {"approved": True}
     await worker.finish(again, "approved")
     final = await server.client.status("hello", run.execution_id, detailed=True)
     assert final.state == ExecutionState.COMPLETED
-    assert final.events is not None and final.events[3].view == {"approved": True}
+    assert final.events is not None and final.events[4].view == {"approved": True}
 
 
 async def test_resume_sync_and_stream(server) -> None:

@@ -162,18 +162,27 @@ def resume(
     execution_id: ExecutionArg,
     input: InputArg = None,
     mode: ModeOption = RunMode.ASYNC,
+    pause: Annotated[
+        str | None,
+        typer.Option(
+            "--pause",
+            "-p",
+            help="The waiting pause this answers; needed only when several wait "
+            "('flux workflow status' lists them).",
+        ),
+    ] = None,
     format: FormatOption = OutputFormat.TABLE,
 ) -> None:
-    """Resume a paused execution; the workflow's pause() returns the JSON input.
+    """Resume a paused execution; the waiting pause() returns the JSON input.
 
     sync and stream exit with code 1 when the execution ends FAILED or CANCELLED.
     """
     value = parse_json(input)
     with client(ctx) as flux:
         if mode is RunMode.STREAM:
-            _follow(name, flux.stream_resume(name, execution_id, value), format)
+            _follow(name, flux.stream_resume(name, execution_id, value, pause=pause), format)
         else:
-            status = flux.resume(name, execution_id, value, mode=mode)
+            status = flux.resume(name, execution_id, value, mode=mode, pause=pause)
             _report(status, format, waited=mode is RunMode.SYNC)
 
 
@@ -286,6 +295,11 @@ def _print_status(result: ExecutionStatus) -> None:
             ]
         )
     )
+    if result.pauses:
+        waiting = (
+            (p.name, format_time(p.paused_at), format_value(p.data, 60)) for p in result.pauses
+        )
+        show("", table(("PAUSE", "PAUSED AT", "DATA"), waiting, title="Waiting pauses"))
     if result.events is not None:
         rows = (
             (format_time(e.time), e.type.value, e.name, format_value(e.view, 60))
@@ -301,7 +315,8 @@ def _report(result: ExecutionStatus, format: OutputFormat, *, waited: bool) -> N
     else:
         _print_status(result)
         if result.state is ExecutionState.PAUSED:
-            show(Text(_resume_hint(result.workflow_name, result.execution_id)))
+            names = [p.name for p in result.pauses]
+            show(Text(_resume_hint(result.workflow_name, result.execution_id, names)))
     if waited:
         _check_outcome(result.execution_id, result.state, result.output)
 
@@ -332,8 +347,11 @@ def _follow(name: str, frames: Iterator[ExecutionFrame], format: OutputFormat) -
     _check_outcome(last.execution_id, last.state, last.output)
 
 
-def _resume_hint(name: str, execution_id: str) -> str:
-    return f"paused: resume it with: flux workflow resume {name} {execution_id} INPUT_JSON"
+def _resume_hint(name: str, execution_id: str, pauses: list[str] | None = None) -> str:
+    command = f"flux workflow resume {name} {execution_id} INPUT_JSON"
+    if pauses and len(pauses) > 1:
+        return f"paused at {', '.join(pauses)}: answer one with: {command} --pause NAME"
+    return f"paused: resume it with: {command}"
 
 
 def _check_outcome(execution_id: str, state: ExecutionState, output: object) -> None:

@@ -212,20 +212,30 @@ class AsyncFluxClient:
         return self.events(calls.run_stream(name, input, execution_id), parse_execution_frame)
 
     async def resume(
-        self, name: str, execution_id: str, input: Any = None, *, mode: str = "async"
+        self,
+        name: str,
+        execution_id: str,
+        input: Any = None,
+        *,
+        mode: str = "async",
+        pause: str | None = None,
     ) -> ExecutionStatus:
-        """Resume a PAUSED execution; ``await pause(...)`` in the workflow returns ``input``.
+        """Resume a PAUSED execution: its waiting ``await pause(...)`` returns ``input``.
+        ``pause`` names the pause this answers, needed only when several wait (the status
+        lists them in ``pauses``).
 
         Raises:
-            ConflictError: the execution is not paused.
+            ExecutionStateError: it is not paused; several pauses wait and ``pause`` is
+                missing, or no waiting pause has that name.
         """
-        return await self.send(calls.resume(name, execution_id, input, mode))
+        return await self.send(calls.resume(name, execution_id, input, mode, pause))
 
     def stream_resume(
-        self, name: str, execution_id: str, input: Any = None
+        self, name: str, execution_id: str, input: Any = None, *, pause: str | None = None
     ) -> AsyncIterator[ExecutionFrame]:
         """Resume and yield a frame per state change until it finishes or pauses again."""
-        return self.events(calls.resume_stream(name, execution_id, input), parse_execution_frame)
+        call = calls.resume_stream(name, execution_id, input, pause)
+        return self.events(call, parse_execution_frame)
 
     async def status(
         self, name: str, execution_id: str, *, detailed: bool = False

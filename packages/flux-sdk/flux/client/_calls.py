@@ -176,7 +176,9 @@ def run(name: str, input: Any, mode: str, execution_id: str | None = None) -> Ca
     )
 
 
-def resume(name: str, execution_id: str, input: Any, mode: str) -> Call[ExecutionStatus]:
+def resume(
+    name: str, execution_id: str, input: Any, mode: str, pause: str | None = None
+) -> Call[ExecutionStatus]:
     mode = _mode(mode, RunMode)
     if mode == RunMode.STREAM:
         raise UsageError("mode 'stream' answers with events: use stream_resume() instead")
@@ -187,6 +189,7 @@ def resume(name: str, execution_id: str, input: Any, mode: str) -> Call[Executio
         content=_json_body(input, "resume input"),
         content_type=_JSON,
         wait=mode == RunMode.SYNC,
+        params=_pause_param(pause),
     )
 
 
@@ -200,13 +203,23 @@ def run_stream(name: str, input: Any, execution_id: str | None = None) -> Stream
     )
 
 
-def resume_stream(name: str, execution_id: str, input: Any) -> StreamCall:
+def resume_stream(name: str, execution_id: str, input: Any, pause: str | None = None) -> StreamCall:
     return StreamCall(
         "POST",
         f"/workflows/{_seg(name)}/resume/{_seg(execution_id)}/stream",
         content=_json_body(input, "resume input"),
         content_type=_JSON,
+        params=_pause_param(pause),
     )
+
+
+def _pause_param(pause: str | None) -> dict[str, str] | None:
+    """``?pause=<name>``: the waiting pause a resume answers (needed when several wait)."""
+    if pause is None:
+        return None
+    if not isinstance(pause, str) or not pause:
+        raise UsageError(f"pause={pause!r}: name the waiting pause this resume answers")
+    return {"pause": pause}
 
 
 def status(name: str, execution_id: str, detailed: bool) -> Call[ExecutionStatus]:

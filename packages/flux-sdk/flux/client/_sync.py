@@ -177,14 +177,21 @@ class FluxClient:
         return self.events(calls.run_stream(name, input, execution_id), parse_execution_frame)
 
     def resume(
-        self, name: str, execution_id: str, input: Any = None, *, mode: str = "async"
+        self,
+        name: str,
+        execution_id: str,
+        input: Any = None,
+        *,
+        mode: str = "async",
+        pause: str | None = None,
     ) -> ExecutionStatus:
-        return self.send(calls.resume(name, execution_id, input, mode))
+        return self.send(calls.resume(name, execution_id, input, mode, pause))
 
     def stream_resume(
-        self, name: str, execution_id: str, input: Any = None
+        self, name: str, execution_id: str, input: Any = None, *, pause: str | None = None
     ) -> Iterator[ExecutionFrame]:
-        return self.events(calls.resume_stream(name, execution_id, input), parse_execution_frame)
+        call = calls.resume_stream(name, execution_id, input, pause)
+        return self.events(call, parse_execution_frame)
 
     def status(self, name: str, execution_id: str, *, detailed: bool = False) -> ExecutionStatus:
         return self.send(calls.status(name, execution_id, detailed))

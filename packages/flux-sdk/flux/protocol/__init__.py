@@ -35,7 +35,13 @@ from flux.protocol.claims import (
 )
 from flux.protocol.errors import ErrorBody
 from flux.protocol.events import EventRecord, HistoryColumns, OutputRecord
-from flux.protocol.executions import EXECUTION_ID_PATTERN, CancelMode, ExecutionStatus, RunMode
+from flux.protocol.executions import (
+    EXECUTION_ID_PATTERN,
+    CancelMode,
+    ExecutionStatus,
+    PauseInfo,
+    RunMode,
+)
 from flux.protocol.frames import (
     EXECUTION_FRAME_STATES,
     ConnectedFrame,
@@ -117,6 +123,7 @@ __all__ = [
     "KeepaliveFrame",
     "OutputRecord",
     "PackageInfo",
+    "PauseInfo",
     "RegisterWorkerRequest",
     "RegisterWorkerResponse",
     "ReleaseRequest",

@@ -15,7 +15,7 @@ from flux.domain import FINISHED_STATES, ExecutionState
 from flux.protocol._base import UtcDateTime, WireModel
 from flux.protocol.events import EventRecord
 
-__all__ = ["EXECUTION_ID_PATTERN", "CancelMode", "ExecutionStatus", "RunMode"]
+__all__ = ["EXECUTION_ID_PATTERN", "CancelMode", "ExecutionStatus", "PauseInfo", "RunMode"]
 
 EXECUTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,35}$"
 """What a client may choose as an execution's id (``?execution_id=`` of a run): up to 36
@@ -38,6 +38,15 @@ class CancelMode(StrEnum):
     """Answer at once (the state may be CANCELLING)."""
 
 
+class PauseInfo(WireModel):
+    """A pause point that waits for a resume: its name, the JSON ``data`` the workflow gave
+    it (``await pause(name, data=...)``) and when it paused."""
+
+    name: str
+    data: Any = None
+    paused_at: UtcDateTime
+
+
 class ExecutionStatus(WireModel):
     """An execution as clients see it: state, input and output views, and (when ``detailed``)
     its events, oldest first."""
@@ -52,6 +61,9 @@ class ExecutionStatus(WireModel):
     created_at: UtcDateTime
     updated_at: UtcDateTime
     worker: str | None = None
+    pauses: list[PauseInfo] = []
+    """The pauses waiting for a resume, oldest first (empty unless PAUSED). A resume names
+    the one it answers with ``?pause=<name>`` when more than one waits."""
     events: list[EventRecord] | None = None
 
     @property

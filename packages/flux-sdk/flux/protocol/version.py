@@ -12,10 +12,11 @@ from flux.errors import ProtocolError
 
 __all__ = ["PROTOCOL_HEADER", "PROTOCOL_VERSION", "check_compatible", "major_of"]
 
-PROTOCOL_VERSION = "1.3"
+PROTOCOL_VERSION = "1.4"
 """1.1 added batched claims (``POST /workers/{name}/claims``); 1.2 the column-wise history a
 batched claim may ask for (``history_format="columns"``); 1.3 claims pushed on the worker
-stream (``GET /workers/{name}/connect?push=true``, the ``execution.claimed`` frame)."""
+stream (``GET /workers/{name}/connect?push=true``, the ``execution.claimed`` frame); 1.4 the
+waiting ``pauses`` of an execution's status and ``?pause=<name>`` on a resume."""
 PROTOCOL_HEADER = "X-Flux-Protocol"
 
 

@@ -101,14 +101,22 @@ async def resume_execution(
     request: Request,
     runtime: RuntimeDep,
     detailed: bool = False,
+    pause: str | None = Query(
+        None,
+        min_length=1,
+        description="the waiting pause this answers (the status lists them in `pauses`); "
+        "needed only when more than one waits",
+    ),
 ) -> Response:
-    """Resume a PAUSED execution; the JSON body is what the workflow's ``pause()`` returns.
+    """Resume a PAUSED execution; the JSON body is what its waiting ``pause()`` returns.
 
-    409 when the execution is not paused.
+    409 when the execution is not paused, when several pauses wait and ``pause`` does not
+    name one, or when no waiting pause has that name (``details.pauses`` lists the waiting
+    ones).
     """
     run_mode = _run_mode(mode)
     value = await json_body(request)
-    status = await runtime.executions.resume(name, execution_id, value)
+    status = await runtime.executions.resume(name, execution_id, value, pause)
     return await answer_run(runtime, status, run_mode, detailed)
 
 
@@ -152,8 +160,10 @@ async def answer_run(
         )
     if mode == RunMode.SYNC:
         status = await _wait(runtime, status, _settled)
-    if detailed:
-        status = await runtime.executions.status(status.execution_id, detailed=True)
+    if detailed or status.state is ExecutionState.PAUSED:
+        # A checkpoint that settled the execution answers without the waiting pauses; they
+        # are read with the status (only paused answers pay for it).
+        status = await runtime.executions.status(status.execution_id, detailed=detailed)
     return model_response(status)
 
 

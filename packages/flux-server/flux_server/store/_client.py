@@ -11,7 +11,8 @@ from typing import Any
 import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState, Trigger, move, utcnow
 from flux.errors import ConflictError, ExecutionNotFoundError, ExecutionStateError
-from flux.protocol import EventRecord, ExecutionStatus
+from flux.pauses import PAUSE_TASK, Pause, PauseRecord, choose_pause, waiting_pauses
+from flux.protocol import EventRecord, ExecutionStatus, PauseInfo
 from flux.serialization import b64encode, dumps
 
 from flux_server.db import Database, Tx
@@ -61,6 +62,11 @@ _READ_STATUS = sa.select(*STATUS_COLUMNS).where(_C.id == sa.bindparam("b_id"))
 _READ_HISTORY_VIEWS = (
     sa.select(_E.id, _E.type, _E.source_id, _E.name, _E.scope, _E.time, _E.value, _E.view)
     .where(_E.execution_id == sa.bindparam("b_id"))
+    .order_by(_E.seq)
+)
+_READ_PAUSE_EVENTS = (
+    sa.select(_E.type, _E.source_id, _E.scope, _E.time, _E.view)
+    .where(_E.execution_id == sa.bindparam("b_id"), _E.name == PAUSE_TASK)
     .order_by(_E.seq)
 )
 (_QUEUED,) = QUEUED
@@ -117,12 +123,16 @@ async def status_of(
 
 
 async def resume(
-    db: Database, workflow_name: str, execution_id: str, input: Any
+    db: Database, workflow_name: str, execution_id: str, input: Any, pause: str | None = None
 ) -> ExecutionStatus:
-    """Append WORKFLOW_RESUMED carrying ``input`` and queue the execution again.
+    """Answer a waiting pause with ``input`` and queue the execution again.
+
+    The pause's completion (carrying ``input``) and WORKFLOW_RESUMED are appended together,
+    so each pause of several waiting at once gets its own answer (see :mod:`flux.pauses`).
 
     Raises:
-        ExecutionNotFoundError: unknown execution.  ExecutionStateError: it is not PAUSED.
+        ExecutionNotFoundError: unknown execution.  ExecutionStateError: it is not PAUSED;
+            several pauses wait and ``pause`` is missing, or none of that name waits.
     """
     now = utcnow()
     blob = dumps(input, "json")
@@ -136,6 +146,13 @@ async def resume(
                 "resumed",
                 state=row.state,
             )
+        answered = choose_pause(execution_id, _waiting_pauses(tx.conn, execution_id), pause)
+        if answered is not None:
+            completed = server_event(
+                execution_id, PAUSE_TASK, EventType.TASK_COMPLETED, now, blob, input
+            )
+            completed.update(source_id=answered.source_id, scope=answered.scope)
+            tx.conn.execute(INSERT_EVENT, completed)
         resumed = server_event(
             execution_id, row.workflow_name, EventType.WORKFLOW_RESUMED, now, blob, input
         )
@@ -195,7 +212,21 @@ def read_status(
     if detailed:
         rows = conn.execute(_READ_HISTORY_VIEWS, {"b_id": execution_id})
         records = [_record(r) for r in rows]
-    return status(row, records)
+    answer = status(row, records)
+    if answer.state is ExecutionState.PAUSED:
+        answer.pauses = [
+            PauseInfo.model_construct(name=p.name, data=p.data, paused_at=p.paused_at)
+            for p in _waiting_pauses(conn, execution_id)
+        ]
+    return answer
+
+
+def _waiting_pauses(conn: sa.Connection, execution_id: str) -> list[Pause]:
+    """The execution's pauses that wait for a resume, from its pause events' JSON views."""
+    rows = conn.execute(_READ_PAUSE_EVENTS, {"b_id": execution_id})
+    return waiting_pauses(
+        PauseRecord(EventType(r.type), r.source_id, r.scope, r.time, r.view) for r in rows
+    )
 
 
 def _existing(conn: sa.Connection, execution_id: str, workflow_name: str) -> ExecutionStatus | None:

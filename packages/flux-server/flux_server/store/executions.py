@@ -68,13 +68,17 @@ class ExecutionStore:
         """Raises ExecutionNotFoundError for an unknown id (or one of another workflow)."""
         return await _client.status_of(self.db, execution_id, workflow_name, detailed)
 
-    async def resume(self, workflow_name: str, execution_id: str, input: Any) -> ExecutionStatus:
-        """Append WORKFLOW_RESUMED carrying ``input`` and queue the execution again.
+    async def resume(
+        self, workflow_name: str, execution_id: str, input: Any, pause: str | None = None
+    ) -> ExecutionStatus:
+        """Answer the waiting pause ``pause`` (optional when only one waits) with ``input`` and
+        queue the execution again.
 
         Raises:
-            ExecutionNotFoundError: unknown execution.  ExecutionStateError: it is not PAUSED.
+            ExecutionNotFoundError: unknown execution.  ExecutionStateError: it is not PAUSED;
+                several pauses wait and ``pause`` is missing, or none of that name waits.
         """
-        return await _client.resume(self.db, workflow_name, execution_id, input)
+        return await _client.resume(self.db, workflow_name, execution_id, input, pause)
 
     async def cancel(self, workflow_name: str, execution_id: str) -> ExecutionStatus:
         """Cancel at once when no worker holds it, else ask the holder (CANCELLING).

@@ -1,0 +1,94 @@
+"""Waiting pauses over HTTP: listed in the status, answered one by one with ``?pause=``."""
+
+from __future__ import annotations
+
+import pytest
+from flux.domain import EventType, ExecutionState
+from flux.errors import ExecutionStateError
+from flux.pauses import pause_value
+from server_support import record
+
+
+def _pause_events(name: str, source_id: str, scope: str, data: object) -> list:
+    started = record(EventType.TASK_STARTED, name, name="pause", source_id=source_id)
+    paused = record(
+        EventType.TASK_PAUSED, pause_value(name, data), name="pause", source_id=source_id
+    )
+    started.scope = paused.scope = scope
+    return [started, paused]
+
+
+async def _two_pauses(server, worker) -> tuple[str, object]:
+    run = await server.client.run("hello", "in")
+    claim = await worker.take()
+    await worker.ch.checkpoint(
+        claim.execution_id,
+        claim.generation,
+        [
+            record(EventType.WORKFLOW_STARTED),
+            *_pause_events("finance", "pause:f:0", "[0]", {"amount": 120}),
+            *_pause_events("legal", "pause:l:0", "[1]", None),
+            record(EventType.WORKFLOW_PAUSED, "finance"),
+        ],
+    )
+    return run.execution_id, claim
+
+
+async def test_status_lists_the_waiting_pauses_and_a_resume_names_one(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    execution_id, _ = await _two_pauses(server, worker)
+
+    status = await server.client.status("hello", execution_id)
+    assert status.state == ExecutionState.PAUSED
+    assert [(p.name, p.data) for p in status.pauses] == [
+        ("finance", {"amount": 120}),
+        ("legal", None),
+    ]
+    assert all(p.paused_at is not None for p in status.pauses)
+
+    # Two wait: the resume must name one; a refused resume changes nothing.
+    with pytest.raises(ExecutionStateError, match=r"waits at 2 pauses \(finance, legal\)") as info:
+        await server.client.resume("hello", execution_id, "yes")
+    assert info.value.status_code == 409
+    assert info.value.details["error_details"]["pauses"] == ["finance", "legal"]
+    with pytest.raises(ExecutionStateError, match="no waiting pause named 'hr'"):
+        await server.client.resume("hello", execution_id, "yes", pause="hr")
+    unchanged = await server.client.status("hello", execution_id, detailed=True)
+    assert unchanged.state == ExecutionState.PAUSED and unchanged.events is not None
+    assert len(unchanged.events) == 6
+
+    resumed = await server.client.resume("hello", execution_id, {"ok": "L"}, pause="legal")
+    assert resumed.state == ExecutionState.SCHEDULED
+    again = await worker.take()
+    answer, wake = (e.to_event() for e in again.events[-2:])
+    assert (answer.type, answer.source_id, answer.scope) == (
+        EventType.TASK_COMPLETED,
+        "pause:l:0",
+        "[1]",
+    )
+    assert answer.value == {"ok": "L"} and wake.type is EventType.WORKFLOW_RESUMED
+
+    # The worker replays: legal is answered, finance still waits, so it pauses again.
+    await worker.ch.checkpoint(
+        again.execution_id, again.generation, [record(EventType.WORKFLOW_PAUSED, "finance")]
+    )
+    status = await server.client.status("hello", execution_id)
+    assert [p.name for p in status.pauses] == ["finance"]
+    # One waits now: the name is optional.
+    await server.client.resume("hello", execution_id, "F")
+    last = await worker.take()
+    assert last.events[-2].to_event().source_id == "pause:f:0"
+    await worker.finish(last, "done")
+    done = await server.client.status("hello", execution_id)
+    assert done.state == ExecutionState.COMPLETED and done.pauses == []
+
+
+async def test_an_empty_pause_name_is_refused(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    execution_id, _ = await _two_pauses(server, worker)
+    response = await server.client._http.post(
+        f"/workflows/hello/resume/{execution_id}/async", params={"pause": ""}, content=b"1"
+    )
+    assert response.status_code == 422
