@@ -51,7 +51,8 @@ async def test_status_lists_the_waiting_pauses_and_a_resume_names_one(server) ->
     with pytest.raises(ExecutionStateError, match=r"waits at 2 pauses \(finance, legal\)") as info:
         await server.client.resume("hello", execution_id, "yes")
     assert info.value.status_code == 409
-    assert info.value.details["error_details"]["pauses"] == ["finance", "legal"]
+    assert info.value.details["pauses"] == ["finance", "legal"]  # as a local resume has them
+    assert info.value.details["execution_id"] == execution_id
     with pytest.raises(ExecutionStateError, match="no waiting pause named 'hr'"):
         await server.client.resume("hello", execution_id, "yes", pause="hr")
     unchanged = await server.client.status("hello", execution_id, detailed=True)

@@ -43,8 +43,9 @@ def check_response(response: httpx.Response) -> None:
     :class:`ApiError`), as the server raised it: :class:`ExecutionNotFoundError` for an
     unknown execution, :class:`ExecutionStateError` for one that cannot do that now, as a
     local run raises. Otherwise it is the status's class. ``status_code`` is the answer's;
-    ``details`` hold the answer's ``type``, ``code`` and ``details`` (``error_type``,
-    ``error_code``, ``error_details``).
+    ``details`` hold the answer's details as a local raise holds them (``details["pauses"]``
+    of a resume that named no waiting pause), and its ``type``, ``code`` and ``details`` as
+    ``error_type``, ``error_code`` and ``error_details``.
 
     The body must have been read. Raises:
         ProtocolError: the server speaks another major protocol version (or answered 426).
@@ -57,7 +58,12 @@ def check_response(response: httpx.Response) -> None:
     if status < 400:
         return
     body = _error_body(response)
-    details = {"error_type": body.type, "error_code": body.code, "error_details": body.details}
+    details = {
+        **body.details,
+        "error_type": body.type,
+        "error_code": body.code,
+        "error_details": body.details,
+    }
     if status == 426:
         raise ProtocolError(body.message, status_code=status, **details)
     cls: type[ApiError] = _STATUS_CLASSES.get(status, ApiError)
