@@ -957,7 +957,7 @@ def _store_history(workflow_name: str, events: list[ExecutionEvent]) -> str:
     for event in events:
         if event.type.is_workflow:
             event.source_id = ctx.execution_id
-        ctx._apply(event)
+        ctx.append_event(event)
     store.save(ctx, events)
     store.release(ctx.execution_id)
     return ctx.execution_id

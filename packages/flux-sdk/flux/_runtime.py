@@ -66,14 +66,13 @@ class Services(Protocol):
 class Run:
     __slots__ = (
         "_abandoned",
-        "_commits",
         "_durable_on_save",
         "_group",
         "_group_error",
-        "_settled",
         "branches",
         "cancelling",
         "checkpointer",
+        "commits",
         "counters",
         "ctx",
         "cursors",
@@ -82,6 +81,7 @@ class Run:
         "order",
         "pending",
         "services",
+        "settled",
         "terminal",
     )
 
@@ -133,8 +133,8 @@ class Run:
         )
         # Completions handed to a checkpointer that is not durable on save, and how many of
         # them are known durable: ``settle`` waits when the second lags the first.
-        self._commits = 0
-        self._settled = 0
+        self.commits = 0
+        self.settled = 0
 
     # -- identity and the determinism check -------------------------------------------------
 
@@ -177,7 +177,7 @@ class Run:
         self, type: EventType, source_id: str, name: str, value: Any = None, scope: str = ""
     ) -> ExecutionEvent:
         event = ExecutionEvent(type, source_id, name, value, scope=scope)
-        self.ctx._apply(event)
+        self.ctx.append_event(event)
         self.pending.append(event)
         return event
 
@@ -220,7 +220,7 @@ class Run:
             if self._group_error is not None:
                 raise self._group_error
         if not self._durable_on_save:
-            self._commits += 1
+            self.commits += 1
 
     async def settle(self) -> None:
         """Wait until every completion committed so far is durable.
@@ -229,10 +229,10 @@ class Run:
         workflow): a finished task is never run again after a crash of this process, yet a
         workflow pays one acknowledgement per side effect rather than one per event.
         """
-        target = self._commits
-        if self._settled < target:
+        target = self.commits
+        if self.settled < target:
             await self.checkpointer.flush()
-            self._settled = max(self._settled, target)
+            self.settled = max(self.settled, target)
 
     def _write_group(self) -> None:
         self._group = False

@@ -65,7 +65,9 @@ class ExecutionContext(Generic[T]):
             if state_after is not None:
                 self._follow(event, state_after)
 
-    def _apply(self, event: ExecutionEvent) -> None:
+    def append_event(self, event: ExecutionEvent) -> None:
+        """Append ``event`` to the log and take the state it sets (the engine's way in;
+        workflow code never calls it)."""
         self.events.append(event)
         state = WORKFLOW_EVENT_STATE.get(event.type)
         if state is not None:

@@ -175,7 +175,7 @@ def cancel_local(execution_id: str, store: LocalStore | None = None) -> Executio
         store.request_cancel(execution_id)
         return ctx
     event = ExecutionEvent(EventType.WORKFLOW_CANCELLED, ctx.execution_id, ctx.workflow_name, None)
-    ctx._apply(event)
+    ctx.append_event(event)
     store.save(ctx, [event])
     return ctx
 

@@ -13,6 +13,7 @@ from typing import Any, Generic, ParamSpec, TypeVar
 
 from flux._clock import clock
 from flux._identity import canonical
+from flux._options import check_option_names, options_method
 from flux._runtime import (
     SUCCESS_TASK_EVENTS,
     Run,
@@ -40,24 +41,6 @@ class TaskMetadata:
 
     task_id: str
     task_name: str
-
-
-class _hybrid:
-    """``task.with_options(...)`` on the class makes a decorator; on a task, a variant."""
-
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.fn = fn
-
-    def __get__(self, obj: Any, cls: type) -> Callable[..., Any]:
-        return functools.partial(self.fn, cls, obj)
-
-
-def check_option_names(kind: str, cls: Any, options: dict[str, Any]) -> None:
-    """Refuse option names the decorator does not know, listing the ones it does."""
-    known = [p for p in inspect.signature(cls).parameters if p != "func"]
-    for name in options:
-        if name not in known:
-            raise UsageError(f"unknown {kind} option {name!r}; the options are {', '.join(known)}")
 
 
 def _number(name: str, value: Any, *, minimum: float = 0) -> float:
@@ -137,7 +120,7 @@ class task(Generic[P, R]):
         self.metadata = metadata
         functools.update_wrapper(self, func)  # type: ignore[arg-type]  # keeps __name__/__doc__
 
-    @_hybrid
+    @options_method
     def with_options(
         cls: Any, self: task[Any, Any] | None, func: Any = None, **options: Any
     ) -> Any:
@@ -202,7 +185,7 @@ class task(Generic[P, R]):
                     await run.commit()
                     return value  # type: ignore[no-any-return]
             run.emit(EventType.TASK_STARTED, source_id, self.name, _args_value(args, kwargs), scope)
-        if run._settled < run._commits:  # inline: most calls have nothing to wait for
+        if run.settled < run.commits:  # inline: most calls have nothing to wait for
             await run.settle()
         token = current_scope.set(source_id)
         interrupted = _interrupted_recovery(self.name, history) if history else None

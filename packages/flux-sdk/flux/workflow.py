@@ -7,10 +7,10 @@ import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from flux._options import check_option_names, options_method
 from flux._runtime import current_run
 from flux.context import ExecutionContext
 from flux.errors import UsageError
-from flux.task import _hybrid, check_option_names
 
 if TYPE_CHECKING:
     from flux.protocol.workflows import ResourceRequest
@@ -95,7 +95,7 @@ class workflow(Generic[T, R]):
         self.metadata = dict(metadata or {})
         functools.update_wrapper(self, func)  # type: ignore[arg-type]  # keeps __name__/__doc__
 
-    @_hybrid
+    @options_method
     def with_options(
         cls: Any, self: workflow[Any, Any] | None, func: Any = None, **options: Any
     ) -> Any:

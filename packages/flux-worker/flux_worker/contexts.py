@@ -36,7 +36,7 @@ def failed_context(claim: ClaimResponse, exc: BaseException) -> ExecutionContext
     ctx: ExecutionContext[Any] = ExecutionContext(
         claim.workflow_name, None, claim.execution_id, workflow_id=claim.workflow_id
     )
-    ctx._apply(
+    ctx.append_event(
         ExecutionEvent(EventType.WORKFLOW_FAILED, claim.execution_id, claim.workflow_name, exc)
     )
     return ctx
