@@ -8,18 +8,28 @@ for the execution the worker holds (a child asks its worker over the pipe), the 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flux.domain import FINISHED_STATES, ExecutionState
 from flux.errors import ExecutionError, ExecutionPaused
 from flux.store import LocalStore
+
+from flux_worker._backoff import backoff_delay
 
 if TYPE_CHECKING:
     from flux.client import AsyncFluxClient
     from flux.protocol.executions import ExecutionStatus
 
 __all__ = ["ExecutionServices", "SecretSource", "subworkflow_outcome", "worker_cache"]
+
+log = logging.getLogger("flux.worker")
+
+MAX_CALL_BACKOFF = 5.0
+"""The longest wait between attempts to reach the server for a subworkflow call."""
 
 SecretSource = Callable[[list[str]], Awaitable[dict[str, Any]]]
 """Secret values by name for one execution.
@@ -57,11 +67,49 @@ class ExecutionServices:
         worker_cache(self.home, self.serializer).cache_put(key, value)
 
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
+        """Start the child ``execution_id`` (or find it started) and wait until it finishes or
+        pauses; its output.
+
+        Raises:
+            ExecutionPaused: the child paused.  ExecutionError: it failed or was cancelled.
+            ApiError: the server refused the call (not a failure to reach it: that is retried).
+        """
         name = target if isinstance(target, str) else target.name
-        # The child's id is derived from the parent's and the call's: a parent that replays
-        # the call (after its worker died mid-child) waits for the same child, not a new one.
-        status = await self._client().run(name, input, mode="sync", execution_id=execution_id)
-        return subworkflow_outcome(name, status)
+        return subworkflow_outcome(name, await self._wait_for_child(name, input, execution_id))
+
+    async def _wait_for_child(self, name: str, input: Any, execution_id: str) -> ExecutionStatus:
+        # The child's id is derived from the parent's and the call's, and a run with an id
+        # that exists answers for that execution: a parent that replays the call (after its
+        # worker died mid-child) waits for the same child, and so does every request here.
+        # A server that cannot be reached, or whose sync wait ends first, is asked again:
+        # neither says anything about the child, so neither may fail the parent.
+        attempt = 0
+        while True:
+            try:
+                status = await self._client().run(
+                    name, input, mode="sync", execution_id=execution_id
+                )
+            except Exception as exc:
+                from flux.client import is_retryable  # not at import: a child starts lean
+
+                if not is_retryable(exc):
+                    raise
+                delay = backoff_delay(attempt, 0.1, MAX_CALL_BACKOFF)
+                attempt += 1
+                log.warning(
+                    "subworkflow %r (%s): %s; retrying in %.1fs", name, execution_id, exc, delay
+                )
+                await asyncio.sleep(delay)
+                continue
+            attempt = 0
+            if status.state in FINISHED_STATES or status.state == ExecutionState.PAUSED:
+                return status
+            log.info(
+                "subworkflow %r (%s) is %s after the server's wait; waiting again",
+                name,
+                execution_id,
+                status.state,
+            )
 
 
 def worker_cache(home: str | Path, serializer: str) -> LocalStore:
