@@ -26,10 +26,10 @@ are group-committed by one thread (:mod:`flux_server.db.group_commit`): on SQLit
 is; on PostgreSQL these are, so under load a few hundred new executions a second cost a few
 dozen commits.
 
-A write transaction can carry notes (``tx.notify("dispatch")``); in this process they are
-delivered to :attr:`Database.sink` after the commit, never for a write that failed. On
-PostgreSQL other replicas hear them through ``pg_notify`` (:mod:`flux_server.db.notifier`),
-never before the change is visible.
+A write transaction can carry notes (``tx.notify(notes.DISPATCH)``, the vocabulary of
+:mod:`flux_server.notes`); in this process they are delivered to :attr:`Database.sink` after
+the commit, never for a write that failed. On PostgreSQL other replicas hear them through
+``pg_notify`` (:mod:`flux_server.db.notifier`), never before the change is visible.
 """
 
 from __future__ import annotations

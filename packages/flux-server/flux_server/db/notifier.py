@@ -5,6 +5,14 @@ tagged ``origin|note`` so a replica skips its own. The rare notes go out inside 
 transaction (see the PostgreSQL backend); the hot-path hints (:data:`HINT_KINDS`) go out
 batched just after the commit, through :class:`Notifier`. Either way a replica never hears a
 note before the change is visible.
+
+Why hints wait for the commit: PostgreSQL serializes every committing transaction that sent a
+NOTIFY, fsync included, on one lock per database; with the hot paths (runs, offers, claims,
+checkpoints) notifying, commits queued behind each other. Hints go out batched, from one
+connection, after the commit. One is lost only if this process dies between its commit and
+the send, and each has a fallback (see :data:`flux_server.notes.HINT_KINDS`). The other notes
+(revoked tokens, dropped workers, registered workflows, changed schedules) are rare and have no
+fallback, so they stay inside their transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ import threading
 import time
 
 import sqlalchemy as sa
+
+from flux_server.notes import HINT_KINDS
 
 __all__ = [
     "HINT_KINDS",
@@ -36,19 +46,6 @@ NOTIFY = sa.text(_NOTIFY_TEMPLATE.format(":notes"))
 """Send the notes of the parameter ``notes`` (through SQLAlchemy)."""
 NOTIFY_SQL = _NOTIFY_TEMPLATE.format("%s")
 """The same, straight to psycopg: one positional parameter, the list of notes."""
-
-HINT_KINDS = ("dispatch", "exec:", "cancel:")
-"""Notes that are hints, sent to other replicas just after the commit instead of inside it.
-
-PostgreSQL serializes every committing transaction that sent a NOTIFY, fsync included, on one
-lock per database: with the hot paths (runs, offers, claims, checkpoints) notifying, commits
-queued behind each other. Hints go out batched, from one connection, after the commit, so
-another replica still never hears one before the change is visible. One is lost only if this
-process dies between its commit and the send, and each has a fallback: the dispatcher's sweep,
-the waiters' periodic recheck, the ``cancelling`` list in every heartbeat answer. The other
-notes (revoked tokens, dropped workers, registered workflows, changed schedules) are rare and
-have no fallback, so they stay inside their transaction.
-"""
 
 
 def listener_name(origin: str) -> str:
