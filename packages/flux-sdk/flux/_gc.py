@@ -13,8 +13,8 @@ def settle_startup_objects() -> None:
     Replaying a long history allocates tens of thousands of objects per request; with the
     default thresholds each burst sets off collections that rescan every object of the
     process, modules included. Start-up objects are frozen out of those scans, and the
-    youngest generation is collected every 10,000 allocations instead of 700 (resuming a
-    4,000-task history: server CPU 50 -> 31 ms, worker 44 -> 33 ms).
+    youngest generation is collected every 10,000 allocations instead of 700 (the effect on
+    a long resume is in docs/benchmarks.md).
     """
     gc.collect()
     gc.freeze()

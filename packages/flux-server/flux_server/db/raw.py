@@ -1,8 +1,8 @@
 """Statements sent straight to the DB-API cursor, for the hottest paths.
 
 Through SQLAlchemy Core a statement pays a compile-cache lookup, per-parameter processing
-and result wrapping: about 70 µs for a one-row insert on the benchmark machine, where the
-driver alone takes 20. A :class:`Statement` is written once with ``:name`` parameters (the
+and result wrapping, several times what the driver alone takes for a one-row insert (see
+docs/benchmarks.md). A :class:`Statement` is written once with ``:name`` parameters (the
 sqlite3 driver's own style; rewritten to psycopg's ``%(name)s`` for PostgreSQL), runs on the
 driver connection under a SQLAlchemy ``Connection`` (so inside its transaction), and converts
 values as the column types of :mod:`flux_server.db.types` would: epoch seconds and JSON text

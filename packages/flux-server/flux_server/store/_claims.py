@@ -309,8 +309,8 @@ _READ_HISTORIES_RAW = Statement(
 # One sort of integers instead of seven of text (see docs/decisions.md).
 #
 # PostgreSQL's base64 breaks lines after 76 characters (57 bytes), which JSON must not carry:
-# only longer values pay for taking the breaks out (most values are a few bytes; the
-# translate of every value was 15 % of the statement).
+# only longer values pay for taking the breaks out (most values are a few bytes, and the
+# translate of every value was a large share of the statement: docs/benchmarks.md).
 _COLUMNS_SQL = """
 SELECT execution_id, json_build_object(
     'ids', json_agg(id{order}),

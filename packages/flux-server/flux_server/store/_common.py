@@ -69,9 +69,8 @@ EventRow = tuple[str, str, str, str, str, str, datetime, bytes | None, Any]
 
 # On SQLite the hot writes go to the driver's cursor with their SQL written out: SQLAlchemy's
 # compile-cache lookup, parameter processing and result wrapping cost more than SQLite's own
-# work for these small statements (a checkpoint of ten tasks: 1.4 ms through Core, see
-# docs/benchmarks.md). The values are converted as the column types would (epoch seconds,
-# JSON text).
+# work for these small statements (see docs/benchmarks.md). The values are converted as the
+# column types would (epoch seconds, JSON text).
 _MERGE_EVENTS_SQLITE = (
     f"INSERT INTO events ({', '.join(EVENT_COLUMNS)}) VALUES ({', '.join('?' * 9)}) "
     "ON CONFLICT (id) DO NOTHING"
