@@ -27,7 +27,7 @@ from flux_cli.app import app
 from flux_cli.context import CliState
 from typer.testing import CliRunner
 
-from tests.conftest import FluxCluster, make_cluster
+from tests.support.cluster import FluxCluster, make_cluster
 
 pytestmark = pytest.mark.e2e
 

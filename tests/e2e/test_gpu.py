@@ -14,7 +14,8 @@ import pytest
 from flux.client import FluxClient
 from flux_worker.resources import detect_gpus
 
-from tests.conftest import FluxCluster, make_cluster, wait_until
+from tests.support.cluster import FluxCluster, make_cluster
+from tests.support.waiting import wait_until
 
 pytestmark = [
     pytest.mark.e2e,

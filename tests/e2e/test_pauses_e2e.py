@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from flux.client import FluxClient
 
-from tests.conftest import FluxCluster, make_cluster
+from tests.support.cluster import FluxCluster, make_cluster
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,8 @@ from flux.domain import ExecutionState
 from flux.protocol import ScheduleRunState, ScheduleState
 from flux.schedules import interval
 
-from tests.conftest import make_cluster, wait_until
+from tests.support.cluster import make_cluster
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +61,9 @@ def test_auto_schedule_runs_on_a_real_worker(tmp_path: Path) -> None:
             (schedule,) = client.list_schedules(workflow_id="ticker")
             assert (schedule.name, schedule.auto) == ("ticker_auto", True)
 
-            wait_until(lambda: len(completed_runs(client, "ticker_auto")) >= 2, 60, what="2 runs")
+            wait_until(
+                lambda: len(completed_runs(client, "ticker_auto")) >= 2, timeout=60, what="2 runs"
+            )
             paused = client.pause_schedule("ticker_auto")
             before = len(client.schedule_history("ticker_auto", limit=1000))
             assert paused.state == ScheduleState.PAUSED
@@ -72,7 +75,7 @@ def test_auto_schedule_runs_on_a_real_worker(tmp_path: Path) -> None:
                 runs = completed_runs(client, "ticker_auto")
                 return any(r.scheduled_for > paused.updated_at for r in runs)
 
-            wait_until(resumed, 60, what="a run after resuming")
+            wait_until(resumed, timeout=60, what="a run after resuming")
             client.pause_schedule("ticker_auto")
             runs = client.schedule_history("ticker_auto", limit=1000)
             assert len(runs) > before
@@ -117,7 +120,7 @@ def test_two_replicas_fire_each_tick_once(tmp_path: Path, pg_url: str) -> None:
             def enough() -> bool:
                 return all(len(b.schedule_history(n, limit=1000)) >= 5 for n in names)
 
-            wait_until(enough, 60, what="5 ticks of every schedule")
+            wait_until(enough, timeout=60, what="5 ticks of every schedule")
             for name in names:
                 b.pause_schedule(name)
             runs = {n: a.schedule_history(n, limit=1000) for n in names}

@@ -11,7 +11,7 @@ import pytest
 from flux.client import FluxClient
 from flux.domain import ExecutionState
 
-from tests.conftest import FluxCluster
+from tests.support.cluster import FluxCluster
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,8 @@ from flux.client import FluxClient
 from flux.domain import ExecutionState
 from flux.protocol import ExecutionStatus
 
-from tests.conftest import FluxCluster, make_cluster, wait_until
+from tests.support.cluster import FluxCluster, make_cluster
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
