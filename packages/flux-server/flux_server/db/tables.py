@@ -9,6 +9,8 @@ from flux_server.db.types import JSON_TYPE, IsoDateTime, UTCDateTime
 
 __all__ = [
     "events",
+    "execution_count_changes",
+    "execution_counts",
     "executions",
     "metadata",
     "schedule_runs",
@@ -70,6 +72,32 @@ executions = sa.Table(
         postgresql_where=sa.text("state IN ('CLAIMED', 'RUNNING', 'CANCELLING')"),
     ),
     sa.Index("ix_executions_offered_to_state", "offered_to", "state"),
+    # Listings newest first (revision 0004): by workflow (and state), and by worker.
+    sa.Index(
+        "ix_executions_workflow_name_state_created_at", "workflow_name", "state", "created_at"
+    ),
+    sa.Index("ix_executions_worker_name_created_at", "worker_name", "created_at"),
+)
+
+# How many executions each workflow has in each state (revision 0004), kept by triggers on
+# ``executions`` that the revision creates: SQLite's update these rows; PostgreSQL's append
+# each change to ``execution_count_changes`` (no row every writer would wait on) and now and
+# then fold the committed ones into these rows. A count is the row plus its pending changes.
+execution_counts = sa.Table(
+    "execution_counts",
+    metadata,
+    sa.Column("workflow_name", sa.String(255), primary_key=True),
+    sa.Column("state", sa.String(16), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+execution_count_changes = sa.Table(
+    "execution_count_changes",
+    metadata,
+    sa.Column("seq", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
+    sa.Column("workflow_name", sa.String(255), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
 )
 
 events = sa.Table(
