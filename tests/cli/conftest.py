@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from cli_support import Cli, FakeServer
-from e2e_support import STACK_WORKER, WORKFLOWS, Stack
+from e2e_support import STACK_WORKER, WORKFLOWS
 from flux.config import Configuration
 from flux_cli.app import app
 from flux_cli.context import CliState
 from typer.testing import CliRunner, Result
+
+from tests.support.cluster import FluxCluster, make_cluster
 
 
 @pytest.fixture(autouse=True)
@@ -48,11 +50,11 @@ def cli() -> Cli:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_path: Path) -> Iterator[FluxCluster]:
     """A real server (SQLite) with one worker named ``cli-e2e``, stopped by pid afterwards; the
     test's directory holds ``workflows.py`` (:data:`e2e_support.WORKFLOWS`)."""
     (tmp_path / "workflows.py").write_text(WORKFLOWS)
-    running = Stack(tmp_path / "flux-home")
+    running = make_cluster(tmp_path)
     try:
         running.start_server()
         running.start_worker(STACK_WORKER)

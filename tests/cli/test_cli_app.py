@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import textwrap
@@ -14,13 +13,9 @@ from cli_support import Cli, FakeServer
 from flux_cli.app import OPTIONAL_MODULES, build_app
 from typer.testing import CliRunner
 
+from tests.support.cluster import free_port
+
 GROUPS = ("workflow", "workers", "start", "dev")
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_help_lists_every_group(cli: Cli) -> None:
@@ -140,7 +135,7 @@ def test_version(cli: Cli) -> None:
 
 
 def test_unreachable_server_is_one_line(cli: Cli) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = cli("--server-url", url, "workflow", "list")
     assert result.exit_code == 1
     assert result.stdout == ""
@@ -153,7 +148,7 @@ def test_unreachable_server_is_one_line(cli: Cli) -> None:
 def test_unreachable_default_url_comes_from_the_configuration(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _closed_port()
+    port = free_port()
     monkeypatch.setenv("FLUX_SERVER_HOST", "0.0.0.0")
     monkeypatch.setenv("FLUX_SERVER_PORT", str(port))
     result = cli("workers", "list", "--format", "json")
@@ -163,7 +158,7 @@ def test_unreachable_default_url_comes_from_the_configuration(
 
 
 def test_debug_adds_the_traceback(cli: Cli) -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = cli("--debug", "--server-url", url, "workflow", "list")
     assert result.exit_code == 1
     assert "Traceback (most recent call last)" in result.stderr

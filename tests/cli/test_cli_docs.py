@@ -23,11 +23,21 @@ from typing import Any
 
 import pytest
 from cli_support import Cli
-from e2e_support import FLUX, Stack, clean_env, free_port, needs_server, start, stop, wait_for
+from e2e_support import FLUX, needs_server
 from flux.client import FluxClient
 from flux.config import Configuration
 from flux.errors import ApiError
 from flux_cli.components import MCP
+
+from tests.support.cluster import (
+    FluxCluster,
+    clean_env,
+    free_port,
+    make_cluster,
+    spawn,
+    stop_process,
+)
+from tests.support.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "docs" / "cli.md", ROOT / "packages" / "flux-cli" / "README.md"]
@@ -110,7 +120,7 @@ def test_the_docs_have_examples_of_every_command() -> None:
 @pytest.mark.e2e
 @needs_server
 def test_short_examples_run_in_order(
-    cli: Cli, stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, stack: FluxCluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ((_, source),) = _blocks(DOCS[0], "python")
     (tmp_path / "workflows.py").write_text("\n".join(source) + "\n")
@@ -165,7 +175,7 @@ def _check_server(args: list[str], tmp_path: Path) -> None:
         FLUX_SERVER_PORT=str(port),
     )
     log = tmp_path / "flux.log"
-    process = start(args, tmp_path, env, log)
+    process = spawn([FLUX, *args], cwd=tmp_path, env=env, log=log)
     url = f"http://127.0.0.1:{port}"
     workers = int(args[args.index("--workers") + 1]) if "--workers" in args else 1
     try:
@@ -181,16 +191,16 @@ def _check_server(args: list[str], tmp_path: Path) -> None:
                 return False
             return True
 
-        wait_for(ready, f"{' '.join(args)} to serve {url}")
+        wait_until(ready, what=f"{' '.join(args)} to serve {url}")
     finally:
-        code = stop(process, signal.SIGINT if args[0] == "dev" else signal.SIGTERM)
+        code = stop_process(process, signal.SIGINT if args[0] == "dev" else signal.SIGTERM)
     # uvicorn re-raises SIGTERM once it has shut down gracefully
     assert code in (0, -signal.SIGTERM), log.read_text()
 
 
 def _check_worker(args: list[str], tmp_path: Path) -> None:
     """``flux start worker``: it connects to a running server, then stops cleanly."""
-    stack = Stack(tmp_path / "flux-home")
+    stack = make_cluster(tmp_path)
     stack.start_server()
     try:
         args = [arg.replace(LOCAL_URL, stack.url) for arg in args]
@@ -200,7 +210,7 @@ def _check_worker(args: list[str], tmp_path: Path) -> None:
             FLUX_WORKERS__SERVER_URL=stack.url,
         )
         log = tmp_path / "worker.log"
-        process = start(args, tmp_path, env, log)
+        process = spawn([FLUX, *args], cwd=tmp_path, env=env, log=log)
         try:
 
             def connected() -> Any:
@@ -208,13 +218,13 @@ def _check_worker(args: list[str], tmp_path: Path) -> None:
                 with FluxClient(stack.url) as flux:
                     return [w for w in flux.list_workers() if w.connected]
 
-            (worker,) = wait_for(connected, "the worker to connect")
+            (worker,) = wait_until(connected, what="the worker to connect")
             if len(args) > 2 and not args[2].startswith("-"):
                 assert worker.name == args[2]
             if "--capacity" in args:
                 assert worker.capacity == int(args[args.index("--capacity") + 1])
         finally:
-            assert stop(process) == 0, log.read_text()
+            assert stop_process(process) == 0, log.read_text()
     finally:
         stack.stop()
 

@@ -14,22 +14,13 @@ from typing import Any
 import psutil
 import pytest
 from cli_support import Cli
-from e2e_support import (
-    FLUX,
-    STACK_WORKER,
-    WORKFLOWS,
-    Stack,
-    alive,
-    clean_env,
-    free_port,
-    needs_server,
-    start,
-    stop,
-    wait_for,
-)
+from e2e_support import FLUX, STACK_WORKER, WORKFLOWS, needs_server
 from flux.client import FluxClient
 from flux.errors import ApiError
 from typer.testing import Result
+
+from tests.support.cluster import FluxCluster, alive, clean_env, free_port, spawn, stop_process
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, needs_server]
 
@@ -39,7 +30,7 @@ WORKER = STACK_WORKER
 class Flux:
     """``flux --server-url URL ...`` in process against ``stack``."""
 
-    def __init__(self, cli: Cli, stack: Stack) -> None:
+    def __init__(self, cli: Cli, stack: FluxCluster) -> None:
         self.cli = cli
         self.stack = stack
 
@@ -63,11 +54,11 @@ class Flux:
                 status = flux.status(name, execution_id)
             return status.model_dump(mode="json") if status.state in states else None
 
-        return wait_for(check, f"{name} {execution_id} to be {' or '.join(states)}")
+        return wait_until(check, what=f"{name} {execution_id} to be {' or '.join(states)}")
 
 
 @pytest.fixture
-def flux(cli: Cli, stack: Stack) -> Flux:
+def flux(cli: Cli, stack: FluxCluster) -> Flux:
     return Flux(cli, stack)
 
 
@@ -186,7 +177,7 @@ def test_start_worker_joins_the_server(stack: Any, tmp_path: Path) -> None:
         "--home",
         str(stack.home),
     ]
-    process = start(args, tmp_path, clean_env(), tmp_path / "worker.log")
+    process = spawn([FLUX, *args], cwd=tmp_path, env=clean_env(), log=tmp_path / "worker.log")
     try:
 
         def connected() -> bool:
@@ -194,11 +185,11 @@ def test_start_worker_joins_the_server(stack: Any, tmp_path: Path) -> None:
             with FluxClient(stack.url) as flux:
                 return any(w.name == "started-by-cli" and w.connected for w in flux.list_workers())
 
-        wait_for(connected, "the worker to connect")
+        wait_until(connected, what="the worker to connect")
         # exec: the flux process itself became the worker
         assert "flux_worker" in " ".join(psutil.Process(process.pid).cmdline())
     finally:
-        assert stop(process) == 0, (tmp_path / "worker.log").read_text()
+        assert stop_process(process) == 0, (tmp_path / "worker.log").read_text()
 
 
 def test_start_server_serves_until_sigterm(tmp_path: Path) -> None:
@@ -206,13 +197,15 @@ def test_start_server_serves_until_sigterm(tmp_path: Path) -> None:
     home = tmp_path / "home"
     args = ["start", "server", "--host", "127.0.0.1", "--port", str(port)]
     args += ["--database-url", f"sqlite:///{home / 'flux.db'}"]
-    process = start(args, tmp_path, clean_env(FLUX_HOME=str(home)), tmp_path / "server.log")
+    process = spawn(
+        [FLUX, *args], cwd=tmp_path, env=clean_env(FLUX_HOME=str(home)), log=tmp_path / "server.log"
+    )
     try:
         _wait_healthy(f"http://127.0.0.1:{port}", process, tmp_path / "server.log")
         assert "flux_server" in " ".join(psutil.Process(process.pid).cmdline())
         assert (home / "bootstrap-token").exists()
     finally:
-        code = stop(process)
+        code = stop_process(process)
     log = (tmp_path / "server.log").read_text()
     # uvicorn re-raises SIGTERM once it has shut down gracefully
     assert code in (0, -signal.SIGTERM), log
@@ -229,16 +222,18 @@ def _wait_healthy(url: str, process: Any, log: Path) -> None:
             return False
         return True
 
-    wait_for(healthy, f"{url}/health")
+    wait_until(healthy, what=f"{url}/health")
 
 
 def _start_dev(tmp_path: Path, *extra: str) -> tuple[Any, str, Path]:
     port = free_port()
     log = tmp_path / "dev.log"
     args = ["dev", "--port", str(port), "--home", str(tmp_path / ".flux"), *extra]
-    process = start(args, tmp_path, clean_env(), log)
+    process = spawn([FLUX, *args], cwd=tmp_path, env=clean_env(), log=log)
     url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: process.poll() is not None or "Press Ctrl-C" in log.read_text(), "flux dev")
+    wait_until(
+        lambda: process.poll() is not None or "Press Ctrl-C" in log.read_text(), what="flux dev"
+    )
     assert process.poll() is None, log.read_text()
     return process, url, log
 
@@ -257,7 +252,7 @@ def test_dev_runs_workflows_and_stops_cleanly_on_ctrl_c(cli: Cli, tmp_path: Path
             with FluxClient(url) as flux:
                 return sum(w.connected for w in flux.list_workers()) == 2
 
-        wait_for(workers_connected, "two dev workers")
+        wait_until(workers_connected, what="two dev workers")
         children = _children(process.pid)
         assert len(children) == 3  # the server and two workers
         # the workers found the bootstrap token the server generated into the home
@@ -266,7 +261,7 @@ def test_dev_runs_workflows_and_stops_cleanly_on_ctrl_c(cli: Cli, tmp_path: Path
         result = cli("--server-url", url, "workflow", "run", "hello_world", '"dev"', "-m", "sync")
         assert result.exit_code == 0 and '"Hello, dev"' in result.stdout
     finally:
-        code = stop(process, signal.SIGINT)
+        code = stop_process(process, signal.SIGINT)
     assert code == 0, log.read_text()
     assert not [pid for pid in children if alive(pid)]
     assert "Flux stopped." in log.read_text()
@@ -276,7 +271,7 @@ def test_dev_stops_on_sigterm(tmp_path: Path) -> None:
     process, _, log = _start_dev(tmp_path, "--workers", "0")
     children = _children(process.pid)
     assert len(children) == 1
-    assert stop(process, signal.SIGTERM) == 0, log.read_text()
+    assert stop_process(process, signal.SIGTERM) == 0, log.read_text()
     assert not alive(children[0])
 
 
@@ -290,12 +285,12 @@ def test_dev_names_a_child_that_dies_and_exits_1(tmp_path: Path) -> None:
                     return child.pid
             return None
 
-        pid = wait_for(worker_pid, "the dev worker")
+        pid = wait_until(worker_pid, what="the dev worker")
         server = [c for c in _children(process.pid) if c != pid]
         psutil.Process(pid).kill()
         code = process.wait(60)
     finally:
-        stop(process)
+        stop_process(process)
     output = log.read_text()
     assert code == 1, output
     assert (

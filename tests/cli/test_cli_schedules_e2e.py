@@ -10,18 +10,21 @@ from typing import Any
 
 import pytest
 from cli_support import Cli
-from e2e_support import FLUX, Stack, clean_env, needs_server, wait_for
+from e2e_support import FLUX, needs_server
+
+from tests.support.cluster import FluxCluster, clean_env
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, needs_server]
 
 
-def flux_json(cli: Cli, stack: Stack, *args: str) -> Any:
+def flux_json(cli: Cli, stack: FluxCluster, *args: str) -> Any:
     result = cli("--server-url", stack.url, *args, "--format", "json")
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
 
-def test_a_schedule_made_on_the_command_line_fires(cli: Cli, stack: Stack) -> None:
+def test_a_schedule_made_on_the_command_line_fires(cli: Cli, stack: FluxCluster) -> None:
     url = ("--server-url", stack.url)
     assert cli(*url, "workflow", "register", "workflows.py").exit_code == 0
     created = flux_json(
@@ -34,7 +37,7 @@ def test_a_schedule_made_on_the_command_line_fires(cli: Cli, stack: Stack) -> No
         runs = flux_json(cli, stack, "schedule", "history", "every_second")
         return [r for r in runs if r["state"] == "completed"]
 
-    (first, *_) = wait_for(completed, "a completed scheduled run", timeout=60)
+    (first, *_) = wait_until(completed, what="a completed scheduled run", timeout=60)
     status = flux_json(cli, stack, "workflow", "status", "hello_world", first["execution_id"])
     assert status["output"] == "Hello, Flux"
 
@@ -55,7 +58,7 @@ def test_a_schedule_made_on_the_command_line_fires(cli: Cli, stack: Stack) -> No
     assert flux_json(cli, stack, "schedule", "list") == []
 
 
-def test_schedule_errors(cli: Cli, stack: Stack) -> None:
+def test_schedule_errors(cli: Cli, stack: FluxCluster) -> None:
     url = ("--server-url", stack.url)
     assert cli(*url, "workflow", "register", "workflows.py").exit_code == 0
     unknown = cli(*url, "schedule", "create", "no_such_flow", "s", "--cron", "@daily")
@@ -65,7 +68,7 @@ def test_schedule_errors(cli: Cli, stack: Stack) -> None:
     assert missing.exit_code == 1 and "no schedule 'nope'" in missing.stderr
 
 
-def test_secrets_round_trip(cli: Cli, stack: Stack) -> None:
+def test_secrets_round_trip(cli: Cli, stack: FluxCluster) -> None:
     url = ("--server-url", stack.url)
     value = "correct-horse-battery-staple"
     assert cli(*url, "secrets", "set", "API_KEY", value).exit_code == 0
@@ -80,7 +83,7 @@ def test_secrets_round_trip(cli: Cli, stack: Stack) -> None:
     assert gone.exit_code == 1 and "secret not found: 'API_KEY'" in gone.stderr
 
 
-def test_the_flux_program_exit_codes(stack: Stack, tmp_path: Path) -> None:
+def test_the_flux_program_exit_codes(stack: FluxCluster, tmp_path: Path) -> None:
     """The installed ``flux`` script: an invalid cron is a usage error (2) with the reason."""
 
     def flux(*args: str) -> subprocess.CompletedProcess[str]:
