@@ -6,8 +6,6 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -27,18 +25,6 @@ def row_counts(path: Path) -> tuple[int, int]:
         executions = db.execute("SELECT COUNT(*) FROM flux_executions").fetchone()[0]
         events = db.execute("SELECT COUNT(*) FROM flux_events").fetchone()[0]
     return executions, events
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
 
 
 def kinds(ctx: ExecutionContext[Any], name: str | None = None) -> list[str]:

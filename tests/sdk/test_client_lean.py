@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from flux.client import AsyncFluxClient
-from flux.client._calls import StreamCall
+from flux.client import AsyncFluxClient, StreamCall
 from flux.client._lean import LeanTransport, transport_for
 from flux.errors import ApiError, ProtocolError
 from flux.protocol import PROTOCOL_VERSION

@@ -17,7 +17,9 @@ import pytest
 from flux import ExecutionContext, workflow
 from flux.errors import ExecutionStateError
 from flux.local import open_store
-from sdk_support import Scripts, row_counts, wait_for
+from sdk_support import Scripts, row_counts
+
+from tests.support.waiting import wait_until
 
 COMMON = """
     import asyncio
@@ -82,7 +84,7 @@ def _wait_for_marker(scripts: Scripts, proc, name: str) -> None:
             raise AssertionError(f"the process exited {proc.returncode} early:\n{out}\n{err}")
         return (scripts.folder / name).exists()
 
-    wait_for(ready, timeout=60, what=f"marker {name!r}")
+    wait_until(ready, timeout=60, what=f"marker {name!r}")
 
 
 def _kill(proc) -> None:

@@ -21,7 +21,9 @@ from flux.errors import (
 )
 from flux.local import open_store
 from flux.tasks import call, parallel, pause, sleep
-from sdk_support import events_of, kinds, wait_for
+from sdk_support import events_of, kinds
+
+from tests.support.waiting import wait_until
 
 # -- retries, fallback, rollback ------------------------------------------------------------------
 
@@ -564,7 +566,10 @@ def test_cancel_during_a_durable_sleep():
     try:
         assert sleeping.wait(30)
         # Wait until the sleep is on record, then cancel it.
-        wait_for(lambda: "sleep" in {e.name for e in open_store().load(ids[0]).ctx.events})
+        wait_until(
+            lambda: "sleep" in {e.name for e in open_store().load(ids[0]).ctx.events},
+            what="the sleep on record",
+        )
         workflow.cancel(ids[0])
     finally:
         thread.join(60)
