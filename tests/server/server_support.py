@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from flux.client import AsyncFluxClient, AsyncWorkerChannel
 from flux.domain import EventType, ExecutionEvent
+from flux.errors import ApiError, ConflictError, NotFoundError, error_class
 from flux.protocol import (
+    CheckpointItem,
+    CheckpointResult,
     ClaimResponse,
     ConnectedFrame,
+    ErrorBody,
     EventRecord,
     ExecutionCancelledFrame,
     ExecutionClaimedFrame,
@@ -199,11 +203,42 @@ class FakeWorker:
     async def take(self, timeout: float = 10) -> ClaimResponse:
         """Wait for an offer and claim it."""
         offer = await self.next_offer(timeout)
-        return await self.ch.claim(offer.execution_id)
+        return await self.claim(offer.execution_id)
+
+    async def claim(self, execution_id: str) -> ClaimResponse:
+        """Claim one execution (a batch of one, history in columns).
+
+        Raises:
+            NotFoundError, ConflictError: its refusal, as the server gave it.
+        """
+        [result] = (await self.ch.claims([execution_id])).results
+        if result.claim is None:
+            raise refusal(result.error)
+        return result.claim
+
+    async def checkpoint(
+        self,
+        execution_id: str,
+        generation: int,
+        events: Sequence[EventRecord] = (),
+        output: OutputRecord | None = None,
+    ) -> CheckpointResult:
+        """Checkpoint one execution (a batch of one).
+
+        Raises:
+            NotFoundError, ConflictError: its refusal, as the server gave it.
+        """
+        item = CheckpointItem(
+            execution_id=execution_id, generation=generation, events=list(events), output=output
+        )
+        [result] = (await self.ch.checkpoints([item])).results
+        if result.error is not None:
+            raise refusal(result.error)
+        return result
 
     async def finish(self, claim: ClaimResponse, output: Any) -> None:
         """Run it to completion in one checkpoint: started + completed with ``output``."""
-        await self.ch.checkpoint(
+        await self.checkpoint(
             claim.execution_id,
             claim.generation,
             [
@@ -212,6 +247,19 @@ class FakeWorker:
             ],
             OutputRecord.from_value(output, "json"),
         )
+
+
+_STATUSES = ((NotFoundError, 404), (ConflictError, 409))
+
+
+def refusal(error: ErrorBody | None) -> ApiError:
+    """The exception for an item a batch refused, as a request for that item alone raises it
+    (the class its code names, with the status of that class)."""
+    assert error is not None, "an item without a claim or state carries an error"
+    named = error_class(error.code)
+    cls = named if named is not None and issubclass(named, ApiError) else ApiError
+    status = next((n for kind, n in _STATUSES if issubclass(cls, kind)), None)
+    return cls(error.message, status, error_code=error.code, error_details=error.details)
 
 
 async def eventually(

@@ -22,7 +22,7 @@ async def test_run_async_then_complete(server) -> None:
     claim = await worker.take()
     assert claim.execution_id == status.execution_id
     assert loads(b64decode(claim.input)) == "World"
-    assert "async def hello" in claim.source and claim.events == []
+    assert "async def hello" in claim.source and claim.history() == []
     await worker.finish(claim, "Hello, World")
 
     final = await server.client.status("hello", status.execution_id)
@@ -108,8 +108,8 @@ async def test_detailed_status_lists_events_in_order(server) -> None:
         record(EventType.TASK_COMPLETED, "hi", name="say", source_id="say:1"),
         record(EventType.WORKFLOW_COMPLETED, "hi"),
     ]
-    await worker.ch.checkpoint(claim.execution_id, claim.generation, events[:2])
-    await worker.ch.checkpoint(claim.execution_id, claim.generation, events[2:])
+    await worker.checkpoint(claim.execution_id, claim.generation, events[:2])
+    await worker.checkpoint(claim.execution_id, claim.generation, events[2:])
     detail = await server.client.status("hello", run.execution_id, detailed=True)
     assert detail.events is not None
     assert [e.id for e in detail.events] == [e.id for e in events]
@@ -130,10 +130,10 @@ async def test_stream_reports_state_changes(server) -> None:
 
     watcher = asyncio.create_task(watch())
     claim = await worker.take()
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
     )
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id,
         claim.generation,
         [record(EventType.WORKFLOW_COMPLETED, "Hello, S")],
@@ -155,7 +155,7 @@ async def test_stream_frame_names_and_disconnect_changes_nothing(server) -> None
         assert response.headers["content-type"].startswith("text/event-stream")
         execution_id = response.headers["x-flux-execution-id"]
         claim = await worker.take()
-        await worker.ch.checkpoint(
+        await worker.checkpoint(
             claim.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
         )
         async for line in response.aiter_lines():
@@ -171,7 +171,7 @@ async def test_stream_frame_names_and_disconnect_changes_nothing(server) -> None
 
 
 async def _pause(server, worker, claim) -> None:
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id,
         claim.generation,
         [
@@ -196,7 +196,7 @@ async def test_pause_resume_with_input_replays_from_history(server) -> None:
     again = await worker.take()
     assert again.execution_id == run.execution_id
     assert again.generation > claim.generation
-    types = [e.type for e in again.events]
+    types = [e.type for e in again.history()]
     assert types == [
         "WORKFLOW_STARTED",
         "TASK_PAUSED",
@@ -204,9 +204,9 @@ async def test_pause_resume_with_input_replays_from_history(server) -> None:
         "TASK_COMPLETED",  # the answer to the one waiting pause
         "WORKFLOW_RESUMED",
     ]
-    answer = again.events[3].to_event()
+    answer = again.history()[3]
     assert (answer.source_id, answer.name, answer.value) == ("pause:1", "pause", {"approved": True})
-    assert again.events[-1].to_event().value == {"approved": True}
+    assert again.history()[-1].value == {"approved": True}
     await worker.finish(again, "approved")
     final = await server.client.status("hello", run.execution_id, detailed=True)
     assert final.state == ExecutionState.COMPLETED
@@ -272,7 +272,7 @@ async def test_cancel_running_asks_the_worker(server) -> None:
     worker = await server.worker()
     run = await server.client.run("hello")
     claim = await worker.take()
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
     )
     status = await server.client.cancel("hello", run.execution_id, mode="async")
@@ -280,11 +280,11 @@ async def test_cancel_running_asks_the_worker(server) -> None:
     cancel = await worker.next_cancel()
     assert cancel.execution_id == run.execution_id
     # Progress reported while cancelling does not make it RUNNING again.
-    ack = await worker.ch.checkpoint(
+    ack = await worker.checkpoint(
         claim.execution_id, claim.generation, [record(EventType.TASK_CANCELLED, name="t")]
     )
     assert ack.state == ExecutionState.CANCELLING
-    ack = await worker.ch.checkpoint(
+    ack = await worker.checkpoint(
         claim.execution_id, claim.generation, [record(EventType.WORKFLOW_CANCELLED)]
     )
     assert ack.state == ExecutionState.CANCELLED
@@ -295,13 +295,13 @@ async def test_cancel_sync_waits_until_finished(server) -> None:
     worker = await server.worker()
     run = await server.client.run("hello")
     claim = await worker.take()
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
     )
 
     async def unwind() -> None:
         await worker.next_cancel()
-        await worker.ch.checkpoint(
+        await worker.checkpoint(
             claim.execution_id, claim.generation, [record(EventType.WORKFLOW_CANCELLED)]
         )
 

@@ -98,7 +98,7 @@ async def test_bad_events_are_refused_whole(prepared) -> None:
             continue
         assert response.status_code in (400, 422), (event, response.text)
         assert set(response.json()) == ERROR_KEYS
-    ok = await worker.ch.checkpoint(
+    ok = await worker.checkpoint(
         claim.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
     )
     assert ok.acknowledged == 1

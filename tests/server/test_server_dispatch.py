@@ -76,7 +76,7 @@ async def test_gpu_work_skips_cpu_workers_without_blocking_other_work(server) ->
     gpu = await server.worker("gpu-box", resources=gpu_box())
     offer = await gpu.next_offer()
     assert offer.execution_id == train.execution_id
-    claim = await gpu.ch.claim(offer.execution_id)
+    claim = await gpu.claim(offer.execution_id)
     await gpu.finish(claim, "trained")
     assert cpu.frames.empty()
 
@@ -106,7 +106,7 @@ async def test_gpu_requests_hold_the_workers_gpus_until_they_finish(server) -> N
     offered = [await gpu.next_offer(), await gpu.next_offer()]
     assert {o.execution_id for o in offered} == {first.execution_id, hello.execution_id}
     assert gpu.frames.empty()  # the second GPU run waits for the GPU, not for a slot
-    claim = await gpu.ch.claim(first.execution_id)
+    claim = await gpu.claim(first.execution_id)
     await gpu.finish(claim, "trained")
     assert (await gpu.next_offer()).execution_id == second.execution_id
 

@@ -39,7 +39,7 @@ async def _held(server) -> tuple[Any, Any]:
     await server.register()
     worker = await server.worker("w1", capacity=4)
     run = await server.client.run("hello", 1)
-    claim = await worker.ch.claim(run.execution_id)
+    claim = await worker.claim(run.execution_id)
     return worker, claim
 
 

@@ -21,7 +21,7 @@ def _pause_events(name: str, source_id: str, scope: str, data: object) -> list:
 async def _two_pauses(server, worker) -> tuple[str, object]:
     run = await server.client.run("hello", "in")
     claim = await worker.take()
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id,
         claim.generation,
         [
@@ -62,7 +62,7 @@ async def test_status_lists_the_waiting_pauses_and_a_resume_names_one(server) ->
     resumed = await server.client.resume("hello", execution_id, {"ok": "L"}, pause="legal")
     assert resumed.state == ExecutionState.SCHEDULED
     again = await worker.take()
-    answer, wake = (e.to_event() for e in again.events[-2:])
+    answer, wake = again.history()[-2:]
     assert (answer.type, answer.source_id, answer.scope) == (
         EventType.TASK_COMPLETED,
         "pause:l:0",
@@ -71,7 +71,7 @@ async def test_status_lists_the_waiting_pauses_and_a_resume_names_one(server) ->
     assert answer.value == {"ok": "L"} and wake.type is EventType.WORKFLOW_RESUMED
 
     # The worker replays: legal is answered, finance still waits, so it pauses again.
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         again.execution_id, again.generation, [record(EventType.WORKFLOW_PAUSED, "finance")]
     )
     status = await server.client.status("hello", execution_id)
@@ -79,7 +79,7 @@ async def test_status_lists_the_waiting_pauses_and_a_resume_names_one(server) ->
     # One waits now: the name is optional.
     await server.client.resume("hello", execution_id, "F")
     last = await worker.take()
-    assert last.events[-2].to_event().source_id == "pause:f:0"
+    assert last.history()[-2].source_id == "pause:f:0"
     await worker.finish(last, "done")
     done = await server.client.status("hello", execution_id)
     assert done.state == ExecutionState.COMPLETED and done.pauses == []

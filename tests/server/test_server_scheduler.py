@@ -40,7 +40,7 @@ async def working(worker: FakeWorker, fail: bool = False) -> AsyncIterator[list[
         while True:
             claim = await worker.take(timeout=3600)
             if fail:
-                await worker.ch.checkpoint(
+                await worker.checkpoint(
                     claim.execution_id,
                     claim.generation,
                     [
@@ -212,7 +212,7 @@ async def test_execution_timeout_cancels_through_the_normal_path(start_server) -
     worker = await server.worker()
     await server.client.create_schedule("hello", "slow", once(datetime.now(UTC)))
     claim = await worker.take(timeout=30)
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
     )
     # The worker holding it is asked to cancel, as for `flux workflow cancel`.
@@ -229,7 +229,7 @@ async def test_execution_timeout_cancels_through_the_normal_path(start_server) -
     assert (await server.client.get_schedule("slow")).failure_count == 1
 
     # The worker unwinds: the execution ends cancelled, the run stays a timeout (one failure).
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id, claim.generation, [record(EventType.WORKFLOW_CANCELLED)]
     )
     status = await server.client.status("hello", claim.execution_id)

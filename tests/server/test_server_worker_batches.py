@@ -72,6 +72,48 @@ async def test_many_offers_are_claimed_together(server, tmp_path, monkeypatch) -
     assert results == [("COMPLETED", 4 * i) for i in range(24)]
 
 
+PAUSING = b"""
+from flux import task, workflow
+from flux.tasks import pause
+
+@task
+async def double(x):
+    return 2 * x
+
+@workflow
+async def asks(ctx):
+    first = await double(ctx.input)
+    return first + await pause("more")
+"""
+
+
+async def test_offers_claimed_for_child_processes_come_with_column_histories(
+    server, tmp_path, monkeypatch
+) -> None:
+    """Offers (``push_claims=False``) run in child processes: the worker does not decode the
+    histories it claims, yet asks for them column by column, the one form a claim's history
+    replays from; a resumed run's child replays its history. The resume is offered while the
+    paused run's child process may still be exiting: it is claimed once that run has ended,
+    not left to lapse until the claim timeout (30 s here, past the sync timeout)."""
+    monkeypatch.chdir(tmp_path)
+    real = AsyncWorkerChannel.claims
+    asked: list[tuple[object, object]] = []
+
+    async def recording(self: AsyncWorkerChannel, ids: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append((kwargs.get("history_format"), kwargs.get("decode_history")))
+        return await real(self, ids, *args, **kwargs)
+
+    monkeypatch.setattr(AsyncWorkerChannel, "claims", recording)
+    await server.register(PAUSING)
+    options = {"capacity": 2, "push_claims": False, "isolation": "subprocess"}
+    async with running_worker(server.client, **options):
+        paused = await server.client.run("asks", 3, mode="sync")
+        assert paused.state == ExecutionState.PAUSED
+        done = await server.client.resume("asks", paused.execution_id, 1, mode="sync")
+    assert (done.state, done.output) == (ExecutionState.COMPLETED, 7)
+    assert len(asked) >= 2 and set(asked) == {("columns", False)}
+
+
 async def test_a_pushing_worker_never_sends_a_claim(server, tmp_path, monkeypatch) -> None:
     """Claims come on the stream (protocol 1.3): no claim request at all, each source
     received once."""
@@ -83,7 +125,6 @@ async def test_a_pushing_worker_never_sends_a_claim(server, tmp_path, monkeypatc
         raise AssertionError("a pushing worker claimed")
 
     monkeypatch.setattr(AsyncWorkerChannel, "claims", no_claims)
-    monkeypatch.setattr(AsyncWorkerChannel, "claim", no_claims)
     await server.register(FLOWS)
     async with running_worker(server.client, capacity=8) as worker:
         results = await _run_all(server.client, 20)

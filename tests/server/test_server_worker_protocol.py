@@ -25,7 +25,7 @@ async def test_second_claimer_gets_409(server) -> None:
     run = await server.client.run("hello")
     claim = await w1.take()
     with pytest.raises(ConflictError, match="CLAIMED") as info:
-        await w2.ch.claim(run.execution_id)
+        await w2.claim(run.execution_id)
     assert "w1" in info.value.message
     assert claim.generation == 1
 
@@ -34,11 +34,42 @@ async def test_claim_of_unknown_or_finished_execution(server) -> None:
     await server.register()
     worker = await server.worker()
     with pytest.raises(NotFoundError):
-        await worker.ch.claim("no-such-execution")
+        await worker.claim("no-such-execution")
     run = await server.client.run("hello")
     await worker.finish(await worker.take(), "x")
     with pytest.raises(ConflictError, match="COMPLETED"):
-        await worker.ch.claim(run.execution_id)
+        await worker.claim(run.execution_id)
+
+
+async def test_one_by_one_routes_answer_as_a_batch_of_one(server) -> None:
+    """``/claim/{id}`` and ``/checkpoint/{id}``, which workers no longer use, still answer:
+    a claim, 409 for a second claimer, an acknowledged checkpoint, 409 for a stale one."""
+    await server.register()
+    w1 = await server.worker("w1", connect=False)
+    w2 = await server.worker("w2", connect=False)
+    run = await server.client.run("hello")
+    http = server.client._http
+
+    def post(worker, path: str, **kwargs):
+        auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
+        return http.post(
+            f"/workers/{worker.name}/{path}/{run.execution_id}", headers=auth, **kwargs
+        )
+
+    claimed = await post(w1, "claim")
+    assert claimed.status_code == 200, claimed.text
+    claim = claimed.json()
+    assert (claim["generation"], claim["events"], claim["state"]) == (1, [], "CLAIMED")
+    refused = await post(w2, "claim")
+    assert refused.status_code == 409 and "CLAIMED" in refused.json()["message"]
+    started = {
+        "generation": 1,
+        "events": [record(EventType.WORKFLOW_STARTED).model_dump(mode="json")],
+    }
+    ack = await post(w1, "checkpoint", json=started)
+    assert (ack.status_code, ack.json()["acknowledged"], ack.json()["state"]) == (200, 1, "RUNNING")
+    stale = await post(w1, "checkpoint", json={**started, "generation": 0})
+    assert stale.status_code == 409
 
 
 async def test_checkpoint_is_idempotent_by_event_id(server) -> None:
@@ -50,9 +81,9 @@ async def test_checkpoint_is_idempotent_by_event_id(server) -> None:
         record(EventType.WORKFLOW_STARTED),
         record(EventType.TASK_STARTED, name="t", source_id="t:1"),
     ]
-    first = await worker.ch.checkpoint(run.execution_id, claim.generation, batch)
+    first = await worker.checkpoint(run.execution_id, claim.generation, batch)
     # The answer was lost; the worker sends the same batch again, plus one new event.
-    again = await worker.ch.checkpoint(
+    again = await worker.checkpoint(
         run.execution_id,
         claim.generation,
         [*batch, record(EventType.TASK_COMPLETED, 1, name="t", source_id="t:1")],
@@ -63,8 +94,8 @@ async def test_checkpoint_is_idempotent_by_event_id(server) -> None:
     # A retried terminal checkpoint is harmless too.
     done = [record(EventType.WORKFLOW_COMPLETED, "ok")]
     out = OutputRecord.from_value("ok")
-    await worker.ch.checkpoint(run.execution_id, claim.generation, done, out)
-    ack = await worker.ch.checkpoint(run.execution_id, claim.generation, done, out)
+    await worker.checkpoint(run.execution_id, claim.generation, done, out)
+    ack = await worker.checkpoint(run.execution_id, claim.generation, done, out)
     assert ack.state == ExecutionState.COMPLETED
     assert await _count_events(server, run.execution_id) == 4
 
@@ -79,7 +110,7 @@ async def test_stale_generation_is_fenced(server) -> None:
     again = await worker.take()  # offered again at once
     assert again.execution_id == run.execution_id and again.generation > claim.generation
     with pytest.raises(ConflictError, match="abandon"):
-        await worker.ch.checkpoint(
+        await worker.checkpoint(
             run.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
         )
     with pytest.raises(ConflictError):
@@ -94,7 +125,7 @@ async def test_failed_workflow_stores_the_error_view(server) -> None:
     run = await server.client.run("hello")
     claim = await worker.take()
     error = ValueError("boom")
-    ack = await worker.ch.checkpoint(
+    ack = await worker.checkpoint(
         run.execution_id,
         claim.generation,
         [record(EventType.WORKFLOW_STARTED), record(EventType.WORKFLOW_FAILED, error)],
@@ -153,7 +184,7 @@ async def test_heartbeat_expiry_requeues_and_fences(start_server) -> None:
     w1 = await server.worker("w1")
     run = await server.client.run("hello", "x")
     claim = await w1.take()
-    await w1.ch.checkpoint(
+    await w1.checkpoint(
         run.execution_id,
         claim.generation,
         [record(EventType.WORKFLOW_STARTED), record(EventType.TASK_COMPLETED, 5, name="t")],
@@ -164,10 +195,10 @@ async def test_heartbeat_expiry_requeues_and_fences(start_server) -> None:
     again = await w2.take(timeout=15)
     assert again.execution_id == run.execution_id
     assert again.generation > claim.generation
-    assert [e.type for e in again.events] == ["WORKFLOW_STARTED", "TASK_COMPLETED"]
-    assert again.events[1].to_event().value == 5
+    assert [e.type for e in again.history()] == ["WORKFLOW_STARTED", "TASK_COMPLETED"]
+    assert again.history()[1].value == 5
     with pytest.raises(ConflictError):
-        await w1.ch.checkpoint(
+        await w1.checkpoint(
             run.execution_id, claim.generation, [record(EventType.WORKFLOW_COMPLETED, 1)]
         )
     workers = {w.name: w for w in await server.client.list_workers()}
@@ -246,7 +277,7 @@ async def test_paused_and_finished_executions_free_capacity(server) -> None:
     second = await server.client.run("hello")
     claim = await worker.take()
     assert claim.execution_id == first.execution_id
-    await worker.ch.checkpoint(
+    await worker.checkpoint(
         claim.execution_id,
         claim.generation,
         [record(EventType.WORKFLOW_STARTED), record(EventType.WORKFLOW_PAUSED, "wait")],
@@ -271,13 +302,13 @@ async def test_a_lost_claim_answer_can_be_claimed_again_by_its_holder(server) ->
     w2 = await server.worker("w2", connect=False)
     run = await server.client.run("hello")
     first = await w1.take()  # pretend this answer never arrived
-    again = await w1.ch.claim(run.execution_id)
+    again = await w1.claim(run.execution_id)
     assert again.generation == first.generation + 1
     with pytest.raises(ConflictError):
-        await w2.ch.claim(run.execution_id)
-    await w1.ch.checkpoint(run.execution_id, again.generation, [record(EventType.WORKFLOW_STARTED)])
+        await w2.claim(run.execution_id)
+    await w1.checkpoint(run.execution_id, again.generation, [record(EventType.WORKFLOW_STARTED)])
     with pytest.raises(ConflictError):  # started: no longer claimable, even by its holder
-        await w1.ch.claim(run.execution_id)
+        await w1.claim(run.execution_id)
 
 
 async def test_heartbeat_with_running_takes_back_what_the_worker_dropped(start_server) -> None:
@@ -297,7 +328,7 @@ async def test_heartbeat_with_running_takes_back_what_the_worker_dropped(start_s
     again = await worker.take()
     assert again.execution_id == run.execution_id and again.generation > claim.generation
     with pytest.raises(ConflictError):
-        await worker.ch.checkpoint(
+        await worker.checkpoint(
             run.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
         )
 
@@ -308,7 +339,7 @@ async def test_batched_claims_take_each_execution_on_its_own(server) -> None:
     w2 = await server.worker("w2", connect=False)
     runs = [await server.client.run("hello", i) for i in range(3)]
     ids = [r.execution_id for r in runs]
-    taken_elsewhere = await w2.ch.claim(ids[1])
+    taken_elsewhere = await w2.claim(ids[1])
     answer = await w1.ch.claims([*ids, "no-such-execution", ids[0]])
     by_id = {r.execution_id: r for r in answer.results}
     # One result per distinct id, in request order.
@@ -319,7 +350,7 @@ async def test_batched_claims_take_each_execution_on_its_own(server) -> None:
     assert by_id["no-such-execution"].error.code == "not_found"
     first = by_id[ids[0]].claim
     assert first.generation == 1 and first.source and first.input
-    assert "hello" in first.source and first.events == []
+    assert "hello" in first.source and first.history() == []
     # Each granted claim is fenced like a single one: its checkpoints work, w2's still do too.
     await w1.finish(first, "done")
     await w2.finish(taken_elsewhere, "there")
@@ -362,28 +393,33 @@ async def test_a_claim_decoded_for_replay_has_the_same_history(server) -> None:
         record(EventType.TASK_STARTED, {"x": 1}, name="t", source_id="t:1"),
         record(EventType.TASK_COMPLETED, [1, "two"], name="t", source_id="t:1"),
     ]
-    await worker.ch.checkpoint(run.execution_id, claim.generation, sent)
+    await worker.checkpoint(run.execution_id, claim.generation, sent)
     await worker.ch.release(run.execution_id, claim.generation)
     await worker.next_offer()
-    plain = await worker.ch.claim(run.execution_id)
-    fast = (await worker.ch.claims([run.execution_id], decode_history=True)).results[0].claim
-    assert fast.events == [] and len(plain.events) == 3
-    assert [(e.id, e.type, e.value, e.time) for e in fast.history()] == [
-        (e.id, e.type, e.value, e.time) for e in plain.history()
-    ]
+    # The holder of a claim not started yet may claim it again: three readings of one history.
+    ids = [run.execution_id]
+    plain = (await worker.ch.claims(ids, history_format="events")).results[0].claim
+    columns = (await worker.ch.claims(ids)).results[0].claim
+    fast = (await worker.ch.claims(ids, decode_history=True)).results[0].claim
+    assert len(plain.events) == 3 and plain.history_columns is None
+    assert columns.events == [] and columns.history_columns is not None
+    assert fast.events == [] and fast.history_columns is None
+    recorded = [(e.id, e.type, e.value, e.time) for e in (r.to_event() for r in plain.events)]
+    for claim in (columns, fast):
+        assert [(e.id, e.type, e.value, e.time) for e in claim.history()] == recorded
     assert [e.value for e in fast.history()] == [None, {"x": 1}, [1, "two"]]
-    # On the wire: the decoding reader asked for columns (protocol 1.2), a plain one did not.
+    # On the wire: columns, ids and types as they are, times as seconds since the epoch.
     await worker.ch.release(run.execution_id, fast.generation)
     await worker.next_offer()
     auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
-    body = {"execution_ids": [run.execution_id], "history_format": "columns"}
+    body = {"execution_ids": ids, "history_format": "columns"}
     raw = await server.client._http.post("/workers/w1/claims", json=body, headers=auth)
     answer = raw.json()["results"][0]["claim"]
     assert answer["events"] == []
-    columns = answer["history_columns"]
-    assert columns["ids"] == [e.id for e in plain.events]
-    assert columns["types"] == ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_COMPLETED"]
-    assert columns["times"] == [e.time.timestamp() for e in plain.events]
+    wire = answer["history_columns"]
+    assert wire["ids"] == [e.id for e in plain.events]
+    assert wire["types"] == ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_COMPLETED"]
+    assert wire["times"] == [e.time.timestamp() for e in plain.events]
 
 
 async def test_batched_checkpoints_store_each_item_on_its_own(server) -> None:
@@ -511,7 +547,7 @@ async def test_pushed_claims_arrive_claimed_with_each_source_once_per_stream(ser
 
 async def _claim_other(server, status) -> None:
     other = await server.worker("w2", connect=False)
-    await other.ch.claim(status.execution_id)
+    await other.claim(status.execution_id)
 
 
 async def test_a_pushed_claim_the_worker_releases_is_pushed_again(server) -> None:
@@ -554,7 +590,7 @@ async def test_progress_batches_fence_each_item_and_keep_states(server) -> None:
     claims = {r.execution_id: r.claim for r in (await worker.ch.claims(ids)).results}
     claimed, running, cancelling, stale = ids
     for execution_id in (running, cancelling):
-        await worker.ch.checkpoint(
+        await worker.checkpoint(
             execution_id, claims[execution_id].generation, [record(EventType.WORKFLOW_STARTED)]
         )
     await server.client.cancel("hello", cancelling, mode="async")
@@ -700,20 +736,18 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
             ExecutionEvent(EventType.TASK_COMPLETED, "t:4", "edge", edge[57], id=f"p{n}"),
         ]
         records = [EventRecord.from_event(e, "pkl") for e in events]
-        await worker.ch.checkpoint(execution_id, claims[execution_id].claim.generation, records)
+        await worker.checkpoint(execution_id, claims[execution_id].claim.generation, records)
     for execution_id in ids:
         await worker.ch.release(execution_id, claims[execution_id].claim.generation)
 
-    def shape(claim):
-        return [
-            (e.id, e.type, e.source_id, e.name, e.scope, e.value, e.time) for e in claim.history()
-        ]
+    def shape(events):
+        return [(e.id, e.type, e.source_id, e.name, e.scope, e.value, e.time) for e in events]
 
-    plain = {}
+    plain = {}  # read from records, one event at a time
     for execution_id in ids:
-        one = await worker.ch.claim(execution_id)
-        plain[execution_id] = shape(one)
-        await worker.ch.release(execution_id, one.generation)
+        [one] = (await worker.ch.claims([execution_id], history_format="events")).results
+        plain[execution_id] = shape(record.to_event() for record in one.claim.events)
+        await worker.ch.release(execution_id, one.claim.generation)
     assert [i for i, *_ in plain[ids[0]]] == ["z0", "a0", "m0", "n0", "o0", "p0"]
     assert plain[ids[0]][3][5] == "é" * 300
     assert [v for *_, v, _ in plain[ids[0]][4:]] == [edge[56], edge[57]]
@@ -727,13 +761,13 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
     assert len(edge_value) == 76 and "\n" not in edge_value and "\n" not in short
     await worker.ch.release(ids[0], claim["generation"])
     together = (await worker.ch.claims(ids, decode_history=True)).results
-    assert {r.execution_id: shape(r.claim) for r in together} == plain
+    assert {r.execution_id: shape(r.claim.history()) for r in together} == plain
     for r in together:
         await worker.ch.release(r.execution_id, r.claim.generation)
     await worker.close()
     pusher = await server.worker("w2", capacity=8, push=True)
     pushed = [await pusher.next_claimed() for _ in ids]
-    assert {c.execution_id: shape(c) for c in pushed} == plain
+    assert {c.execution_id: shape(c.history()) for c in pushed} == plain
 
 
 @pytest.mark.postgres
@@ -763,10 +797,10 @@ async def test_a_history_aggregated_out_of_order_is_built_again_in_order(
     await server.register()
     worker = await server.worker("w1", capacity=4)
     run = await server.client.run("hello", 1)
-    claim = await worker.ch.claim(run.execution_id)
+    claim = await worker.claim(run.execution_id)
     names = [f"step {i}" for i in range(5)]
     records = [EventRecord.from_event(ExecutionEvent(EventType.TASK_STARTED, n, n)) for n in names]
-    await worker.ch.checkpoint(run.execution_id, claim.generation, records)
+    await worker.checkpoint(run.execution_id, claim.generation, records)
     await worker.ch.release(run.execution_id, claim.generation)
     [again] = (await worker.ch.claims([run.execution_id], decode_history=True)).results
     assert [e.name for e in again.claim.history()] == names

@@ -8,7 +8,7 @@ from flux.domain import ExecutionState
 from flux.protocol import ClaimResponse
 from flux_worker import pipe
 from pydantic import ValidationError
-from worker_support import record
+from worker_support import columns, record
 
 CLAIM = ClaimResponse(
     execution_id="e1",
@@ -19,8 +19,9 @@ CLAIM = ClaimResponse(
     source="",
     source_hash="ab" * 32,
     input=None,
-    events=[record("done")],
+    events=[],
     state=ExecutionState.CLAIMED,
+    history_columns=columns([record("done")]),
 )
 
 
@@ -30,6 +31,7 @@ def test_each_side_reads_what_the_other_writes() -> None:
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     read = pipe.read_header(line)
     assert read.model_dump() == header.model_dump()  # the decoded history is not compared
+    assert [e.value for e in read.claim.history()] == ["done"]
     assert [e.id for e in read.claim.history()] == [e.id for e in CLAIM.history()]
     for child_message in (
         pipe.Events(events=[record(1), record(2)]),

@@ -19,6 +19,7 @@ from flux.protocol import (
     CheckpointItem,
     ClaimResponse,
     EventRecord,
+    HistoryColumns,
     RegisterWorkerRequest,
 )
 from flux_server import ServerOptions
@@ -69,6 +70,19 @@ def record(
     """An encoded event of ``hello`` (a task's completion unless told otherwise)."""
     source = "hello" if type.name.startswith("WORKFLOW") else f"task_{n}"
     return EventRecord.from_event(ExecutionEvent(type, source, "hello", value), "json")
+
+
+def columns(records: Sequence[EventRecord]) -> HistoryColumns:
+    """``records`` column by column, as a claim carries a history."""
+    return HistoryColumns(
+        ids=[r.id for r in records],
+        types=[r.type for r in records],
+        source_ids=[r.source_id for r in records],
+        names=[r.name for r in records],
+        scopes=[r.scope for r in records],
+        times=[r.time.timestamp() for r in records],
+        values=[r.value for r in records],
+    )
 
 
 @dataclass

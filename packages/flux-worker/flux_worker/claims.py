@@ -40,7 +40,7 @@ class Claimer:
         capacity: executions run at once.
         draining: whether the worker is draining (claims then go back to the queue).
         decode_history: read histories straight into domain events (in-process runs); a child
-            process gets the claim as it came.
+            process gets the claim as it came. Histories come column by column either way.
     """
 
     def __init__(
@@ -116,7 +116,14 @@ class Claimer:
 
     def offer(self, execution_id: str) -> None:
         """Claim an offered execution when a slot is free, with others offered meanwhile."""
-        if self.draining() or execution_id in self.executions or execution_id in self.claiming:
+        if self.draining() or execution_id in self.claiming:
+            return
+        unwinding = self.executions.task_of(execution_id)
+        if unwinding is not None:
+            # Queued again while its last run still unwinds here (resumed right after it
+            # paused, a child process not yet gone): claim it once that run has stopped,
+            # rather than leave the offer to lapse.
+            self._spawn(self._offer_after(unwinding, execution_id))
             return
         if self.busy() >= self.capacity:
             # The server offers only what it believes fits, so this worker is merely behind
@@ -130,6 +137,10 @@ class Claimer:
         self._wake.set()
         if self._claimer is None or self._claimer.done():
             self._claimer = asyncio.get_running_loop().create_task(self._claim_loop())
+
+    async def _offer_after(self, task: asyncio.Task[Any], execution_id: str) -> None:
+        await asyncio.wait([task])
+        self.offer(execution_id)
 
     def take_deferred(self) -> None:
         """Claim offers deferred for want of a free slot, now that slots are free."""
@@ -167,7 +178,10 @@ class Claimer:
         another worker has them, or the server offers them again after the claim timeout)."""
         try:
             response = await self.channel().claims(
-                ids, self.executions.modules.hashes(), decode_history=self.decode_history
+                ids,
+                self.executions.modules.hashes(),
+                history_format="columns",
+                decode_history=self.decode_history,
             )
         except (ApiError, OSError) as exc:
             log.info("claim of %d execution(s) failed: %s", len(ids), exc)

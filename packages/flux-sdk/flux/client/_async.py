@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -19,15 +19,11 @@ from flux.client._lean import transport_for
 from flux.protocol import (
     CheckpointBatchResponse,
     CheckpointItem,
-    CheckpointResponse,
     ClaimBatchResponse,
-    ClaimResponse,
-    EventRecord,
     ExecutionFrame,
     ExecutionStatus,
     HealthResponse,
     HeartbeatResponse,
-    OutputRecord,
     RegisterWorkerRequest,
     RegisterWorkerResponse,
     ReleaseResponse,
@@ -379,8 +375,8 @@ class AsyncWorkerChannel:
         """Open the worker's event stream and yield its frames (unknown events are skipped).
 
         ``push``: ask for claims instead of offers (``execution.claimed`` frames, protocol
-        1.3; an older server sends offers). ``decode_history`` as in :meth:`claim`, for the
-        pushed claims.
+        1.3). ``decode_history`` as in :meth:`claims`, for the pushed claims (which always
+        carry their history column by column).
 
         The stream ends when the server closes it (restart, or this worker was declared dead):
         reconnect with backoff. Close the iterator to disconnect.
@@ -388,56 +384,39 @@ class AsyncWorkerChannel:
         call = calls.connect(self.name, self.session_token, push)
         return self.client.events(call, calls.worker_frame_parser(decode_history))
 
-    async def claim(self, execution_id: str, *, decode_history: bool = False) -> ClaimResponse:
-        """Take an offered execution. With ``decode_history`` the history is decoded straight
-        into domain events (:meth:`ClaimResponse.history`) and ``events`` stays empty.
-
-        Raises:
-            ConflictError: it is not claimable (taken by another worker, finished, cancelled).
-        """
-        call = calls.claim(self.name, self.session_token, execution_id, decode_history)
-        return await self.client.send(call)
-
     async def claims(
         self,
         execution_ids: Sequence[str],
         known_sources: Sequence[str] = (),
         *,
+        history_format: Literal["events", "columns"] = "columns",
         decode_history: bool = False,
     ) -> ClaimBatchResponse:
         """Take several offered executions in one request; each is claimed or refused alone
         (``error.code == "conflict"`` when it is not claimable). Claims of a source whose hash
-        is in ``known_sources`` come with ``source`` empty. ``decode_history`` as in
-        :meth:`claim`.
+        is in ``known_sources`` come with ``source`` empty.
 
-        Raises:
-            NotFoundError: the server speaks protocol 1.0 (no batched claims): use :meth:`claim`.
+        ``history_format``: ``"columns"`` (what :meth:`ClaimResponse.history` replays from,
+        in the worker or in a child process it hands the claim to) or ``"events"`` (records,
+        for display). ``decode_history``: decode the columns straight into domain events
+        (:meth:`ClaimResponse.history`) while reading the answer, leaving
+        ``history_columns`` empty.
         """
         call = calls.claims(
-            self.name, self.session_token, execution_ids, known_sources, decode_history
-        )
-        return await self.client.send(call)
-
-    async def checkpoint(
-        self,
-        execution_id: str,
-        generation: int,
-        events: Sequence[EventRecord] = (),
-        output: OutputRecord | None = None,
-    ) -> CheckpointResponse:
-        """Store new events (idempotent by event id), and the output with the terminal event.
-
-        Raises:
-            ConflictError: ``generation`` is stale; abandon the execution.
-        """
-        call = calls.checkpoint(
-            self.name, self.session_token, execution_id, generation, events, output
+            self.name,
+            self.session_token,
+            execution_ids,
+            known_sources,
+            decode_history,
+            history_format=history_format,
         )
         return await self.client.send(call)
 
     async def checkpoints(self, items: Sequence[CheckpointItem]) -> CheckpointBatchResponse:
-        """Checkpoints of several held executions in one request; each item is fenced alone
-        (a stale one comes back with ``error.code == "conflict"``)."""
+        """Store the new events of several held executions (each with its output when it
+        carries the terminal event) in one request, idempotent by event id; each item is
+        fenced alone (a stale one comes back with ``error.code == "conflict"``: abandon that
+        execution)."""
         call = calls.checkpoints(self.name, self.session_token, items)
         return await self.client.send(call)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel, TypeAdapter
@@ -312,12 +312,13 @@ def claims(
     execution_ids: Sequence[str],
     known_sources: Sequence[str],
     decode_history: bool = False,
+    *,
+    history_format: Literal["events", "columns"] = "columns",
 ) -> Call[ClaimBatchResponse]:
-    # A reader that decodes histories itself takes them column by column (protocol 1.2).
     body = ClaimBatchRequest(
         execution_ids=list(execution_ids),
         known_sources=list(known_sources),
-        history_format="columns" if decode_history else "events",
+        history_format=history_format,
     )
     return Call(
         "POST",

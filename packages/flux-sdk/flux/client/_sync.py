@@ -275,7 +275,7 @@ class WorkerChannel:
         return self.client.events(call, calls.worker_frame_parser(decode_history))
 
     def claim(self, execution_id: str, *, decode_history: bool = False) -> ClaimResponse:
-        """See :meth:`AsyncWorkerChannel.claim`."""
+        """Take an offered execution on its own (its history comes as records, in ``events``)."""
         call = calls.claim(self.name, self.session_token, execution_id, decode_history)
         return self.client.send(call)
 

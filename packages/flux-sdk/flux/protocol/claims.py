@@ -4,27 +4,28 @@ Fencing: a claim returns a ``generation``. Every checkpoint and release carries 
 execution has been claimed again (by anyone, after a heartbeat expiry, a release or a resume),
 the old generation gets HTTP 409 and the worker must abandon its copy without further writes.
 
-- ``POST /workers/{name}/claim/{execution_id}`` -> :class:`ClaimResponse`; 409 when it is not
-  claimable (someone else has it, it finished, it was cancelled). A worker whose claim answer was
-  lost may claim again while the execution is still CLAIMED by it (it gets a new generation).
-  An execution the heartbeat lists in ``held`` that the worker does not run (and did not
-  claim after sending that heartbeat) was claimed but never started there: release it.
-- ``POST /workers/{name}/claims`` with :class:`ClaimBatchRequest` -> :class:`ClaimBatchResponse`
-  (protocol 1.1): several offered executions in one request and one transaction, each claimed
-  or refused on its own. Sources whose hash the worker lists in ``known_sources`` are not sent
-  again (``source`` is empty). A 1.0 server answers 404: claim one by one instead. With
-  ``history_format="columns"`` (protocol 1.2) each claim carries its history in
-  ``history_columns`` instead of ``events``; a 1.1 server ignores the field and sends
-  ``events``, so readers take whichever is present.
-- ``POST /workers/{name}/checkpoint/{execution_id}`` with :class:`CheckpointRequest` ->
-  :class:`CheckpointResponse` once committed. Send only events not acknowledged before; resending
-  an event (same ``id``) is harmless. The execution's state follows the last workflow-level event
-  (``WORKFLOW_STARTED``/``RESUMED`` -> RUNNING, ``PAUSED``, ``COMPLETED``, ``FAILED``,
-  ``CANCELLED``); a terminal or paused state ends the worker's hold.
+- ``POST /workers/{name}/claims`` with :class:`ClaimBatchRequest` -> :class:`ClaimBatchResponse`:
+  several offered executions in one request and one transaction, each claimed or refused on
+  its own (``conflict`` when someone else has it, it finished, it was cancelled). Sources whose
+  hash the worker lists in ``known_sources`` are not sent again (``source`` is empty). With
+  ``history_format="columns"`` each claim carries its history in ``history_columns``, the
+  form a worker replays from (:meth:`ClaimResponse.history`); claims pushed on the worker's
+  stream always do. A worker whose claim answer was lost may claim again while the execution
+  is still CLAIMED by it (it gets a new generation). An execution the heartbeat lists in
+  ``held`` that the worker does not run (and did not claim after sending that heartbeat) was
+  claimed but never started there: release it.
 - ``POST /workers/{name}/checkpoints`` with :class:`CheckpointBatchRequest` ->
-  :class:`CheckpointBatchResponse`: the checkpoints of several held executions in one request
-  and one transaction; each item is fenced on its own (a stale one gets an ``error`` entry with
-  code ``conflict`` and does not affect the others).
+  :class:`CheckpointBatchResponse` once committed: the checkpoints of several held executions
+  in one request and one transaction; each item is fenced on its own (a stale one gets an
+  ``error`` entry with code ``conflict`` and does not affect the others). Send only events not
+  acknowledged before; resending an event (same ``id``) is harmless. The execution's state
+  follows the last workflow-level event (``WORKFLOW_STARTED``/``RESUMED`` -> RUNNING,
+  ``PAUSED``, ``COMPLETED``, ``FAILED``, ``CANCELLED``); a terminal or paused state ends the
+  worker's hold.
+- ``POST /workers/{name}/claim/{execution_id}`` -> :class:`ClaimResponse` (409 when not
+  claimable) and ``POST /workers/{name}/checkpoint/{execution_id}`` with
+  :class:`CheckpointRequest` -> :class:`CheckpointResponse`: the same, one execution at a time
+  (a one-by-one claim sends its history as records, in ``events``).
 - ``POST /workers/{name}/release/{execution_id}`` with :class:`ReleaseRequest` ->
   :class:`ReleaseResponse`: give an unfinished execution back to the queue (draining).
 - ``GET /workers/{name}/secrets/{execution_id}?names=A,B`` -> :class:`SecretsResponse`, only for
@@ -42,14 +43,7 @@ from flux.domain import ExecutionEvent, ExecutionState
 from flux.errors import FluxError, ProtocolError, SerializationError
 from flux.protocol._base import WireModel
 from flux.protocol.errors import ErrorBody
-from flux.protocol.events import (
-    EventRecord,
-    HistoryColumns,
-    OutputRecord,
-    decode_columns,
-    decode_events,
-    unreadable_history,
-)
+from flux.protocol.events import EventRecord, HistoryColumns, OutputRecord, decode_columns
 from flux.protocol.workflows import ResourceRequest
 
 __all__ = [
@@ -71,7 +65,7 @@ __all__ = [
 HISTORY_STRINGS: Literal["keys"] = "keys"
 """``cache_strings`` for ``pydantic_core.from_json`` when the text carries a history: keys only.
 A history is mostly short strings seen once (event ids, source ids), which only churn
-pydantic's string cache: a 4,000-task history parses in 1.1 ms instead of 2.0."""
+pydantic's string cache (docs/benchmarks.md has the figures)."""
 
 
 class ClaimResponse(WireModel):
@@ -89,12 +83,12 @@ class ClaimResponse(WireModel):
     input: str | None
     """base64 of ``flux.serialization.dumps(input)`` (JSON format for inputs sent over HTTP)."""
     events: list[EventRecord]
-    """The full history so far, oldest first (empty for a fresh run; empty too when the
-    answer was read with ``decode_history``, or sent as ``history_columns``: see
-    :meth:`history`)."""
+    """The full history so far as records, oldest first, as a one-by-one claim sends it;
+    empty when it came as ``history_columns``."""
     state: ExecutionState
     history_columns: HistoryColumns | None = None
-    """The history column by column, when the batched claim asked for it (protocol 1.2)."""
+    """The full history so far column by column, as a batched claim that asks for it and a
+    pushed claim send it: what :meth:`history` replays from."""
     requests: ResourceRequest | None = None
     """The workflow version's resource requests (protocol 1.3): the worker assigns the GPUs
     they ask for to this execution."""
@@ -103,37 +97,33 @@ class ClaimResponse(WireModel):
     _unreadable: FluxError | None = PrivateAttr(default=None)
 
     def history(self) -> list[ExecutionEvent]:
-        """The history as domain events, ready to replay (values unpickled: only for the
-        worker that runs the execution).
+        """The history as domain events, decoded from :attr:`history_columns`, ready to
+        replay (values unpickled: only for the worker that runs the execution).
 
         Raises:
             SerializationError: a value cannot be read back here (the message names the event).
-            ProtocolError: the history is malformed.
+            ProtocolError: the history is malformed, or did not come column by column.
         """
         if self._unreadable is not None:
             raise self._unreadable
         if self._history is None:
-            if self.history_columns is not None:
-                self._history = decode_columns(self.history_columns.model_dump())
-            else:
-                events = self.events
-                try:
-                    self._history = [record.to_event() for record in events]
-                except SerializationError:
-                    types = [e.type.value for e in events]
-                    sources = [e.source_id for e in events]
-                    raise unreadable_history([e.value for e in events], types, sources) from None
+            if self.history_columns is None:
+                raise ProtocolError(
+                    f"the claim of execution {self.execution_id!r} carries no history columns; "
+                    "claim with history_format='columns' (claims pushed on the stream have them)"
+                )
+            self._history = decode_columns(self.history_columns.model_dump())
         return self._history
 
     @classmethod
     def from_wire(cls, data: dict[str, Any], *, decode_history: bool = False) -> ClaimResponse:
-        """Read a parsed claim answer. With ``decode_history`` the events go straight into
-        :meth:`history` (domain events) and ``events`` stays empty: a worker replaying a
-        long history skips a model per event.
+        """Read a parsed claim answer. With ``decode_history`` the history columns go straight
+        into :meth:`history` (domain events) and ``history_columns`` stays empty: a worker
+        replaying a long history skips building the columns' model.
 
         A history that cannot be decoded (a value that does not read back here, a malformed
-        event) does not fail the answer, which may carry other claims: :meth:`history`
-        raises the error instead, and the worker ends that execution with it.
+        or missing column) does not fail the answer, which may carry other claims:
+        :meth:`history` raises the error instead, and the worker ends that execution with it.
 
         Raises:
             pydantic.ValidationError: the answer is malformed.
@@ -141,14 +131,12 @@ class ClaimResponse(WireModel):
         if not decode_history:
             return cls.model_validate(data)
         columns = data.get("history_columns")
-        claim = cls.model_validate({**data, "events": [], "history_columns": None})
-        try:
-            if isinstance(columns, Mapping):
+        claim = cls.model_validate({**data, "history_columns": None})
+        if isinstance(columns, Mapping):
+            try:
                 claim._history = decode_columns(columns)
-            else:
-                claim._history = decode_events(data.get("events") or [])
-        except (ProtocolError, SerializationError) as exc:
-            claim._unreadable = exc
+            except (ProtocolError, SerializationError) as exc:
+                claim._unreadable = exc
         return claim
 
 

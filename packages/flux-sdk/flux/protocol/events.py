@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import binascii
 from binascii import a2b_base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +25,6 @@ __all__ = [
     "HistoryColumns",
     "OutputRecord",
     "decode_columns",
-    "decode_events",
     "unreadable_history",
 ]
 
@@ -122,42 +121,10 @@ class OutputRecord(WireModel):
         return loads(b64decode(self.value))
 
 
-def decode_events(records: Iterable[Mapping[str, Any]]) -> list[ExecutionEvent]:
-    """Wire events (parsed JSON objects in :class:`EventRecord`'s shape) straight into domain
-    events: the replay path, which skips a model per event. Unpickles values, so it is only
-    for the worker that replays the execution.
-
-    Raises:
-        ProtocolError: an event lacks a field or has a malformed one.
-        SerializationError: a value cannot be read back.
-    """
-    records = list(records)
-    try:
-        return [
-            ExecutionEvent(
-                type=_EVENT_TYPES[r["type"]],
-                source_id=r["source_id"],
-                name=r["name"],
-                value=loads(b64decode(r.get("value"))),
-                time=_utc(r["time"]),
-                id=r["id"],
-                scope=r.get("scope") or "",
-            )
-            for r in records
-        ]
-    except SerializationError:
-        raise unreadable_history(
-            [r.get("value") for r in records],
-            [r.get("type") for r in records],
-            [r.get("source_id") for r in records],
-        ) from None
-    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
-        raise ProtocolError(f"malformed event in the server's answer: {exc!r}") from None
-
-
 def decode_columns(columns: Mapping[str, Any]) -> list[ExecutionEvent]:
     """:class:`HistoryColumns` (parsed JSON, or the model's dump) straight into domain
-    events, like :func:`decode_events`.
+    events: the replay path, which skips a model per event. Unpickles values, so it is only
+    for the worker that replays the execution.
 
     Raises:
         ProtocolError: a column is missing, malformed or of another length than the others.
@@ -213,9 +180,4 @@ def unreadable_history(
     return SerializationError("a value of the history cannot be read back on this worker")
 
 
-_EVENT_TYPES = {t.value: t for t in EventType}  # a dict lookup is ~10x cheaper than EventType(x)
-
-
-def _utc(text: str) -> datetime:
-    value = datetime.fromisoformat(text)
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+_EVENT_TYPES = {t.value: t for t in EventType}  # a dict lookup is far cheaper than EventType(x)
