@@ -21,7 +21,8 @@ from flux_server.db.notifier import NOTIFY_CHANNEL, listener_name
 from flux_server.db.raw import Statement
 from flux_server.db.tables import secrets
 from flux_server.db.urls import sync_url
-from server_support import eventually
+
+from tests.support.waiting import wait_until_async
 
 ROW = {"name": "K", "value": b"x", "updated_at": datetime(2025, 1, 1, tzinfo=UTC)}
 
@@ -136,10 +137,7 @@ async def test_loop_statements_deliver_notes_even_when_the_caller_leaves(db: _No
     caller.cancel()
     with pytest.raises(asyncio.CancelledError):
         await caller
-    for _ in range(50):
-        if notes:
-            break
-        await asyncio.sleep(0.05)
+    await wait_until_async(lambda: notes, what="the cancelled caller's note")
     assert notes == ["wrote left"]
 
     async def failing(tx) -> None:
@@ -410,7 +408,7 @@ async def test_contract_a_statement_whose_caller_left_still_delivers_its_notes(
     async def delivered() -> bool:
         return db.notes == ["wrote left"]
 
-    await eventually(delivered)
+    await wait_until_async(delivered)
     assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == ["left"]
 
 

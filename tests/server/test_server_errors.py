@@ -26,7 +26,8 @@ from flux.errors import (
 )
 from flux.store import LocalStore
 from flux_server.errors import status_of
-from server_support import eventually
+
+from tests.support.waiting import wait_until_async
 
 
 @workflow
@@ -58,7 +59,7 @@ async def test_a_local_run_and_a_server_call_raise_the_same_class(server, local)
         status = await client.status("hello", run.execution_id)
         return status.state == ExecutionState.COMPLETED
 
-    await eventually(finished)
+    await wait_until_async(finished)
     queued = await client.run("hello", "y")  # offered, never claimed: not paused
     done = await hello.arun("x", store=local)
     local_id = done.execution_id

@@ -13,7 +13,9 @@ import pytest
 from flux.protocol import GpuInfo, ResourceRequest
 from flux_worker import resources
 from flux_worker.resources import GpuSlots, gpu_env
-from server_support import eventually, running_worker
+from server_support import running_worker
+
+from tests.support.waiting import wait_until_async
 
 GIB = 2**30
 SMALL, LARGE = (
@@ -88,7 +90,7 @@ async def test_child_processes_see_only_the_gpus_they_were_given(
         async def all_given_back() -> bool:
             return worker.gpu_slots.held() == {}
 
-        await eventually(all_given_back)  # once the last run has unwound
+        await wait_until_async(all_given_back)  # once the last run has unwound
 
 
 async def test_in_process_runs_hold_no_gpu_slots(server, tmp_path, monkeypatch) -> None:
