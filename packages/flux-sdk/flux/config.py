@@ -41,6 +41,7 @@ __all__ = [
     "Configuration",
     "FluxSettings",
     "MCPSettings",
+    "RetentionSettings",
     "SchedulingSettings",
     "SecuritySettings",
     "ServerSettings",
@@ -115,6 +116,20 @@ class SchedulingSettings(_Section):
     """After downtime: run a missed schedule once (``once``) or wait for its next run (``skip``)."""
 
 
+class RetentionSettings(_Section):
+    """``[flux.retention]``: finished executions (with their events and schedule history) are
+    deleted by the server once older than an age. Off by default."""
+
+    max_age_days: float | None = Field(default=None, gt=0)
+    """Delete executions finished (last updated) longer ago than this; ``None`` keeps them."""
+    workflows: dict[str, float | None] = {}
+    """Per-workflow ages in days, overriding ``max_age_days``; ``None`` keeps that workflow's."""
+    interval: float = Field(default=300.0, gt=0)
+    """Seconds between the server's retention passes."""
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    """Executions deleted per transaction, so a pass never holds the database for long."""
+
+
 class FluxSettings(BaseSettings):
     """The whole settings tree. Frozen: change settings through :class:`Configuration`.
 
@@ -147,6 +162,7 @@ class FluxSettings(BaseSettings):
     security: SecuritySettings = SecuritySettings()
     mcp: MCPSettings = MCPSettings()
     scheduling: SchedulingSettings = SchedulingSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @field_validator("log_level")
     @classmethod

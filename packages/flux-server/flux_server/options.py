@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flux.config import SchedulingSettings
+from flux.config import RetentionSettings, SchedulingSettings
 
 if TYPE_CHECKING:
     from flux.config import FluxSettings
@@ -20,7 +20,8 @@ class ServerOptions:
 
     Defaults are those of ``flux.config``; :meth:`from_settings` maps the settings tree
     (``server_host``, ``server_port``, ``database_url``, ``home``, ``workers.bootstrap_token``,
-    ``workers.heartbeat_interval``, ``security.encryption_key``, ``server.*`` and ``scheduling``).
+    ``workers.heartbeat_interval``, ``security.encryption_key``, ``server.*``, ``scheduling``
+    and ``retention``).
     """
 
     host: str = "localhost"
@@ -43,6 +44,8 @@ class ServerOptions:
     """The longest a sync-mode request waits before answering with the current state."""
     scheduling: SchedulingSettings = field(default_factory=SchedulingSettings)
     """``[flux.scheduling]``: the scheduler (see ``flux_server.scheduler``)."""
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    """``[flux.retention]``: deleting old finished executions (see ``flux_server.retention``)."""
 
     @classmethod
     def from_settings(cls, settings: FluxSettings | None = None, **overrides: Any) -> ServerOptions:
@@ -65,6 +68,7 @@ class ServerOptions:
             sse_keepalive=settings.server.sse_keepalive,
             sync_timeout=settings.server.sync_timeout,
             scheduling=settings.scheduling,
+            retention=settings.retention,
         )
         return replace(options, **overrides) if overrides else options
 

@@ -1,5 +1,5 @@
 """Everything one server process runs: database, stores, dispatcher, liveness, listener,
-scheduler."""
+scheduler, retention."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from flux_server.dispatch import Dispatcher
 from flux_server.hub import WorkerHub
 from flux_server.liveness import Liveness
 from flux_server.options import ServerOptions
+from flux_server.retention import Retention
 from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
 from flux_server.store.schedules import ScheduleStore
@@ -51,6 +52,7 @@ class Runtime:
         self.liveness = Liveness(self.workers, options.heartbeat_timeout, options.liveness_interval)
         self.schedules = ScheduleStore(self.db, self.workflows, options.scheduling)
         self.scheduler = Scheduler(self.db, self.executions, self.workflows, options.scheduling)
+        self.retention = Retention(self.db, options.retention)
         self.auth: Authenticator | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._chores: set[asyncio.Task[Any]] = set()
@@ -74,6 +76,8 @@ class Runtime:
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self.liveness.run(), "liveness")
         self._spawn(self.scheduler.run(), "scheduler")
+        if self.retention.enabled:
+            self._spawn(self.retention.run(), "retention")
         if not self.db.is_sqlite:
             from flux_server.listener import listen
 
