@@ -10,9 +10,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 from flux.client import AsyncFluxClient
+from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION
 from flux_server import ServerOptions, create_app
 from flux_server.testing import serve_in_process
 from server_support import BOOTSTRAP, Server
@@ -57,6 +59,10 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 ServerFactory = Callable[..., Awaitable[Server]]
 
+URL = "http://flux.test"
+CLIENT_HEADERS = {PROTOCOL_HEADER: PROTOCOL_VERSION, "User-Agent": "flux-client"}
+"""What the client sends with every request, sent by :attr:`Server.http` too."""
+
 
 @pytest.fixture
 def options(db_url: str, tmp_path: Path) -> ServerOptions:
@@ -82,9 +88,15 @@ async def start_server(options: ServerOptions) -> AsyncIterator[ServerFactory]:
             app = create_app(replace(options, **overrides))
             transport = await stack.enter_async_context(serve_in_process(app))
             client = await stack.enter_async_context(
-                AsyncFluxClient("http://flux.test", transport=transport, timeout=30)
+                AsyncFluxClient(URL, transport=transport, timeout=30)
             )
-            server = Server(client, app.state.runtime.options, app.state.runtime)
+            http = await stack.enter_async_context(
+                httpx.AsyncClient(
+                    base_url=URL, transport=transport, timeout=30, headers=CLIENT_HEADERS
+                )
+            )
+            runtime = app.state.runtime
+            server = Server(client, runtime.options, runtime, transport=transport, http=http)
             stack.push_async_callback(_close_workers, server)
             return server
 

@@ -1,5 +1,5 @@
 """Helpers for the server tests: a :class:`Server` handle, fake workers made of the real client,
-event records, and ``eventually`` (poll with a deadline; no test sleeps to wait for state).
+event records and a real worker in process. Waits come from :mod:`tests.support.waiting`.
 
 A module of its own (not ``conftest``) so test modules can import it by a unique name.
 """
@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from flux.client import AsyncFluxClient, AsyncWorkerChannel
 from flux.domain import EventType, ExecutionEvent
 from flux.errors import ApiError, ConflictError, NotFoundError, error_class
@@ -36,6 +36,8 @@ from flux.protocol import (
 from flux_server import ServerOptions
 from flux_server.runtime import Runtime
 
+from tests.support.waiting import wait_until_async
+
 BOOTSTRAP = "test-bootstrap-token"
 
 HELLO = b"""
@@ -57,9 +59,17 @@ async def train(ctx):
 
 @dataclass
 class Server:
+    """An in-process server: the real client, raw HTTP to the same app, its options and
+    runtime, and the fake workers a test made."""
+
     client: AsyncFluxClient
     options: ServerOptions
     runtime: Runtime
+    transport: httpx.AsyncBaseTransport
+    """The in-process transport to the app, for clients of a test's own."""
+    http: httpx.AsyncClient
+    """Requests as the client sends them (protocol header included), for the ones it does not
+    make: malformed bodies, other methods, raw answers."""
     workers: list[FakeWorker] = field(default_factory=list)
 
     async def worker(
@@ -262,20 +272,6 @@ def refusal(error: ErrorBody | None) -> ApiError:
     return cls(error.message, status, error_code=error.code, error_details=error.details)
 
 
-async def eventually(
-    check: Callable[[], Awaitable[Any]], timeout: float = 10, interval: float = 0.02
-) -> Any:
-    """Poll ``check`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s (last: {result!r})")
-        await asyncio.sleep(interval)
-
-
 @contextlib.asynccontextmanager
 async def running_worker(client: AsyncFluxClient, **options: Any) -> AsyncIterator[Any]:
     """A real ``flux_worker.Worker`` named ``w1`` serving the in-process server behind
@@ -289,8 +285,13 @@ async def running_worker(client: AsyncFluxClient, **options: Any) -> AsyncIterat
         return any(w.connected for w in await client.list_workers())
 
     try:
-        await eventually(connected)
+        await wait_until_async(connected, what="the worker to connect")
         yield worker
     finally:
         worker.stop()
         await asyncio.wait_for(task, 60)
+
+
+eventually = wait_until_async
+"""The old name of :func:`tests.support.waiting.wait_until_async`, for tests written against it
+in changes still in flight."""

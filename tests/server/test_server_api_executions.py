@@ -10,7 +10,9 @@ from flux.domain import EventType, ExecutionState
 from flux.errors import ConflictError, NotFoundError
 from flux.protocol import PROTOCOL_VERSION, OutputRecord
 from flux.serialization import b64decode, loads
-from server_support import eventually, record
+from server_support import record
+
+from tests.support.waiting import wait_until_async
 
 
 async def test_run_async_then_complete(server) -> None:
@@ -72,7 +74,7 @@ async def test_a_chosen_execution_id_starts_the_workflow_at_most_once(server) ->
     with pytest.raises(ConflictError, match="taken by an execution of workflow 'hello'"):
         await server.client.run("train", None, execution_id="order-42")
     for bad in ("", "has space", "x" * 37, "-leading-dash"):
-        answer = await server.client._http.post(
+        answer = await server.http.post(
             "/workflows/hello/run/async", params={"execution_id": bad}, json=None
         )
         assert answer.status_code == 422, (bad, answer.text)
@@ -149,7 +151,7 @@ async def test_stream_frame_names_and_disconnect_changes_nothing(server) -> None
     await server.register()
     worker = await server.worker()
     names = []
-    async with server.client._http.stream(
+    async with server.http.stream(
         "POST", "/workflows/hello/run/stream", content=b'"x"'
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
@@ -167,7 +169,7 @@ async def test_stream_frame_names_and_disconnect_changes_nothing(server) -> None
     assert names == ["workflow.execution.running"]
     status = await server.client.status("hello", execution_id)
     assert status.state == ExecutionState.COMPLETED
-    await eventually(_no_watchers(server))
+    await wait_until_async(_no_watchers(server))
 
 
 async def _pause(server, worker, claim) -> None:
@@ -314,7 +316,7 @@ async def test_cancel_sync_waits_until_finished(server) -> None:
 async def test_stream_ends_with_cancelled(server) -> None:
     await server.register()
     names = []
-    async with server.client._http.stream("POST", "/workflows/hello/run/stream") as response:
+    async with server.http.stream("POST", "/workflows/hello/run/stream") as response:
         execution_id = response.headers["x-flux-execution-id"]
         await server.client.cancel("hello", execution_id)
         async for line in response.aiter_lines():
@@ -337,9 +339,7 @@ async def test_status_of_unknown_or_mismatched_execution_is_404(server) -> None:
 async def test_plain_http_without_the_protocol_header_works(server) -> None:
     """curl-style calls: no protocol header, raw JSON body, an empty body means None."""
     await server.register()
-    async with httpx.AsyncClient(
-        transport=server.client._http._transport, base_url="http://flux.test"
-    ) as bare:
+    async with httpx.AsyncClient(transport=server.transport, base_url="http://flux.test") as bare:
         empty = await bare.post("/workflows/hello/run/async")
         listed = await bare.post("/workflows/hello/run/async", json=[1, "two", {"3": None}])
     assert empty.status_code == 200 and empty.json()["input"] is None
@@ -349,10 +349,10 @@ async def test_plain_http_without_the_protocol_header_works(server) -> None:
 
 async def test_unknown_run_mode_is_400(server) -> None:
     await server.register()
-    response = await server.client._http.post("/workflows/hello/run/fast", content=b"1")
+    response = await server.http.post("/workflows/hello/run/fast", content=b"1")
     assert response.status_code == 400
     assert "unknown mode 'fast'" in response.json()["message"]
-    response = await server.client._http.get("/workflows/hello/cancel/x?mode=later")
+    response = await server.http.get("/workflows/hello/cancel/x?mode=later")
     assert response.status_code == 400
 
 

@@ -113,7 +113,7 @@ async def test_the_spec_request_body(server) -> None:
         },
         "description": "Schedule description",
     }
-    http = server.client._http
+    http = server.http
     answer = await http.post("/schedules", json=body)
     assert answer.status_code == 201, answer.text
     schedule_id = answer.json()["id"]
@@ -179,7 +179,7 @@ async def test_other_bad_requests(server) -> None:
         with pytest.raises(NotFoundError, match="no schedule 'nope'"):
             await call("nope")
 
-    http = server.client._http
+    http = server.http
     missing_field = await http.post("/schedules", json={"workflow_name": "hello", "name": "x"})
     assert missing_field.status_code == 422
     assert "schedule_config" in missing_field.json()["message"]

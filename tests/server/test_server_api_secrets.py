@@ -43,7 +43,7 @@ async def test_set_get_list_update_delete(server) -> None:
 
 async def test_the_spec_requests(server) -> None:
     """The README's curl calls, as raw HTTP."""
-    http = server.client._http
+    http = server.http
     created = await http.post("/admin/secrets", json={"name": "API_KEY", "value": VALUE})
     assert created.status_code == 200, created.text
     listed = await http.get("/admin/secrets")
@@ -57,7 +57,7 @@ async def test_the_spec_requests(server) -> None:
 
 @pytest.mark.parametrize("name", ["1ABC", "has space", "semi;colon", "ü", "x" * 129, ""])
 async def test_invalid_names_are_rejected_without_echoing_the_value(server, name) -> None:
-    http = server.client._http
+    http = server.http
     answer = await http.post("/admin/secrets", json={"name": name, "value": VALUE})
     assert answer.status_code == 400, answer.text
     assert "invalid secret name" in answer.json()["message"]
@@ -72,7 +72,7 @@ async def test_invalid_names_are_rejected_without_echoing_the_value(server, name
 
 
 async def test_malformed_bodies(server) -> None:
-    http = server.client._http
+    http = server.http
     no_value = await http.post("/admin/secrets", json={"name": "API_KEY"})
     assert no_value.status_code == 422 and "value" in no_value.json()["message"]
     wrong_type = await http.post("/admin/secrets", json={"name": 7, "value": VALUE})

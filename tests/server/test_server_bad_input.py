@@ -65,7 +65,7 @@ async def test_bad_requests_get_a_clean_4xx(prepared) -> None:
         if content_type:
             headers["Content-Type"] = content_type
         url = path.format(e=claim.execution_id)
-        response = await server.client._http.request(method, url, content=body, headers=headers)
+        response = await server.http.request(method, url, content=body, headers=headers)
         ok = response.status_code in expected
         if ok and response.status_code >= 400:
             ok = set(response.json()) == ERROR_KEYS and bool(response.json()["message"])
@@ -92,7 +92,7 @@ async def test_bad_events_are_refused_whole(prepared) -> None:
     url = f"/workers/w1/checkpoint/{claim.execution_id}"
     for event in BAD_EVENTS:
         body = {"generation": claim.generation, "events": [event]}
-        response = await server.client._http.post(url, json=body, headers=headers)
+        response = await server.http.post(url, json=body, headers=headers)
         if event["id"] == "e2":
             assert response.status_code == 200, response.text
             continue
@@ -112,7 +112,7 @@ async def test_unreachable_workflow_names_are_refused(server) -> None:
     for name in ["with/slash", "tab\there", "x" * 300]:
         source = f"from flux import workflow\n@workflow.with_options(name={name!r})\n"
         source += "async def f(ctx): ...\n"
-        response = await server.client._http.post(
+        response = await server.http.post(
             "/workflows", files={"file": ("f.py", source.encode(), "text/x-python")}
         )
         assert response.status_code == 400

@@ -125,7 +125,7 @@ async def test_a_domain_error_raised_locally_has_no_status_and_one_shape(server)
         "message": "no execution 'e'",
         "details": {"execution_id": "e"},
     }
-    response = await server.client._http.get("/workflows/hello/status/e")
+    response = await server.http.get("/workflows/hello/status/e")
     assert response.status_code == 404
     assert response.json()["code"] == "execution_not_found"
 

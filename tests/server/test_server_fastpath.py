@@ -57,7 +57,7 @@ async def _events(server, execution_id: str) -> int:
 
 async def test_an_ordinary_batch_is_stored_and_answered(server) -> None:
     worker, claim = await _held(server)
-    http = server.client._http
+    http = server.http
     auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
     body = _body(claim, record(EventType.WORKFLOW_STARTED), record(EventType.TASK_STARTED))
     response = await http.post("/workers/w1/checkpoints", json=body, headers=auth)
@@ -87,7 +87,7 @@ async def test_an_ordinary_batch_is_stored_and_answered(server) -> None:
 async def test_refusals_are_the_routes_own(server) -> None:
     worker, claim = await _held(server)
     other = await server.worker("w2", connect=False)
-    http = server.client._http
+    http = server.http
     mine = {"Authorization": f"Bearer {worker.ch.session_token}"}
     theirs = {"Authorization": f"Bearer {other.ch.session_token}"}
     body = _body(claim, record(EventType.WORKFLOW_STARTED))
@@ -148,7 +148,7 @@ async def test_a_store_error_reaches_the_route_once_more(server, monkeypatch) ->
     assert calls == [1]
     bad = _body(claim, record(EventType.TASK_STARTED))["items"][0]
     bad["events"][0]["value"] = "not base64!"
-    response = await server.client._http.post(
+    response = await server.http.post(
         "/workers/w1/checkpoints",
         json={"items": [bad]},
         headers={"Authorization": f"Bearer {worker.ch.session_token}"},
@@ -166,7 +166,7 @@ async def _executions(server) -> int:
 async def test_runs_are_answered_as_the_route_answers_them(server) -> None:
     await server.register()
     worker = await server.worker()
-    http = server.client._http
+    http = server.http
     started = await http.post("/workflows/hello/run/async", json="World")
     assert started.status_code == 200
     assert started.headers[PROTOCOL_HEADER] == PROTOCOL_VERSION
@@ -214,7 +214,7 @@ async def test_a_failure_after_the_run_was_created_is_answered_once(server, monk
         raise RuntimeError("the answer could not be made")
 
     monkeypatch.setattr(fastpath, "answer_run", broken)
-    response = await server.client._http.post("/workflows/hello/run/sync", json=1)
+    response = await server.http.post("/workflows/hello/run/sync", json=1)
     assert response.status_code == 500
     assert response.json()["code"] == "internal_error"
     assert await _executions(server) == 1
@@ -315,7 +315,7 @@ def _fallbacks(caplog: pytest.LogCaptureFixture) -> list[str]:
 async def test_a_fallback_is_logged_with_its_reason(server, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     worker, claim = await _held(server)
-    http = server.client._http
+    http = server.http
     body = _body(claim, record(EventType.WORKFLOW_STARTED))
     caplog.clear()
 
@@ -347,7 +347,7 @@ async def test_the_fast_answer_is_the_routes(server, caplog) -> None:
     route: the same status and body."""
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     worker, claim = await _held(server)
-    http = server.client._http
+    http = server.http
     mine = {"Authorization": f"Bearer {worker.ch.session_token}"}
     body = _body(claim, record(EventType.WORKFLOW_STARTED), record(EventType.TASK_STARTED))
     caplog.clear()

@@ -89,7 +89,7 @@ async def test_an_empty_pause_name_is_refused(server) -> None:
     await server.register()
     worker = await server.worker()
     execution_id, _ = await _two_pauses(server, worker)
-    response = await server.client._http.post(
+    response = await server.http.post(
         f"/workflows/hello/resume/{execution_id}/async", params={"pause": ""}, content=b"1"
     )
     assert response.status_code == 422

@@ -24,7 +24,9 @@ from flux_server.db import Database
 from flux_server.db.tables import schedules
 from flux_server.runtime import Runtime
 from flux_server.testing import serve_in_process
-from server_support import HELLO, FakeWorker, Server, eventually, record
+from server_support import HELLO, FakeWorker, Server, record
+
+from tests.support.waiting import wait_until_async
 
 FAST = SchedulingSettings(poll_interval=1.0)
 """Test-sized: the scheduler is woken by events; this only bounds how long it may sleep."""
@@ -84,7 +86,7 @@ async def test_ticks_fire_pause_stops_them_resume_restarts_them(start_server) ->
             runs = await client.schedule_history("every_second")
             return len([r for r in runs if r.state == ScheduleRunState.COMPLETED]) >= 2 and runs
 
-        runs = await eventually(two_completed, timeout=30)
+        runs = await wait_until_async(two_completed, timeout=30)
         paused = await client.pause_schedule("every_second")
         assert paused.state == ScheduleState.PAUSED
 
@@ -104,7 +106,7 @@ async def test_ticks_fire_pause_stops_them_resume_restarts_them(start_server) ->
             new = [r for r in runs if r.scheduled_for > paused.updated_at]
             return any(r.state == ScheduleRunState.COMPLETED for r in new) and runs
 
-        runs = await eventually(fired_again, timeout=30)
+        runs = await wait_until_async(fired_again, timeout=30)
         await client.pause_schedule("every_second")
 
     runs = await client.schedule_history("every_second", limit=1000)
@@ -138,7 +140,7 @@ async def test_failures_are_recorded_and_counted(start_server) -> None:
             schedule = await server.client.get_schedule("doomed")
             return schedule.failure_count == 1 and schedule
 
-        schedule = await eventually(failed, timeout=30)
+        schedule = await wait_until_async(failed, timeout=30)
     assert schedule.state == ScheduleState.COMPLETED  # a once schedule runs once
     assert (schedule.run_count, schedule.next_run_at) == (1, None)
     (run,) = await server.client.schedule_history("doomed")
@@ -157,7 +159,7 @@ async def test_a_schedule_for_a_workflow_that_is_gone_records_an_error(start_ser
     async def errored() -> Any:
         return await server.client.schedule_history("orphan")
 
-    (run,) = await eventually(errored, timeout=30)
+    (run,) = await wait_until_async(errored, timeout=30)
     assert (run.state, run.execution_id) == (ScheduleRunState.ERROR, None)
     assert "no workflow named 'deleted_flow'" in (run.error or "")
     assert (await server.client.get_schedule("orphan")).failure_count == 1
@@ -174,7 +176,7 @@ async def test_an_unreadable_schedule_is_paused_with_the_reason(start_server) ->
         schedule = await server.client.get_schedule("garbled")
         return schedule.state == ScheduleState.PAUSED and schedule
 
-    schedule = await eventually(paused, timeout=30)
+    schedule = await wait_until_async(paused, timeout=30)
     assert (schedule.failure_count, schedule.run_count) == (1, 0)
     (run,) = await server.client.schedule_history("garbled")
     assert run.state == ScheduleRunState.ERROR
@@ -192,7 +194,7 @@ async def test_max_concurrent_executions_skips_ticks(start_server) -> None:
         runs = await server.client.schedule_history("busy")
         return any(r.state == ScheduleRunState.SKIPPED for r in runs) and runs
 
-    runs = await eventually(skipped, timeout=30)
+    runs = await wait_until_async(skipped, timeout=30)
     await server.client.pause_schedule("busy")
     started = [r for r in runs if r.state == ScheduleRunState.STARTED]
     assert len(started) == 1
@@ -223,7 +225,7 @@ async def test_execution_timeout_cancels_through_the_normal_path(start_server) -
         runs = await server.client.schedule_history("slow")
         return runs and runs[0].state == ScheduleRunState.TIMED_OUT and runs[0]
 
-    run = await eventually(timed_out, timeout=30)
+    run = await wait_until_async(timed_out, timeout=30)
     assert "execution_timeout (1s)" in (run.error or "")
     assert run.execution_state == ExecutionState.CANCELLING
     assert (await server.client.get_schedule("slow")).failure_count == 1
@@ -287,7 +289,7 @@ async def test_missed_ticks_after_downtime(options: ServerOptions, policy: str, 
         async def recorded() -> Any:
             return await client.schedule_history("nightly")
 
-        (run,) = await eventually(recorded, timeout=30)
+        (run,) = await wait_until_async(recorded, timeout=30)
         for _ in range(2):  # later passes change nothing
             await runtime.scheduler.run_once()
         assert len(await client.schedule_history("nightly")) == 1

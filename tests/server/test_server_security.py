@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import stat
 
-import httpx
 import pytest
 import sqlalchemy as sa
 from flux.errors import ApiError
@@ -15,28 +14,24 @@ from flux_server.auth import TOKEN_FILE
 from server_support import BOOTSTRAP
 
 
-def _http(server) -> httpx.AsyncClient:
-    return server.client._http
-
-
 async def test_registration_needs_the_bootstrap_token(server) -> None:
     request = RegisterWorkerRequest(name="w1")
     for token in ("", "wrong"):
         with pytest.raises(ApiError) as info:
             await server.client.register_worker(request, bootstrap_token=token)
         assert info.value.status_code == 401
-    response = await _http(server).post("/workers/register", json=request.model_dump())
+    response = await server.http.post("/workers/register", json=request.model_dump())
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
     assert response.json()["code"] == "api_error"
     # A bad body with no token is still a 401: authentication comes first.
-    assert (await _http(server).post("/workers/register", content=b"{")).status_code == 401
+    assert (await server.http.post("/workers/register", content=b"{")).status_code == 401
 
 
 async def test_worker_calls_need_that_workers_session_token(server) -> None:
     w1 = await server.worker("w1", connect=False)
     w2 = await server.worker("w2", connect=False)
-    http = _http(server)
+    http = server.http
     assert (await http.post("/workers/w1/heartbeat")).status_code == 401
     bad = {"Authorization": "Bearer not-a-token"}
     assert (await http.post("/workers/w1/heartbeat", headers=bad)).status_code == 401
@@ -67,18 +62,18 @@ async def test_session_tokens_are_stored_hashed(server) -> None:
 
 
 async def test_protocol_major_mismatch_is_426_naming_both_versions(server) -> None:
-    response = await _http(server).get("/health", headers={PROTOCOL_HEADER: "2.0"})
+    response = await server.http.get("/health", headers={PROTOCOL_HEADER: "2.0"})
     assert response.status_code == 426
     body = response.json()
     assert body["code"] == "protocol_version"
     assert "2.0" in body["message"] and PROTOCOL_VERSION in body["message"]
-    assert (await _http(server).get("/health", headers={PROTOCOL_HEADER: "1.7"})).is_success
-    assert (await _http(server).get("/health", headers={PROTOCOL_HEADER: "x"})).status_code == 426
+    assert (await server.http.get("/health", headers={PROTOCOL_HEADER: "1.7"})).is_success
+    assert (await server.http.get("/health", headers={PROTOCOL_HEADER: "x"})).status_code == 426
 
 
 async def test_oversized_bodies_are_413(server) -> None:
     limit = server.options.max_request_bytes
-    http = _http(server)
+    http = server.http
     big = b"[" + b"1," * limit + b"1]"
     response = await http.post("/workflows/hello/run/async", content=big)
     assert response.status_code == 413
@@ -119,7 +114,7 @@ def test_binds_localhost_by_default() -> None:
 
 
 async def test_docs_and_openapi_are_served(server) -> None:
-    http = _http(server)
+    http = server.http
     assert (await http.get("/docs")).status_code == 200
     spec = (await http.get("/openapi.json")).json()
     for path in [

@@ -13,6 +13,8 @@ from flux.domain import EventType, ExecutionEvent, ExecutionState
 from flux.errors import ApiError
 from server_support import running_worker
 
+from tests.support.waiting import wait_until_async
+
 FLOWS = b"""
 from flux import task, workflow
 
@@ -253,12 +255,7 @@ async def test_an_unexpected_error_on_the_stream_or_heartbeat_does_not_stop_the_
     await server.register(FLOWS)
     async with running_worker(server.client, capacity=4):
         results = await asyncio.wait_for(_run_all(server.client, 3), 30)
-
-        async def beating_again() -> None:
-            while len(beats) < 3:
-                await asyncio.sleep(0.05)
-
-        await asyncio.wait_for(beating_again(), 10)
+        await wait_until_async(lambda: len(beats) >= 3, what="heartbeats after the failed one")
     assert results == [("COMPLETED", 4 * i) for i in range(3)]
     assert len(streams) >= 2
 

@@ -10,7 +10,9 @@ from flux.domain import EventType, ExecutionState
 from flux.errors import ApiError, ConflictError, NotFoundError
 from flux.protocol import OutputRecord, WorkerResources
 from flux.serialization import dumps
-from server_support import eventually, record
+from server_support import record
+
+from tests.support.waiting import wait_until_async
 
 
 async def _count_events(server, execution_id: str) -> int:
@@ -48,7 +50,7 @@ async def test_one_by_one_routes_answer_as_a_batch_of_one(server) -> None:
     w1 = await server.worker("w1", connect=False)
     w2 = await server.worker("w2", connect=False)
     run = await server.client.run("hello")
-    http = server.client._http
+    http = server.http
 
     def post(worker, path: str, **kwargs):
         auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
@@ -292,7 +294,7 @@ async def test_workers_list(server) -> None:
     async def connected():
         return [w for w in await server.client.list_workers() if w.connected]
 
-    (info,) = await eventually(connected)
+    (info,) = await wait_until_async(connected)
     assert (info.name, info.capacity, info.running) == ("w1", 3, 0)
 
 
@@ -324,7 +326,7 @@ async def test_heartbeat_with_running_takes_back_what_the_worker_dropped(start_s
     async def taken_back() -> bool:
         return (await worker.ch.heartbeat(running=[])).held == []
 
-    await eventually(taken_back)  # once idle longer than the claim timeout
+    await wait_until_async(taken_back)  # once idle longer than the claim timeout
     again = await worker.take()
     assert again.execution_id == run.execution_id and again.generation > claim.generation
     with pytest.raises(ConflictError):
@@ -373,9 +375,7 @@ async def test_batched_claims_reject_bad_requests(server) -> None:
     await server.register()
     worker = await server.worker()
     auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
-    empty = await server.client._http.post(
-        "/workers/w1/claims", json={"execution_ids": []}, headers=auth
-    )
+    empty = await server.http.post("/workers/w1/claims", json={"execution_ids": []}, headers=auth)
     assert empty.status_code == 422 and "execution_ids" in empty.text
     stranger = server.client.worker("w1", "not-the-token")
     with pytest.raises(ApiError) as info:
@@ -413,7 +413,7 @@ async def test_a_claim_decoded_for_replay_has_the_same_history(server) -> None:
     await worker.next_offer()
     auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
     body = {"execution_ids": ids, "history_format": "columns"}
-    raw = await server.client._http.post("/workers/w1/claims", json=body, headers=auth)
+    raw = await server.http.post("/workers/w1/claims", json=body, headers=auth)
     answer = raw.json()["results"][0]["claim"]
     assert answer["events"] == []
     wire = answer["history_columns"]
@@ -754,7 +754,7 @@ async def test_histories_read_column_by_column_match_the_stored_rows(server) -> 
     assert plain[ids[1]][1][5] == {"k": [1, None, "x\ny"]}
     auth = {"Authorization": f"Bearer {worker.ch.session_token}"}
     body = {"execution_ids": ids[:1], "history_format": "columns"}
-    raw = await server.client._http.post("/workers/w1/claims", json=body, headers=auth)
+    raw = await server.http.post("/workers/w1/claims", json=body, headers=auth)
     claim = raw.json()["results"][0]["claim"]
     long_value, short, edge_value = claim["history_columns"]["values"][3:]
     assert len(long_value) > 76 and "\n" not in long_value  # past one encode() line, unbroken
