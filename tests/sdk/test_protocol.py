@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import flux.protocol as protocol
+import httpx
 import pytest
 from flux.domain import EventType, ExecutionEvent, ExecutionState
 from flux.errors import ProtocolError, SerializationError
@@ -207,8 +208,8 @@ def _unreadable_value() -> str:
 def test_a_history_that_does_not_read_back_fails_its_claim_not_the_answer(decode_history) -> None:
     """One claim of a batch answer holds a value this worker cannot unpickle: the other
     claims read as usual, and that claim's history raises, naming the event and the cause."""
-    from flux.client._calls import _claims_parser
-    from flux.protocol import EventRecord, HistoryColumns
+    from flux.client import FluxClient
+    from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, EventRecord, HistoryColumns
 
     events = [
         ExecutionEvent(EventType.WORKFLOW_STARTED, "e1", "wf", 1),
@@ -238,8 +239,13 @@ def test_a_history_that_does_not_read_back_fails_its_claim_not_the_answer(decode
 
     body = {"results": [{"execution_id": "bad", "claim": claim("bad", True)},
                         {"execution_id": "good", "claim": claim("good", False)}]}  # fmt: skip
-    parse = _claims_parser(decode_history=decode_history)
-    bad, good = (r.claim for r in parse(json.dumps(body).encode()).results)
+    answer = httpx.Response(200, json=body, headers={PROTOCOL_HEADER: PROTOCOL_VERSION})
+    transport = httpx.MockTransport(lambda request: answer)
+    with FluxClient("http://flux.test", transport=transport) as client:
+        claimed = client.worker("w1", "token").claims(
+            ["bad", "good"], decode_history=decode_history
+        )
+    bad, good = (r.claim for r in claimed.results)
     assert [e.value for e in good.history()] == [1, None, 2]
     with pytest.raises(SerializationError) as caught:
         bad.history()
