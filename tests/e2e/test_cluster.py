@@ -14,7 +14,8 @@ import pytest
 from flux.client import FluxClient
 from flux.protocol import ExecutionStatus
 
-from tests.conftest import FluxCluster, make_cluster, stop_process, wait_until
+from tests.support.cluster import FluxCluster, make_cluster, stop_process
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 

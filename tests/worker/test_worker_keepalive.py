@@ -12,7 +12,6 @@ import asyncio
 import logging
 import secrets
 import threading
-import time
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -21,7 +20,8 @@ from flux.client import FluxClient
 from flux.protocol import RegisterWorkerRequest
 from flux_worker.keepalive import BlockingHeartbeat, Keepalive
 
-from tests.conftest import FluxCluster, make_cluster
+from tests.support.cluster import FluxCluster, make_cluster
+from tests.support.waiting import wait_until, wait_until_async
 
 pytestmark = pytest.mark.e2e
 
@@ -149,10 +149,8 @@ async def test_its_thread_beats_while_task_code_blocks_the_loop(cluster: FluxClu
     )
     keepalive.start()
     try:
-        deadline = time.monotonic() + 20
-        while keepalive.beats < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)  # noqa: ASYNC251 - blocking the loop is the stall under test
-        assert keepalive.beats >= 2
+        # A blocking wait, in the loop's own thread: the stall under test.
+        wait_until(lambda: keepalive.beats >= 2, what="two beats", timeout=20, interval=0.01)
         assert worker.last_heartbeat() > registered
 
         # The loop runs again. A look that began during the stall may still beat: two whole
@@ -160,9 +158,9 @@ async def test_its_thread_beats_while_task_code_blocks_the_loop(cluster: FluxClu
         async def looked(more: int) -> None:
             with lock:
                 seen = looks
-            async with asyncio.timeout(20):
-                while looks < seen + more:
-                    await asyncio.sleep(0.01)
+            await wait_until_async(
+                lambda: looks >= seen + more, what=f"{more} looks", timeout=20, interval=0.01
+            )
 
         await looked(4)
         beats = keepalive.beats

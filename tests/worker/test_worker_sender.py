@@ -13,7 +13,9 @@ import asyncio
 import pytest
 from flux.domain import EventType, ExecutionState
 from flux_worker.outbox import MIN_SHARE, CheckpointSender, Outbox
-from worker_support import Recording, Server, record, wait_for
+from worker_support import Recording, Server, record
+
+from tests.support.waiting import wait_until_async
 
 
 async def _outboxes(server: Server, n: int) -> tuple[Recording, CheckpointSender, list[Outbox]]:
@@ -68,9 +70,9 @@ async def test_two_requests_at_most_are_on_the_wire_and_each_execution_in_one(
     try:
         first, second, *rest = boxes
         first.enqueue([record(type=EventType.WORKFLOW_STARTED)])
-        await wait_for(lambda: len(recording.requests) == 1)
+        await wait_until_async(lambda: len(recording.requests) == 1, what="the first request")
         second.enqueue([record(type=EventType.WORKFLOW_STARTED)])
-        await wait_for(lambda: len(recording.requests) == 2)
+        await wait_until_async(lambda: len(recording.requests) == 2, what="the second request")
         for box in [first, second, *rest]:
             box.enqueue([record(type=EventType.WORKFLOW_STARTED, n=1)])
         for _ in range(10):
@@ -113,7 +115,7 @@ async def test_close_cancels_what_is_on_the_wire(server: Server) -> None:
 
     recording.before = never
     box.enqueue([record(type=EventType.WORKFLOW_STARTED)])
-    await wait_for(lambda: len(recording.requests) == 1)
+    await wait_until_async(lambda: len(recording.requests) == 1, what="the first request")
     await sender.close()
     assert recording.in_flight == set()  # the request was cancelled, not left hanging
     assert not box.idle.is_set()  # nothing was acknowledged

@@ -1,13 +1,12 @@
 """Helpers for the worker's unit tests: a :class:`Server` handle with executions claimed from
-it, encoded events, a :class:`Recording` of the real channel's checkpoint requests, and
-``wait_for`` (poll with a deadline).
+it, encoded events and a :class:`Recording` of the real channel's checkpoint requests. Waits
+come from :mod:`tests.support.waiting`.
 
 A module of its own (not ``conftest``) so test modules can import it by a unique name.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,10 +127,3 @@ class Recording:
             for item in request
             if item.execution_id == execution_id
         ]
-
-
-async def wait_for(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll ``check`` on the loop until it holds; fail after ``timeout`` seconds."""
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.01)
