@@ -19,7 +19,7 @@ from flux_server import ServerOptions, create_app
 from flux_server.testing import serve_in_process
 from server_support import BOOTSTRAP, Server
 
-from tests.conftest import fresh_pg_database
+from tests.support.postgres import fresh_pg_database
 
 # -- databases ----------------------------------------------------------------------------------
 

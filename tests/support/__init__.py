@@ -1,2 +1,3 @@
-"""Helpers every test suite shares: :mod:`tests.support.waiting` (poll with a deadline) and
-:mod:`tests.support.cluster` (a real server and workers, started and stopped by pid)."""
+"""Helpers every test suite shares: :mod:`tests.support.waiting` (poll with a deadline),
+:mod:`tests.support.cluster` (a real server and workers, started and stopped by pid) and
+:mod:`tests.support.postgres` (a database of a test's own)."""
