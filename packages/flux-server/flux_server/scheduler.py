@@ -19,8 +19,8 @@ time). No leader is elected: any replica fires any tick. The statements live in
 **Catch-up.** A tick fired more than ``schedule_check_tolerance`` seconds late (for ``once``
 schedules ``once_schedule_tolerance``) was missed, typically while no server ran. With
 ``catch_up = "once"`` (the default) it fires once, however many ticks were missed; with
-``"skip"`` it is recorded as skipped. Either way ``next_run_at`` moves to the first time after
-now, so missed ticks never pile up.
+``"skip"`` it is recorded as skipped; a schedule's own ``catch_up`` overrides the setting.
+Either way ``next_run_at`` moves to the first time after now, so missed ticks never pile up.
 
 **Limits.** A tick of a schedule that already has ``max_concurrent_executions`` unfinished
 executions (queued, claimed, running or cancelling; paused ones do not count) is skipped and
@@ -166,10 +166,12 @@ class Scheduler:
         tolerance = settings.once_schedule_tolerance if once else settings.schedule_check_tolerance
         late = (now - due).total_seconds()
         skip: str | None = None
-        if late > tolerance and self.settings.catch_up == "skip":
+        policy = tick.catch_up or settings.catch_up
+        if late > tolerance and policy == "skip":
+            whose = "scheduling.catch_up" if tick.catch_up is None else "the schedule's catch_up"
             skip = (
                 f"missed: due at {due.isoformat()}, {late:.0f}s before any scheduler ran "
-                "(scheduling.catch_up is 'skip')"
+                f"({whose} is 'skip')"
             )
         workflow: LatestWorkflow | None = None
         error: str | None = None

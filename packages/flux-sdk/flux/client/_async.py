@@ -17,6 +17,7 @@ from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
 from flux.client._lean import transport_for
 from flux.protocol import (
+    CatchUpPolicy,
     CheckpointBatchResponse,
     CheckpointItem,
     ClaimBatchResponse,
@@ -302,6 +303,38 @@ class AsyncFluxClient:
         """
         call = calls.create_schedule(workflow_name, name, schedule_config, description, input)
         return await self.send(call)
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        schedule_config: Mapping[str, Any] | Schedule | calls.Keep = calls.KEEP,
+        *,
+        timezone: str | calls.Keep = calls.KEEP,
+        input: Any = calls.KEEP,
+        description: str | calls.Keep | None = calls.KEEP,
+        catch_up: CatchUpPolicy | calls.Keep | None = calls.KEEP,
+    ) -> ScheduleInfo:
+        """Change a schedule in place (by id or name); the arguments left out stay as they are,
+        and so do its counters and history.
+
+        ``schedule_config`` replaces the schedule (a mapping without ``timezone`` keeps the
+        current zone); ``timezone`` alone moves the cron or interval schedule to another
+        zone. A changed schedule fires next at its first time after now. ``None`` clears
+        ``description`` or ``input``, and sets ``catch_up`` back to the server's default.
+
+        Raises:
+            UsageError: nothing to change.
+            ApiError: 400 for an invalid change (the message says why).
+            NotFoundError: no such schedule.
+        """
+        changes = {
+            "schedule_config": schedule_config,
+            "timezone": timezone,
+            "input": input,
+            "description": description,
+            "catch_up": catch_up,
+        }
+        return await self.send(calls.update_schedule(schedule_id, changes))
 
     async def pause_schedule(self, schedule_id: str) -> ScheduleInfo:
         """Stop firing until resumed (idempotent)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
@@ -46,6 +47,7 @@ from flux.protocol import (
     SecretInfo,
     SecretsResponse,
     SecretValue,
+    UpdateScheduleRequest,
     WorkerFrame,
     WorkerInfo,
     WorkerResources,
@@ -422,6 +424,17 @@ def get_schedule(schedule_id: str) -> Call[ScheduleInfo]:
     return Call("GET", f"/schedules/{_seg(schedule_id)}", _model(ScheduleInfo))
 
 
+def _schedule_config(value: Mapping[str, Any] | Schedule) -> dict[str, Any]:
+    if isinstance(value, Schedule):
+        return value.to_config()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise UsageError(
+        "schedule_config must be a Schedule (cron(...), interval(...), once(...)) or its "
+        f"config mapping, got {value!r}"
+    )
+
+
 def create_schedule(
     workflow_name: str,
     name: str,
@@ -429,19 +442,10 @@ def create_schedule(
     description: str | None,
     input: Any,
 ) -> Call[ScheduleInfo]:
-    if isinstance(schedule_config, Schedule):
-        config = schedule_config.to_config()
-    elif isinstance(schedule_config, Mapping):
-        config = dict(schedule_config)
-    else:
-        raise UsageError(
-            "schedule_config must be a Schedule (cron(...), interval(...), once(...)) or its "
-            f"config mapping, got {schedule_config!r}"
-        )
     body = CreateScheduleRequest(
         workflow_name=workflow_name,
         name=name,
-        schedule_config=config,
+        schedule_config=_schedule_config(schedule_config),
         description=description,
         input=input,
     )
@@ -450,6 +454,35 @@ def create_schedule(
         "/schedules",
         _model(ScheduleInfo),
         content=_json_body(body.model_dump(mode="json"), "schedule"),
+        content_type=_JSON,
+    )
+
+
+class Keep(Enum):
+    """The default of an update's arguments: leave that field as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
+def update_schedule(schedule_id: str, changes: Mapping[str, Any]) -> Call[ScheduleInfo]:
+    """``changes``: field name to new value, :data:`KEEP` for a field left as it is."""
+    given = {key: value for key, value in changes.items() if value is not KEEP}
+    if not given:
+        raise UsageError(
+            "nothing to change: give one or more of schedule_config, timezone, input, "
+            "description, catch_up"
+        )
+    if "schedule_config" in given:
+        given["schedule_config"] = _schedule_config(given["schedule_config"])
+    body = UpdateScheduleRequest(**given)
+    return Call(
+        "PATCH",
+        f"/schedules/{_seg(schedule_id)}",
+        _model(ScheduleInfo),
+        content=_json_body(body.model_dump(mode="json", exclude_unset=True), "schedule update"),
         content_type=_JSON,
     )
 

@@ -18,6 +18,7 @@ from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
 from flux.protocol import (
+    CatchUpPolicy,
     CheckpointBatchResponse,
     CheckpointItem,
     CheckpointResponse,
@@ -233,6 +234,26 @@ class FluxClient:
     ) -> ScheduleInfo:
         call = calls.create_schedule(workflow_name, name, schedule_config, description, input)
         return self.send(call)
+
+    def update_schedule(
+        self,
+        schedule_id: str,
+        schedule_config: Mapping[str, Any] | Schedule | calls.Keep = calls.KEEP,
+        *,
+        timezone: str | calls.Keep = calls.KEEP,
+        input: Any = calls.KEEP,
+        description: str | calls.Keep | None = calls.KEEP,
+        catch_up: CatchUpPolicy | calls.Keep | None = calls.KEEP,
+    ) -> ScheduleInfo:
+        """See :meth:`AsyncFluxClient.update_schedule`."""
+        changes = {
+            "schedule_config": schedule_config,
+            "timezone": timezone,
+            "input": input,
+            "description": description,
+            "catch_up": catch_up,
+        }
+        return self.send(calls.update_schedule(schedule_id, changes))
 
     def pause_schedule(self, schedule_id: str) -> ScheduleInfo:
         return self.send(calls.pause_schedule(schedule_id))

@@ -58,12 +58,14 @@ from flux.protocol.frames import (
 from flux.protocol.health import HealthResponse
 from flux.protocol.schedules import (
     SCHEDULE_RUN_FAILURES,
+    CatchUpPolicy,
     CreateScheduleRequest,
     ScheduleDeleted,
     ScheduleInfo,
     ScheduleRun,
     ScheduleRunState,
     ScheduleState,
+    UpdateScheduleRequest,
 )
 from flux.protocol.secrets import SecretDeleted, SecretInfo, SecretValue, SetSecretRequest
 from flux.protocol.version import PROTOCOL_HEADER, PROTOCOL_VERSION, check_compatible, major_of
@@ -96,6 +98,7 @@ __all__ = [
     "SCHEDULE_RUN_FAILURES",
     "WORKER_NAME_PATTERN",
     "CancelMode",
+    "CatchUpPolicy",
     "CheckpointBatchRequest",
     "CheckpointBatchResponse",
     "CheckpointItem",
@@ -140,6 +143,7 @@ __all__ = [
     "SecretValue",
     "SecretsResponse",
     "SetSecretRequest",
+    "UpdateScheduleRequest",
     "UtcDateTime",
     "WireModel",
     "WorkerFrame",

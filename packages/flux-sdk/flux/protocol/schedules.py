@@ -6,6 +6,9 @@
 - ``POST /schedules`` with :class:`CreateScheduleRequest` -> :class:`ScheduleInfo` (201); 400 for
   an invalid ``schedule_config`` (the message says why), 404 for an unknown workflow, 409 for a
   name already taken.
+- ``PATCH /schedules/{schedule_id}`` with :class:`UpdateScheduleRequest` -> :class:`ScheduleInfo`
+  (protocol 1.6): change the fields given in place, keeping the history; 400 for an invalid
+  change or one that changes nothing, 422 for an unknown field.
 - ``POST /schedules/{schedule_id}/pause`` and ``/resume`` -> :class:`ScheduleInfo`.
 - ``DELETE /schedules/{schedule_id}`` -> :class:`ScheduleDeleted`.
 - ``GET /schedules/{schedule_id}/history?limit=50`` -> list of :class:`ScheduleRun`, newest first.
@@ -20,20 +23,28 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import ConfigDict
 
 from flux.domain import ExecutionState
 from flux.protocol._base import UtcDateTime, WireModel
 
 __all__ = [
     "SCHEDULE_RUN_FAILURES",
+    "CatchUpPolicy",
     "CreateScheduleRequest",
     "ScheduleDeleted",
     "ScheduleInfo",
     "ScheduleRun",
     "ScheduleRunState",
     "ScheduleState",
+    "UpdateScheduleRequest",
 ]
+
+CatchUpPolicy = Literal["once", "skip"]
+"""What a schedule does with a tick it reaches late (missed while no server ran): ``"once"``
+runs it once however many were missed, ``"skip"`` records it as skipped."""
 
 
 class ScheduleState(StrEnum):
@@ -98,8 +109,34 @@ class ScheduleInfo(WireModel):
     failure_count: int = 0
     """Runs that failed, timed out or could not start."""
     skip_count: int = 0
+    catch_up: CatchUpPolicy | None = None
+    """This schedule's catch-up policy; ``None``: the server's ``scheduling.catch_up``
+    (protocol 1.6)."""
     created_at: UtcDateTime
     updated_at: UtcDateTime
+
+
+class UpdateScheduleRequest(WireModel):
+    """``PATCH /schedules/{schedule_id}``: change the fields given; absent ones stay as they
+    are, and the schedule keeps its id, counters and history.
+
+    ``schedule_config`` replaces the schedule (cron, interval or once); without a
+    ``timezone`` key it keeps the schedule's current zone. ``timezone`` alone moves the current
+    cron or interval schedule to another zone. A changed schedule fires next at its first time
+    after now (a paused one stays paused). ``null`` clears ``description`` and ``input``, and
+    sets ``catch_up`` back to the server's ``scheduling.catch_up``.
+
+    Unlike other readers, the server refuses a field it does not know (422): a change it would
+    drop must not look applied.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule_config: dict[str, Any] | None = None
+    timezone: str | None = None
+    input: Any = None
+    description: str | None = None
+    catch_up: CatchUpPolicy | None = None
 
 
 class ScheduleRun(WireModel):

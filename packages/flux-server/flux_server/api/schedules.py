@@ -1,4 +1,5 @@
-"""``/schedules``: create, list, show, pause, resume and delete schedules, and their history.
+"""``/schedules``: create, list, show, update, pause, resume and delete schedules, and their
+history.
 
 ``{schedule_id}`` is a schedule's id or its name.
 """
@@ -6,7 +7,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query
-from flux.protocol import CreateScheduleRequest, ScheduleDeleted, ScheduleInfo, ScheduleRun
+from flux.protocol import (
+    CreateScheduleRequest,
+    ScheduleDeleted,
+    ScheduleInfo,
+    ScheduleRun,
+    UpdateScheduleRequest,
+)
 from starlette.responses import Response
 
 from flux_server.api.deps import FluxRoute, RuntimeDep, model_response
@@ -42,6 +49,19 @@ async def create_schedule(body: CreateScheduleRequest, runtime: RuntimeDep) -> R
 async def get_schedule(schedule_id: str, runtime: RuntimeDep) -> ScheduleInfo:
     """A schedule with its next run time and counters."""
     return await runtime.schedules.get(schedule_id)
+
+
+@router.patch("/{schedule_id}", response_model=ScheduleInfo)
+async def update_schedule(
+    schedule_id: str, body: UpdateScheduleRequest, runtime: RuntimeDep
+) -> ScheduleInfo:
+    """Change the fields given (schedule, time zone, input, description, catch-up policy) in
+    place; the others, the counters and the history stay.
+
+    A changed schedule fires next at its first time after now. 400 for an invalid change (the
+    message says why) or an empty one, 422 for an unknown field, 404 for an unknown schedule.
+    """
+    return await runtime.schedules.update(schedule_id, body)
 
 
 @router.post("/{schedule_id}/pause", response_model=ScheduleInfo)

@@ -165,6 +165,7 @@ schedules = sa.Table(
     sa.Column("run_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("failure_count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("skip_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("catch_up", sa.String(8)),  # NULL: scheduling.catch_up (revision 0005)
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Index("ix_schedules_state_next_run_at", "state", "next_run_at"),

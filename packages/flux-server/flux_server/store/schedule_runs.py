@@ -3,7 +3,9 @@ failed), how runs end, and when there is something to do next.
 
 Firing a tick is one transaction: a compare-and-set of the schedule's ``next_run_at`` (only
 one process of any replica changes the row), then the execution and the run (see
-:mod:`flux_server.scheduler`).
+:mod:`flux_server.scheduler`). The claim reads back the row it changed: a tick fires with the
+input the schedule has when it is claimed, and a claim whose schedule or catch-up policy was
+updated since the tick was read is given up (the next pass reads the tick again).
 """
 
 from __future__ import annotations
@@ -42,8 +44,9 @@ class DueTick:
     workflow_name: str
     schedule: dict[str, Any]
     """The schedule's stored configuration (``flux.schedules.schedule_from_config``)."""
-    input: Any
     next_run_at: datetime
+    catch_up: str | None = None
+    """The schedule's own catch-up policy; ``None``: ``scheduling.catch_up``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +68,14 @@ class ScheduleRunStore:
         """Up to ``limit`` active schedules due at ``now``, the most overdue first."""
         async with self.db.read() as conn:
             rows = await conn.execute(
-                sa.select(_S.id, _S.name, _S.workflow_name, _S.schedule, _S.input, _S.next_run_at)
+                sa.select(
+                    _S.id,
+                    _S.name,
+                    _S.workflow_name,
+                    _S.schedule,
+                    _S.next_run_at,
+                    _S.catch_up,
+                )
                 .where(_S.state == ScheduleState.ACTIVE.value, _S.next_run_at <= now)
                 .order_by(_S.next_run_at)
                 .limit(limit)
@@ -87,48 +97,66 @@ class ScheduleRunStore:
         ``next_run_at``, ``None``: never) and record its run: skipped with ``skip``, an error
         without ``workflow``, skipped when the schedule has ``max_concurrent`` unfinished
         executions, else the execution of ``workflow`` started. The run's row; ``None`` when
-        another replica took the tick, or this due time already ran."""
+        another replica took the tick, the schedule was updated since ``tick`` was read, or
+        this due time already ran."""
         due = tick.next_run_at
-        async with self.db.write() as tx:
-            claimed = await tx.conn.execute(
-                _take_tick(tick.id, due).values(
-                    next_run_at=next_run_at,
-                    state=(ScheduleState.ACTIVE if next_run_at else ScheduleState.COMPLETED).value,
-                    updated_at=now,
-                )
-            )
-            if claimed.rowcount != 1:
-                return None  # another replica fired it, or the schedule changed meanwhile
-            recorded = await tx.conn.execute(
-                sa.select(_R.id).where(_R.schedule_id == tick.id, _R.scheduled_for == due)
-            )
-            if recorded.first() is not None:
-                return None  # this due time already ran (a once schedule set back to it)
-            if skip is None and workflow is not None:
-                busy = await _busy(tx, tick.id)
-                if busy >= max_concurrent:
-                    skip = (
-                        f"{busy} executions of this schedule are unfinished "
-                        f"(scheduling.max_concurrent_executions is {max_concurrent})"
+        try:
+            async with self.db.write() as tx:
+                claimed = (
+                    await tx.conn.execute(
+                        _take_tick(tick.id, due)
+                        .values(
+                            next_run_at=next_run_at,
+                            state=(
+                                ScheduleState.ACTIVE if next_run_at else ScheduleState.COMPLETED
+                            ).value,
+                            updated_at=now,
+                        )
+                        .returning(_S.schedule, _S.catch_up, _S.input)
                     )
-            run: dict[str, Any] = {
-                "id": new_id(),
-                "schedule_id": tick.id,
-                "scheduled_for": due,
-                "fired_at": now,
-            }
-            if skip is not None:
-                run.update(state=ScheduleRunState.SKIPPED.value, error=skip)
-                counters: dict[str, Any] = {"skip_count": _S.skip_count + 1}
-            elif workflow is None:
-                run.update(state=ScheduleRunState.ERROR.value, error=error, finished_at=now)
-                counters = {"failure_count": _S.failure_count + 1}
-            else:
-                status = await self.executions.create_in(tx, workflow, tick.input)
-                run.update(state=ScheduleRunState.STARTED.value, execution_id=status.execution_id)
-                counters = {"run_count": _S.run_count + 1, "last_run_at": now}
-            await tx.conn.execute(sa.insert(schedule_runs).values(run))
-            await tx.conn.execute(sa.update(schedules).where(_S.id == tick.id).values(**counters))
+                ).first()
+                if claimed is None:
+                    return None  # another replica fired it, or the schedule changed meanwhile
+                if (claimed.schedule, claimed.catch_up) != (tick.schedule, tick.catch_up):
+                    # Updated to a schedule due at this same time: ``next_run_at`` and ``skip``
+                    # were worked out from the old one. The next pass fires it as it is now.
+                    raise _Updated
+                recorded = await tx.conn.execute(
+                    sa.select(_R.id).where(_R.schedule_id == tick.id, _R.scheduled_for == due)
+                )
+                if recorded.first() is not None:
+                    return None  # this due time already ran (a once schedule set back to it)
+                if skip is None and workflow is not None:
+                    busy = await _busy(tx, tick.id)
+                    if busy >= max_concurrent:
+                        skip = (
+                            f"{busy} executions of this schedule are unfinished "
+                            f"(scheduling.max_concurrent_executions is {max_concurrent})"
+                        )
+                run: dict[str, Any] = {
+                    "id": new_id(),
+                    "schedule_id": tick.id,
+                    "scheduled_for": due,
+                    "fired_at": now,
+                }
+                if skip is not None:
+                    run.update(state=ScheduleRunState.SKIPPED.value, error=skip)
+                    counters: dict[str, Any] = {"skip_count": _S.skip_count + 1}
+                elif workflow is None:
+                    run.update(state=ScheduleRunState.ERROR.value, error=error, finished_at=now)
+                    counters = {"failure_count": _S.failure_count + 1}
+                else:
+                    status = await self.executions.create_in(tx, workflow, claimed.input)
+                    run.update(
+                        state=ScheduleRunState.STARTED.value, execution_id=status.execution_id
+                    )
+                    counters = {"run_count": _S.run_count + 1, "last_run_at": now}
+                await tx.conn.execute(sa.insert(schedule_runs).values(run))
+                await tx.conn.execute(
+                    sa.update(schedules).where(_S.id == tick.id).values(**counters)
+                )
+        except _Updated:
+            return None
         return run
 
     async def disable(self, tick: DueTick, now: datetime, error: str) -> bool:
@@ -259,6 +287,10 @@ def _aware(value: Any) -> datetime | None:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class _Updated(Exception):
+    """Rolls back a claim whose schedule was updated since its tick was read."""
 
 
 def _take_tick(schedule_id: str, due: datetime) -> sa.Update:

@@ -1,8 +1,15 @@
-"""Schedules as clients manage them: create, read, pause, resume, delete, history, and the
-``<workflow><suffix>`` schedules that follow a workflow's ``schedule=`` option.
+"""Schedules as clients manage them: create, read, update, pause, resume, delete, history, and
+the ``<workflow><suffix>`` schedules that follow a workflow's ``schedule=`` option.
 
 Firing lives in :mod:`flux_server.scheduler`; every change here sends the ``schedules`` note so
 the scheduler of each replica re-reads when to wake up.
+
+An update is one conditional write, a compare-and-set like the scheduler's tick claim: it
+reads the row, works out the new values, and writes them only if the row still has the
+``updated_at``, ``state`` and ``next_run_at`` it read (every write that matters to it changes
+one of them), else reads again. A tick claimed first has fired and the update moves on from
+it; an update committed first leaves the claim matching no row, so the old schedule's pending
+tick does not fire and the new schedule takes over from now. No tick fires twice either way.
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import builtins
 import logging
 import re
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +32,7 @@ from flux.protocol import (
     ScheduleRun,
     ScheduleRunState,
     ScheduleState,
+    UpdateScheduleRequest,
 )
 from flux.schedules import OnceSchedule, Schedule, schedule_from_config
 
@@ -33,6 +41,12 @@ from flux_server.db.tables import executions, schedule_runs, schedules, workflow
 from flux_server.notes import SCHEDULES
 from flux_server.source import WorkflowDefinition
 from flux_server.store._common import new_id
+from flux_server.store._schedule_changes import (
+    SCHEDULE_FIELDS,
+    due_text,
+    first_run,
+    update_values,
+)
 from flux_server.store.workflows import WorkflowStore
 
 __all__ = ["ScheduleStore", "first_run", "run_state"]
@@ -44,6 +58,7 @@ _R = schedule_runs.c
 _E = executions.c
 # Names travel in URL paths (/schedules/{name}/...): the characters workflow names may use.
 _NAME = re.compile(r"[\w.\- ]{1,255}")
+_UPDATE_ATTEMPTS = 5
 _FINISHED_RUN = {
     ExecutionState.COMPLETED: ScheduleRunState.COMPLETED,
     ExecutionState.FAILED: ScheduleRunState.FAILED,
@@ -54,15 +69,6 @@ _FINISHED_RUN = {
 def run_state(execution_state: ExecutionState) -> ScheduleRunState:
     """The run state a finished execution settles its run in."""
     return _FINISHED_RUN[execution_state]
-
-
-def first_run(schedule: Schedule, now: datetime, once_tolerance: float) -> datetime | None:
-    """When a new (or resumed) schedule fires first; ``None`` when a ``once`` schedule's time
-    is more than ``once_tolerance`` seconds past (one less late than that fires at once)."""
-    if isinstance(schedule, OnceSchedule):
-        late = now - schedule.run_at
-        return schedule.run_at if late <= timedelta(seconds=once_tolerance) else None
-    return schedule.next_run_after(now)
 
 
 def _check_name(name: str) -> str:
@@ -161,6 +167,57 @@ class ScheduleStore:
             ) from None
         return _info(row)
 
+    async def update(self, ref: str, request: UpdateScheduleRequest) -> ScheduleInfo:
+        """Change the fields ``request`` carries (see :class:`UpdateScheduleRequest`) in one
+        conditional write; the id, counters and history stay.
+
+        Raises:
+            NotFoundError: no such schedule.
+            UsageError: nothing to change, or ``null`` where a value is needed.
+            InvalidScheduleError: the new schedule is invalid (the message says why), or a
+                ``once`` time that is past.
+            ConflictError: the schedule kept changing under this update (retry).
+        """
+        given = request.model_fields_set
+        if not given:
+            raise UsageError(
+                "nothing to change: give one or more of schedule_config, timezone, input, "
+                "description, catch_up"
+            )
+        for key in sorted(given & SCHEDULE_FIELDS):
+            if getattr(request, key) is None:
+                raise UsageError(f"{key} cannot be null: a schedule always has one")
+        for _ in range(_UPDATE_ATTEMPTS):
+            async with self.db.read() as conn:
+                row = await self._find(conn, ref)
+            now = utcnow()
+            values = update_values(row, request, now, self.settings.once_schedule_tolerance)
+            async with self.db.write() as tx:
+                written = (
+                    await tx.conn.execute(
+                        sa.update(schedules)
+                        .where(
+                            _S.id == row.id,
+                            _S.updated_at == row.updated_at,
+                            _S.state == row.state,
+                            _S.next_run_at.is_not_distinct_from(row.next_run_at),
+                        )
+                        .values(updated_at=now, **values)
+                        .returning(*schedules.c)
+                    )
+                ).first()
+                if written is not None:
+                    tx.notify(SCHEDULES)
+            if written is not None:
+                return _info(written)
+            # Changed meanwhile (a tick fired, a pause, another update): read it again, by id
+            # so that a schedule deleted and created again under the name is not the one changed.
+            ref = row.id
+        raise ConflictError(
+            f"schedule {row.name!r} kept changing while it was being updated; try again",
+            schedule=row.name,
+        )
+
     async def pause(self, ref: str) -> ScheduleInfo:
         """Stop firing (idempotent). Raises ConflictError for a completed schedule."""
         async with self.db.write() as tx:
@@ -184,7 +241,7 @@ class ScheduleStore:
                 next_run_at = first_run(schedule, now, self.settings.once_schedule_tolerance)
                 if next_run_at is None:
                     raise ConflictError(
-                        f"schedule {row.name!r} was due once at {_due(schedule)}, which passed "
+                        f"schedule {row.name!r} was due once at {due_text(schedule)}, which passed "
                         "while it was paused; create a new schedule",
                         schedule=row.name,
                     )
@@ -296,6 +353,7 @@ def _new_row(
         "run_count": 0,
         "failure_count": 0,
         "skip_count": 0,
+        "catch_up": None,
         "created_at": now,
         "updated_at": now,
     }
@@ -306,10 +364,6 @@ def _completed(name: str, action: str) -> ConflictError:
         f"schedule {name!r} has completed (a once schedule that ran); nothing to {action}",
         schedule=name,
     )
-
-
-def _due(schedule: Schedule) -> str:
-    return schedule.run_at.isoformat() if isinstance(schedule, OnceSchedule) else str(schedule)
 
 
 def _info(row: Any) -> ScheduleInfo:
@@ -328,6 +382,7 @@ def _info(row: Any) -> ScheduleInfo:
         run_count=get("run_count"),
         failure_count=get("failure_count"),
         skip_count=get("skip_count"),
+        catch_up=get("catch_up"),
         created_at=get("created_at"),
         updated_at=get("updated_at"),
     )
