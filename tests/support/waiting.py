@@ -66,7 +66,7 @@ async def wait_until_async(
                 if inspect.isawaitable(value):
                     value = await value
                 if value:
-                    return value  # type: ignore[no-any-return]  # the awaited T
+                    return value
                 await asyncio.sleep(interval)  # the polling period, not a wait for state
     except TimeoutError:
         if not limit.expired():
