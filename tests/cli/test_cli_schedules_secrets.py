@@ -102,6 +102,15 @@ class FakeFlux:
                     failure_count=0,
                 )
                 return _json(created, 201)
+            case ["schedules", ref] if method == "PATCH":
+                changes = json.loads(request.content)
+                config = changes.pop("schedule_config", None)
+                if config is not None:
+                    changes["schedule_config"] = config
+                if "timezone" in changes:
+                    zone = changes.pop("timezone")
+                    changes["schedule_config"] = {**schedule().schedule_config, "timezone": zone}
+                return _json(schedule(ref, **changes))
             case ["schedules", ref] if method == "DELETE":
                 return _json(ScheduleDeleted(id=f"id-{ref}", name=ref))
             case ["schedules", ref]:
@@ -265,6 +274,90 @@ def test_show_pause_resume_delete(cli: Cli, flux: FakeFlux) -> None:
     assert deleted.exit_code == 0
     assert "Deleted schedule 'daily_report'" in deleted.stdout
     assert flux.requests[-1].method == "DELETE"
+
+
+def test_update_sends_only_what_is_given(cli: Cli, flux: FakeFlux) -> None:
+    result = cli(
+        "schedule", "update", "daily_report", "--cron", "0 10 * * *", "--description", "Later",
+        fake=flux,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    request = flux.requests[-1]
+    assert (request.method, request.url.path) == ("PATCH", "/schedules/daily_report")
+    # No zone given: none is sent, and the server keeps the schedule's own.
+    assert flux.body() == {
+        "schedule_config": {"type": "cron", "cron_expression": "0 10 * * *"},
+        "description": "Later",
+    }
+    assert "cron '0 10 * * *' (UTC)" in result.stdout and "Later" in result.stdout
+
+    cli("schedule", "update", "id-daily_report", "--timezone", "Europe/Lisbon", fake=flux)
+    assert flux.body() == {"timezone": "Europe/Lisbon"}
+
+    result = cli(
+        "schedule", "update", "daily_report",
+        "--interval-minutes", "90", "--timezone", "Asia/Tokyo",
+        "--input", '{"full": true}', "--catch-up", "skip", "--format", "json",
+        fake=flux,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert flux.body() == {
+        "schedule_config": {
+            "type": "interval",
+            "interval_seconds": 5400,
+            "timezone": "Asia/Tokyo",
+            "start_at": None,
+        },
+        "input": {"full": True},
+        "catch_up": "skip",
+    }
+    shown = json.loads(result.stdout)
+    assert (shown["catch_up"], shown["input"]) == ("skip", {"full": True})
+
+    # A once time without an offset goes as given, for the server to read in the zone.
+    cli("schedule", "update", "daily_report", "--once", "2030-01-01T09:00:00", fake=flux)
+    assert flux.body() == {"schedule_config": {"type": "once", "run_at": "2030-01-01T09:00:00"}}
+
+    # Clearing: an empty description, null input, the server's catch-up policy.
+    result = cli(
+        "schedule", "update", "daily_report",
+        "--description", "", "--input", "null", "--catch-up", "default",
+        fake=flux,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert flux.body() == {"description": None, "input": None, "catch_up": None}
+    assert "default (the server's scheduling.catch_up)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "nothing to change"),
+        (["--cron", "61 * * * *"], "invalid cron expression '61 * * * *'"),
+        (["--timezone", "Mars/Olympus"], "unknown timezone 'Mars/Olympus'"),
+        (["--cron", "@daily", "--timezone", "Mars/Olympus"], "unknown timezone 'Mars/Olympus'"),
+        (["--cron", "@daily", "--once", "2030-01-01"], "give at most one of --cron"),
+        (["--interval-seconds", "0"], "longer than zero"),
+        (["--once", "next tuesday"], "next tuesday"),
+        (["--input", "{bad"], "not valid JSON"),
+        (["--catch-up", "sometimes"], "--catch-up"),
+    ],
+)
+def test_update_usage_errors_exit_2_without_a_request(
+    cli: Cli, flux: FakeFlux, args: list[str], message: str
+) -> None:
+    result = cli("schedule", "update", "daily_report", *args, fake=flux)
+    assert message in one_line_error(result, 2)
+    assert flux.requests == []
+
+
+def test_update_server_errors_are_one_line(cli: Cli, flux: FakeFlux) -> None:
+    flux.fail_with = (400, "run_at 2001-01-01T00:00:00+00:00 is in the past; give a future time")
+    result = cli("schedule", "update", "launch", "--once", "2001-01-01T00:00:00Z", fake=flux)
+    assert "is in the past" in one_line_error(result, 1)
+    flux.fail_with = (404, "no schedule 'nope' (by id or name)")
+    result = cli("schedule", "update", "nope", "--description", "x", fake=flux)
+    assert "no schedule 'nope'" in one_line_error(result, 1)
 
 
 def test_history(cli: Cli, flux: FakeFlux) -> None:

@@ -1,8 +1,9 @@
-"""``flux schedule ...``: create, list, show, pause, resume and delete schedules, and see their
-history. ``SCHEDULE`` arguments take a schedule's id or its name."""
+"""``flux schedule ...``: create, list, show, update, pause, resume and delete schedules, and see
+their history. ``SCHEDULE`` arguments take a schedule's id or its name."""
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
@@ -34,6 +35,39 @@ app = typer.Typer(
 ScheduleArg = Annotated[
     str,
     typer.Argument(metavar="SCHEDULE", help="Schedule id or name.", show_default=False),
+]
+
+
+class CatchUp(StrEnum):
+    ONCE = "once"
+    SKIP = "skip"
+    DEFAULT = "default"
+
+
+_CronOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cron", metavar="EXPR", help="Cron expression, e.g. '0 9 * * MON-FRI' or '@daily'."
+    ),
+]
+_SecondsOption = Annotated[
+    float | None, typer.Option("--interval-seconds", metavar="N", help="Run every N seconds.")
+]
+_MinutesOption = Annotated[
+    float | None, typer.Option("--interval-minutes", metavar="N", help="Run every N minutes.")
+]
+_HoursOption = Annotated[
+    float | None, typer.Option("--interval-hours", metavar="N", help="Run every N hours.")
+]
+_DaysOption = Annotated[
+    float | None, typer.Option("--interval-days", metavar="N", help="Run every N days.")
+]
+_OnceOption = Annotated[
+    str | None,
+    typer.Option("--once", metavar="ISO", help="Run once at this time (ISO 8601)."),
+]
+_DescriptionOption = Annotated[
+    str | None, typer.Option("--description", help="What the schedule is for.")
 ]
 
 
@@ -98,28 +132,12 @@ def create(
     name: Annotated[
         str, typer.Argument(metavar="NAME", help="Name of the new schedule.", show_default=False)
     ],
-    cron_expression: Annotated[
-        str | None,
-        typer.Option(
-            "--cron", metavar="EXPR", help="Cron expression, e.g. '0 9 * * MON-FRI' or '@daily'."
-        ),
-    ] = None,
-    interval_seconds: Annotated[
-        float | None, typer.Option("--interval-seconds", metavar="N", help="Run every N seconds.")
-    ] = None,
-    interval_minutes: Annotated[
-        float | None, typer.Option("--interval-minutes", metavar="N", help="Run every N minutes.")
-    ] = None,
-    interval_hours: Annotated[
-        float | None, typer.Option("--interval-hours", metavar="N", help="Run every N hours.")
-    ] = None,
-    interval_days: Annotated[
-        float | None, typer.Option("--interval-days", metavar="N", help="Run every N days.")
-    ] = None,
-    once_at: Annotated[
-        str | None,
-        typer.Option("--once", metavar="ISO", help="Run once at this time (ISO 8601)."),
-    ] = None,
+    cron_expression: _CronOption = None,
+    interval_seconds: _SecondsOption = None,
+    interval_minutes: _MinutesOption = None,
+    interval_hours: _HoursOption = None,
+    interval_days: _DaysOption = None,
+    once_at: _OnceOption = None,
     timezone: Annotated[
         str | None,
         typer.Option(
@@ -129,9 +147,7 @@ def create(
             "Default: UTC.",
         ),
     ] = None,
-    description: Annotated[
-        str | None, typer.Option("--description", help="What the schedule is for.")
-    ] = None,
+    description: _DescriptionOption = None,
     input: Annotated[
         str | None,
         typer.Option(
@@ -153,6 +169,87 @@ def create(
     value = parse_json(input, "--input")
     with client(ctx) as flux:
         info = flux.create_schedule(workflow, name, schedule, description=description, input=value)
+    _print(info, format)
+
+
+@app.command("update")
+def update(
+    ctx: typer.Context,
+    schedule: ScheduleArg,
+    cron_expression: _CronOption = None,
+    interval_seconds: _SecondsOption = None,
+    interval_minutes: _MinutesOption = None,
+    interval_hours: _HoursOption = None,
+    interval_days: _DaysOption = None,
+    once_at: _OnceOption = None,
+    timezone: Annotated[
+        str | None,
+        typer.Option(
+            "--timezone",
+            metavar="TZ",
+            help="IANA time zone of the schedule (and of a --once time without offset). "
+            "Default: the zone it has.",
+        ),
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option("--description", help="What the schedule is for ('' clears).")
+    ] = None,
+    input: Annotated[
+        str | None,
+        typer.Option(
+            "--input",
+            metavar="JSON",
+            help="Input of every run, as JSON text (null clears); - reads stdin.",
+        ),
+    ] = None,
+    catch_up: Annotated[
+        CatchUp | None,
+        typer.Option(
+            "--catch-up",
+            case_sensitive=False,
+            help="A tick missed while no server ran: run it once, skip it, or follow the "
+            "server's scheduling.catch_up (default).",
+        ),
+    ] = None,
+    format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Change a schedule in place (at most one of --cron, --interval-*, --once); what is not
+    given stays, and so does its history. A new timing runs from now."""
+    built = _timing(
+        cron_expression=cron_expression,
+        seconds=interval_seconds,
+        minutes=interval_minutes,
+        hours=interval_hours,
+        days=interval_days,
+        once_at=once_at,
+        timezone=timezone,
+        required=False,
+    )
+    changes: dict[str, Any] = {}
+    if built is not None:
+        config = built.to_config()
+        if timezone is None:
+            # No zone in the config: the server reads it in the zone the schedule has.
+            if once_at is not None:
+                config = {"type": "once", "run_at": once_at}
+            config.pop("timezone", None)
+        changes["schedule_config"] = config
+    elif timezone is not None:
+        interval(seconds=1, timezone=timezone)  # flux.schedules' check of the zone
+        changes["timezone"] = timezone
+    if description is not None:
+        changes["description"] = description or None
+    if input is not None:
+        changes["input"] = parse_json(input, "--input")
+    if catch_up is not None:
+        changes["catch_up"] = None if catch_up is CatchUp.DEFAULT else catch_up.value
+    if not changes:
+        raise UsageError(
+            "nothing to change: give --cron, --interval-*, --once, --timezone, --description, "
+            "--input or --catch-up"
+        )
+    with client(ctx) as flux:
+        info = flux.update_schedule(schedule, **changes)
     _print(info, format)
 
 
@@ -222,6 +319,33 @@ def build_schedule(
         UsageError: not exactly one kind is given, or the schedule is invalid (the message
             says why; the CLI exits with code 2).
     """
+    schedule = _timing(
+        cron_expression=cron_expression,
+        seconds=seconds,
+        minutes=minutes,
+        hours=hours,
+        days=days,
+        once_at=once_at,
+        timezone=timezone,
+        required=True,
+    )
+    assert schedule is not None
+    return schedule
+
+
+def _timing(
+    *,
+    cron_expression: str | None,
+    seconds: float | None,
+    minutes: float | None,
+    hours: float | None,
+    days: float | None,
+    once_at: str | None,
+    timezone: str | None,
+    required: bool,
+) -> Schedule | None:
+    """The schedule the timing options describe (``None``: none given, when not
+    ``required``). Raises UsageError."""
     parts = {"seconds": seconds, "minutes": minutes, "hours": hours, "days": days}
     kinds = [
         kind
@@ -232,11 +356,14 @@ def build_schedule(
         )
         if given
     ]
+    if not kinds and not required:
+        return None
     if len(kinds) != 1:
         got = f"got {' and '.join(kinds)}" if kinds else "got none"
         raise UsageError(
-            "give exactly one of --cron EXPR, --interval-seconds/--interval-minutes/"
-            f"--interval-hours/--interval-days N or --once ISO ({got})"
+            f"give {'exactly' if required else 'at most'} one of --cron EXPR, "
+            "--interval-seconds/--interval-minutes/--interval-hours/--interval-days N or "
+            f"--once ISO ({got})"
         )
     zone = timezone or "UTC"
     if cron_expression is not None:
@@ -274,6 +401,7 @@ def _print(info: ScheduleInfo, format: OutputFormat) -> None:
         ("runs", info.run_count),
         ("failures", info.failure_count),
         ("skipped", info.skip_count),
+        ("catch-up", info.catch_up or "default (the server's scheduling.catch_up)"),
     ]
     if info.description:
         pairs.append(("description", info.description))
