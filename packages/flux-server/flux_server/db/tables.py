@@ -72,11 +72,11 @@ executions = sa.Table(
         postgresql_where=sa.text("state IN ('CLAIMED', 'RUNNING', 'CANCELLING')"),
     ),
     sa.Index("ix_executions_offered_to_state", "offered_to", "state"),
-    # Listings newest first (revision 0004): by workflow (and state), and by worker.
+    # Listings newest first (revision 0004): a state's executions of a workflow, of a worker.
     sa.Index(
         "ix_executions_workflow_name_state_created_at", "workflow_name", "state", "created_at"
     ),
-    sa.Index("ix_executions_worker_name_created_at", "worker_name", "created_at"),
+    sa.Index("ix_executions_worker_name_state_created_at", "worker_name", "state", "created_at"),
 )
 
 # How many executions each workflow has in each state (revision 0004), kept by triggers on

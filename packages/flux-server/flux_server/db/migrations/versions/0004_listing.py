@@ -1,5 +1,5 @@
-"""Listing executions: indexes for the newest first by workflow and by worker, and counts of
-executions per workflow and state kept by triggers.
+"""Listing executions: indexes for the newest first of a state by workflow and by worker, and
+counts of executions per workflow and state kept by triggers.
 
 ``GET /executions`` answers with counts per state; counting a million rows takes longer than
 the listing may. The triggers keep them as executions are inserted, change state or are
@@ -7,9 +7,9 @@ deleted, whatever statement does it. On SQLite (one writer) they update the coun
 directly. On PostgreSQL a count row that every write updated would make concurrent writers of
 a workflow wait on each other (and two transactions moving several executions in different
 orders could deadlock), so each change is appended to ``execution_count_changes`` instead;
-about every 4096th change folds the committed ones into ``execution_counts`` in the same
-transaction, under an advisory lock only one transaction at a time takes (the others skip
-folding). Readers add the pending changes to the rows.
+about one change in 4096 (drawn at random) folds the committed ones into ``execution_counts``
+in the same transaction, under an advisory lock only one transaction at a time takes (the
+others skip folding). Readers add the pending changes to the rows.
 
 Revision ID: 0004
 Revises: 0003
@@ -56,21 +56,21 @@ SQLITE_TRIGGERS = (
 
 PG_FUNCTION = f"""
 CREATE FUNCTION flux_count_executions() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    last bigint;
 BEGIN
-    IF TG_OP <> 'INSERT' THEN
+    IF TG_OP = 'UPDATE' THEN
         INSERT INTO execution_count_changes (workflow_name, state, n)
-        VALUES (OLD.workflow_name, OLD.state, -1) RETURNING seq INTO last;
-    END IF;
-    IF TG_OP <> 'DELETE' THEN
+        VALUES (OLD.workflow_name, OLD.state, -1), (NEW.workflow_name, NEW.state, 1);
+    ELSIF TG_OP = 'INSERT' THEN
         INSERT INTO execution_count_changes (workflow_name, state, n)
-        VALUES (NEW.workflow_name, NEW.state, 1) RETURNING seq INTO last;
+        VALUES (NEW.workflow_name, NEW.state, 1);
+    ELSE
+        INSERT INTO execution_count_changes (workflow_name, state, n)
+        VALUES (OLD.workflow_name, OLD.state, -1);
     END IF;
-    IF last % {FOLD_EVERY} = 0 AND pg_try_advisory_xact_lock({FOLD_LOCK}) THEN
+    -- Fold every change this transaction sees (committed, or its own) into the counts.
+    IF random() < 1.0 / {FOLD_EVERY} AND pg_try_advisory_xact_lock({FOLD_LOCK}) THEN
         WITH folded AS (
-            DELETE FROM execution_count_changes WHERE seq <= last
-            RETURNING workflow_name, state, n
+            DELETE FROM execution_count_changes RETURNING workflow_name, state, n
         )
         INSERT INTO execution_counts AS c (workflow_name, state, n)
         SELECT workflow_name, state, sum(n) FROM folded
@@ -100,7 +100,9 @@ def upgrade() -> None:
         ["workflow_name", "state", "created_at"],
     )
     op.create_index(
-        "ix_executions_worker_name_created_at", "executions", ["worker_name", "created_at"]
+        "ix_executions_worker_name_state_created_at",
+        "executions",
+        ["worker_name", "state", "created_at"],
     )
     op.create_table(
         "execution_counts",
@@ -140,5 +142,5 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS flux_count_executions()")
     op.drop_table("execution_count_changes")
     op.drop_table("execution_counts")
-    op.drop_index("ix_executions_worker_name_created_at", table_name="executions")
+    op.drop_index("ix_executions_worker_name_state_created_at", table_name="executions")
     op.drop_index("ix_executions_workflow_name_state_created_at", table_name="executions")
