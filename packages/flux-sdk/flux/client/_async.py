@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -17,12 +18,16 @@ from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
 from flux.client._lean import transport_for
 from flux.protocol import (
+    CancelBatchResponse,
     CatchUpPolicy,
     CheckpointBatchResponse,
     CheckpointItem,
     ClaimBatchResponse,
+    EventPage,
     ExecutionFrame,
+    ExecutionList,
     ExecutionStatus,
+    ExecutionStreamFrame,
     HealthResponse,
     HeartbeatResponse,
     RegisterWorkerRequest,
@@ -247,6 +252,100 @@ class AsyncFluxClient:
             ConflictError: the execution has already finished.
         """
         return await self.send(calls.cancel(name, execution_id, mode))
+
+    # -- executions by id (protocol 1.5) -------------------------------------------------------
+
+    async def list_executions(
+        self,
+        *,
+        workflow: str | None = None,
+        state: str | Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        updated_after: datetime | str | None = None,
+        updated_before: datetime | str | None = None,
+        worker: str | None = None,
+        schedule: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ExecutionList:
+        """A page of executions, newest first, with ``counts`` per state of all that match.
+
+        Every filter given must match: ``workflow`` (a name), ``state`` (one or several),
+        creation and update times (exclusive bounds; a naive datetime is UTC), ``worker``
+        (that holds or ran it), ``schedule`` (id or name of the schedule that started it).
+        For the next page pass the answer's ``next_cursor`` as ``cursor`` with the same
+        filters.
+
+        Raises:
+            UsageError: an unknown state, a bad time, ``limit`` out of 1..500, or a cursor
+                that is not the server's or belongs to other filters.
+        """
+        call = calls.list_executions(
+            workflow=workflow,
+            state=state,
+            created_after=created_after,
+            created_before=created_before,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            worker=worker,
+            schedule=schedule,
+            limit=limit,
+            cursor=cursor,
+        )
+        return await self.send(call)
+
+    async def get_execution(self, execution_id: str, *, detailed: bool = False) -> ExecutionStatus:
+        """An execution by id alone; ``detailed`` adds its events.
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+        """
+        return await self.send(calls.get_execution(execution_id, detailed))
+
+    async def execution_events(
+        self,
+        execution_id: str,
+        *,
+        after: int | None = None,
+        limit: int = 100,
+        types: str | Sequence[str] | None = None,
+        payloads: bool = False,
+    ) -> EventPage:
+        """A page of the execution's events, oldest first, after position ``after`` (each
+        event has its ``position``; the page's ``next_after`` is set when more follow).
+        ``types`` keeps those event types only; ``payloads`` adds values and views.
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+            UsageError: an unknown event type, or ``limit`` out of 1..1000.
+        """
+        call = calls.execution_events(execution_id, after, limit, types, payloads)
+        return await self.send(call)
+
+    def stream_execution(
+        self, execution_id: str, *, after: int | None = None
+    ) -> AsyncIterator[ExecutionStreamFrame]:
+        """Yield a frame per workflow-level event of the execution (its state changes) until
+        it finishes; a pause does not end it. ``after``: a frame's ``position``, to resume
+        after it (a dropped stream loses nothing)."""
+        return self.events(calls.execution_stream(execution_id, after), calls.parse_stream_frame)
+
+    async def rerun(self, execution_id: str, *, new_id: str | None = None) -> ExecutionStatus:
+        """Start the latest version of the execution's workflow again with the same input;
+        the new execution's status. ``new_id`` chooses its id (as ``execution_id`` of
+        :meth:`run` does: a retried rerun starts at most one).
+
+        Raises:
+            ExecutionNotFoundError: no execution has that id.
+        """
+        return await self.send(calls.rerun(execution_id, new_id))
+
+    async def cancel_executions(self, execution_ids: Sequence[str]) -> CancelBatchResponse:
+        """Cancel several executions by id (up to 1000); each result says what its id did:
+        its ``state`` now (CANCELLED, or CANCELLING while its worker unwinds it) or the
+        ``error`` that left it as it was (unknown, already finished)."""
+        return await self.send(calls.cancel_executions(execution_ids))
 
     # -- workers -------------------------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Same methods, arguments and errors as :mod:`flux.client._async`; see there for t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -18,15 +19,19 @@ from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
 from flux.protocol import (
+    CancelBatchResponse,
     CatchUpPolicy,
     CheckpointBatchResponse,
     CheckpointItem,
     CheckpointResponse,
     ClaimBatchResponse,
     ClaimResponse,
+    EventPage,
     EventRecord,
     ExecutionFrame,
+    ExecutionList,
     ExecutionStatus,
+    ExecutionStreamFrame,
     HealthResponse,
     HeartbeatResponse,
     OutputRecord,
@@ -199,6 +204,62 @@ class FluxClient:
 
     def cancel(self, name: str, execution_id: str, *, mode: str = "async") -> ExecutionStatus:
         return self.send(calls.cancel(name, execution_id, mode))
+
+    # -- executions by id (protocol 1.5) -------------------------------------------------------
+
+    def list_executions(
+        self,
+        *,
+        workflow: str | None = None,
+        state: str | Sequence[str] | None = None,
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        updated_after: datetime | str | None = None,
+        updated_before: datetime | str | None = None,
+        worker: str | None = None,
+        schedule: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> ExecutionList:
+        """See :meth:`AsyncFluxClient.list_executions`."""
+        call = calls.list_executions(
+            workflow=workflow,
+            state=state,
+            created_after=created_after,
+            created_before=created_before,
+            updated_after=updated_after,
+            updated_before=updated_before,
+            worker=worker,
+            schedule=schedule,
+            limit=limit,
+            cursor=cursor,
+        )
+        return self.send(call)
+
+    def get_execution(self, execution_id: str, *, detailed: bool = False) -> ExecutionStatus:
+        return self.send(calls.get_execution(execution_id, detailed))
+
+    def execution_events(
+        self,
+        execution_id: str,
+        *,
+        after: int | None = None,
+        limit: int = 100,
+        types: str | Sequence[str] | None = None,
+        payloads: bool = False,
+    ) -> EventPage:
+        return self.send(calls.execution_events(execution_id, after, limit, types, payloads))
+
+    def stream_execution(
+        self, execution_id: str, *, after: int | None = None
+    ) -> Iterator[ExecutionStreamFrame]:
+        return self.events(calls.execution_stream(execution_id, after), calls.parse_stream_frame)
+
+    def rerun(self, execution_id: str, *, new_id: str | None = None) -> ExecutionStatus:
+        return self.send(calls.rerun(execution_id, new_id))
+
+    def cancel_executions(self, execution_ids: Sequence[str]) -> CancelBatchResponse:
+        return self.send(calls.cancel_executions(execution_ids))
 
     # -- workers -------------------------------------------------------------------------------
 
