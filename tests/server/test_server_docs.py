@@ -29,7 +29,7 @@ async def _run(code: str) -> None:
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 async def test_docs_examples_run(server, tmp_path, monkeypatch) -> None:
     blocks = python_blocks(DOCS)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     monkeypatch.chdir(tmp_path)
     (tmp_path / "hello.py").write_bytes(HELLO)
     transport = server.client._http._transport

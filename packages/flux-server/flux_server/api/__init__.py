@@ -6,7 +6,15 @@ To add a resource (schedules, admin secrets), write its router module and append
 
 from fastapi import APIRouter
 
-from flux_server.api import admin, executions, health, schedules, workers, workflows
+from flux_server.api import (
+    admin,
+    executions,
+    executions_read,
+    health,
+    schedules,
+    workers,
+    workflows,
+)
 
 __all__ = ["ROUTERS"]
 
@@ -14,6 +22,7 @@ ROUTERS: list[APIRouter] = [
     health.router,
     workflows.router,
     executions.router,
+    executions_read.router,
     workers.router,
     schedules.router,
     admin.router,
