@@ -38,6 +38,7 @@ __all__ = ["COMMAND_MODULES", "OPTIONAL_MODULES", "FluxGroup", "app", "build_app
 
 COMMAND_MODULES: tuple[str, ...] = (
     "flux_cli.workflows",
+    "flux_cli.executions",
     "flux_cli.workers",
     "flux_cli.schedules",
     "flux_cli.secrets",
