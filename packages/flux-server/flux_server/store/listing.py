@@ -3,8 +3,9 @@
 Pages are read by keyset, never by offset: a cursor holds the creation time and id of the last
 item, so every page costs what the first does. Each state a page may hold is read on its own,
 down an index by (state, created_at), (workflow_name, state, created_at) or (worker_name,
-state, created_at), and the branches are merged. Updated-at bounds are checked on the rows
-met, not by an index: that column changes with every checkpoint.
+state, created_at), and the branches are merged; a schedule's executions are looked up by the
+ids its runs hold instead. Updated-at bounds are checked on the rows met, not by an index:
+that column changes with every checkpoint.
 
 Counts filtered by workflow and state only come from ``execution_counts``, which triggers keep
 (revision 0004); counts with any other filter are counted from the rows, a state at a time
@@ -211,6 +212,10 @@ def _page(filters: ExecutionFilters, after: Position | None, n: int) -> sa.Selec
             _C.created_at <= after.created_at,
             sa.or_(_C.created_at < after.created_at, _C.id < after.execution_id),
         ]
+    if filters.schedule is not None:
+        # The schedule's runs lead: few executions, each found by its id, then sorted.
+        conditions += _unindexed_states(filters)
+        return sa.select(*STATUS_COLUMNS).where(*conditions).order_by(*_ORDER).limit(n)
     # One branch per state, each down its index range newest first, then merged: an IN list
     # over the states would walk one index through every state's rows, or sort them all.
     branches = [
@@ -225,6 +230,15 @@ def _page(filters: ExecutionFilters, after: Position | None, n: int) -> sa.Selec
 
 def _states(filters: ExecutionFilters) -> list[str]:
     return [s.value for s in filters.states or ExecutionState]
+
+
+def _unindexed_states(filters: ExecutionFilters) -> list[sa.ColumnElement[bool]]:
+    """The state filter as a condition no index on ``state`` answers: SQLite, without
+    statistics, would otherwise walk a state's whole range rather than look up the ids it
+    is given."""
+    if not filters.states:
+        return []
+    return [_C.state.concat("").in_(_states(filters))]
 
 
 def _counts(conn: sa.Connection, filters: ExecutionFilters) -> dict[ExecutionState, int]:
@@ -249,9 +263,12 @@ def _maintained_counts(filters: ExecutionFilters) -> sa.Select[Any]:
     return sa.select(both.c.state, sa.func.sum(both.c.n)).group_by(both.c.state)
 
 
-def _row_counts(filters: ExecutionFilters) -> sa.CompoundSelect[Any]:
+def _row_counts(filters: ExecutionFilters) -> sa.CompoundSelect[Any] | sa.Select[Any]:
     """The matching rows counted, a state at a time over its index range (as pages read)."""
     conditions = _conditions(filters)
+    if filters.schedule is not None:
+        conditions += _unindexed_states(filters)
+        return sa.select(_C.state, sa.func.count()).where(*conditions).group_by(_C.state)
     return sa.union_all(
         *(
             sa.select(sa.literal(state).label("state"), sa.func.count())
