@@ -290,8 +290,3 @@ async def running_worker(client: AsyncFluxClient, **options: Any) -> AsyncIterat
     finally:
         worker.stop()
         await asyncio.wait_for(task, 60)
-
-
-eventually = wait_until_async
-"""The old name of :func:`tests.support.waiting.wait_until_async`, for tests written against it
-in changes still in flight."""

@@ -32,7 +32,7 @@ async def test_docs_examples_run(server, tmp_path, monkeypatch) -> None:
     assert len(blocks) == 3
     monkeypatch.chdir(tmp_path)
     (tmp_path / "hello.py").write_bytes(HELLO)
-    transport = server.client._http._transport
+    transport = server.transport
 
     class InProcessClient(flux.client.AsyncFluxClient):
         def __init__(self, base_url: str = "", **kwargs: object) -> None:
