@@ -1,6 +1,7 @@
 """The lean transport under the async client, against a raw asyncio server that behaves in
 the ways a real one may: answers chunked, drops idle keep-alive connections, refuses with an
-error body, never answers, or is not there at all; and what goes to httpx's own transport."""
+error body, never answers, or is not there at all; what goes to httpx's own transport; and the
+client's side: requests of a shape as httpx builds them, no cookies kept."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-from flux.client import AsyncFluxClient, StreamCall
-from flux.client._lean import LeanTransport, transport_for
+from flux.client import AsyncFluxClient, Call, StreamCall
+from flux.client._connection import HEAD_LIMIT, Closed, Connection
+from flux.client._http import RequestTemplates, base_headers, request_headers
+from flux.client._lean import LeanClient, LeanTransport, transport_for
 from flux.errors import ApiError, ProtocolError
 from flux.protocol import PROTOCOL_VERSION
 
@@ -251,3 +254,172 @@ async def test_a_posted_event_stream_is_read_as_it_comes() -> None:
 
 def _chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
+
+
+def _same_as_build_request(client: httpx.AsyncClient, call: Call[bytes], built: httpx.Request):
+    wait = httpx.Timeout(5, read=None)
+    expected = client.build_request(
+        call.method,
+        call.path,
+        params=call.params,
+        content=call.content,
+        files=call.files,
+        headers=request_headers(call.token, call.content_type),
+        timeout=wait if call.wait else httpx.USE_CLIENT_DEFAULT,
+    )
+    assert built.method == expected.method
+    assert built.url == expected.url
+    assert built.headers.raw == expected.headers.raw
+    assert built.content == expected.content
+    assert built.extensions == expected.extensions
+
+
+async def test_requests_of_one_shape_are_what_build_request_makes() -> None:
+    def call(method, path, content=None, **fields):
+        return Call(method, path, bytes, content=content, **fields)
+
+    json = {"content_type": "application/json", "token": "token"}
+    shapes = [
+        [call("POST", "/workers/w1/checkpoints", b'{"a":1}', **json),
+         call("POST", "/workers/w1/checkpoints", b'{"a":12345}', **json)],
+        [call("POST", "/workers/w1/claims", **json),
+         call("POST", "/workers/w1/claims", b"", **json)],
+        [call("GET", "/executions/e1"), call("GET", "/executions/e1")],
+        [call("POST", "/workflows/x/run/sync", b"1", wait=True),
+         call("POST", "/workflows/x/run/sync", b"22", wait=True)],
+        [call("GET", "/executions", params={"limit": "5"}),
+         call("GET", "/executions", params={"limit": "6"})],
+    ]  # fmt: skip
+    async with LeanClient(
+        base_url="http://flux.test:8000/under/", headers=base_headers({"X-Extra": "1"}), timeout=5
+    ) as client:
+        templates = RequestTemplates(client, httpx.Timeout(5, read=None))
+        for shape in shapes:
+            for each in shape:
+                _same_as_build_request(client, each, templates.build(each))
+
+
+async def test_the_client_keeps_no_cookies() -> None:
+    async def set_cookie(writer, n):
+        writer.write(_answer(json.dumps(ANSWER).encode(), extra="set-cookie: session=abc\r\n"))
+        return False
+
+    async with serving(set_cookie) as served, AsyncFluxClient(served.url) as client:
+        channel = client.worker("w1", "token")
+        for _ in range(2):
+            assert (await channel.claims(["e1"])).results == []
+        assert await client.send(Call("GET", "/health", bytes)) == json.dumps(ANSWER).encode()
+        http = client._http
+        assert not http.cookies
+        with pytest.raises(AttributeError):
+            http.cookies = {"session": "abc"}
+    assert len(served.requests) == 3
+    assert not any(b"\r\ncookie:" in request.lower() for request in served.requests)
+
+
+class _Scripted(asyncio.Transport):
+    """A transport that answers each write with ``pieces`` (then the end, with ``end``), each
+    delivered to the connection in its own turn of the event loop."""
+
+    def __init__(self, conn: Connection, pieces: list[bytes], end: bool = False) -> None:
+        super().__init__()
+        self.conn, self.pieces, self.end = conn, pieces, end
+        self.written: list[bytes] = []
+        self.closing = False
+
+    def write(self, data) -> None:
+        self.written.append(bytes(data))
+        loop = asyncio.get_running_loop()
+        for piece in self.pieces:
+            loop.call_soon(self.conn.data_received, piece)
+        if self.end:
+            loop.call_soon(self.conn.eof_received)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            asyncio.get_running_loop().call_soon(self.conn.connection_lost, None)
+
+
+def _pieces(answer: bytes, size: int) -> list[bytes]:
+    return [answer[i : i + size] for i in range(0, len(answer), size)]
+
+
+async def _exchange(answer: bytes, size: int, end: bool = False):
+    conn = Connection()
+    transport = _Scripted(conn, _pieces(answer, size), end)
+    conn.connection_made(transport)
+    try:
+        return await conn.exchange(b"POST / HTTP/1.1\r\n\r\n", 5)
+    finally:
+        assert transport.written == [b"POST / HTTP/1.1\r\n\r\n"]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 1000])
+async def test_a_connection_reads_an_answer_arriving_in_pieces(size) -> None:
+    chunked = (
+        b"HTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nx-a:  1 \r\n\r\n"
+        b"5\r\nhello\r\n7;name=value\r\n worl\r\n\r\n1\r\nd\r\n0\r\ntrailer: t\r\n\r\n"
+    )
+    status, headers, body, keep = await _exchange(chunked, size)
+    assert (status, body, keep) == (200, b"hello worl\r\nd", True)
+    assert headers == [(b"Transfer-Encoding", b"chunked"), (b"x-a", b"1")]
+
+    sized = b'HTTP/1.1 409 Conflict\r\ncontent-length: 9\r\nconnection: close\r\n\r\n{"a":\r\n1}'
+    assert (await _exchange(sized, size))[::2] == (409, b'{"a":\r\n1}')
+    assert (await _exchange(sized, size))[3] is False
+
+    no_body = b"HTTP/1.1 204 No Content\r\n\r\n"
+    assert (await _exchange(no_body, size))[2:] == (b"", True)
+
+    old = b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    assert (await _exchange(old, size))[2:] == (b"ok", False)
+    kept = b"HTTP/1.0 200 OK\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\nok"
+    assert (await _exchange(kept, size))[2:] == (b"ok", True)
+
+    unframed = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nto the end"
+    assert (await _exchange(unframed, size, end=True))[2:] == (b"to the end", False)
+
+
+async def test_a_connection_that_ends_or_answers_garbage_fails_the_exchange() -> None:
+    with pytest.raises(Closed):
+        await _exchange(b"", 1, end=True)
+    with pytest.raises(EOFError):
+        await _exchange(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nabc", 2, end=True)
+    with pytest.raises(EOFError):
+        await _exchange(
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nab", 4, end=True
+        )
+    with pytest.raises(ValueError):
+        await _exchange(b"HTTP/1.1 OK\r\n\r\n", 3)
+    with pytest.raises(ValueError):
+        await _exchange(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n", 3)
+    with pytest.raises(ValueError, match="chunk"):
+        await _exchange(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\nab\r\n", 3)
+    with pytest.raises(ValueError, match="too long"):
+        await _exchange(b"HTTP/1.1 200 OK\r\n" + b"x" * (HEAD_LIMIT + 1), 4096)
+    with pytest.raises(TimeoutError):
+        conn = Connection()
+        conn.connection_made(_Scripted(conn, [b"HTTP/1.1 200 OK\r\n"]))
+        await conn.exchange(b"request", 0.05)
+
+
+async def test_an_unframed_answer_ends_with_its_connection_which_is_not_reused() -> None:
+    async def unframed(writer, n):
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+            + f"x-flux-protocol: {PROTOCOL_VERSION}\r\n\r\n".encode()
+            + json.dumps(ANSWER).encode()
+        )
+        return True
+
+    async with serving(unframed) as served, AsyncFluxClient(served.url) as client:
+        channel = client.worker("w1", "token")
+        for _ in range(2):
+            assert (await channel.claims(["e1"])).results == []
+    assert len(served.requests) == 2
+    assert len(set(served.peers)) == 2

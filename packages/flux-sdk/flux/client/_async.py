@@ -15,8 +15,14 @@ from httpx_sse import aconnect_sse
 
 from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
-from flux.client._http import base_headers, check_response, request_headers, unreachable
-from flux.client._lean import transport_for
+from flux.client._http import (
+    RequestTemplates,
+    base_headers,
+    check_response,
+    request_headers,
+    unreachable,
+)
+from flux.client._lean import LeanClient, transport_for
 from flux.protocol import (
     CancelBatchResponse,
     CatchUpPolicy,
@@ -70,6 +76,9 @@ class AsyncFluxClient:
             a plain-HTTP server is reached through :class:`flux.client._lean.LeanTransport`,
             any other (TLS, behind a proxy from the environment) through httpx's own.
         max_connections: concurrent connections to the server, all kept alive.
+
+    Requests go through one :class:`httpx.AsyncClient` (a
+    :class:`flux.client._lean.LeanClient`), which keeps no cookies.
     """
 
     def __init__(
@@ -87,13 +96,14 @@ class AsyncFluxClient:
         limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
-        self._http = httpx.AsyncClient(
+        self._http = LeanClient(
             base_url=base_url,
             timeout=timeout,
             headers=base_headers(headers),
             transport=transport or transport_for(base_url, limits),
             limits=limits,
         )
+        self._requests = RequestTemplates(self._http, httpx.Timeout(timeout, read=None))
 
     @property
     def base_url(self) -> str:
@@ -117,17 +127,8 @@ class AsyncFluxClient:
 
     async def send(self, call: Call[T]) -> T:
         """Send any :class:`Call` (the extension point for endpoints added later)."""
-        timeout = httpx.Timeout(self._timeout, read=None) if call.wait else httpx.USE_CLIENT_DEFAULT
         try:
-            response = await self._http.request(
-                call.method,
-                call.path,
-                params=call.params,
-                content=call.content,
-                files=call.files,
-                headers=request_headers(call.token, call.content_type),
-                timeout=timeout,
-            )
+            response = await self._http.send(self._requests.build(call))
         except httpx.TransportError as exc:
             raise unreachable(exc, self._http.base_url) from exc
         check_response(response)
