@@ -3,6 +3,7 @@ running, paused or queued is ever touched, whatever its age."""
 
 from __future__ import annotations
 
+import textwrap
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -133,6 +134,7 @@ async def test_retention_passes_follow_the_per_workflow_ages(server) -> None:
 
     off = Retention(server.runtime.db, RetentionSettings())
     assert not off.enabled
+    assert not Retention(server.runtime.db, RetentionSettings(max_age_days=float("inf"))).enabled
     keep_forever = RetentionSettings(max_age_days=1, workflows={"keep": None})
     assert await Retention(server.runtime.db, keep_forever).run_once() == 1
     rows, _ = await _left(server)
@@ -141,6 +143,34 @@ async def test_retention_passes_follow_the_per_workflow_ages(server) -> None:
     longer = RetentionSettings(workflows={"keep": 7})
     assert Retention(server.runtime.db, longer).enabled
     assert await Retention(server.runtime.db, longer).run_once() == 0
+    also_forever = RetentionSettings(max_age_days=1, workflows={"keep": float("inf")})
+    assert await Retention(server.runtime.db, also_forever).run_once() == 0
     assert await Retention(server.runtime.db, RetentionSettings(workflows={"keep": 2})).run_once()
     rows, _ = await _left(server)
     assert ids["keep"] not in rows
+
+
+async def test_prune_over_http(server) -> None:
+    await server.register()
+    ids = await _executions_in_every_state(server)
+    await _age(server, 3)
+    assert (await server.client.prune_executions(timedelta(days=5))).deleted == 0
+    answer = await server.client.prune_executions(86_400, workflow="hello")
+    assert answer.deleted == 2
+    rows, _ = await _left(server)
+    assert rows == {ids["paused"], ids["running"], ids["queued"]}
+    refused = await server.http.post("/executions/prune", json={"older_than": 0})
+    assert refused.status_code in (400, 422)
+    assert "older_than" in refused.text
+
+
+def test_the_operations_doc_example_is_valid_settings() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+    (block,) = re.findall(r"```toml\n(.*?)```", doc.read_text(), flags=re.S)
+    settings = RetentionSettings(**tomllib.loads(textwrap.dedent(block))["flux"]["retention"])
+    assert settings.max_age_days == 30 and settings.workflows["nightly_etl"] == 7
+    assert Retention(None, settings).enabled  # type: ignore[arg-type]  # no database needed

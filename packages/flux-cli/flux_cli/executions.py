@@ -1,5 +1,5 @@
 """``flux execution ...``: find executions across workflows, and show, follow the events of,
-rerun or cancel them by id alone."""
+rerun or cancel them by id alone; prune old finished ones."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from flux.domain import EventType, ExecutionState
 from flux.protocol import CancelBatchResponse, EventPage, ExecutionList, ExecutionStatus
 
 from flux_cli.context import client
-from flux_cli.errors import CliError
+from flux_cli.errors import EXIT_USAGE, CliError
 from flux_cli.output import (
     FormatOption,
     OutputFormat,
@@ -201,6 +201,56 @@ def cancel(
     refused = [r.execution_id for r in answer.results if r.error is not None]
     if refused:
         raise CliError(f"not cancelled: {', '.join(refused)}")
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than",
+            help="Age of the last update: a number with s, m, h, d or w (e.g. 30d, 12h).",
+            show_default=False,
+        ),
+    ],
+    workflow: Annotated[
+        str | None, typer.Option("--workflow", "-w", help="Only this workflow's executions.")
+    ] = None,
+    format: FormatOption = OutputFormat.TABLE,
+) -> None:
+    """Delete finished executions older than --older-than, with their events and schedule
+    history. Running, paused and queued executions are never touched."""
+    seconds = parse_age(older_than)
+    with client(ctx) as flux:
+        answer = flux.prune_executions(seconds, workflow=workflow)
+    if format is OutputFormat.JSON:
+        print_json(answer)
+    else:
+        show(f"deleted {answer.deleted} finished execution(s)")
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def parse_age(text: str) -> float:
+    """Seconds in ``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or a plain number of seconds.
+
+    Raises:
+        CliError: anything else, or an age that is not above zero.
+    """
+    raw = text.strip().lower()
+    unit = _UNITS.get(raw[-1:]) if raw else None
+    number = raw[:-1] if unit is not None else raw
+    try:
+        seconds = float(number) * (unit or 1)
+    except ValueError:
+        raise CliError(
+            f"--older-than {text!r}: give a number with s, m, h, d or w, e.g. 30d", EXIT_USAGE
+        ) from None
+    if not seconds > 0:
+        raise CliError(f"--older-than {text!r}: the age must be above zero", EXIT_USAGE)
+    return seconds
 
 
 # -- rendering ----------------------------------------------------------------------------------

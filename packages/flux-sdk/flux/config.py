@@ -123,7 +123,8 @@ class RetentionSettings(_Section):
     max_age_days: float | None = Field(default=None, gt=0)
     """Delete executions finished (last updated) longer ago than this; ``None`` keeps them."""
     workflows: dict[str, float | None] = {}
-    """Per-workflow ages in days, overriding ``max_age_days``; ``None`` keeps that workflow's."""
+    """Per-workflow ages in days, overriding ``max_age_days``; ``None`` or ``inf`` keeps that
+    workflow's."""
     interval: float = Field(default=300.0, gt=0)
     """Seconds between the server's retention passes."""
     batch_size: int = Field(default=500, ge=1, le=10_000)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from datetime import timedelta
 
 from flux.config import RetentionSettings
@@ -57,7 +58,7 @@ class Retention:
     @property
     def enabled(self) -> bool:
         s = self.settings
-        return s.max_age_days is not None or any(v is not None for v in s.workflows.values())
+        return _pruned(s.max_age_days) or any(_pruned(v) for v in s.workflows.values())
 
     async def run(self) -> None:
         while True:
@@ -77,11 +78,11 @@ class Retention:
         s = self.settings
         total = 0
         for workflow, days in sorted(s.workflows.items()):
-            if days is not None:
+            if days is not None and _pruned(days):
                 total += await prune(
                     self.db, days * _DAY, workflow=workflow, batch_size=s.batch_size
                 )
-        if s.max_age_days is not None:
+        if s.max_age_days is not None and _pruned(s.max_age_days):
             total += await prune(
                 self.db,
                 s.max_age_days * _DAY,
@@ -89,3 +90,8 @@ class Retention:
                 batch_size=s.batch_size,
             )
         return total
+
+
+def _pruned(days: float | None) -> bool:
+    """Whether an age deletes anything: ``None`` and ``inf`` (TOML has no null) keep all."""
+    return days is not None and math.isfinite(days)

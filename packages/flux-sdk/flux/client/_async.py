@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -36,6 +36,7 @@ from flux.protocol import (
     ExecutionStreamFrame,
     HealthResponse,
     HeartbeatResponse,
+    PruneResponse,
     RegisterWorkerRequest,
     RegisterWorkerResponse,
     ReleaseResponse,
@@ -347,6 +348,15 @@ class AsyncFluxClient:
         its ``state`` now (CANCELLED, or CANCELLING while its worker unwinds it) or the
         ``error`` that left it as it was (unknown, already finished)."""
         return await self.send(calls.cancel_executions(execution_ids))
+
+    async def prune_executions(
+        self, older_than: float | timedelta, *, workflow: str | None = None
+    ) -> PruneResponse:
+        """Delete finished executions last updated longer ago than ``older_than`` (seconds or
+        a timedelta), of ``workflow`` or of all, with their events and schedule history;
+        running, paused and queued ones are never touched."""
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        return await self.send(calls.prune_executions(seconds, workflow))
 
     # -- workers -------------------------------------------------------------------------------
 

@@ -41,6 +41,8 @@ from flux.protocol import (
     HeartbeatRequest,
     HeartbeatResponse,
     OutputRecord,
+    PruneRequest,
+    PruneResponse,
     RegisterWorkerRequest,
     RegisterWorkerResponse,
     ReleaseRequest,
@@ -370,6 +372,18 @@ def cancel_executions(execution_ids: Sequence[str]) -> Call[CancelBatchResponse]
         "/executions/cancel",
         _model(CancelBatchResponse),
         content=_model_body(CancelBatchRequest(execution_ids=ids)),
+        content_type=_JSON,
+    )
+
+
+def prune_executions(older_than: float, workflow: str | None = None) -> Call[PruneResponse]:
+    if isinstance(older_than, bool) or not isinstance(older_than, int | float) or older_than <= 0:
+        raise UsageError(f"older_than={older_than!r}: give a number of seconds > 0")
+    return Call(
+        "POST",
+        "/executions/prune",
+        _model(PruneResponse),
+        content=_model_body(PruneRequest(older_than=older_than, workflow=workflow)),
         content_type=_JSON,
     )
 

@@ -6,7 +6,7 @@ Same methods, arguments and errors as :mod:`flux.client._async`; see there for t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +35,7 @@ from flux.protocol import (
     HealthResponse,
     HeartbeatResponse,
     OutputRecord,
+    PruneResponse,
     RegisterWorkerRequest,
     RegisterWorkerResponse,
     ReleaseResponse,
@@ -260,6 +261,12 @@ class FluxClient:
 
     def cancel_executions(self, execution_ids: Sequence[str]) -> CancelBatchResponse:
         return self.send(calls.cancel_executions(execution_ids))
+
+    def prune_executions(
+        self, older_than: float | timedelta, *, workflow: str | None = None
+    ) -> PruneResponse:
+        seconds = older_than.total_seconds() if isinstance(older_than, timedelta) else older_than
+        return self.send(calls.prune_executions(seconds, workflow))
 
     # -- workers -------------------------------------------------------------------------------
 

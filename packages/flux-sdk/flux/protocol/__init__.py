@@ -47,6 +47,8 @@ from flux.protocol.executions import (
     ExecutionStatus,
     ExecutionStreamFrame,
     PauseInfo,
+    PruneRequest,
+    PruneResponse,
     RunMode,
 )
 from flux.protocol.frames import (
@@ -141,6 +143,8 @@ __all__ = [
     "OutputRecord",
     "PackageInfo",
     "PauseInfo",
+    "PruneRequest",
+    "PruneResponse",
     "RegisterWorkerRequest",
     "RegisterWorkerResponse",
     "ReleaseRequest",

@@ -42,6 +42,8 @@ __all__ = [
     "ExecutionStatus",
     "ExecutionStreamFrame",
     "PauseInfo",
+    "PruneRequest",
+    "PruneResponse",
     "RunMode",
 ]
 
@@ -159,3 +161,18 @@ class CancelBatchResponse(WireModel):
     """One result per distinct id of the request, in the request's order."""
 
     results: list[CancelResult]
+
+
+class PruneRequest(WireModel):
+    """``POST /executions/prune``: delete finished executions last updated more than
+    ``older_than`` seconds ago (of ``workflow``, or of every workflow), with their events and
+    schedule history. Running, paused and queued executions are never touched."""
+
+    older_than: float = Field(gt=0)
+    workflow: str | None = None
+
+
+class PruneResponse(WireModel):
+    """How many executions a prune deleted."""
+
+    deleted: int
