@@ -99,7 +99,51 @@ class Cluster:
                 proc.kill()
 
 
-async def _measure(url: str, workers: int, label: str) -> list[tuple[str, float, str, str]]:
+class _CpuMeter:
+    """CPU seconds of the server and worker processes over a phase, from psutil.
+
+    Throughput on a shared VM drifts with its speed; CPU per execution drifts less and tells
+    a slower moment from a costlier code path.
+    """
+
+    def __init__(self, cluster: Cluster) -> None:
+        import psutil
+
+        server, *workers = cluster.procs
+        self._server = psutil.Process(server.pid)
+        self._workers = [psutil.Process(w.pid) for w in workers]
+        self._start = self._read()
+
+    def _read(self) -> tuple[float, float]:
+        def cpu(proc: Any) -> float:
+            times = proc.cpu_times()
+            return float(times.user + times.system)
+
+        return cpu(self._server), sum(cpu(w) for w in self._workers)
+
+    def restart(self) -> None:
+        self._start = self._read()
+
+    def spent(self) -> tuple[float, float]:
+        """Server and worker (all workers) CPU seconds since the start."""
+        server, workers = self._read()
+        return server - self._start[0], workers - self._start[1]
+
+
+def _cpu_rows(
+    label: str, what: str, spent: tuple[float, float], per: int, scale: float, unit: str
+) -> list[tuple[str, float, str, str]]:
+    server, workers = (s / per * scale for s in spent)
+    return [
+        (f"{label} server CPU per {what}", server, unit, "-"),
+        (f"{label} worker CPU per {what}", workers, unit, "-"),
+        (f"{label} server+worker CPU per {what}", server + workers, unit, "-"),
+    ]
+
+
+async def _measure(cluster: Cluster, workers: int, label: str) -> list[tuple[str, float, str, str]]:
+    url = cluster.url
+    meter = _CpuMeter(cluster)
     rows: list[tuple[str, float, str, str]] = []
     async with AsyncFluxClient(url, timeout=120) as client:
         await client.register_workflows(ROOT / "bench" / "workflows.py")
@@ -132,20 +176,27 @@ async def _measure(url: str, workers: int, label: str) -> list[tuple[str, float,
                     await asyncio.sleep(0.02)
 
         prober = asyncio.create_task(probe())
+        meter.restart()
         load = await run_many(url, "bench_one", 1, N_WORKFLOWS, concurrency=64)
+        spent = meter.spent()
         stop.set()
         await prober
         load.raise_for_failures()
         rows.append((f"{label} workflows/s ({workers} worker)", load.rate, "wf/s", ">= 500"))
+        what = f"workflow ({workers} worker)"
+        rows += _cpu_rows(label, what, spent, N_WORKFLOWS, 1e6, "us")
         if health:
             rows.append((f"{label} /health p99 under load", _pct(health, 99), "ms", "-"))
         rows.append((f"{label} client CPU during workflows/s", load.cpu_share * 100, "% core", "-"))
 
         n_wf, n_tasks = 20, 500
+        meter.restart()
         load = await run_many(url, "bench_tasks", n_tasks, n_wf, concurrency=n_wf)
+        spent = meter.spent()
         load.raise_for_failures()
         rate = n_wf * n_tasks / load.elapsed
         rows.append((f"{label} tasks/s ({workers} worker)", rate, "tasks/s", ">= 3000"))
+        rows += _cpu_rows(label, f"task ({workers} worker)", spent, n_wf * n_tasks, 1e6, "us")
 
         if workers == 1:
             # Rounds over the history sizes rather than one size after another: the database
@@ -194,7 +245,7 @@ def _run_backend(label: str, url_for: Any) -> list[tuple[str, float, str, str]]:
             cluster = Cluster(Path(tmp), url_for(Path(tmp)))
             try:
                 cluster.start(workers)
-                rows += asyncio.run(_measure(cluster.url, workers, label))
+                rows += asyncio.run(_measure(cluster, workers, label))
                 if workers == 1:
                     import psutil
 
