@@ -21,10 +21,13 @@ $(PY):
 
 # Bytecode is compiled at install: the machines set PYTHONDONTWRITEBYTECODE, and without .pyc
 # files every process (server, worker, each test's subprocess) compiles its imports again.
+# uv compiles only what it installs in that call, so site-packages is compiled here as well
+# (an existing .venv otherwise never gets its .pyc files); up-to-date files are skipped.
 install: $(PY)  ## create .venv with the pinned dependencies and all packages (editable)
 	$(UV) pip install -q --compile-bytecode --python $(PY) -r requirements.lock
 	$(UV) pip install -q --python $(PY) --no-deps $(foreach p,$(PACKAGES),-e $(p))
-	$(PY) -m compileall -q $(PACKAGES)
+	$(PY) -m compileall -q -j 0 $(PACKAGES) \
+	  "$$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')"
 
 lock:  ## re-pin requirements.lock from pyproject.toml (uv.lock stays local)
 	$(UV) lock && $(UV) export --frozen --no-emit-workspace --all-groups -o requirements.lock
