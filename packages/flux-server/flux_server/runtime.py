@@ -54,6 +54,8 @@ class Runtime:
         self.scheduler = Scheduler(self.db, self.executions, self.workflows, options.scheduling)
         self.retention = Retention(self.db, options.retention)
         self.auth: Authenticator | None = None
+        self.stopping = False
+        """Set when the server starts shutting down: ``/ready`` answers 503 from then on."""
         self._tasks: list[asyncio.Task[Any]] = []
         self._chores: set[asyncio.Task[Any]] = set()
 
@@ -88,7 +90,24 @@ class Runtime:
                     await ready.wait()
         self.dispatcher.wake()
 
+    async def readiness(self) -> dict[str, str]:
+        """What ``GET /ready`` reports: each check ``ok``, or why not."""
+        from flux_server.db.migrate import applied, heads
+
+        checks = {"server": "stopping" if self.stopping else "ok"}
+        try:
+            await self.db.ping()
+        except Exception as exc:  # any failure to answer is the answer
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+            checks["migrations"] = "unknown"
+            return checks
+        checks["database"] = "ok"
+        at, head = await applied(self.db), sorted(heads())
+        checks["migrations"] = "ok" if at == head else f"at {at or 'none'}, head {head}"
+        return checks
+
     async def stop(self) -> None:
+        self.stopping = True
         self.hub.close_all()
         await self.scheduler.stop()
         tasks = [*self._tasks, *self._chores]

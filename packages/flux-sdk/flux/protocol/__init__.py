@@ -64,7 +64,7 @@ from flux.protocol.frames import (
     parse_execution_frame,
     parse_worker_frame,
 )
-from flux.protocol.health import HealthResponse
+from flux.protocol.health import HealthResponse, ReadyResponse
 from flux.protocol.schedules import (
     SCHEDULE_RUN_FAILURES,
     CatchUpPolicy,
@@ -145,6 +145,7 @@ __all__ = [
     "PauseInfo",
     "PruneRequest",
     "PruneResponse",
+    "ReadyResponse",
     "RegisterWorkerRequest",
     "RegisterWorkerResponse",
     "ReleaseRequest",

@@ -12,7 +12,7 @@ from alembic.script import ScriptDirectory
 
 from flux_server.db.database import Database
 
-__all__ = ["VERSION_TABLE", "alembic_config", "heads", "upgrade"]
+__all__ = ["VERSION_TABLE", "alembic_config", "applied", "heads", "upgrade"]
 
 VERSION_TABLE = "flux_alembic_version"
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -42,3 +42,15 @@ async def upgrade(db: Database, revision: str = "head") -> None:
 
 def _upgrade(connection: sa.Connection, revision: str) -> None:
     command.upgrade(alembic_config(connection), revision)
+
+
+async def applied(db: Database) -> list[str]:
+    """The revisions the database's schema is at (empty before the first migration)."""
+
+    def read(conn: sa.Connection) -> list[str]:
+        if not sa.inspect(conn).has_table(VERSION_TABLE):
+            return []
+        rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}"))
+        return sorted(r[0] for r in rows)
+
+    return await db.run_read(read)
