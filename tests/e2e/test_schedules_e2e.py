@@ -102,6 +102,9 @@ def test_two_replicas_fire_each_tick_once(tmp_path: Path, pg_url: str) -> None:
     env = {
         "FLUX_SCHEDULING__POLL_INTERVAL": "1",
         "FLUX_SCHEDULING__MAX_CONCURRENT_EXECUTIONS": "1000",
+        # Replicas of one database share its secrets key (a replica with another refuses to
+        # start); each home would otherwise generate its own.
+        "FLUX_SECURITY__ENCRYPTION_KEY": "key-material-shared-by-both-replicas-0123",
     }
     replicas = [make_cluster(tmp_path / name, pg_url, **env) for name in ("a", "b")]
     names = [f"tick-{i}" for i in range(4)]

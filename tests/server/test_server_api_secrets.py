@@ -8,7 +8,8 @@ import stat
 
 import pytest
 import sqlalchemy as sa
-from flux.errors import ApiError, NotFoundError
+from flux.errors import ApiError, NotFoundError, UsageError
+from flux_server.db.tables import server_state
 from server_support import HELLO
 
 VALUE = "pa55-w0rd-that-must-not-leak"
@@ -105,7 +106,13 @@ async def test_a_different_key_is_a_clear_error(start_server, caplog) -> None:
     await first.register(HELLO)
     await first.client.set_secret("API_KEY", VALUE)
 
-    other = await start_server(encryption_key="another-key-entirely-0123456789abcdef")
+    other_key = "another-key-entirely-0123456789abcdef"
+    with pytest.raises(UsageError, match="is not the one this database's secrets"):
+        await start_server(encryption_key=other_key)  # refused at start since revision 0006
+    # A database whose key was never recorded (written before 0006) lets such a server start;
+    # reading a secret then says what is wrong.
+    await first.runtime.db.run_write(lambda tx: tx.conn.execute(sa.delete(server_state)))
+    other = await start_server(encryption_key=other_key)
     with pytest.raises(ApiError) as caught:
         await other.client.get_secret("API_KEY")
     assert caught.value.status_code == 500

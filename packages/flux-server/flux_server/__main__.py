@@ -77,7 +77,9 @@ def _serve(options: ServerOptions, level: str) -> int:
     from flux._gc import settle_startup_objects
 
     from flux_server.app import create_app
+    from flux_server.runtime import preflight
 
+    asyncio.run(preflight(options))  # a refusal is one line (main catches FluxError)
     app = create_app(options)
     settle_startup_objects()
     uvicorn.run(

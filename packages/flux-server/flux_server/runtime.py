@@ -20,9 +20,10 @@ from flux_server.retention import Retention
 from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
 from flux_server.store.schedules import ScheduleStore
+from flux_server.store.server_state import check_secrets_key
 from flux_server.watchers import Watchers
 
-__all__ = ["Runtime"]
+__all__ = ["Runtime", "preflight", "secrets_key"]
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ class Runtime:
         self._chores: set[asyncio.Task[Any]] = set()
 
     def _secrets_key(self) -> bytes:
-        from flux.secrets import load_or_create_key
-
-        return load_or_create_key(self.options.home, self.options.encryption_key)
+        return secrets_key(self.options)
 
     @property
     def authenticator(self) -> Authenticator:
@@ -70,7 +69,12 @@ class Runtime:
         return self.auth
 
     async def start(self) -> None:
-        await upgrade(self.db)
+        try:
+            await upgrade(self.db)
+            await check_secrets_key(self.db, await asyncio.to_thread(self._secrets_key))
+        except BaseException:  # refused to start: nothing is left open
+            await self.db.dispose()
+            raise
         token = await asyncio.to_thread(
             load_bootstrap_token, self.options.bootstrap_token, self.options.home
         )
@@ -154,3 +158,25 @@ class Runtime:
             self.scheduler.wake()
         else:
             log.debug("ignoring unknown note %r", note)
+
+
+def secrets_key(options: ServerOptions) -> bytes:
+    """The key the server's secrets are encrypted with (:func:`flux.secrets.load_or_create_key`)."""
+    from flux.secrets import load_or_create_key
+
+    return load_or_create_key(options.home, options.encryption_key)
+
+
+async def preflight(options: ServerOptions) -> None:
+    """What starting would refuse, checked before serving so that ``flux-server`` can say it in
+    one line: migrate the database, then check this server's secrets key against it.
+
+    Raises:
+        UsageError: the key is not the database's (see :func:`check_secrets_key`).
+    """
+    db = Database(options.database_url)
+    try:
+        await upgrade(db)
+        await check_secrets_key(db, await asyncio.to_thread(secrets_key, options))
+    finally:
+        await db.dispose()

@@ -16,6 +16,7 @@ __all__ = [
     "schedule_runs",
     "schedules",
     "secrets",
+    "server_state",
     "workers",
     "workflows",
 ]
@@ -193,4 +194,14 @@ schedule_runs = sa.Table(
     sa.Index("ix_schedule_runs_schedule_id_fired_at", "schedule_id", "fired_at"),
     sa.Index("ix_schedule_runs_state", "state"),
     sa.Index("ix_schedule_runs_execution_id", "execution_id"),
+)
+
+# Values every replica of this database must agree on (revision 0006): ``key_fingerprint`` is
+# that of the secrets key the stored secrets were written with.
+server_state = sa.Table(
+    "server_state",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
 )
