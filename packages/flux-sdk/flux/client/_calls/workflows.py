@@ -1,0 +1,147 @@
+"""Calls for health and workflows: register, read, run, resume, status, cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flux.client._calls._base import (
+    JSON,
+    Call,
+    StreamCall,
+    chosen_id,
+    json_body,
+    mode_of,
+    parse_list,
+    parse_model,
+    seg,
+)
+from flux.errors import UsageError
+from flux.protocol import (
+    CancelMode,
+    ExecutionStatus,
+    HealthResponse,
+    RunMode,
+    WorkflowDetail,
+    WorkflowSummary,
+)
+
+__all__ = [
+    "cancel",
+    "get_workflow",
+    "health",
+    "list_workflows",
+    "register_workflows",
+    "resume",
+    "resume_stream",
+    "run",
+    "run_stream",
+    "status",
+]
+
+
+# -- health --------------------------------------------------------------------------------------
+
+
+def health() -> Call[HealthResponse]:
+    return Call("GET", "/health", parse_model(HealthResponse))
+
+
+# -- workflows -----------------------------------------------------------------------------------
+
+
+def list_workflows() -> Call[list[WorkflowSummary]]:
+    return Call("GET", "/workflows", parse_list(WorkflowSummary))
+
+
+def get_workflow(name: str) -> Call[WorkflowDetail]:
+    return Call("GET", f"/workflows/{seg(name)}", parse_model(WorkflowDetail))
+
+
+def register_workflows(source: bytes, filename: str) -> Call[list[WorkflowSummary]]:
+    return Call(
+        "POST",
+        "/workflows",
+        parse_list(WorkflowSummary),
+        files={"file": (filename, source, "text/x-python")},
+    )
+
+
+def run(name: str, input: Any, mode: str, execution_id: str | None = None) -> Call[ExecutionStatus]:
+    mode = mode_of(mode, RunMode)
+    if mode == RunMode.STREAM:
+        raise UsageError("mode 'stream' answers with events: use stream() instead of run()")
+    return Call(
+        "POST",
+        f"/workflows/{seg(name)}/run/{mode}",
+        parse_model(ExecutionStatus),
+        content=json_body(input, "workflow input"),
+        content_type=JSON,
+        wait=mode == RunMode.SYNC,
+        params=chosen_id(execution_id),
+    )
+
+
+def resume(
+    name: str, execution_id: str, input: Any, mode: str, pause: str | None = None
+) -> Call[ExecutionStatus]:
+    mode = mode_of(mode, RunMode)
+    if mode == RunMode.STREAM:
+        raise UsageError("mode 'stream' answers with events: use stream_resume() instead")
+    return Call(
+        "POST",
+        f"/workflows/{seg(name)}/resume/{seg(execution_id)}/{mode}",
+        parse_model(ExecutionStatus),
+        content=json_body(input, "resume input"),
+        content_type=JSON,
+        wait=mode == RunMode.SYNC,
+        params=_pause_param(pause),
+    )
+
+
+def run_stream(name: str, input: Any, execution_id: str | None = None) -> StreamCall:
+    return StreamCall(
+        "POST",
+        f"/workflows/{seg(name)}/run/stream",
+        content=json_body(input, "workflow input"),
+        content_type=JSON,
+        params=chosen_id(execution_id),
+    )
+
+
+def resume_stream(name: str, execution_id: str, input: Any, pause: str | None = None) -> StreamCall:
+    return StreamCall(
+        "POST",
+        f"/workflows/{seg(name)}/resume/{seg(execution_id)}/stream",
+        content=json_body(input, "resume input"),
+        content_type=JSON,
+        params=_pause_param(pause),
+    )
+
+
+def _pause_param(pause: str | None) -> dict[str, str] | None:
+    """``?pause=<name>``: the waiting pause a resume answers (needed when several wait)."""
+    if pause is None:
+        return None
+    if not isinstance(pause, str) or not pause:
+        raise UsageError(f"pause={pause!r}: name the waiting pause this resume answers")
+    return {"pause": pause}
+
+
+def status(name: str, execution_id: str, detailed: bool) -> Call[ExecutionStatus]:
+    return Call(
+        "GET",
+        f"/workflows/{seg(name)}/status/{seg(execution_id)}",
+        parse_model(ExecutionStatus),
+        params={"detailed": "true" if detailed else "false"},
+    )
+
+
+def cancel(name: str, execution_id: str, mode: str) -> Call[ExecutionStatus]:
+    mode = mode_of(mode, CancelMode)
+    return Call(
+        "GET",
+        f"/workflows/{seg(name)}/cancel/{seg(execution_id)}",
+        parse_model(ExecutionStatus),
+        params={"mode": mode},
+        wait=mode == CancelMode.SYNC,
+    )
