@@ -15,10 +15,12 @@ A worker registers, then works through a channel bound to its session token::
             ...
 """
 
-from flux.client._async import AsyncFluxClient, AsyncWorkerChannel
+from flux.client._async import AsyncFluxClient
+from flux.client._async_worker import AsyncWorkerChannel
 from flux.client._calls import Call, StreamCall
 from flux.client._http import is_retryable
-from flux.client._sync import FluxClient, WorkerChannel
+from flux.client._sync import FluxClient
+from flux.client._sync_worker import WorkerChannel
 
 __all__ = [
     "AsyncFluxClient",
