@@ -68,3 +68,10 @@ def _split(args: str) -> list[str]:
     import shlex
 
     return shlex.split(args)
+
+
+def test_the_readme_links_every_doc():
+    docs = sorted(p.name for p in (ROOT / "docs").glob("*.md"))
+    assert docs, "the probe found the docs folder"
+    missing = [name for name in docs if f"docs/{name}" not in README]
+    assert missing == []
