@@ -93,3 +93,19 @@ async def test_an_empty_pause_name_is_refused(server) -> None:
         f"/workflows/hello/resume/{execution_id}/async", params={"pause": ""}, content=b"1"
     )
     assert response.status_code == 422
+
+
+async def test_pause_events_are_read_through_their_own_index(server) -> None:
+    """A paused status and a resume read only the pause events, not the whole history."""
+    from flux_server.store._client import _READ_PAUSE_EVENTS
+
+    db = server.runtime.db
+    if not db.is_sqlite:
+        pytest.skip("the plan is checked on SQLite (PostgreSQL plans an empty table its own way)")
+
+    def plan(conn) -> str:
+        sql = str(_READ_PAUSE_EVENTS.compile(conn, compile_kwargs={"literal_binds": False}))
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", ("x",)).all()
+        return " ".join(str(r[-1]) for r in rows)
+
+    assert "ix_events_pause" in await db.run_read(plan)

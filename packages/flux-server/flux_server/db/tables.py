@@ -122,6 +122,14 @@ events = sa.Table(
     sa.Column("value", sa.LargeBinary),
     sa.Column("view", JSON_TYPE),
     sa.Index("ix_events_execution_id_seq", "execution_id", "seq"),
+    # An execution's pause events (revision 0007), read by a resume and a paused status.
+    sa.Index(
+        "ix_events_pause",
+        "execution_id",
+        "seq",
+        postgresql_where=sa.text("name = 'pause'"),
+        sqlite_where=sa.text("name = 'pause'"),
+    ),
 )
 
 workers = sa.Table(
