@@ -7,20 +7,20 @@ from typing import Annotated
 
 import typer
 from flux.domain import EventType, ExecutionState
-from flux.protocol import CancelBatchResponse, EventPage, ExecutionList, ExecutionStatus
+from flux.protocol import CancelBatchResponse, EventPage, ExecutionList
 
 from flux_cli.context import client
 from flux_cli.errors import EXIT_USAGE, CliError
 from flux_cli.output import (
     FormatOption,
     OutputFormat,
-    details_table,
     format_time,
     format_value,
     print_json,
     show,
     table,
 )
+from flux_cli.status import print_status
 
 __all__ = ["app", "register"]
 
@@ -118,7 +118,7 @@ def show_execution(
     if format is OutputFormat.JSON:
         print_json(status)
         return
-    _print_status(status)
+    print_status(status)
 
 
 @app.command("events")
@@ -176,7 +176,7 @@ def rerun(
     if format is OutputFormat.JSON:
         print_json(status)
         return
-    _print_status(status)
+    print_status(status)
 
 
 @app.command("cancel")
@@ -278,35 +278,6 @@ def _print_list(page: ExecutionList) -> None:
     show("", f"{total:,} matching" + (f": {counts}" if counts else ""))
     if page.next_cursor is not None:
         show(f"more: repeat the command with --cursor {page.next_cursor}")
-
-
-def _print_status(status: ExecutionStatus) -> None:
-    show(
-        details_table(
-            [
-                ("execution", status.execution_id),
-                ("workflow", f"{status.workflow_name} v{status.workflow_version}"),
-                ("state", status.state.value),
-                ("worker", status.worker or ""),
-                ("created", format_time(status.created_at)),
-                ("updated", format_time(status.updated_at)),
-                ("input", format_value(status.input)),
-                ("output", format_value(status.output)),
-            ]
-        )
-    )
-    if status.pauses:
-        waiting = (
-            (p.name, format_time(p.paused_at), format_value(p.data, 60)) for p in status.pauses
-        )
-        show("", table(("PAUSE", "PAUSED AT", "DATA"), waiting, title="Waiting pauses"))
-    if status.events is not None:
-        rows = (
-            (format_time(e.time), e.type.value, e.name, format_value(e.view, 60))
-            for e in status.events
-        )
-        columns = ("TIME", "EVENT", "NAME", "VALUE")
-        show("", table(columns, rows, title="Events", wrap={"TIME", "NAME", "VALUE"}))
 
 
 def _print_events(execution_id: str, page: EventPage, payloads: bool) -> None:

@@ -35,6 +35,7 @@ from flux_cli.output import (
     show,
     table,
 )
+from flux_cli.status import print_status
 
 __all__ = ["app", "register"]
 
@@ -202,7 +203,7 @@ def status(
     if format is OutputFormat.JSON:
         print_json(result)
         return
-    _print_status(result)
+    print_status(result)
 
 
 @app.command("cancel")
@@ -228,7 +229,7 @@ def cancel(
     if format is OutputFormat.JSON:
         print_json(result)
         return
-    _print_status(result)
+    print_status(result)
 
 
 # -- rendering ----------------------------------------------------------------------------------
@@ -280,40 +281,11 @@ def _print_detail(detail: WorkflowDetail) -> None:
     show("", Syntax(detail.source, "python", line_numbers=False, word_wrap=True))
 
 
-def _print_status(result: ExecutionStatus) -> None:
-    show(
-        details_table(
-            [
-                ("execution", result.execution_id),
-                ("workflow", f"{result.workflow_name} v{result.workflow_version}"),
-                ("state", result.state.value),
-                ("worker", result.worker or ""),
-                ("created", format_time(result.created_at)),
-                ("updated", format_time(result.updated_at)),
-                ("input", format_value(result.input)),
-                ("output", format_value(result.output)),
-            ]
-        )
-    )
-    if result.pauses:
-        waiting = (
-            (p.name, format_time(p.paused_at), format_value(p.data, 60)) for p in result.pauses
-        )
-        show("", table(("PAUSE", "PAUSED AT", "DATA"), waiting, title="Waiting pauses"))
-    if result.events is not None:
-        rows = (
-            (format_time(e.time), e.type.value, e.name, format_value(e.view, 60))
-            for e in result.events
-        )
-        columns = ("TIME", "EVENT", "NAME", "VALUE")
-        show("", table(columns, rows, title="Events", wrap={"TIME", "NAME", "VALUE"}))
-
-
 def _report(result: ExecutionStatus, format: OutputFormat, *, waited: bool) -> None:
     if format is OutputFormat.JSON:
         print_json(result)
     else:
-        _print_status(result)
+        print_status(result)
         if result.state is ExecutionState.PAUSED:
             names = [p.name for p in result.pauses]
             show(Text(_resume_hint(result.workflow_name, result.execution_id, names)))
