@@ -11,6 +11,7 @@ from flux.protocol import CancelBatchResponse, EventPage, ExecutionList
 
 from flux_cli.context import client
 from flux_cli.errors import EXIT_USAGE, CliError
+from flux_cli.inputs import ExecutionArg
 from flux_cli.output import (
     FormatOption,
     OutputFormat,
@@ -30,9 +31,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ExecutionArg = Annotated[
-    str, typer.Argument(metavar="EXECUTION_ID", help="Execution id.", show_default=False)
-]
 _TIME_HELP = "ISO 8601, e.g. 2025-01-31T12:00:00Z (UTC without an offset); exclusive."
 
 

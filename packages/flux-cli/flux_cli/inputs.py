@@ -1,14 +1,14 @@
-"""JSON given on the command line (workflow and resume input)."""
+"""What commands take from the command line: JSON (workflow and resume input), an execution id."""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
-__all__ = ["parse_json"]
+__all__ = ["ExecutionArg", "parse_json"]
 
 
 def parse_json(text: str | None, param: str = "INPUT_JSON") -> Any:
@@ -33,3 +33,9 @@ def parse_json(text: str | None, param: str = "INPUT_JSON") -> Any:
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}{hint}",
             param_hint=param,
         ) from None
+
+
+ExecutionArg = Annotated[
+    str, typer.Argument(metavar="EXECUTION_ID", help="Execution id.", show_default=False)
+]
+"""An execution id argument, as every command that takes one names it."""

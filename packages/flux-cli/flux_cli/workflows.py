@@ -23,7 +23,7 @@ from rich.text import Text
 
 from flux_cli.context import client
 from flux_cli.errors import CliError
-from flux_cli.inputs import parse_json
+from flux_cli.inputs import ExecutionArg, parse_json
 from flux_cli.output import (
     FormatOption,
     OutputFormat,
@@ -46,9 +46,6 @@ app = typer.Typer(
 )
 
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="Workflow name.", show_default=False)]
-ExecutionArg = Annotated[
-    str, typer.Argument(metavar="EXECUTION_ID", help="Execution id.", show_default=False)
-]
 InputArg = Annotated[
     str | None,
     typer.Argument(
