@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
+from flux._runtime import current_run
 from flux.context import ExecutionContext
 from flux.domain import FINISHED_STATES, EventType, ExecutionEvent, ExecutionState
 from flux.errors import (
@@ -222,8 +223,6 @@ class LocalServices:
 def _parent_resume_input(child_id: str) -> Any:
     """What the calling run was resumed with after it paused because this child paused: the
     input a paused child resumes with."""
-    from flux._runtime import current_run
-
     run = current_run.get()
     if run is None:
         return None
