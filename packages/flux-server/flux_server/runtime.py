@@ -12,6 +12,7 @@ from typing import Any
 from flux_server import notes
 from flux_server.auth import Authenticator, load_bootstrap_token
 from flux_server.db import Database, upgrade
+from flux_server.db.migrate import applied, heads
 from flux_server.dispatch import Dispatcher
 from flux_server.hub import WorkerHub
 from flux_server.liveness import Liveness
@@ -96,8 +97,6 @@ class Runtime:
 
     async def readiness(self) -> dict[str, str]:
         """What ``GET /ready`` reports: each check ``ok``, or why not."""
-        from flux_server.db.migrate import applied, heads
-
         checks = {"server": "stopping" if self.stopping else "ok"}
         try:
             await self.db.ping()

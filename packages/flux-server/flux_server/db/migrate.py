@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +29,14 @@ def alembic_config(connection: Any = None, url: str | None = None) -> Config:
     return cfg
 
 
+@functools.cache
+def _heads() -> tuple[str, ...]:
+    return tuple(ScriptDirectory.from_config(alembic_config()).get_heads())
+
+
 def heads() -> list[str]:
-    return list(ScriptDirectory.from_config(alembic_config()).get_heads())
+    """This server's migration heads (read from the scripts once: ``/ready`` asks often)."""
+    return list(_heads())
 
 
 async def upgrade(db: Database, revision: str = "head") -> None:
