@@ -14,7 +14,7 @@ import pytest
 from flux.client import FluxClient
 from flux.protocol import ExecutionStatus
 
-from tests.support.cluster import FluxCluster, make_cluster, stop_process
+from tests.support.cluster import FluxCluster, make_cluster, running_cluster, stop_process
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -234,17 +234,13 @@ def _running(
     tmp_path: Path, marks: Path, database_url: str | None = None
 ) -> Iterator[tuple[FluxCluster, FluxClient]]:
     """A server and worker w1 with :data:`WORKFLOWS` registered; stopped by pid on exit."""
-    c = _cluster(tmp_path, marks, database_url)
-    try:
-        c.start_server()
-        c.start_worker("w1")
-        source = tmp_path / "workflows.py"
-        source.write_text(WORKFLOWS)
-        with FluxClient(c.url) as client:
-            client.register_workflows(source)
-            yield c, client
-    finally:
-        c.stop()
+    with (
+        running_cluster(
+            tmp_path, WORKFLOWS, database_url=database_url, FLUX_TEST_MARKS=str(marks)
+        ) as c,
+        FluxClient(c.url) as client,
+    ):
+        yield c, client
 
 
 @pytest.fixture

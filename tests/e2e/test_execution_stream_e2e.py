@@ -14,7 +14,7 @@ import pytest
 from flux.client import FluxClient
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, ExecutionStreamFrame
 
-from tests.support.cluster import FluxCluster, make_cluster
+from tests.support.cluster import FluxCluster, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -37,17 +37,8 @@ async def approve(ctx: ExecutionContext[str]):
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[FluxCluster]:
-    c = make_cluster(tmp_path)
-    try:
-        c.start_server()
-        c.start_worker("w1")
-        source = tmp_path / "approve.py"
-        source.write_text(WORKFLOWS)
-        with FluxClient(c.url) as client:
-            client.register_workflows(source)
-        yield c
-    finally:
-        c.stop()
+    with running_cluster(tmp_path, WORKFLOWS) as running:
+        yield running
 
 
 def raw_frames(url: str, last_event_id: int) -> list[tuple[int, str, dict]]:

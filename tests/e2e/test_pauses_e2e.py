@@ -9,9 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from flux.client import FluxClient
 
-from tests.support.cluster import FluxCluster, make_cluster
+from tests.support.cluster import FluxCluster, running_cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -38,17 +37,8 @@ async def two_approvals(ctx: ExecutionContext[int]):
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[FluxCluster]:
-    c = make_cluster(tmp_path)
-    try:
-        c.start_server()
-        c.start_worker("w1")
-        source = tmp_path / "approvals.py"
-        source.write_text(WORKFLOWS)
-        with FluxClient(c.url) as client:
-            client.register_workflows(source)
-        yield c
-    finally:
-        c.stop()
+    with running_cluster(tmp_path, WORKFLOWS) as running:
+        yield running
 
 
 def flux(c: FluxCluster, *args: str) -> subprocess.CompletedProcess[str]:

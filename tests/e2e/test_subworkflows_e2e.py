@@ -21,7 +21,7 @@ from flux.client import FluxClient
 from flux.domain import ExecutionState
 from flux.protocol import ExecutionStatus
 
-from tests.support.cluster import FluxCluster, make_cluster
+from tests.support.cluster import FluxCluster, running_cluster
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -83,16 +83,17 @@ WAITING_AGAIN = "waiting again"
 @contextlib.contextmanager
 def _cluster(tmp_path: Path, marks: Path) -> Iterator[tuple[FluxCluster, FluxClient]]:
     """A server whose sync waits last 1 s, with :data:`WORKFLOWS` registered; no workers."""
-    c = make_cluster(tmp_path, FLUX_TEST_MARKS=str(marks), FLUX_SERVER__SYNC_TIMEOUT="1")
-    try:
-        c.start_server()
-        source = tmp_path / "subworkflows.py"
-        source.write_text(WORKFLOWS)
-        with FluxClient(c.url) as client:
-            client.register_workflows(source)
-            yield c, client
-    finally:
-        c.stop()
+    with (
+        running_cluster(
+            tmp_path,
+            WORKFLOWS,
+            workers=(),
+            FLUX_TEST_MARKS=str(marks),
+            FLUX_SERVER__SYNC_TIMEOUT="1",
+        ) as c,
+        FluxClient(c.url) as client,
+    ):
+        yield c, client
 
 
 @pytest.fixture

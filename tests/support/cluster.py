@@ -7,11 +7,13 @@ The CLI's tests start ``flux`` itself with the same pieces: :func:`clean_env`,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,3 +174,28 @@ def make_cluster(tmp_path: Path, database_url: str | None = None, **env: str) ->
             }
         ),
     )
+
+
+@contextlib.contextmanager
+def running_cluster(
+    tmp_path: Path,
+    source: str,
+    *,
+    workers: tuple[str, ...] = ("w1",),
+    database_url: str | None = None,
+    **env: str,
+) -> Iterator[FluxCluster]:
+    """A started server with ``workers`` connected and the workflow file ``source`` registered
+    over HTTP; every process stopped by pid on exit."""
+    cluster = make_cluster(tmp_path, database_url, **env)
+    try:
+        cluster.start_server()
+        for name in workers:
+            cluster.start_worker(name)
+        path = tmp_path / "workflows.py"
+        path.write_text(source)
+        with FluxClient(cluster.url) as client:
+            client.register_workflows(path)
+        yield cluster
+    finally:
+        cluster.stop()
