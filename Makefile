@@ -2,7 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV ?= $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
-PACKAGES := packages/flux-sdk packages/flux-server packages/flux-worker packages/flux-cli
+PACKAGES := packages/flux-sdk packages/flux-server packages/flux-worker packages/flux-cli \
+  packages/flux-mcp packages/flux-agents
 # The first python3.13 that runs: on PATH, else pyenv's (its shim answers only when 3.13 is active).
 PY313 ?= $(shell for p in $$(command -v python3.13) \
   $$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.13*/bin/python3.13 2>/dev/null); do \

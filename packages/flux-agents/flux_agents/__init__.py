@@ -1,0 +1,1 @@
+"""Flux agents (work in progress: issue 19)."""

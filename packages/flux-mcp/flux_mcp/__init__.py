@@ -1,0 +1,1 @@
+"""Flux MCP server (work in progress: issue 17)."""

@@ -1,0 +1,2 @@
+def main() -> None:
+    raise SystemExit("flux-mcp: not built yet")
