@@ -423,3 +423,89 @@ async def test_an_unframed_answer_ends_with_its_connection_which_is_not_reused()
             assert (await channel.claims(["e1"])).results == []
     assert len(served.requests) == 2
     assert len(set(served.peers)) == 2
+
+
+def _gzip_answer(body: bytes) -> bytes:
+    import gzip
+
+    packed = gzip.compress(body)
+    return (
+        f"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: {len(packed)}\r\n\r\n"
+    ).encode() + packed
+
+
+_ANSWERS = {
+    "json": _answer(json.dumps(ANSWER).encode()),
+    "error": _answer(b'{"type":"X","code":"not_found","message":"no"}', "404 Not Found"),
+    "chunked": b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+    + _chunk(b'{"a":')
+    + _chunk(b"1}")
+    + b"0\r\n\r\n",
+    "empty": b"HTTP/1.1 204 No Content\r\n\r\n",
+    "gzip": _gzip_answer(b'{"zipped":true}'),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_ANSWERS))
+async def test_the_lean_send_returns_what_httpx_send_returns(kind, caplog) -> None:
+    async def answer(writer, n):
+        writer.write(_ANSWERS[kind])
+        return False
+
+    caplog.set_level("INFO", logger="httpx")
+    seen = []
+    async with serving(answer) as served:
+        for client in (
+            LeanClient(base_url=served.url, transport=LeanTransport(limits=LIMITS), timeout=5),
+            httpx.AsyncClient(
+                base_url=served.url, transport=LeanTransport(limits=LIMITS), timeout=5
+            ),
+        ):
+            async with client:
+                request = client.build_request("POST", "/workers/w1/checkpoints", content=b"{}")
+                caplog.clear()
+                response = await client.send(request)
+                seen.append(
+                    (
+                        response.status_code,
+                        response.reason_phrase,
+                        response.http_version,
+                        response.headers.raw,
+                        response.content,
+                        response.text,
+                        response.is_closed,
+                        response.is_stream_consumed,
+                        response.request is request,
+                        [record.getMessage() for record in caplog.records],
+                    )
+                )
+    lean, httpx_own = seen
+    assert lean == httpx_own
+    assert lean[-1] == [f'HTTP Request: POST {served.url}/workers/w1/checkpoints "HTTP/1.1 '
+                        f'{lean[0]} {lean[1]}"']  # fmt: skip
+
+
+async def test_what_httpx_send_adds_is_kept_where_it_applies() -> None:
+    """Event hooks, auth, redirects followed and streamed answers take httpx's own send."""
+    hooked = []
+
+    async def hook(response: httpx.Response) -> None:
+        hooked.append(response.status_code)
+
+    async with serving(_ok) as served:
+        async with LeanClient(
+            base_url=served.url,
+            transport=LeanTransport(limits=LIMITS),
+            timeout=5,
+            event_hooks={"response": [hook]},
+        ) as client:
+            await client.post("/x", content=b"{}")
+        assert hooked == [200]
+        async with LeanClient(
+            base_url=served.url, transport=LeanTransport(limits=LIMITS), timeout=5
+        ) as client:
+            response = await client.post("/x", content=b"{}", auth=("user", "secret"))
+            async with client.stream("POST", "/x", content=b"{}") as streamed:
+                assert await streamed.aread() == json.dumps(ANSWER).encode()
+    assert response.status_code == 200
+    assert b"authorization: basic" in served.requests[1].lower()

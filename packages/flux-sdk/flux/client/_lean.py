@@ -13,8 +13,10 @@ is the :class:`httpx.AsyncClient` every request goes through, without a cookie j
 from __future__ import annotations
 
 import http.cookiejar
+import logging
 import time
 import urllib.request
+from typing import Any
 
 import httpx
 
@@ -49,13 +51,63 @@ class _NoCookies(httpx.Cookies):
 
 
 class LeanClient(httpx.AsyncClient):
-    """An :class:`httpx.AsyncClient` that keeps no cookies; otherwise httpx's own.
+    """An :class:`httpx.AsyncClient` that keeps no cookies and sends the requests its
+    :class:`LeanTransport` takes without httpx's per-request machinery; otherwise httpx's own.
 
-    The Flux server sets none, and for every answer httpx's cookie handling builds a
+    The Flux server sets no cookies, and for every answer httpx's cookie handling builds a
     :mod:`urllib` request and an :mod:`email` message to hand to :mod:`http.cookiejar`, which
     costs more CPU than the rest of what :meth:`send` does with an answer. Its ``cookies`` are
     always empty and cannot be replaced.
+
+    :meth:`send` hands a request the transport sends itself (see :meth:`LeanTransport.handles`)
+    straight to it when none of what httpx's ``send`` adds can apply to it: no auth, no event
+    hooks, redirects not followed, not streamed, its timeout already set (as ``build_request``
+    sets it). What comes back is what httpx's ``send`` returns for that request (a read
+    :class:`httpx.Response` with its ``request``, and httpx's log line), for a quarter less CPU
+    per request (docs/decisions.md, "The worker's HTTP path"); a test holds the two equal.
     """
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
+        super().__init__(transport=transport, **kwargs)
+        direct = isinstance(transport, LeanTransport) and not kwargs.get("mounts")
+        self._lean = transport if direct else None
+
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        lean = self._lean
+        if (
+            lean is None
+            or stream
+            or auth is not httpx.USE_CLIENT_DEFAULT
+            or follow_redirects is not httpx.USE_CLIENT_DEFAULT
+            or self.follow_redirects
+            or self.auth is not None
+            or self.event_hooks["request"]
+            or self.event_hooks["response"]
+            or self.is_closed
+            or "timeout" not in request.extensions
+            or not lean.handles(request)
+        ):
+            return await super().send(
+                request, stream=stream, auth=auth, follow_redirects=follow_redirects
+            )
+        response = await lean.post(request)
+        if _httpx_log.isEnabledFor(logging.INFO):
+            _httpx_log.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                request.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
+        return response
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -67,6 +119,7 @@ class LeanClient(httpx.AsyncClient):
 
 
 _NO_COOKIES = _NoCookies()
+_httpx_log = logging.getLogger("httpx")  # the logger httpx's send writes its line to
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -86,19 +139,30 @@ class LeanTransport(httpx.AsyncBaseTransport):
         self._max_idle = limits.max_keepalive_connections
         self._idle: dict[tuple[str, int], list[Connection]] = {}
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if (
-            url.scheme != "http"
-            or request.method != "POST"
-            or not isinstance(request.stream, httpx.ByteStream)
-        ):
-            return await self._fallback.handle_async_request(request)
-        fields = b"".join([b"%s: %s\r\n" % pair for pair in request.headers.raw])
-        if b"text/event-stream" in fields:
+    @staticmethod
+    def handles(request: httpx.Request) -> bool:
+        """Whether this transport sends ``request`` over its own connections (a plain-HTTP
+        POST whose body is in memory and that asks for no event stream); httpx's transport
+        sends the others."""
+        return (
+            request.method == "POST"
+            and request.url.scheme == "http"
+            and isinstance(request.stream, httpx.ByteStream)
             # The lean path reads a whole answer before returning it: a request that asks for
-            # an event stream (or names one in any other header) goes to httpx's transport.
+            # an event stream (or names one in any header) goes to httpx's transport.
+            and not any(b"event-stream" in value for _, value in request.headers.raw)
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not self.handles(request):
             return await self._fallback.handle_async_request(request)
+        return await self.post(request)
+
+    async def post(self, request: httpx.Request) -> httpx.Response:
+        """Send a request :meth:`handles` over this transport's connections; its answer
+        comes back read."""
+        url = request.url
+        fields = b"".join([b"%s: %s\r\n" % pair for pair in request.headers.raw])
         message = b"POST %s HTTP/1.1\r\n%s\r\n%s" % (url.raw_path, fields, request.content)
         timeouts = request.extensions.get("timeout", {})
         origin = (url.host, url.port or 80)
@@ -118,9 +182,14 @@ class LeanTransport(httpx.AsyncBaseTransport):
             extensions=_HTTP_11,
             request=request,
         )
-        # Read here, where the body is already whole, so that the client's send finds it read
-        # instead of passing it through its asynchronous stream wrappers.
-        response.read()
+        # The body is already whole: the answer is left as ``read()`` leaves it, without
+        # passing the body through httpx's decoders and chunker (identity for these answers:
+        # a Content-Encoding goes the long way) so that the client finds it read.
+        if b"content-encoding" in (name.lower() for name, _ in headers):
+            response.read()
+        else:
+            response._content = body
+            response.is_stream_consumed = response.is_closed = True
         return response
 
     async def _exchange(
