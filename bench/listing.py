@@ -48,11 +48,14 @@ Row = tuple[Any, ...]
 Figure = tuple[str, float, str, str]
 
 
-def _executions(n: int, workflow_ids: list[str]) -> Iterator[Row]:
-    """(id, workflow_id, workflow_name, state, input view, worker, created, updated)."""
-    rng = random.Random(7)
-    for i in range(n):
-        state = rng.choice(STATES)
+def _executions(
+    n: int, workflow_ids: list[str], start: int = 0, states: list[str] = STATES
+) -> Iterator[Row]:
+    """(id, workflow_id, workflow_name, state, input view, worker, created, updated) of the
+    executions numbered ``start`` to ``start + n``, their states drawn from ``states``."""
+    rng = random.Random(7 + start)
+    for i in range(start, start + n):
+        state = rng.choice(states)
         created = T0 + STEP * i
         worker = None if state == "SCHEDULED" else f"bench-{rng.randrange(WORKERS)}"
         w = rng.randrange(WORKFLOWS)
@@ -74,7 +77,16 @@ _COLUMNS = (
 )
 
 
-def _seed_sqlite(path: Path, workflow_ids: list[str], n: int) -> None:
+def _seed_sqlite(
+    path: Path,
+    workflow_ids: list[str],
+    n: int,
+    start: int = 0,
+    events: bool = True,
+    states: list[str] = STATES,
+) -> None:
+    """Insert executions ``start`` to ``start + n`` in ``states`` (and, with ``events``, a
+    short history for the newest of them)."""
     conn = sqlite3.connect(path)
     try:
         with conn:  # one transaction
@@ -95,26 +107,36 @@ def _seed_sqlite(path: Path, workflow_ids: list[str], n: int) -> None:
                         updated.timestamp(),
                     )
                     for i, w, name, state, v, worker, created, updated in _executions(
-                        n, workflow_ids
+                        n, workflow_ids, start, states
                     )
                 ),
             )
             conn.executemany(
                 "INSERT INTO events (id, execution_id, type, source_id, name, scope, time) "
                 "VALUES (?,?,?,?,?,'',?)",
-                ((e[0], e[1], e[2], e[3], e[4], e[5].timestamp()) for e in _events(n)),
+                ((e[0], e[1], e[2], e[3], e[4], e[5].timestamp()) for e in _events(n, events)),
             )
     finally:
         conn.close()
 
 
-def _seed_postgres(url: str, workflow_ids: list[str], n: int) -> None:
+def _seed_postgres(
+    url: str,
+    workflow_ids: list[str],
+    n: int,
+    start: int = 0,
+    events: bool = True,
+    states: list[str] = STATES,
+) -> None:
+    """As :func:`_seed_sqlite`, by ``COPY``."""
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
         with conn.cursor() as cur:
             with cur.copy(f"COPY executions ({_COLUMNS}) FROM STDIN") as copy:
-                for i, w, name, state, v, worker, created, updated in _executions(n, workflow_ids):
+                for i, w, name, state, v, worker, created, updated in _executions(
+                    n, workflow_ids, start, states
+                ):
                     text = json.dumps(v)
                     copy.write_row(
                         (
@@ -136,12 +158,14 @@ def _seed_postgres(url: str, workflow_ids: list[str], n: int) -> None:
             with cur.copy(
                 "COPY events (id, execution_id, type, source_id, name, time) FROM STDIN"
             ) as copy:
-                for event in _events(n):
+                for event in _events(n, events):
                     copy.write_row(event)
         conn.execute("VACUUM ANALYZE")  # as autovacuum does after a bulk load
 
 
-def _events(n: int) -> Iterator[Row]:
+def _events(n: int, wanted: bool = True) -> Iterator[Row]:
+    if not wanted:
+        return
     types = ["WORKFLOW_STARTED", "TASK_STARTED", "TASK_COMPLETED", "TASK_STARTED"]
     for i in range(max(0, n - WITH_EVENTS), n):
         for k, kind in enumerate(types):

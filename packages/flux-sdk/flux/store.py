@@ -19,9 +19,9 @@ from typing import Any
 
 from flux.context import ExecutionContext
 from flux.domain import (
+    EVENT_TYPES,
     FINISHED_STATES,
     WORKFLOW_EVENT_STATE,
-    EventType,
     ExecutionEvent,
     ExecutionState,
 )
@@ -249,7 +249,7 @@ class LocalStore:
         name, state, input_blob, owner_pid, owner_host, cancel = row
         events = [
             ExecutionEvent(
-                EventType(t), src, nm, loads(val), datetime.fromtimestamp(tm, UTC), eid, scope
+                EVENT_TYPES[t], src, nm, loads(val), datetime.fromtimestamp(tm, UTC), eid, scope
             )
             for eid, t, src, nm, scope, val, tm in rows
         ]

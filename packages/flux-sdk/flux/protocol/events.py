@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import Field
 
-from flux.domain import EventType, ExecutionEvent
+from flux.domain import EVENT_TYPES, EventType, ExecutionEvent
 from flux.errors import ProtocolError, SerializationError
 from flux.protocol._base import UtcDateTime, WireModel
 from flux.serialization import b64decode, b64encode, dumps, loads, to_view
@@ -135,7 +135,7 @@ def decode_columns(columns: Mapping[str, Any]) -> list[ExecutionEvent]:
         names = ("types", "source_ids", "names", "scopes", "times", "values")
         if any(len(columns[name]) != len(ids) for name in names):
             raise ProtocolError("the history's columns differ in length")
-        kinds = [_EVENT_TYPES[t] for t in columns["types"]]
+        kinds = [EVENT_TYPES[t] for t in columns["types"]]
         times = [datetime.fromtimestamp(t, UTC) for t in columns["times"]]
         try:
             values = [None if v is None else loads(a2b_base64(v)) for v in columns["values"]]
@@ -180,4 +180,3 @@ def unreadable_history(
     return SerializationError("a value of the history cannot be read back on this worker")
 
 
-_EVENT_TYPES = {t.value: t for t in EventType}  # a dict lookup is far cheaper than EventType(x)
