@@ -14,7 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ROOT / "packages"
 # Import names of every distribution the design names, present in this checkout or not.
 KNOWN_IMPORT_NAMES = {"flux", "flux_server", "flux_worker", "flux_cli", "flux_agents", "flux_mcp"}
-HEAVY = ("fastapi", "sqlalchemy", "typer", "rich", "litellm", "uvicorn", "starlette", "alembic")
+HEAVY = (
+    "fastapi",
+    "sqlalchemy",
+    "typer",
+    "rich",
+    "litellm",
+    "uvicorn",
+    "starlette",
+    "alembic",
+    "opentelemetry",
+)
 
 
 def test_import_flux_loads_no_heavy_dependency():
@@ -34,6 +44,56 @@ def test_import_flux_loads_no_heavy_dependency():
     # flux.ResourceRequest was imported eagerly: they load on first use.
     eager = sorted(m for m in loaded if m.startswith(("flux.protocol", "pydantic")))
     assert eager == [], f"`import flux` loaded {eager[:5]}"
+
+
+def _loaded_modules(code: str, **env: str) -> list[str]:
+    """The modules ``code`` has loaded when it ends, run in a fresh interpreter without any
+    ``OTEL_*`` variable (plus ``env``)."""
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    code += "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))\n"
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**clean, **env},
+    ).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+_WORKER = (
+    "import flux_worker.child\n"
+    "from flux_worker import Worker\n"
+    "w = Worker('w', 'http://127.0.0.1:9', 't', home='.')\n"
+    "print(w.executions.tracer is not None)\n"
+)
+
+
+def test_a_worker_that_does_not_trace_loads_no_opentelemetry():
+    loaded = _loaded_modules(_WORKER)
+    assert "flux_worker.worker" in loaded and "flux_worker.child" in loaded
+    assert [m for m in loaded if m.startswith("opentelemetry")] == []
+    # The same worker traces, and loads it, once the environment asks for it.
+    traced = _loaded_modules(_WORKER, OTEL_TRACES_EXPORTER="console")
+    assert "opentelemetry.sdk.trace" in traced
+
+
+def test_a_server_that_does_not_trace_loads_no_opentelemetry_sdk(tmp_path):
+    # FastAPI imports OpenTelemetry's API itself (its own telemetry, idle without a provider).
+    code = (
+        "from flux_server.options import ServerOptions\n"
+        "from flux_server.runtime import Runtime\n"
+        f"r = Runtime(ServerOptions(database_url='sqlite:///{tmp_path}/f.db'))\n"
+        "assert r.executions.tracer is None\n"
+    )
+    loaded = _loaded_modules(code)
+    assert "flux_server.tracing" in loaded
+    assert [
+        m for m in loaded if m.startswith(("opentelemetry.sdk", "opentelemetry.exporter"))
+    ] == []
 
 
 def _import_packages() -> dict[str, Path]:

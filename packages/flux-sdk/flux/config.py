@@ -150,6 +150,9 @@ class FluxSettings(BaseSettings):
 
     debug: bool = False
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """How the server and worker write log lines: ``text``, or ``json`` (one object per line,
+    carrying ``execution_id`` and ``trace_id`` where known; see ``flux.logs``)."""
     server_host: str = "localhost"
     server_port: int = Field(default=8000, ge=0, le=65535)
     home: str = Field(default=".flux", min_length=1)

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
+from flux import logs
 from flux.errors import FluxError
 
 from flux_server.options import ServerOptions
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = Configuration.get().settings
         level = (args.log_level or settings.log_level).upper()
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure(level, settings.log_format)
         overrides: dict[str, object] = {}
         if args.host:
             overrides["host"] = args.host
@@ -51,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = ServerOptions.from_settings(settings, **overrides)
         if args.command == "db":
             return _upgrade(options)
-        return _serve(options, level)
+        return _serve(options, level, settings.log_format)
     except FluxError as exc:
         print(f"flux-server: {exc}", file=sys.stderr)
         return 2
@@ -72,7 +72,7 @@ def _upgrade(options: ServerOptions) -> int:
     return 0
 
 
-def _serve(options: ServerOptions, level: str) -> int:
+def _serve(options: ServerOptions, level: str, log_format: str) -> int:
     import uvicorn
     from flux._gc import settle_startup_objects
 
@@ -87,6 +87,8 @@ def _serve(options: ServerOptions, level: str) -> int:
         host=options.host,
         port=options.port,
         log_level=level.lower(),
+        # JSON lines: uvicorn's own records go through the root logger's JSON formatter.
+        **({"log_config": None} if log_format == "json" else {}),
         # Longer than clients keep idle connections (httpx: 5 s), so a client never reuses a
         # connection the server is closing at that moment (a POST would fail half-sent).
         timeout_keep_alive=65,

@@ -181,4 +181,9 @@ class Dispatcher:
             await self._executions.release(worker, execution_id, release)
         except FluxError as exc:
             # Fenced or gone meanwhile; otherwise the worker's missed heartbeats requeue it.
-            log.info("could not requeue the undelivered claim of %s: %s", execution_id, exc)
+            log.info(
+                "could not requeue the undelivered claim of %s: %s",
+                execution_id,
+                exc,
+                extra={"execution_id": execution_id},
+            )

@@ -26,6 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import cast
 
+from flux.observability import TRACEPARENT
 from flux.protocol import (
     CheckpointBatchRequest,
     CheckpointBatchResponse,
@@ -47,6 +48,7 @@ __all__ = ["ROUTES", "FastPathMiddleware", "FastRoute"]
 log = logging.getLogger("flux.server.fastpath")
 
 _JSON = b"application/json"
+_TRACEPARENT = TRACEPARENT.encode()
 
 _Reason = str | Exception
 """Why a request goes on to the route instead (an exception: what refused it)."""
@@ -177,7 +179,8 @@ async def _run(scope: Scope, body: bytes, parameters: tuple[str, ...]) -> Respon
     try:
         value = body_value(body)
         workflow = await runtime.workflows.latest(name)
-        status = await runtime.executions.create(workflow, value, None)
+        caller = next((v for k, v in scope["headers"] if k == _TRACEPARENT), None)
+        status = await runtime.executions.create(workflow, value, None, caller_trace=caller)
     except Exception as exc:
         return exc  # nothing was created: the route does it again and answers
     try:

@@ -46,6 +46,9 @@ class ServerOptions:
     """``[flux.scheduling]``: the scheduler (see ``flux_server.scheduler``)."""
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     """``[flux.retention]``: deleting old finished executions (see ``flux_server.retention``)."""
+    tracer_provider: Any = field(default=None, repr=False, compare=False)
+    """An OpenTelemetry ``TracerProvider`` for the server's spans; ``None``: the process's,
+    when the ``OTEL_*`` environment asks for traces (see ``flux_server.tracing``)."""
 
     @classmethod
     def from_settings(cls, settings: FluxSettings | None = None, **overrides: Any) -> ServerOptions:

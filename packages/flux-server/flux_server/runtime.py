@@ -22,6 +22,7 @@ from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
 from flux_server.store.schedules import ScheduleStore
 from flux_server.store.server_state import check_secrets_key
+from flux_server.tracing import execution_tracer
 from flux_server.watchers import Watchers
 
 __all__ = ["Runtime", "preflight", "secrets_key"]
@@ -44,6 +45,7 @@ class Runtime:
         self.watchers = Watchers()
         self.executions.wanted = self.watchers.watching
         self.executions.on_settled = self.watchers.settled
+        self.executions.tracer = execution_tracer(options.tracer_provider)
         self.dispatcher = Dispatcher(
             self.executions,
             self.hub,

@@ -193,7 +193,13 @@ class Scheduler:
         started = run.get("execution_id")
         if started is not None:
             self._tracked.add(started)
-            log.info("schedule %r fired execution %s (due %s)", tick.name, started, due.isoformat())
+            log.info(
+                "schedule %r fired execution %s (due %s)",
+                tick.name,
+                started,
+                due.isoformat(),
+                extra={"execution_id": started},
+            )
         else:
             log.info("schedule %r: tick due %s %s", tick.name, due.isoformat(), run["state"])
 
@@ -215,12 +221,20 @@ class Scheduler:
                 continue  # it finished meanwhile: settling records how
             except FluxError:
                 failed = True
-                log.exception("cannot cancel timed-out execution %s", run.execution_id)
+                log.exception(
+                    "cannot cancel timed-out execution %s",
+                    run.execution_id,
+                    extra={"execution_id": run.execution_id},
+                )
                 continue
             error = f"ran longer than scheduling.execution_timeout ({timeout:g}s); cancelled"
             await self.runs.time_out(run, now, error)
             self._tracked.discard(run.execution_id)
-            log.warning("scheduled execution %s timed out and was cancelled", run.execution_id)
+            log.warning(
+                "scheduled execution %s timed out and was cancelled",
+                run.execution_id,
+                extra={"execution_id": run.execution_id},
+            )
         return failed
 
     async def _next_delay(self, now: datetime) -> float:

@@ -10,6 +10,7 @@ import socket
 import sys
 from pathlib import Path
 
+from flux import logs
 from flux.errors import FluxError
 
 
@@ -54,10 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     except FluxError as exc:
         print(f"flux-worker: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=(args.log_level or settings.log_level).upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_level or settings.log_level, settings.log_format)
     # One line per HTTP call would drown the worker's own log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     home = Path(args.home or settings.home)

@@ -14,9 +14,11 @@ import sys
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any
 
+from flux import logs
 from flux.context import ExecutionContext
 from flux.domain import ExecutionEvent
 from flux.errors import NonDeterminismError, SecretNotFoundError
+from flux.observability import context_of, trace_id_of, tracer_provider, tracing_requested
 from flux.protocol.events import EventRecord
 from flux.runner import WorkflowRun
 
@@ -123,6 +125,8 @@ async def _main(out: IO[bytes]) -> int:
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     header = pipe.read_header(await reader.readline())
     claim = header.claim
+    _continue_trace(header.traceparent)
+    logs.bind(claim.execution_id, trace_id_of(header.traceparent))
     channel = _Pipe(reader, out)
     listener = loop.create_task(channel.listen())
     checkpointer = _PipeCheckpointer(channel, header.serializer)
@@ -156,6 +160,19 @@ async def _main(out: IO[bytes]) -> int:
     channel.send(pipe.Done())
     listener.cancel()
     return code
+
+
+def _continue_trace(traceparent: str | None) -> None:
+    """Make the worker's segment the current span, so that spans the task code makes are its
+    children (exported by this process's own provider, flushed when it exits)."""
+    if traceparent is None or not tracing_requested():
+        return
+    if tracer_provider("flux-worker", make_global=True) is not None:
+        from opentelemetry import context
+
+        parent = context_of(traceparent)
+        if parent is not None:
+            context.attach(parent)
 
 
 def main() -> None:

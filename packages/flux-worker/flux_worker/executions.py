@@ -17,7 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from flux import logs
 from flux.errors import ApiError, FluxError, NonDeterminismError, NotFoundError, SecretNotFoundError
+from flux.observability import trace_id_of
 from flux.protocol.claims import ClaimResponse
 from flux.runner import WorkflowRun
 
@@ -29,7 +31,10 @@ from flux_worker.resources import GpuSlots
 from flux_worker.services import ExecutionServices, SecretSource
 
 if TYPE_CHECKING:
+    from flux._runtime import Checkpointer
     from flux.client import AsyncFluxClient, AsyncWorkerChannel
+
+    from flux_worker.tracing import Segment, WorkerTracer
 
 __all__ = ["Execution", "Executions", "Runner"]
 
@@ -67,6 +72,7 @@ class Executions:
         sender: the worker's checkpoint sender, shared by every outbox.
         gpus: which GPUs each execution holds.
         isolation: ``"inprocess"`` or ``"subprocess"``.
+        tracer: makes each run's spans when the worker traces (:mod:`flux_worker.tracing`).
     """
 
     def __init__(
@@ -80,6 +86,7 @@ class Executions:
         serializer: str,
         home: Path,
         server_url: str,
+        tracer: WorkerTracer | None = None,
     ) -> None:
         self.channel = channel
         self.client = client
@@ -89,6 +96,7 @@ class Executions:
         self.serializer = serializer
         self.home = home
         self.server_url = server_url
+        self.tracer = tracer
         self.modules = ModuleCache()
         self.running: dict[str, Execution] = {}
         self._gpus_freed = asyncio.Event()
@@ -175,6 +183,24 @@ class Executions:
     async def _run(
         self, claim: ClaimResponse, gpus: list[int], started: Callable[[], None]
     ) -> None:
+        # Everything logged while it runs (here or by its tasks) names the execution.
+        segment = None if self.tracer is None else self.tracer.segment(claim)
+        trace_id = trace_id_of(claim.traceparent) if segment is None else segment.trace_id
+        token = logs.bind(claim.execution_id, trace_id)
+        try:
+            await self._run_segment(claim, gpus, started, segment)
+        finally:
+            logs.unbind(token)
+            if segment is not None:
+                segment.end()
+
+    async def _run_segment(
+        self,
+        claim: ClaimResponse,
+        gpus: list[int],
+        started: Callable[[], None],
+        segment: Segment | None,
+    ) -> None:
         execution_id = claim.execution_id
         try:
             outbox = Outbox(
@@ -185,6 +211,7 @@ class Executions:
                 on_fenced=lambda: self.abandon(execution_id, "fenced by the server"),
                 workflow_name=claim.workflow_name,
             )
+            checkpointer = outbox if segment is None else segment.checkpointer(outbox)
             runner: Runner
             if self.isolation == "subprocess":
                 runner = ChildRun(
@@ -195,14 +222,15 @@ class Executions:
                     serializer=self.serializer,
                     home=self.home,
                     server_url=self.server_url,
+                    segment=segment,
                 )
             else:
                 try:
-                    runner = self._in_process(claim, outbox)
+                    runner = self._in_process(claim, checkpointer)
                 except Exception as exc:
                     log.error("execution %s cannot run: %s", execution_id, exc)
                     started()
-                    await self._record_failure(claim, outbox, exc)
+                    await self._record_failure(claim, checkpointer, exc)
                     return
             task = asyncio.current_task()
             assert task is not None
@@ -223,7 +251,7 @@ class Executions:
             # The same version of the code behaves differently on replay (time or randomness
             # outside tasks): it can never finish, so it fails with the reason, visibly.
             log.error("execution %s: %s", execution_id, exc)
-            await self._record_failure(claim, outbox, exc)
+            await self._record_failure(claim, checkpointer, exc)
         except FluxError as exc:
             log.warning("execution %s stopped: %s", execution_id, exc)
             if not outbox.fenced:
@@ -231,7 +259,7 @@ class Executions:
         finally:
             self.running.pop(execution_id, None)
 
-    def _in_process(self, claim: ClaimResponse, outbox: Outbox) -> WorkflowRun:
+    def _in_process(self, claim: ClaimResponse, checkpointer: Checkpointer) -> WorkflowRun:
         """Raises whatever loading the source or reading the history back raises."""
         wf = self.modules.load(
             claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
@@ -243,7 +271,7 @@ class Executions:
             home=self.home,
             serializer=self.serializer,
         )
-        return WorkflowRun(wf, ctx, outbox, services)
+        return WorkflowRun(wf, ctx, checkpointer, services)
 
     def _secrets(self, execution_id: str) -> SecretSource:
         """Secrets from the server, for ``execution_id`` only (the server checks it is held)."""
@@ -257,11 +285,11 @@ class Executions:
         return get
 
     async def _record_failure(
-        self, claim: ClaimResponse, outbox: Outbox, exc: BaseException
+        self, claim: ClaimResponse, checkpointer: Checkpointer, exc: BaseException
     ) -> None:
         """End the execution FAILED with ``exc`` (source that cannot load, history that
         cannot be read back, nondeterminism)."""
         ctx = failed_context(claim, exc)
         with contextlib.suppress(FluxError, FencedError):
-            outbox.save(ctx, ctx.events)
-            await outbox.finish(ctx)
+            checkpointer.save(ctx, ctx.events)
+            await checkpointer.finish(ctx)

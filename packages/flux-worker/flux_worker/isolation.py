@@ -15,7 +15,7 @@ import os
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flux.errors import FluxError, NonDeterminismError
 from flux.protocol.claims import ClaimResponse
@@ -24,6 +24,9 @@ from flux_worker import pipe
 from flux_worker import resources as res
 from flux_worker.outbox import FencedError, Outbox
 from flux_worker.services import SecretSource
+
+if TYPE_CHECKING:
+    from flux_worker.tracing import Segment
 
 __all__ = ["ChildCrashed", "ChildRun"]
 
@@ -43,6 +46,8 @@ class ChildRun:
         gpus: the GPUs the child may see (``[]``: all of them).
         secrets: secret values for this execution, asked for by the child.
         serializer, home, server_url: as the worker has them.
+        segment: the run's spans when the worker traces: it is shown the child's events, and
+            the child continues its trace.
     """
 
     def __init__(
@@ -55,13 +60,19 @@ class ChildRun:
         serializer: str,
         home: str | Path,
         server_url: str,
+        segment: Segment | None = None,
     ) -> None:
         self.claim = claim
         self.outbox = outbox
         self.gpus = gpus
         self.secrets = secrets
+        self.segment = segment
         self.header = pipe.Header(
-            claim=claim, serializer=serializer, home=str(home), server_url=server_url
+            claim=claim,
+            serializer=serializer,
+            home=str(home),
+            server_url=server_url,
+            traceparent=claim.traceparent if segment is None else segment.traceparent,
         )
         self.proc: asyncio.subprocess.Process | None = None
         self._cancel_requested = False
@@ -98,6 +109,8 @@ class ChildRun:
                 match pipe.read_child_message(line):
                     case pipe.Events(events=events):
                         self.outbox.enqueue(events)
+                        if self.segment is not None:
+                            self.segment.observe(events)
                     case pipe.Flush(id=request_id):
                         self._reply(self._flushed(request_id))
                     case pipe.GetSecrets() as request:

@@ -62,6 +62,8 @@ class Header(_Message):
     """The Flux home: the task cache (``worker-cache.db``) lives there."""
     server_url: str
     """The server that subworkflow calls go to."""
+    traceparent: str | None = None
+    """The trace context of the run's segment: spans and logs of the child continue it."""
 
 
 class Events(_Message):

@@ -36,9 +36,11 @@ from flux_worker.claims import Claimer
 from flux_worker.executions import Executions
 from flux_worker.keepalive import BlockingHeartbeat, Keepalive
 from flux_worker.outbox import CheckpointSender
+from flux_worker.tracing import worker_tracer
 
 if TYPE_CHECKING:
     from flux.client import AsyncFluxClient, AsyncWorkerChannel
+    from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["Worker"]
 
@@ -67,6 +69,9 @@ class Worker:
         max_loop_stall: seconds of blocked event loop after which the keepalive thread stops
             heartbeating (the server then requeues this worker's executions).
         push_claims: take claims pushed on the stream; ``False`` takes offers and claims them.
+        tracer_provider: an OpenTelemetry ``TracerProvider`` for the worker's spans; ``None``:
+            the process's, when the ``OTEL_*`` environment asks for traces
+            (:mod:`flux_worker.tracing`).
 
     Raises:
         UsageError: ``isolation`` is not one of the two.
@@ -87,6 +92,7 @@ class Worker:
         client: AsyncFluxClient | None = None,
         max_loop_stall: float = 300.0,
         push_claims: bool = True,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         from flux.client import AsyncFluxClient
 
@@ -123,6 +129,7 @@ class Worker:
             serializer=serializer,
             home=self.home,
             server_url=server_url,
+            tracer=worker_tracer(tracer_provider, name),
         )
         # In-process runs replay from domain events decoded straight off the wire; a child
         # process gets the claim as it came and decodes it itself.

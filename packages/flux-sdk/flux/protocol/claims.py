@@ -92,6 +92,9 @@ class ClaimResponse(WireModel):
     requests: ResourceRequest | None = None
     """The workflow version's resource requests (protocol 1.3): the worker assigns the GPUs
     they ask for to this execution."""
+    traceparent: str | None = None
+    """The W3C trace context the execution's trace continues from (protocol 1.9): the
+    worker's spans of this segment are its children. ``None``: no trace."""
 
     _history: list[ExecutionEvent] | None = PrivateAttr(default=None)
     _unreadable: FluxError | None = PrivateAttr(default=None)

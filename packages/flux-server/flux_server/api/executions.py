@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from flux.domain import FINISHED_STATES, ExecutionState
 from flux.errors import UsageError
+from flux.observability import TRACEPARENT
 from flux.protocol import (
     EXECUTION_FRAME_STATES,
     EXECUTION_ID_PATTERN,
@@ -84,7 +85,9 @@ async def run_workflow(
     run_mode = _run_mode(mode)
     value = await json_body(request)
     workflow = await runtime.workflows.latest(name)
-    status = await runtime.executions.create(workflow, value, execution_id)
+    status = await runtime.executions.create(
+        workflow, value, execution_id, caller_trace=request.headers.get(TRACEPARENT)
+    )
     return await answer_run(runtime, status, run_mode, detailed)
 
 

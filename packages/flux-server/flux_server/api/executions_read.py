@@ -16,6 +16,7 @@ from typing import Any
 from fastapi import APIRouter, Header, Query, Request
 from flux.domain import FINISHED_STATES, EventType, ExecutionState
 from flux.errors import UsageError
+from flux.observability import TRACEPARENT
 from flux.protocol import (
     EXECUTION_FRAME_STATES,
     EXECUTION_ID_PATTERN,
@@ -172,6 +173,7 @@ async def stream_execution(
 @router.post("/{execution_id}/rerun", response_model=ExecutionStatus)
 async def rerun_execution(
     execution_id: str,
+    request: Request,
     runtime: RuntimeDep,
     new_id: str | None = Query(
         None,
@@ -184,7 +186,10 @@ async def rerun_execution(
     The execution run again may be in any state."""
     name, input = await by_id.run_of(runtime.db, execution_id)
     workflow = await runtime.workflows.latest(name)
-    return model_response(await runtime.executions.create(workflow, input, new_id))
+    caller = request.headers.get(TRACEPARENT)
+    return model_response(
+        await runtime.executions.create(workflow, input, new_id, caller_trace=caller)
+    )
 
 
 async def _frames(runtime: Runtime, execution_id: str, after: int) -> AsyncIterator[bytes]:

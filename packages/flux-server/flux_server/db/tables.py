@@ -63,6 +63,8 @@ executions = sa.Table(
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
     sa.Column("claimed_at", UTCDateTime),
+    # The W3C traceparent every segment's trace continues from (revision 0008).
+    sa.Column("traceparent", sa.String(55)),
     sa.Index("ix_executions_state_created_at", "state", "created_at"),
     # (holder, state): what a worker holds now, without scanning everything it ever ran. On
     # PostgreSQL only held executions are in it (revision 0003).

@@ -212,7 +212,7 @@ def _claim_refused(conn: sa.Connection, execution_id: str) -> ConflictError | No
 
 
 def _claim_answer(row: Any, source: str, events: list[dict[str, Any]]) -> dict[str, Any]:
-    return {
+    answer = {
         "execution_id": row.id,
         "generation": row.generation,
         "workflow_id": row.workflow_id,
@@ -225,6 +225,9 @@ def _claim_answer(row: Any, source: str, events: list[dict[str, Any]]) -> dict[s
         "state": CLAIMED.value,
         "requests": row.requests or None,
     }
+    if row.traceparent:  # only then: claims of executions without a trace stay as they were
+        answer["traceparent"] = row.traceparent
+    return answer
 
 
 def _wire_event(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -277,14 +280,14 @@ UPDATE executions SET state = {_CLAIMED}, worker_name = :worker, generation = ge
 WHERE id IN (:ids) AND (state IN ({quoted(QUEUED)})
     OR (state = {one(RECLAIMABLE)} AND worker_name = :worker))
 RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, requests,
-    (SELECT source_hash FROM workflows w WHERE w.id = executions.workflow_id),
+    traceparent, (SELECT source_hash FROM workflows w WHERE w.id = executions.workflow_id),
     EXISTS (SELECT 1 FROM events e WHERE e.execution_id = executions.id)
 """,
     times=("now",),
     lists=("ids",),
     columns=(
         *("id", "generation", "workflow_id", "workflow_name", "workflow_version"),
-        *("input", "requests", "source_hash", "has_history"),
+        *("input", "requests", "traceparent", "source_hash", "has_history"),
     ),
     json_columns=("requests",),
 )

@@ -50,6 +50,7 @@ _NEW_EXECUTION_COLUMNS = (
     "generation",
     "created_at",
     "updated_at",
+    "traceparent",
 )
 """What :func:`_new_execution` sets."""
 _INSERT_EXECUTION = Statement(
@@ -75,9 +76,14 @@ _READ_PAUSE_EVENTS = (
 
 
 async def create(
-    db: Database, workflow: LatestWorkflow, input: Any, execution_id: str | None = None
+    db: Database,
+    workflow: LatestWorkflow,
+    input: Any,
+    execution_id: str | None = None,
+    traceparent: str | None = None,
 ) -> ExecutionStatus:
-    """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON.
+    """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON;
+    ``traceparent`` the trace context its segments continue (stored as it is).
 
     With ``execution_id`` (chosen by the client) an existing execution of the same workflow
     with that id is returned as it is instead: starting is idempotent.
@@ -85,7 +91,7 @@ async def create(
     Raises:
         ConflictError: an execution of another workflow has ``execution_id``.
     """
-    row = _new_execution(workflow, input, execution_id)
+    row = _new_execution(workflow, input, execution_id, traceparent)
 
     def write(tx: Tx[sa.Connection]) -> ExecutionStatus | None:
         if execution_id is not None:
@@ -108,10 +114,12 @@ async def create(
     return _created(row, input) if existing is None else existing
 
 
-async def create_in(tx: Tx, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
+async def create_in(
+    tx: Tx, workflow: LatestWorkflow, input: Any, traceparent: str | None = None
+) -> ExecutionStatus:
     """:func:`create` inside the caller's write transaction (the scheduler claims a tick and
     creates its execution in one transaction, so a tick fires exactly once)."""
-    row = _new_execution(workflow, input)
+    row = _new_execution(workflow, input, None, traceparent)
     await tx.conn.execute(sa.insert(executions).values(row))
     tx.notify(DISPATCH)
     return _created(row, input)
@@ -250,7 +258,10 @@ def _existing(conn: sa.Connection, execution_id: str, workflow_name: str) -> Exe
 
 
 def _new_execution(
-    workflow: LatestWorkflow, input: Any, execution_id: str | None = None
+    workflow: LatestWorkflow,
+    input: Any,
+    execution_id: str | None = None,
+    traceparent: str | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
     return {
@@ -265,6 +276,7 @@ def _new_execution(
         "generation": 0,
         "created_at": now,
         "updated_at": now,
+        "traceparent": traceparent,
     }
 
 

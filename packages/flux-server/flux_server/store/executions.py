@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from flux.observability import parse_traceparent
 from flux.protocol import (
     CheckpointItem,
     CheckpointRequest,
@@ -29,6 +30,7 @@ from flux_server.placement import OfferTarget
 from flux_server.store import _checkpoints, _claims, _client, _offers
 from flux_server.store._checkpoints import next_state
 from flux_server.store.workflows import LatestWorkflow
+from flux_server.tracing import ExecutionTracer
 
 __all__ = ["ExecutionStore", "OfferTarget", "next_state"]
 
@@ -41,13 +43,22 @@ class ExecutionStore:
         self.on_settled: Callable[[ExecutionStatus], None] = lambda status: None
         """Called, after the commit, with the status of a wanted execution that finished or
         paused in a checkpoint."""
+        self.tracer: ExecutionTracer | None = None
+        """Opens each new execution's trace when the server traces (set by the runtime)."""
 
     # -- clients -------------------------------------------------------------------------------
 
     async def create(
-        self, workflow: LatestWorkflow, input: Any, execution_id: str | None = None
+        self,
+        workflow: LatestWorkflow,
+        input: Any,
+        execution_id: str | None = None,
+        *,
+        caller_trace: str | bytes | None = None,
     ) -> ExecutionStatus:
-        """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON.
+        """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON;
+        ``caller_trace`` the caller's ``traceparent`` header, the parent of its trace
+        (:mod:`flux_server.tracing`).
 
         With ``execution_id`` (chosen by the client) an existing execution of the same
         workflow with that id is returned as it is instead: starting is idempotent.
@@ -55,12 +66,25 @@ class ExecutionStore:
         Raises:
             ConflictError: an execution of another workflow has ``execution_id``.
         """
-        return await _client.create(self.db, workflow, input, execution_id)
+        caller = parse_traceparent(caller_trace)
+        if self.tracer is None:
+            return await _client.create(self.db, workflow, input, execution_id, caller)
+        with self.tracer.creating(workflow, caller) as creation:
+            status = await _client.create(
+                self.db, workflow, input, execution_id, creation.traceparent
+            )
+            creation.created(status.execution_id)
+            return status
 
     async def create_in(self, tx: Tx, workflow: LatestWorkflow, input: Any) -> ExecutionStatus:
         """:meth:`create` inside the caller's write transaction (the scheduler claims a tick and
         creates its execution in one transaction, so a tick fires exactly once)."""
-        return await _client.create_in(tx, workflow, input)
+        if self.tracer is None:
+            return await _client.create_in(tx, workflow, input)
+        with self.tracer.creating(workflow, None, **{"flux.trigger": "schedule"}) as creation:
+            status = await _client.create_in(tx, workflow, input, creation.traceparent)
+            creation.created(status.execution_id)
+            return status
 
     async def status(
         self, execution_id: str, workflow_name: str | None = None, *, detailed: bool = False

@@ -1,0 +1,82 @@
+"""Each execution's trace starts here: the ``flux.execution.create`` span.
+
+When the server traces (the ``OTEL_*`` environment asks for it, see
+:mod:`flux.observability`; or ``ServerOptions.tracer_provider``), creating an execution opens
+``flux.execution.create``, a child of the caller's ``traceparent`` header when there is one,
+and stores that span's context with the execution. Workers continue that trace in every
+segment they run. When it does not trace, the caller's ``traceparent`` (if valid) is stored
+as it is, so the workers' spans still join the caller's trace, at no cost otherwise.
+
+Attributes never carry inputs, outputs or secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from flux.observability import context_of, traceparent_of, tracer_provider
+
+from flux_server.version import SERVER_VERSION
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span
+
+    from flux_server.store.workflows import LatestWorkflow
+
+__all__ = ["CREATE_SPAN", "Creation", "ExecutionTracer", "execution_tracer"]
+
+CREATE_SPAN = "flux.execution.create"
+
+
+def execution_tracer(provider: TracerProvider | None) -> ExecutionTracer | None:
+    """The tracer of execution creates: with ``provider``, else the process's from the
+    environment; ``None`` when the server does not trace."""
+    provider = provider or tracer_provider("flux-server", make_global=False)
+    return None if provider is None else ExecutionTracer(provider)
+
+
+class Creation:
+    """An execution being created under its ``flux.execution.create`` span."""
+
+    __slots__ = ("span", "traceparent")
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+        self.traceparent = traceparent_of(span)
+        """What the execution stores: this span's context (``None`` when not sampled in)."""
+
+    def created(self, execution_id: str) -> None:
+        """The execution is ``execution_id`` (when the client chose the id of an execution
+        that was there already, that one, which keeps its own trace)."""
+        self.span.set_attribute("flux.execution.id", execution_id)
+
+
+class ExecutionTracer:
+    """Opens the ``flux.execution.create`` span of each new execution."""
+
+    def __init__(self, provider: TracerProvider) -> None:
+        self.tracer = provider.get_tracer("flux_server", SERVER_VERSION)
+
+    @contextmanager
+    def creating(
+        self, workflow: LatestWorkflow, caller: str | None, **attributes: Any
+    ) -> Iterator[Creation]:
+        """The span of one create, a child of ``caller`` (a valid ``traceparent``) or a new
+        trace; ``attributes`` add to the workflow's. An error escaping the block is recorded
+        on the span, which ends with it."""
+        from opentelemetry.trace import SpanKind
+
+        with self.tracer.start_as_current_span(
+            CREATE_SPAN,
+            context=context_of(caller),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "flux.workflow.name": workflow.name,
+                "flux.workflow.version": workflow.version,
+                **attributes,
+            },
+        ) as span:
+            yield Creation(span)

@@ -1,0 +1,298 @@
+"""Each claimed segment of an execution as spans, when the worker traces.
+
+A segment is one claim's run: the first, a resume, a recovery after a crash. It is one span,
+``flux.workflow.run <workflow>``, a child of the trace context the claim carries (the
+execution's ``flux.execution.create`` span, stored by the server), so every segment of an
+execution, on whichever worker and however much later, is in the same trace. Under it, one
+``flux.task.run <task>`` span per task run in the segment, nested as the tasks were.
+
+Task spans are derived from the events the run records, with the events' own times, as they
+go to the outbox (:meth:`Segment.observe`): the engine needs no hook, and runs in a child
+process (subprocess isolation) are traced the same way from the events they send. A replayed
+task (finished in an earlier segment) records nothing, so it makes no span; the segment's
+``flux.replay`` event counts them.
+
+Attributes never carry inputs, outputs or secrets: names, ids, attempts, outcomes, states;
+a failure's exception (type, message and, in-process, its traceback) is recorded on the span
+it ended. Spans the task code makes itself are children of the segment's span.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from flux.domain import WORKFLOW_EVENTS, EventType, ExecutionEvent
+from flux.errors import FluxError
+from flux.observability import context_of, trace_id_of, traceparent_of, tracer_provider
+
+if TYPE_CHECKING:
+    from flux._runtime import Checkpointer
+    from flux.context import ExecutionContext
+    from flux.protocol.claims import ClaimResponse
+    from flux.protocol.events import EventRecord
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import Span, Tracer
+
+    Event = ExecutionEvent | EventRecord
+    """What a segment observes: domain events (in-process runs) or records (a child's)."""
+
+__all__ = ["SEGMENT_SPAN", "TASK_SPAN", "Segment", "WorkerTracer", "worker_tracer"]
+
+SEGMENT_SPAN = "flux.workflow.run"
+TASK_SPAN = "flux.task.run"
+
+_E = EventType
+_TASK_OUTCOMES = {
+    _E.TASK_COMPLETED: "completed",
+    _E.TASK_FALLBACK_COMPLETED: "fallback",
+    _E.TASK_FAILED: "failed",
+    _E.TASK_CANCELLED: "cancelled",
+    _E.TASK_PAUSED: "paused",
+}
+"""Events that end a task's run in a segment, and the outcome each one records."""
+_FINISHED = frozenset({_E.TASK_COMPLETED, _E.TASK_FALLBACK_COMPLETED, _E.TASK_FAILED})
+"""A task with one of these in the history is replayed, not run."""
+_TASK_MARKS = {
+    _E.TASK_RETRY_STARTED: "flux.task.retry",
+    _E.TASK_FALLBACK_STARTED: "flux.task.fallback",
+    _E.TASK_ROLLBACK_STARTED: "flux.task.rollback",
+}
+"""Events that become span events of their task's span."""
+_TASK_FAILURES = frozenset({_E.TASK_RETRY_FAILED, _E.TASK_FALLBACK_FAILED, _E.TASK_ROLLBACK_FAILED})
+"""Events whose exception is recorded on their task's span (which goes on)."""
+_SEGMENT_ENDS = {
+    _E.WORKFLOW_COMPLETED: "COMPLETED",
+    _E.WORKFLOW_FAILED: "FAILED",
+    _E.WORKFLOW_PAUSED: "PAUSED",
+    _E.WORKFLOW_CANCELLED: "CANCELLED",
+}
+_BRANCH = re.compile(r"(\[\d+\])+$")
+"""The branch suffixes of a scope (``<task>[i]``, a branch of ``parallel`` in that task)."""
+
+
+def worker_tracer(provider: TracerProvider | None, worker_name: str) -> WorkerTracer | None:
+    """The worker's tracer: with ``provider``, else the process's from the ``OTEL_*``
+    environment (:mod:`flux.observability`); ``None`` when the worker does not trace."""
+    provider = provider or tracer_provider("flux-worker", make_global=True)
+    return None if provider is None else WorkerTracer(provider, worker_name)
+
+
+class WorkerTracer:
+    """Opens a :class:`Segment` per claim a worker runs."""
+
+    def __init__(self, provider: TracerProvider, worker_name: str) -> None:
+        self.tracer = provider.get_tracer("flux_worker")
+        self.worker_name = worker_name
+
+    def segment(self, claim: ClaimResponse) -> Segment:
+        return Segment(self.tracer, claim, self.worker_name)
+
+
+class _Task:
+    __slots__ = ("attempt", "span")
+
+    def __init__(self, span: Span, attempt: int) -> None:
+        self.span = span
+        self.attempt = attempt
+
+
+class Segment:
+    """The spans of one claimed segment: its own, open from the claim until :meth:`end`,
+    and one per task run in it, made from the events :meth:`observe` is shown."""
+
+    def __init__(self, tracer: Tracer, claim: ClaimResponse, worker_name: str) -> None:
+        from opentelemetry import context, trace
+
+        self.tracer = tracer
+        self.start = time.time_ns()
+        resumed = False
+        replayed: set[str] = set()
+        started: dict[str, list[int]] = {}
+        for kind, source_id, at in _history(claim):
+            if kind in WORKFLOW_EVENTS:
+                resumed = resumed or kind is _E.WORKFLOW_STARTED
+            elif kind is _E.TASK_STARTED:
+                started[source_id] = [at, 1]
+            elif kind is _E.TASK_RETRY_STARTED and source_id in started:
+                started[source_id][1] += 1
+            elif kind in _FINISHED:
+                replayed.add(source_id)
+        self.unfinished = {k: v for k, v in started.items() if k not in replayed}
+        """Tasks the history shows started and not finished: run again in this segment
+        (from their start time and attempt so far)."""
+        self.span = tracer.start_span(
+            f"{SEGMENT_SPAN} {claim.workflow_name}",
+            context=context_of(claim.traceparent),
+            kind=trace.SpanKind.CONSUMER,
+            start_time=self.start,
+            attributes={
+                "flux.workflow.name": claim.workflow_name,
+                "flux.workflow.version": claim.workflow_version,
+                "flux.execution.id": claim.execution_id,
+                "flux.execution.segment": claim.generation,
+                "flux.execution.resumed": resumed,
+                "flux.worker.name": worker_name,
+            },
+        )
+        if replayed:
+            self.span.add_event(
+                "flux.replay", {"flux.replay.tasks": len(replayed)}, timestamp=self.start
+            )
+        self.traceparent = traceparent_of(self.span) or claim.traceparent
+        """The segment's context: what a child process's spans (and logs) continue."""
+        self.trace_id = trace_id_of(self.traceparent)
+        self.tasks: dict[str, _Task] = {}
+        self.state: str | None = None
+        self._token = context.attach(trace.set_span_in_context(self.span))
+
+    def checkpointer(self, inner: Checkpointer) -> Checkpointer:
+        """``inner`` (a run's checkpointer), showing this segment every event saved."""
+        return _Observed(inner, self)
+
+    def observe(self, events: Sequence[Event]) -> None:
+        """Make spans of the events a run recorded (in order, each batch once)."""
+        for event in events:
+            kind = event.type
+            if kind in WORKFLOW_EVENTS:
+                state = _SEGMENT_ENDS.get(kind)
+                if state is not None:
+                    self.state = state
+                    if kind is _E.WORKFLOW_FAILED:
+                        _record_failure(self.span, event)
+                continue
+            task = self.tasks.get(event.source_id) or self._open(event)
+            at = _ns(event)
+            outcome = _TASK_OUTCOMES.get(kind)
+            if outcome is not None:
+                del self.tasks[event.source_id]
+                task.span.set_attribute("flux.task.attempt", task.attempt)
+                task.span.set_attribute("flux.task.outcome", outcome)
+                if kind is _E.TASK_FAILED:
+                    _record_failure(task.span, event)
+                task.span.end(end_time=at)
+            elif kind in _TASK_MARKS:
+                if kind is _E.TASK_RETRY_STARTED:
+                    task.attempt += 1
+                attributes = {"flux.task.attempt": task.attempt}
+                task.span.add_event(_TASK_MARKS[kind], attributes, timestamp=at)
+            elif kind in _TASK_FAILURES:
+                _record_exception(task.span, event, {"flux.task.attempt": task.attempt})
+
+    def _open(self, event: Event) -> _Task:
+        """The span of the task ``event`` belongs to, opened now: at the event (its start),
+        or, for a task an earlier segment started, when this segment started."""
+        source_id = event.source_id
+        if event.type is _E.TASK_STARTED:
+            start, attempt = _ns(event), 1
+        else:
+            start, attempt = self.unfinished.get(source_id, (self.start, 1))
+            start = max(start, self.start)
+        from opentelemetry import trace
+
+        parent = self.tasks.get(_BRANCH.sub("", event.scope))
+        span = self.tracer.start_span(
+            f"{TASK_SPAN} {event.name}",
+            context=trace.set_span_in_context(self.span if parent is None else parent.span),
+            start_time=start,
+            attributes={"flux.task.name": event.name, "flux.task.id": source_id},
+        )
+        task = self.tasks[source_id] = _Task(span, attempt)
+        return task
+
+    def end(self) -> None:
+        """End the segment now: tasks still open were interrupted (the run paused or was
+        cancelled around them, or the worker let the execution go)."""
+        from opentelemetry import context, trace
+
+        now = time.time_ns()
+        for task in self.tasks.values():
+            task.span.set_attribute("flux.task.attempt", task.attempt)
+            task.span.set_attribute("flux.task.outcome", "interrupted")
+            task.span.end(end_time=now)
+        self.tasks.clear()
+        state = self.state or "INTERRUPTED"
+        self.span.set_attribute("flux.execution.state", state)
+        if state == "FAILED":
+            self.span.set_status(trace.StatusCode.ERROR, "the execution failed")
+        self.span.end(end_time=now)
+        context.detach(self._token)
+
+
+class _Observed:
+    """A run's checkpointer that shows its segment each batch of events once it is saved."""
+
+    __slots__ = ("inner", "segment")
+
+    def __init__(self, inner: Checkpointer, segment: Segment) -> None:
+        self.inner = inner
+        self.segment = segment
+
+    def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
+        self.inner.save(ctx, events)
+        self.segment.observe(events)
+
+    async def flush(self) -> None:
+        await self.inner.flush()
+
+    async def finish(self, ctx: ExecutionContext[Any]) -> None:
+        await self.inner.finish(ctx)
+
+
+def _history(claim: ClaimResponse) -> Iterable[tuple[EventType, str, int]]:
+    """(type, source id, time in ns) of each event of the claim's history, read from the
+    columns when the claim came with them undecoded (values are never unpickled here)."""
+    columns = claim.history_columns
+    if columns is not None:
+        return zip(
+            columns.types, columns.source_ids, (int(t * 1e9) for t in columns.times), strict=False
+        )
+    try:
+        events = claim.history()
+    except FluxError:  # unreadable: the run fails with the reason, and nothing replays
+        return ()
+    return ((e.type, e.source_id, _ns(e)) for e in events)
+
+
+def _ns(event: Event) -> int:
+    return int(event.time.timestamp() * 1e9)
+
+
+def _record_failure(span: Span, event: Event) -> None:
+    from opentelemetry.trace import StatusCode
+
+    _record_exception(span, event, None)
+    span.set_status(StatusCode.ERROR, _describe(event))
+
+
+def _record_exception(span: Span, event: Event, attributes: dict[str, Any] | None) -> None:
+    """The exception ``event`` carries, as the span's ``exception`` event: the exception
+    itself in-process (with its traceback), its type and message from a child's record."""
+    value = event.value
+    at = _ns(event)
+    if isinstance(value, BaseException):
+        span.record_exception(value, attributes, timestamp=at)
+        return
+    view = getattr(event, "view", None)
+    if isinstance(view, dict):
+        span.add_event(
+            "exception",
+            {
+                "exception.type": str(view.get("type", "")),
+                "exception.message": str(view.get("message", "")),
+                **(attributes or {}),
+            },
+            timestamp=at,
+        )
+
+
+def _describe(event: Event) -> str:
+    value = event.value
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    view = getattr(event, "view", None)
+    if isinstance(view, dict):
+        return f"{view.get('type', '')}: {view.get('message', '')}"
+    return event.type.value

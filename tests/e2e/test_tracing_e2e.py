@@ -1,0 +1,165 @@
+"""Traces across processes: a real server and workers export to a loopback OTLP/HTTP receiver,
+turned on by the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` alone."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from flux.client import FluxClient
+from flux.domain import ExecutionState
+
+from tests.support.cluster import running_cluster, stop_process
+from tests.support.otlp import OtlpReceiver, ReceivedSpan
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
+
+WORKFLOWS = """
+import asyncio
+from pathlib import Path
+
+from flux import task, workflow
+from flux.tasks import pause
+
+
+@task
+async def double(x: int) -> int:
+    return x * 2
+
+
+@task
+async def wait_for(flag: str) -> str:
+    while not Path(flag).exists():
+        await asyncio.sleep(0.05)
+    return "seen"
+
+
+@workflow
+async def approve(ctx):
+    first = await double(ctx.input)
+    answer = await pause("approval")
+    return await double(first + answer)
+
+
+@workflow
+async def recover(ctx):
+    first = await double(1)
+    await wait_for(ctx.input)
+    return await double(first)
+"""
+
+CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+CALLER_SPAN = "00f067aa0ba902b7"
+CALLER = f"00-{CALLER_TRACE}-{CALLER_SPAN}-01"
+
+
+def segments(receiver: OtlpReceiver, execution_id: str) -> list[ReceivedSpan]:
+    """The execution's segment spans received so far, oldest first."""
+    found = [
+        s
+        for s in receiver.spans()
+        if s.name.startswith("flux.workflow.run")
+        and s.attributes.get("flux.execution.id") == execution_id
+    ]
+    return sorted(found, key=lambda s: s.start_ns)
+
+
+def tasks_under(receiver: OtlpReceiver, segment: ReceivedSpan) -> list[str]:
+    """Names of the task spans whose parent is ``segment``."""
+    return sorted(
+        s.name
+        for s in receiver.spans()
+        if s.name.startswith("flux.task.run") and s.parent_span_id == segment.span_id
+    )
+
+
+def test_pause_and_resume_on_another_worker_continue_the_callers_trace(tmp_path: Path) -> None:
+    with (
+        OtlpReceiver() as receiver,
+        running_cluster(tmp_path, WORKFLOWS, FLUX_LOG_FORMAT="json", **receiver.env()) as cluster,
+    ):
+        with FluxClient(cluster.url, headers={"traceparent": CALLER}) as caller:
+            status = caller.run("approve", 1, mode="sync")
+        assert status.state is ExecutionState.PAUSED
+        stop_process(cluster.workers["w1"])  # it drains, and flushes its spans as it exits
+        cluster.start_worker("w2")
+        with FluxClient(cluster.url) as client:
+            done = client.resume("approve", status.execution_id, 10, mode="sync")
+        assert done.state is ExecutionState.COMPLETED, cluster.tail()
+        first, second = wait_until(
+            lambda: (found := segments(receiver, status.execution_id))[1:] and found,
+            what="both segments' spans",
+        )
+        wait_until(lambda: tasks_under(receiver, second), what="the resumed segment's task")
+        [create] = [s for s in receiver.spans() if s.name == "flux.execution.create"]
+
+    # One trace, the caller's: the server's create span is the caller's child, and each
+    # worker's segment a child of the create span (the server stored its context).
+    spans = receiver.spans()
+    assert {s.trace_id for s in spans} == {CALLER_TRACE}
+    assert create.parent_span_id == CALLER_SPAN
+    assert create.service == "flux-server"
+    assert first.parent_span_id == second.parent_span_id == create.span_id
+    assert {first.service, second.service} == {"flux-worker"}
+    assert [s.attributes["flux.worker.name"] for s in (first, second)] == ["w1", "w2"]
+    assert [s.attributes["flux.execution.state"] for s in (first, second)] == [
+        "PAUSED",
+        "COMPLETED",
+    ]
+    assert tasks_under(receiver, first) == ["flux.task.run double", "flux.task.run pause"]
+    # The resumed segment replays double and the answered pause: no spans, one event.
+    assert tasks_under(receiver, second) == ["flux.task.run double"]
+    assert second.event("flux.replay") == [{"flux.replay.tasks": 2}]
+    # FLUX_LOG_FORMAT=json: every line the server and the workers logged is a JSON object.
+    for log in cluster.logs:
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        assert all({"time", "level", "logger", "message"} <= set(line) for line in lines), log
+    server_log = (cluster.home / "server.log").read_text()
+    assert '"logger": "uvicorn.access"' in server_log
+
+
+def test_recovery_after_a_crash_replays_finished_tasks_without_spans(tmp_path: Path) -> None:
+    flag = tmp_path / "go"
+    with (
+        OtlpReceiver() as receiver,
+        running_cluster(tmp_path, WORKFLOWS, **receiver.env()) as cluster,
+        FluxClient(cluster.url) as client,
+    ):
+        status = client.run("recover", str(flag))
+
+        def doubled() -> bool:  # then it waits in wait_for (whose start is not sent alone)
+            detail = client.get_execution(status.execution_id, detailed=True)
+            return any(
+                e.name == "double" and e.type == "TASK_COMPLETED" for e in detail.events or []
+            )
+
+        wait_until(doubled, what="the first task to complete")
+        cluster.start_worker("w2")
+        stop_process(cluster.workers["w1"], signal.SIGKILL)  # its open spans die with it
+        flag.touch()
+
+        def finished() -> bool:
+            return client.get_execution(status.execution_id).state is ExecutionState.COMPLETED
+
+        wait_until(finished, what="the recovered run to complete")
+        [recovered] = wait_until(
+            lambda: [
+                s
+                for s in segments(receiver, status.execution_id)
+                if s.attributes["flux.worker.name"] == "w2"
+            ],
+            what="the recovered segment's span",
+        )
+        ran = wait_until(
+            lambda: tasks_under(receiver, recovered)[1:] and tasks_under(receiver, recovered),
+            what="the recovered segment's tasks",
+        )
+
+    assert recovered.attributes["flux.execution.resumed"] is True
+    assert recovered.attributes["flux.execution.state"] == "COMPLETED"
+    # double(1) finished on w1: replayed, no span. wait_for had not: it runs again.
+    assert recovered.event("flux.replay") == [{"flux.replay.tasks": 1}]
+    assert ran == ["flux.task.run double", "flux.task.run wait_for"]
