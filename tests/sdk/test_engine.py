@@ -1027,3 +1027,61 @@ async def test_no_task_body_starts_before_earlier_completions_are_acknowledged()
     assert remote.flushes == 3
     assert remote.log[-4:] == ["TASK_STARTED", "TASK_COMPLETED", "WORKFLOW_COMPLETED", "ack"]
     assert remote.acknowledged == remote.count == 8
+
+
+# -- retry hints an error carries ------------------------------------------------------------------
+
+
+class _Refused(Exception):
+    retryable = False
+
+
+class _Throttled(Exception):
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def test_an_error_that_is_not_retryable_fails_the_task_at_once():
+    calls: list[int] = []
+
+    @task.with_options(retry_max_attempts=3, retry_delay=0)
+    async def refused() -> None:
+        calls.append(1)
+        raise _Refused("bad credentials")
+
+    @workflow
+    async def refused_wf(ctx: ExecutionContext[None]):
+        await refused()
+
+    result = refused_wf.run()
+
+    assert result.has_failed and isinstance(result.output, _Refused)
+    assert calls == [1]
+    assert kinds(result, "refused") == ["TASK_STARTED", "TASK_FAILED"]
+
+
+def test_retry_after_stretches_the_next_delay():
+    from flux.testing import VirtualClock, run
+
+    calls: list[int] = []
+
+    @task.with_options(retry_max_attempts=2, retry_delay=1, retry_backoff=1)
+    async def throttled() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise _Throttled("slow down", retry_after=7.5)
+        if len(calls) == 2:
+            raise _Throttled("again", retry_after=0.2)  # shorter than the policy's delay
+        return "done"
+
+    @workflow
+    async def throttled_wf(ctx: ExecutionContext[None]):
+        return await throttled()
+
+    clock = VirtualClock()
+    result = run(throttled_wf, clock=clock)
+
+    assert result.output == "done"
+    assert [e.value["delay"] for e in events_of(result, "TASK_RETRY_STARTED")] == [7.5, 1.0]
+    assert clock.slept == [7.5, 1.0]

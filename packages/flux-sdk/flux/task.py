@@ -61,6 +61,9 @@ class task(Generic[P, R]):
     task's ``secrets`` argument), ``cache`` (reuse results of identical calls across
     executions), ``metadata`` (fill the task's ``metadata`` argument with :class:`TaskMetadata`).
 
+    An exception whose ``retryable`` attribute is ``False`` is not retried; one with a
+    ``retry_after`` attribute (seconds) makes the next attempt wait at least that long.
+
     Raises:
         UsageError: the function is not ``async def`` or an option has the wrong type.
     """
@@ -307,11 +310,12 @@ class task(Generic[P, R]):
             elif starts:
                 attempt = len(failed) + 1
         call_kwargs = await self._fill_arguments(run, source_id, kwargs)
+        hint = 0.0  # the last failure's retry_after
         while True:
             try:
                 if attempt > 0 and run is not None:
                     if resumed_retry is None:
-                        delay = self.retry_delay * self.retry_backoff ** (attempt - 1)
+                        delay = max(hint, self.retry_delay * self.retry_backoff ** (attempt - 1))
                         not_before = clock().timestamp() + delay
                         run.emit(
                             EventType.TASK_RETRY_STARTED,
@@ -328,19 +332,21 @@ class task(Generic[P, R]):
                     if wait > 0:
                         await clock().sleep(wait)
                 elif attempt > 0:
-                    await clock().sleep(self.retry_delay * self.retry_backoff ** (attempt - 1))
+                    delay = max(hint, self.retry_delay * self.retry_backoff ** (attempt - 1))
+                    await clock().sleep(delay)
                 result = await self._call_once(args, call_kwargs)
             except Exception as exc:
                 if run is not None and run.diverged is not None:
                     raise  # a nested call broke replay: not a failure to retry
                 if attempt > 0 and run is not None:
                     run.emit(EventType.TASK_RETRY_FAILED, source_id, self.name, exc, scope)
-                if attempt >= self.retry_max_attempts:
+                if attempt >= self.retry_max_attempts or not _retryable(exc):
                     if run is None and self.fallback is not None:
                         value = call_plain(self.fallback, args, kwargs)
                         return await value if inspect.isawaitable(value) else value  # type: ignore[no-any-return]
                     raise
                 attempt += 1
+                hint = _retry_after(exc)
                 continue
             if attempt > 0 and run is not None:
                 run.emit(EventType.TASK_RETRY_COMPLETED, source_id, self.name, None, scope)
@@ -425,6 +431,21 @@ def _interrupted_recovery(
         if e.type is EventType.TASK_FALLBACK_FAILED:  # its error is the task's error now
             return (e.value if isinstance(e.value, Exception) else handled[-1].value), True
     return handled[-1].value, False
+
+
+def _retryable(exc: Exception) -> bool:
+    """An error that says ``retryable = False`` (a rejected credential, a malformed request)
+    would fail the same way again: the task fails at once."""
+    return getattr(exc, "retryable", True) is not False
+
+
+def _retry_after(exc: Exception) -> float:
+    """The ``retry_after`` seconds an error asks for (a rate limit's ``Retry-After``), 0 if
+    none: the next attempt waits at least that long."""
+    value = getattr(exc, "retry_after", None)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return 0.0
+    return max(0.0, float(value))
 
 
 def _args_value(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
