@@ -52,9 +52,10 @@ async def _executions_in_every_state(server) -> dict[str, str]:
 
 
 async def _age(server, days: float, ids: list[str] | None = None) -> None:
-    """Make executions look last updated ``days`` ago."""
+    """Make executions look created and last updated ``days`` ago (an execution is never
+    updated before it is created: the prune walks them in creation order)."""
     when = utcnow() - timedelta(days=days)
-    update = sa.update(executions).values(updated_at=when)
+    update = sa.update(executions).values(created_at=when, updated_at=when)
     if ids is not None:
         update = update.where(executions.c.id.in_(ids))
     await server.runtime.db.run_write(lambda tx: tx.conn.execute(update))
