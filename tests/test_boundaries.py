@@ -24,6 +24,7 @@ HEAVY = (
     "starlette",
     "alembic",
     "opentelemetry",
+    "mcp",
 )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 import shlex
 import signal
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,6 @@ from e2e_support import FLUX, needs_server
 from flux.client import FluxClient
 from flux.config import Configuration
 from flux.errors import ApiError
-from flux_cli.components import MCP
 
 from tests.support.cluster import (
     FluxCluster,
@@ -148,7 +148,7 @@ def test_short_examples_run_in_order(
 def test_long_running_example(example: Example, tmp_path: Path) -> None:
     args = example.args
     if args[:2] == ["start", "mcp"]:
-        _check_mcp(example, tmp_path)
+        _check_mcp(args, tmp_path)
     elif args[:2] == ["start", "worker"]:
         _check_worker(args, tmp_path)
     else:
@@ -229,25 +229,24 @@ def _check_worker(args: list[str], tmp_path: Path) -> None:
         stack.stop()
 
 
-def _check_mcp(example: Example, tmp_path: Path) -> None:
-    if MCP.installed():
-        pytest.skip("flux-mcp is installed; its own tests run the MCP server")
-    import subprocess
+def _check_mcp(args: list[str], tmp_path: Path) -> None:
+    """``flux start mcp``: flux-mcp accepts connections on its port, then stops cleanly (the
+    tools themselves are tested in tests/mcp)."""
+    args, port = _with_free_port(args)
+    env = clean_env(FLUX_CONFIG_DIR=str(tmp_path), FLUX_MCP__PORT=str(port))
+    log = tmp_path / "mcp.log"
+    process = spawn([FLUX, *args], cwd=tmp_path, env=env, log=log)
+    try:
 
-    done = subprocess.run(
-        [FLUX, *example.args],
-        cwd=tmp_path,
-        env=clean_env(FLUX_CONFIG_DIR=str(tmp_path)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 1
-    assert done.stderr == (
-        "error: flux start mcp needs the Flux MCP server, which is not installed: "
-        "pip install flux-mcp\n"
-    )
+        def ready() -> bool:
+            assert process.poll() is None, log.read_text()
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(ready, what=f"{' '.join(args)} to listen on port {port}")
+    finally:
+        code = stop_process(process)
+    assert code in (0, -signal.SIGTERM), log.read_text()
 
 
 def test_the_readme_group_example_plugs_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

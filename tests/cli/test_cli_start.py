@@ -151,20 +151,52 @@ def test_start_worker_accepts_every_option_flux_worker_lists(
         )
 
 
-def test_start_mcp_forwards_its_options(
-    cli: Cli, monkeypatch: pytest.MonkeyPatch, execs: list[list[str]]
-) -> None:
-    monkeypatch.setattr(type(MCP), "installed", lambda self: True)
-    args = ("start", "mcp", "--host", "localhost", "--port", "8080", "--transport", "sse")
-    assert cli(*args).exit_code == 0
-    assert execs[-1] == MCP.argv("--host", "localhost", "--port", "8080", "--transport", "sse")
+def test_start_mcp_forwards_its_arguments_unchanged(cli: Cli, execs: list[list[str]]) -> None:
+    assert MCP.installed()
+    args = ["--host", "localhost", "--port", "8080", "--transport", "sse", "--read-only"]
+    assert cli("start", "mcp", *args).exit_code == 0
+    assert execs[-1] == MCP.argv(*args)
+    assert cli("start", "mcp", "--help").exit_code == 0
+    assert execs[-1] == MCP.argv("--help")
+    # flux-mcp checks its own options: an unknown transport reaches it and it refuses.
+    assert cli("start", "mcp", "--transport", "carrier-pigeon").exit_code == 0
+    assert execs[-1] == MCP.argv("--transport", "carrier-pigeon")
 
 
-def test_start_mcp_rejects_an_unknown_transport(cli: Cli, execs: list[list[str]]) -> None:
-    result = cli("start", "mcp", "--transport", "carrier-pigeon")
-    assert result.exit_code == 2
-    assert "--transport" in result.stderr
-    assert execs == []
+def test_start_mcp_uses_the_global_server_url(cli: Cli, execs: list[list[str]]) -> None:
+    assert cli("--server-url", "http://elsewhere:9000", "start", "mcp").exit_code == 0
+    assert execs[-1] == MCP.argv("--server-url", "http://elsewhere:9000")
+    given = ["--server-url=http://given:1", "--port", "1"]
+    assert cli("--server-url", "http://elsewhere:9000", "start", "mcp", *given).exit_code == 0
+    assert execs[-1] == MCP.argv(*given)
+
+
+_MCP_SAMPLES = {
+    "--port": "8081",
+    "--transport": "stdio",
+    "--sync-wait-seconds": "2.5",
+    "--log-level": "DEBUG",
+}
+
+
+def test_start_mcp_accepts_every_option_flux_mcp_lists(cli: Cli, execs: list[list[str]]) -> None:
+    """The options are flux-mcp's own, read from its --help: each reaches it unchanged, and
+    flux-mcp parses what arrives."""
+    from flux_mcp.__main__ import parse_args
+
+    done = subprocess.run(
+        MCP.argv("--help"), capture_output=True, text=True, timeout=60, check=True
+    )
+    options = sorted(set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", done.stdout)) - {"--help"})
+    assert {"--host", "--port", "--transport", "--server-url", "--read-only"} <= set(options)
+    flags = {"--read-only", "--insecure"}
+    for option in options:
+        given = [option] if option in flags else [option, _MCP_SAMPLES.get(option, "x")]
+        result = cli("start", "mcp", *given)
+        assert result.exit_code == 0, (option, result.stderr)
+        assert execs[-1] == MCP.argv(*given)
+        parsed = vars(parse_args(execs[-1][3:]))
+        assert any(value not in (None, False) for value in parsed.values()), option
 
 
 def test_the_cli_never_imports_a_sibling_package() -> None:
@@ -186,12 +218,14 @@ def test_the_cli_never_imports_a_sibling_package() -> None:
         for args in (
             ["--help"],
             ["start", "worker", "--help"],
+            ["start", "mcp", "--help"],
             ["dev", "--help"],
             ["--server-url", "http://127.0.0.1:9", "workflow", "list"],
         ):
             runner.invoke(app, args)
         SERVER.installed(), WORKER.installed(), MCP.installed()
-        siblings = ("flux_server", "flux_worker", "flux_mcp", "flux_agents")
+        # mcp: the MCP SDK takes a second to import; only flux-mcp's process pays for it.
+        siblings = ("flux_server", "flux_worker", "flux_mcp", "flux_agents", "mcp")
         print(sorted(m for m in sys.modules if m.split(".")[0] in siblings))
         """
     )

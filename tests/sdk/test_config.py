@@ -61,6 +61,12 @@ def test_defaults_without_sources():
         "port": 8080,
         "server_url": "http://localhost:8000",
         "transport": "streamable-http",
+        "read_only": False,
+        "allowed_hosts": (),
+        "allowed_origins": (),
+        "api_key": None,
+        "sync_wait_seconds": 60.0,
+        "max_request_bytes": 10 * 1024 * 1024,
     }
     assert settings.scheduling.model_dump() == {
         "auto_schedule_enabled": True,

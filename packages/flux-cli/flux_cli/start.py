@@ -2,8 +2,9 @@
 
 The program replaces the ``flux`` process (``exec``), so it receives signals directly and its
 exit code is the command's. Only the options given are passed on: the program reads its
-defaults from the Flux configuration itself. ``flux start worker`` passes its arguments to
-``flux-worker`` unchanged (``--help`` too), so the two take the same options by construction.
+defaults from the Flux configuration itself. ``flux start worker`` and ``flux start mcp`` pass
+their arguments to ``flux-worker`` and ``flux-mcp`` unchanged (``--help`` too), so each pair
+takes the same options by construction.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from enum import StrEnum
 from typing import Annotated, NoReturn
 
 import typer
@@ -30,12 +30,6 @@ app = typer.Typer(
 
 def register(root: typer.Typer) -> None:
     root.add_typer(app)
-
-
-class Transport(StrEnum):
-    STDIO = "stdio"
-    STREAMABLE_HTTP = "streamable-http"
-    SSE = "sse"
 
 
 HostOption = Annotated[str | None, typer.Option("--host", help="Address to bind.")]
@@ -87,29 +81,25 @@ def _names(args: list[str], option: str) -> bool:
     return any(arg == option or arg.startswith(f"{option}=") for arg in args)
 
 
-@app.command("mcp")
-def mcp(
-    ctx: typer.Context,
-    host: HostOption = None,
-    port: PortOption = None,
-    transport: Annotated[
-        Transport | None,
-        typer.Option("--transport", case_sensitive=False, help="MCP transport."),
-    ] = None,
-    server_url: Annotated[
-        str | None,
-        typer.Option(
-            "--server-url",
-            help="Flux server the tools call (default: flux --server-url, else mcp.server_url).",
-        ),
-    ] = None,
-) -> None:
+@app.command(
+    "mcp",
+    # As for the worker: flux-mcp defines its options (--host, --port, --transport,
+    # --read-only, ...) and reads them; --help included.
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,
+)
+def mcp(ctx: typer.Context) -> None:
     """Start the MCP server that exposes workflows as tools. Needs flux-mcp.
 
-    Defaults come from the [mcp] configuration.
+    Takes the options of flux-mcp (flux start mcp --help lists them: --host, --port,
+    --transport stdio|streamable-http|sse, --read-only, ...). The Flux server is flux
+    --server-url when given, unless the arguments name one; defaults come from the [mcp]
+    configuration.
     """
-    server_url = server_url or state(ctx).server_url
-    args = _options(host=host, port=port, transport=transport, server_url=server_url)
+    args = list(ctx.args)
+    server_url = state(ctx).server_url
+    if server_url is not None and not _names(args, "--server-url"):
+        args = ["--server-url", server_url, *args]
     _start(MCP, "flux start mcp", args)
 
 

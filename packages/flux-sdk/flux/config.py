@@ -6,6 +6,8 @@ Sources, highest precedence first:
 2. environment variables ``FLUX_*``, with ``__`` between nesting levels
    (``FLUX_SERVER_PORT=9000``, ``FLUX_WORKERS__BOOTSTRAP_TOKEN=...``);
 3. ``flux.toml``, table ``[flux]`` (nested tables ``[flux.workers]``, ``[flux.scheduling]``, ...);
+   the MCP server's settings may also sit in a top-level ``[mcp]`` table there, as the
+   specification's examples write them (``[flux.mcp]`` wins where both set a key);
 4. ``pyproject.toml``, table ``[tool.flux]`` (nested ``[tool.flux.workers]``, ...);
 5. the defaults declared here.
 
@@ -54,7 +56,7 @@ CONFIG_DIR_ENV = "FLUX_CONFIG_DIR"
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Keys whose values are credentials: kept out of reprs and error messages.
-_SECRET_KEYS = frozenset({"bootstrap_token", "encryption_key"})
+_SECRET_KEYS = frozenset({"api_key", "bootstrap_token", "encryption_key"})
 
 
 class _Section(BaseModel):
@@ -93,13 +95,28 @@ class SecuritySettings(_Section):
 
 
 class MCPSettings(_Section):
-    """``[flux.mcp]``: the MCP server."""
+    """``[flux.mcp]`` (or ``[mcp]`` in ``flux.toml``): the MCP server, flux-mcp."""
 
     name: str = "flux-workflows"
     host: str = "localhost"
     port: int = Field(default=8080, ge=0, le=65535)
     server_url: str = "http://localhost:8000"
     transport: Literal["stdio", "streamable-http", "sse"] = "streamable-http"
+    read_only: bool = False
+    """Offer only the tools that change nothing."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``Host`` values the HTTP transports accept besides loopback names and the bind address
+    (``"mcp.example.com"``, ``"10.0.0.5:8080"``, ``"10.0.0.5:*"``); others get HTTP 421."""
+    allowed_origins: tuple[str, ...] = ()
+    """``Origin`` values accepted besides loopback origins (``"https://app.example.com"``);
+    others get HTTP 403."""
+    api_key: str | None = Field(default=None, repr=False)
+    """flux-mcp's own credential for the Flux server, sent as ``Authorization: Bearer``."""
+    sync_wait_seconds: float = Field(default=60.0, gt=0)
+    """How long the ``*_sync`` tools follow an execution before answering with its current
+    state (RUNNING) instead of waiting longer."""
+    max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    """Larger MCP requests (an ``upload_workflow`` of a big file) get HTTP 413."""
 
 
 class SchedulingSettings(_Section):
@@ -208,6 +225,7 @@ class FluxSettings(BaseSettings):
             init_settings,
             env_settings,
             _TomlTableSource(settings_cls, directory / "flux.toml", ("flux",)),
+            _TomlTableSource(settings_cls, directory / "flux.toml", ("mcp",), key="mcp"),
             _TomlTableSource(settings_cls, directory / "pyproject.toml", ("tool", "flux")),
         )
 
@@ -228,12 +246,21 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 class _TomlTableSource(PydanticBaseSettingsSource):
-    """One table of one TOML file; a missing file or table contributes nothing."""
+    """One table of one TOML file; a missing file or table contributes nothing. With ``key``
+    the table is the settings' section of that name (``[mcp]`` as ``mcp``), else the whole
+    settings tree."""
 
-    def __init__(self, settings_cls: type[BaseSettings], path: Path, table: tuple[str, ...]):
+    def __init__(
+        self,
+        settings_cls: type[BaseSettings],
+        path: Path,
+        table: tuple[str, ...],
+        key: str | None = None,
+    ):
         super().__init__(settings_cls)
         self.path = path
         self.table = table
+        self.key = key
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         # Unused: __call__ returns the whole table at once.
@@ -257,7 +284,7 @@ class _TomlTableSource(PydanticBaseSettingsSource):
             raise UsageError(
                 f"[{table}] in {str(self.path)!r} must be a table", path=str(self.path)
             )
-        return data
+        return data if self.key is None else {self.key: data}
 
 
 def _shows_input(loc: tuple[Any, ...], value: Any) -> bool:

@@ -1,0 +1,83 @@
+"""Following an execution for the ``*_sync`` tools: each state change of the server's execution
+stream (``GET /executions/{id}/stream``) becomes an MCP progress notification, until the
+execution finishes or pauses, or the configured wait runs out.
+
+The wait is flux-mcp's own, shorter than any client's request timeout: once it passes, the
+tool answers with the execution's current state (RUNNING) and the model asks again later,
+instead of the call timing out and the execution id being lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from typing import cast
+
+import anyio
+from flux.client import AsyncFluxClient
+from flux.domain import FINISHED_STATES, EventType, ExecutionState
+from flux.protocol import ExecutionStreamFrame
+
+__all__ = ["Report", "follow", "last_workflow_position"]
+
+Report = Callable[[str], Awaitable[None]]
+"""Sends one progress message (the notifications are numbered by :func:`follow`)."""
+
+_STOPS = FINISHED_STATES | {ExecutionState.PAUSED}
+_WORKFLOW_TYPES = [t.value for t in EventType if t.is_workflow]
+
+
+async def follow(
+    flux: AsyncFluxClient,
+    execution_id: str,
+    *,
+    wait: float,
+    report: Report,
+    after: int | None = None,
+    until_finished: bool = False,
+) -> bool:
+    """Report each frame of the execution's stream after position ``after`` until one that
+    finishes or pauses it (only one that finishes it with ``until_finished``); ``False`` when
+    ``wait`` seconds passed first.
+
+    Raises:
+        flux.errors.ApiError: the stream could not be opened or broke.
+    """
+    stops = FINISHED_STATES if until_finished else _STOPS
+    with anyio.move_on_after(wait):
+        # The stream is an async generator: closing it at once ends the HTTP request, where
+        # leaving it to the garbage collector would hold the connection open.
+        stream = cast(
+            "AsyncGenerator[ExecutionStreamFrame, None]",
+            flux.stream_execution(execution_id, after=after),
+        )
+        async with aclosing(stream) as frames:
+            async for frame in frames:
+                await report(_describe(frame))
+                if frame.state in stops:
+                    return True
+        return True  # the stream ended: the server ends it only on a finished frame
+    return False
+
+
+def _describe(frame: ExecutionStreamFrame) -> str:
+    return f"execution {frame.execution_id} is {frame.state.value}"
+
+
+async def last_workflow_position(flux: AsyncFluxClient, execution_id: str) -> int | None:
+    """The position of the execution's last workflow-level event (its stream's last frame),
+    ``None`` when it has none yet: following from there skips the frames already reported.
+
+    Raises:
+        flux.errors.ExecutionNotFoundError: no execution has that id.
+    """
+    position, after = None, None
+    while True:
+        page = await flux.execution_events(
+            execution_id, after=after, limit=1000, types=_WORKFLOW_TYPES
+        )
+        if page.items:
+            position = page.items[-1].position
+        if page.next_after is None:
+            return position
+        after = page.next_after

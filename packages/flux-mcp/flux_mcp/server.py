@@ -1,0 +1,97 @@
+"""The MCP server: :func:`build_server` puts the tools, resources and prompt of flux-mcp on an
+:class:`mcp.server.MCPServer` bound to a Flux server's client, and :func:`serve` runs it on
+the configured transport.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import flux
+from flux.client import AsyncFluxClient
+from mcp.server import MCPServer
+
+from flux_mcp.config import McpConfig
+from flux_mcp.prompts import register_prompts
+from flux_mcp.resources import register_resources
+from flux_mcp.security import check_exposure, inbound_auth, transport_security
+from flux_mcp.tools import Toolbox, register_tools
+
+__all__ = ["INSTRUCTIONS", "build_server", "flux_client", "serve"]
+
+_log = logging.getLogger("flux_mcp")
+
+INSTRUCTIONS = """\
+Flux runs durable Python workflows on a server and its workers.
+Typical use: list_workflows, then get_workflow_details to read a workflow's source and learn its \
+input; execute_workflow_sync to run it and wait (execute_workflow_async to start it only); \
+get_execution_status to see a result later. An execution that waits for human input is PAUSED: \
+its pauses say what they expect; answer with resume_workflow_sync. A FAILED execution's error \
+says why; get_execution_events (types TASK_FAILED, WORKFLOW_FAILED, payloads true) shows where. \
+Every answer has next_step: what can be done now."""
+
+
+def flux_client(config: McpConfig) -> AsyncFluxClient:
+    """The client flux-mcp calls the Flux server with, carrying its own credential."""
+    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else None
+    return AsyncFluxClient(config.server_url, headers=headers)
+
+
+def build_server(config: McpConfig, client: AsyncFluxClient | None = None) -> MCPServer:
+    """An MCP server offering flux-mcp's tools, resources and prompt against the Flux server
+    of ``client`` (by default one for ``config.server_url``). With ``config.read_only`` it
+    offers only the tools that change nothing. The caller owns ``client`` and closes it."""
+    auth = inbound_auth(config)
+    server: MCPServer = MCPServer(
+        config.name,
+        title="Flux workflows",
+        instructions=INSTRUCTIONS,
+        version=flux.__version__,
+        token_verifier=None if auth is None else auth[0],
+        auth=None if auth is None else auth[1],
+    )
+    client = client or flux_client(config)
+    register_tools(Toolbox(server, client, config))
+    register_resources(server, client)
+    register_prompts(server, client)
+    return server
+
+
+def serve(config: McpConfig) -> None:
+    """Run flux-mcp on ``config.transport`` until interrupted.
+
+    Raises:
+        flux.errors.UsageError: an HTTP transport would be reachable from other machines
+            without a bearer check (see :func:`flux_mcp.security.check_exposure`).
+    """
+    check_exposure(config)
+    server = build_server(config)
+    if config.transport == "stdio":
+        _log.info("serving on stdio for the Flux server at %s", config.server_url)
+        server.run("stdio")
+        return
+    security = transport_security(config)
+    _log.info(
+        "serving %s on %s:%d for the Flux server at %s; accepted Host values: %s",
+        config.transport,
+        config.host,
+        config.port,
+        config.server_url,
+        ", ".join(security.allowed_hosts),
+    )
+    if config.transport == "sse":
+        server.run(
+            "sse",
+            host=config.host,
+            port=config.port,
+            transport_security=security,
+            max_request_body_size=config.max_request_bytes,
+        )
+    else:
+        server.run(
+            "streamable-http",
+            host=config.host,
+            port=config.port,
+            transport_security=security,
+            max_request_body_size=config.max_request_bytes,
+        )
