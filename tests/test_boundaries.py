@@ -25,6 +25,7 @@ HEAVY = (
     "alembic",
     "opentelemetry",
     "mcp",
+    "prometheus_client",
 )
 
 
@@ -95,6 +96,14 @@ def test_a_server_that_does_not_trace_loads_no_opentelemetry_sdk(tmp_path):
     assert [
         m for m in loaded if m.startswith(("opentelemetry.sdk", "opentelemetry.exporter"))
     ] == []
+
+
+def test_a_worker_without_metrics_loads_no_prometheus_client():
+    """Metrics are opt-in on a worker (``--metrics-port``): without them, neither the worker
+    nor its command line imports prometheus_client."""
+    loaded = _loaded_modules("import flux_worker.__main__\n" + _WORKER)
+    assert "flux_worker.worker" in loaded and "flux_worker.__main__" in loaded
+    assert [m for m in loaded if m.startswith("prometheus_client")] == []
 
 
 def _import_packages() -> dict[str, Path]:

@@ -125,7 +125,13 @@ def test_start_worker_uses_the_global_server_url(cli: Cli, execs: list[list[str]
 
 
 # A value flux-worker takes for each option that does not take any string.
-_SAMPLE_VALUES = {"--capacity": "3", "--isolation": "subprocess", "--log-level": "DEBUG"}
+_SAMPLE_VALUES = {
+    "--capacity": "3",
+    "--isolation": "subprocess",
+    "--log-level": "DEBUG",
+    "--metrics-port": "9101",
+}
+_INTEGERS = {"--capacity", "--metrics-port"}
 
 
 def test_start_worker_accepts_every_option_flux_worker_lists(
@@ -147,7 +153,7 @@ def test_start_worker_accepts_every_option_flux_worker_lists(
         assert execs[-1] == WORKER.argv("w1", option, value)
         parsed = parse_args(execs[-1][3:])
         assert getattr(parsed, option[2:].replace("-", "_")) == (
-            int(value) if option == "--capacity" else value
+            int(value) if option in _INTEGERS else value
         )
 
 

@@ -1,4 +1,5 @@
-"""The database handle: transactions, post-commit notes, and the guard against nesting.
+"""The database handle: transactions, post-commit notes and facts, and the guard against
+nesting.
 
 The contract tests run every way in (``run_write``, ``run_write(insert_only=True)``,
 ``run_statement``, ``async with db.write()``) on both backends: what callers rely on without
@@ -12,6 +13,7 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 
 import psycopg
 import pytest
@@ -28,12 +30,14 @@ ROW = {"name": "K", "value": b"x", "updated_at": datetime(2025, 1, 1, tzinfo=UTC
 
 
 class _Noted(Database):
-    """A database that records the notes it sends."""
+    """A database that records the notes it sends and the facts it counts."""
 
     def __init__(self, url: str) -> None:
         super().__init__(url)
         self.notes: list[str] = []
         self.sink = self.notes.append
+        self.facts: list[Any] = []
+        self.counter = self.facts.extend
 
 
 @pytest.fixture
@@ -84,7 +88,8 @@ async def test_concurrent_writes_succeed_or_fail_each_on_its_own(
     db: _Noted, insert_only: bool
 ) -> None:
     """Many writes queued at once (on SQLite, and insert-only ones on PostgreSQL, they share a
-    transaction): one that fails rolls back alone; the others are committed, their notes sent,
+    transaction): one that fails rolls back alone; the others are committed, their notes sent
+    and their facts counted once each (those of a batch that rolled back and ran again too),
     their answers their own."""
     notes = db.notes
 
@@ -92,6 +97,7 @@ async def test_concurrent_writes_succeed_or_fail_each_on_its_own(
         def write(tx):
             tx.conn.execute(sa.insert(secrets).values({**ROW, "name": f"K{i}"}))
             tx.notify(f"wrote {i}")
+            tx.record(i)
             if i == 7:
                 raise ValueError("seven fails")
             return i
@@ -115,6 +121,7 @@ async def test_concurrent_writes_succeed_or_fail_each_on_its_own(
     stored = await db.run_read(lambda conn: conn.execute(names).scalars().all())
     assert sorted(stored) == sorted(["K", *(f"K{i}" for i in range(20) if i != 7)])
     assert sorted(notes) == sorted(f"wrote {i}" for i in range(20) if i != 7)
+    assert sorted(db.facts) == [i for i in range(20) if i != 7]
 
 
 @pytest.mark.postgres
@@ -294,6 +301,7 @@ async def _by_run_write(db: Database, name: str, fail: bool, *, insert_only: boo
 
     def write(tx):
         tx.notify(f"wrote {name}")
+        tx.record(f"counted {name}")
         tx.conn.execute(sa.insert(secrets).values(rows))
 
     await db.run_write(write, insert_only=insert_only)
@@ -304,6 +312,7 @@ async def _by_statement(db: Database, name: str, fail: bool) -> None:
 
     async def write(tx) -> None:
         tx.notify(f"wrote {name}")
+        tx.record(f"counted {name}")
         await statement.execute_async(tx.conn, {"name": name, "value": b"x", "at": _AT})
 
     await db.run_statement(write)
@@ -313,6 +322,7 @@ async def _by_block(db: Database, name: str, fail: bool) -> None:
     rows = [{**ROW, "name": name}] * (2 if fail else 1)
     async with db.write() as tx:
         tx.notify(f"wrote {name}")
+        tx.record(f"counted {name}")
         await tx.conn.execute(sa.insert(secrets).values(rows))
 
 
@@ -361,14 +371,14 @@ async def test_contract_a_failed_write_rolls_back_and_delivers_nothing(
     db: _Noted, way: str
 ) -> None:
     """A write that fails (its one statement breaks a key after inserting a row) raises the
-    driver's error as SQLAlchemy's, stores nothing and delivers none of its notes; the same
-    way in serves the next write."""
+    driver's error as SQLAlchemy's, stores nothing and delivers none of its notes or facts;
+    the same way in serves the next write."""
     with pytest.raises(sa.exc.IntegrityError):
         await WAYS[way](db, "A", True)
-    assert db.notes == []
+    assert db.notes == [] and db.facts == []
     assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == []
     await WAYS[way](db, "A", False)
-    assert db.notes == ["wrote A"]
+    assert db.notes == ["wrote A"] and db.facts == ["counted A"]
     assert await db.run_read(lambda conn: conn.execute(_ALL_NAMES).scalars().all()) == ["A"]
 
 

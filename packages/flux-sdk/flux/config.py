@@ -76,6 +76,10 @@ class WorkerSettings(_Section):
     heartbeat_interval: float = Field(default=5.0, gt=0)
     max_concurrent_executions: int = Field(default=16, ge=1)
     isolation: Literal["inprocess", "subprocess"] = "inprocess"
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Serve the worker's Prometheus metrics on this port (``None``: not served)."""
+    metrics_host: str = "localhost"
+    """The address the worker's metrics port binds."""
 
 
 class ServerSettings(_Section):
@@ -86,6 +90,8 @@ class ServerSettings(_Section):
     max_request_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     sse_keepalive: float = Field(default=10.0, gt=0)
     sync_timeout: float = Field(default=300.0, gt=0)
+    metrics: bool = True
+    """Serve ``GET /metrics`` and count what it shows; ``false``: neither."""
 
 
 class SecuritySettings(_Section):

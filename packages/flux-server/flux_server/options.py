@@ -42,6 +42,8 @@ class ServerOptions:
     sse_keepalive: float = 10.0
     sync_timeout: float = 300.0
     """The longest a sync-mode request waits before answering with the current state."""
+    metrics: bool = True
+    """Serve ``GET /metrics`` and count what it shows (:mod:`flux_server.metrics`)."""
     scheduling: SchedulingSettings = field(default_factory=SchedulingSettings)
     """``[flux.scheduling]``: the scheduler (see ``flux_server.scheduler``)."""
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -70,6 +72,7 @@ class ServerOptions:
             max_request_bytes=settings.server.max_request_bytes,
             sse_keepalive=settings.server.sse_keepalive,
             sync_timeout=settings.server.sync_timeout,
+            metrics=settings.server.metrics,
             scheduling=settings.scheduling,
             retention=settings.retention,
         )

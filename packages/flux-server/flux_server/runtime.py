@@ -16,10 +16,12 @@ from flux_server.db.migrate import applied, heads
 from flux_server.dispatch import Dispatcher
 from flux_server.hub import WorkerHub
 from flux_server.liveness import Liveness
+from flux_server.metrics import ServerMetrics
 from flux_server.options import ServerOptions
 from flux_server.retention import Retention
 from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
+from flux_server.store.gauges import read_gauges
 from flux_server.store.schedules import ScheduleStore
 from flux_server.store.server_state import check_secrets_key
 from flux_server.tracing import execution_tracer
@@ -37,6 +39,11 @@ class Runtime:
         self.options = options
         self.db = Database(options.database_url)
         self.db.sink = self.deliver
+        self.metrics: ServerMetrics | None = None
+        """What ``GET /metrics`` shows; ``None`` when ``server.metrics`` is off."""
+        if options.metrics:
+            self.metrics = ServerMetrics(lambda: read_gauges(self.db))
+            self.db.counter = self.metrics.count
         self.workflows = WorkflowStore(self.db)
         self.executions = ExecutionStore(self.db)
         self.workers = WorkerStore(self.db)

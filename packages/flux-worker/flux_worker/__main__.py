@@ -1,4 +1,4 @@
-"""``flux-worker [NAME] [--server-url URL] [--token TOKEN] [--capacity N]``."""
+"""``flux-worker [NAME] [--server-url URL] [--token TOKEN] [--capacity N] [--metrics-port N]``."""
 
 from __future__ import annotations
 
@@ -42,6 +42,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=["inprocess", "subprocess"],
         help="run executions in this process (default) or one child process each",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics on this port (default: workers.metrics_port, off)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        help="address the metrics port binds (default: workers.metrics_host, localhost)",
+    )
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING...")
     return parser.parse_args(argv)
 
@@ -71,6 +80,12 @@ def main(argv: list[str] | None = None) -> None:
     if capacity < 1:
         print(f"flux-worker: --capacity must be >= 1, got {capacity}", file=sys.stderr)
         raise SystemExit(2)
+    metrics_port = args.metrics_port
+    if metrics_port is None:
+        metrics_port = settings.workers.metrics_port
+    if metrics_port is not None and not 0 <= metrics_port <= 65535:
+        print(f"flux-worker: --metrics-port must be 0..65535, got {metrics_port}", file=sys.stderr)
+        raise SystemExit(2)
     from flux_worker.worker import Worker
 
     worker = Worker(
@@ -81,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         serializer=settings.serializer,
         home=home,
         isolation=args.isolation or settings.workers.isolation,
+        metrics_port=metrics_port,
+        metrics_host=args.metrics_host or settings.workers.metrics_host,
     )
 
     from flux._gc import settle_startup_objects

@@ -99,6 +99,8 @@ class Executions:
         self.tracer = tracer
         self.modules = ModuleCache()
         self.running: dict[str, Execution] = {}
+        self.on_claim: Callable[[ClaimResponse], None] | None = None
+        """Told of each claim before it runs (the worker's metrics count its replays)."""
         self._gpus_freed = asyncio.Event()
 
     def __len__(self) -> int:
@@ -148,6 +150,8 @@ class Executions:
     async def run(self, claim: ClaimResponse, started: Callable[[], None]) -> None:
         """Run ``claim`` to its end. ``started`` is called once the execution counts among
         :attr:`running` (or has ended, when it cannot run here)."""
+        if self.on_claim is not None:
+            self.on_claim(claim)
         gpus: list[int] = []
         if self.isolation == "subprocess":
             # A child process can be shown only its GPUs; in-process runs share the process.

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -35,12 +36,14 @@ from flux_worker._backoff import backoff_delay
 from flux_worker.claims import Claimer
 from flux_worker.executions import Executions
 from flux_worker.keepalive import BlockingHeartbeat, Keepalive
-from flux_worker.outbox import CheckpointSender
+from flux_worker.outbox import CheckpointChannel, CheckpointSender
 from flux_worker.tracing import worker_tracer
 
 if TYPE_CHECKING:
     from flux.client import AsyncFluxClient, AsyncWorkerChannel
     from opentelemetry.sdk.trace import TracerProvider
+
+    from flux_worker.metrics import WorkerMetrics
 
 __all__ = ["Worker"]
 
@@ -72,6 +75,9 @@ class Worker:
         tracer_provider: an OpenTelemetry ``TracerProvider`` for the worker's spans; ``None``:
             the process's, when the ``OTEL_*`` environment asks for traces
             (:mod:`flux_worker.tracing`).
+        metrics_port: serve Prometheus metrics on this port while running
+            (:mod:`flux_worker.metrics`; ``0`` picks a free one); ``None``: not served.
+        metrics_host: the address the metrics port binds.
 
     Raises:
         UsageError: ``isolation`` is not one of the two.
@@ -93,6 +99,8 @@ class Worker:
         max_loop_stall: float = 300.0,
         push_claims: bool = True,
         tracer_provider: TracerProvider | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "localhost",
     ) -> None:
         from flux.client import AsyncFluxClient
 
@@ -116,7 +124,17 @@ class Worker:
         self.session_token: str | None = None
         self.channel: AsyncWorkerChannel | None = None
         self.heartbeat_interval = 5.0
-        self.sender = CheckpointSender(self._channel, max_backoff)
+        self.metrics: WorkerMetrics | None = None
+        self.metrics_port = metrics_port
+        """The port metrics are served on (the one bound once running, when ``0`` was asked)."""
+        self.metrics_host = metrics_host
+        checkpoints: Callable[[], CheckpointChannel] = self._channel
+        if metrics_port is not None:
+            from flux_worker.metrics import WorkerMetrics  # prometheus_client only when asked
+
+            self.metrics = WorkerMetrics(self._workflow_of)
+            checkpoints = self.metrics.checkpoints_through(checkpoints)
+        self.sender = CheckpointSender(checkpoints, max_backoff)
         self._gpus = res.detect_gpus()
         self.gpu_slots = res.GpuSlots(self._gpus)
         """The GPUs each execution run in a child process was given."""
@@ -131,6 +149,8 @@ class Worker:
             server_url=server_url,
             tracer=worker_tracer(tracer_provider, name),
         )
+        if self.metrics is not None:
+            self.executions.on_claim = self.metrics.claimed
         # In-process runs replay from domain events decoded straight off the wire; a child
         # process gets the claim as it came and decodes it itself.
         self.claims = Claimer(
@@ -148,6 +168,10 @@ class Worker:
             raise RuntimeError("the worker has not registered yet")
         return self.channel
 
+    def _workflow_of(self, execution_id: str) -> str | None:
+        execution = self.executions.running.get(execution_id)
+        return None if execution is None else execution.outbox.workflow_name
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -155,7 +179,18 @@ class Worker:
 
         Raises:
             ApiError: the server refused the registration (wrong token, name or version).
+            UsageError: the metrics port cannot be bound.
         """
+        if self.metrics is not None and self.metrics_port is not None:
+            self.metrics_port = self.metrics.serve(self.metrics_host, self.metrics_port)
+            log.info("worker %s metrics on %s:%d", self.name, self.metrics_host, self.metrics_port)
+        try:
+            await self._serve()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+
+    async def _serve(self) -> None:
         await self._register()
         heartbeat = asyncio.create_task(self._heartbeat_loop())
         stream = asyncio.create_task(self._stream_loop())

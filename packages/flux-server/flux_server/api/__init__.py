@@ -11,6 +11,7 @@ from flux_server.api import (
     executions,
     executions_read,
     health,
+    metrics,
     retention,
     schedules,
     workers,
@@ -21,6 +22,7 @@ __all__ = ["ROUTERS"]
 
 ROUTERS: list[APIRouter] = [
     health.router,
+    metrics.router,
     workflows.router,
     executions.router,
     executions_read.router,

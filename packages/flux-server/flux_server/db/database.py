@@ -29,7 +29,9 @@ dozen commits.
 A write transaction can carry notes (``tx.notify(notes.DISPATCH)``, the vocabulary of
 :mod:`flux_server.notes`); in this process they are delivered to :attr:`Database.sink` after
 the commit, never for a write that failed. On PostgreSQL other replicas hear them through
-``pg_notify`` (:mod:`flux_server.db.notifier`), never before the change is visible.
+``pg_notify`` (:mod:`flux_server.db.notifier`), never before the change is visible. The facts
+a transaction records for metrics (``tx.record(...)``, :mod:`flux_server.metrics`) go to
+:attr:`Database.counter` the same way, in this process only.
 """
 
 from __future__ import annotations
@@ -57,8 +59,8 @@ _IN_WRITE: contextvars.ContextVar[bool] = contextvars.ContextVar("flux_in_write"
 
 
 class Backend(Protocol):
-    """What a dialect gives :class:`Database`. Notes are the facade's to deliver: a backend
-    hands back each committed transaction's notes and sends nothing to the sink itself."""
+    """What a dialect gives :class:`Database`. Notes and facts are the facade's to deliver: a
+    backend hands back each committed transaction and sends nothing to the sink itself."""
 
     engine: AsyncEngine
     """The async engine behind :meth:`Database.write` and :meth:`Database.read`."""
@@ -69,11 +71,9 @@ class Backend(Protocol):
         """Run ``fn`` in a write transaction; its committed transaction, ``result`` set."""
         ...
 
-    def run_statement(
-        self, fn: Callable[[Tx[Any]], Awaitable[T]]
-    ) -> Awaitable[tuple[list[str], T]]:
-        """Run ``await fn(tx)`` as one write; its committed notes and its result. Runs to the
-        end once started, whoever waits for it."""
+    def run_statement(self, fn: Callable[[Tx[Any]], Awaitable[T]]) -> Awaitable[tuple[Tx[Any], T]]:
+        """Run ``await fn(tx)`` as one write; its committed transaction and its result. Runs
+        to the end once started, whoever waits for it."""
         ...
 
     def run_read(self, fn: Callable[[sa.Connection], T]) -> Awaitable[T]:
@@ -109,6 +109,8 @@ class Database:
         """Identifies this process in notes, so it can skip its own."""
         self.sink: Callable[[str], None] = lambda note: None
         """Where each committed write's notes go, in this process."""
+        self.counter: Callable[[list[Any]], None] = lambda facts: None
+        """Where each committed write's facts go (a list per transaction that has any)."""
         self._backend: Backend
         if self.is_sqlite:
             self._backend = SQLiteBackend(self.url)
@@ -139,8 +141,7 @@ class Database:
             # On SQLite the writer thread is parked until that block ends: this would deadlock.
             raise RuntimeError("run_write() inside an `async with db.write()` block")
         tx = await self._backend.run_write(fn, insert_only)
-        for note in tx.notes:
-            self.sink(note)
+        self._deliver(tx)
         return tx.result  # type: ignore[no-any-return]  # what fn returned
 
     async def run_statement(self, fn: Callable[[Tx[Any]], Awaitable[T]]) -> T:
@@ -163,22 +164,27 @@ class Database:
             raise RuntimeError("run_statement() inside an `async with db.write()` block")
         work = asyncio.ensure_future(self._backend.run_statement(fn))
         try:
-            notes, result = await asyncio.shield(work)
+            tx, result = await asyncio.shield(work)
         except asyncio.CancelledError:
             work.add_done_callback(self._deliver_late)
             raise
         # Here, not in ``work``: the caller goes on in this same step (a checkpoint hands the
         # settled statuses to their waiters before any waiter wakes up to read one).
-        for note in notes:
-            self.sink(note)
+        self._deliver(tx)
         return result
 
-    def _deliver_late(self, work: asyncio.Future[tuple[list[str], Any]]) -> None:
+    def _deliver_late(self, work: asyncio.Future[tuple[Tx[Any], Any]]) -> None:
         """The notes of a statement whose caller was cancelled, once it committed."""
         if work.cancelled() or work.exception() is not None:
             return  # nothing committed (the error is retrieved: not logged as lost)
-        for note in work.result()[0]:
+        self._deliver(work.result()[0])
+
+    def _deliver(self, tx: Tx[Any]) -> None:
+        """A committed transaction's notes to :attr:`sink`, its facts to :attr:`counter`."""
+        for note in tx.notes:
             self.sink(note)
+        if tx.facts:
+            self.counter(tx.facts)
 
     async def run_read(self, fn: Callable[[sa.Connection], T]) -> T:
         """Run the synchronous ``fn(conn)`` for reads: one snapshot on SQLite; on PostgreSQL each
@@ -195,8 +201,7 @@ class Database:
                 yield tx
         finally:
             _IN_WRITE.reset(token)
-        for note in tx.notes:
-            self.sink(note)
+        self._deliver(tx)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

@@ -95,7 +95,7 @@ class PostgresBackend:
         if lasting:
             conn.execute(NOTIFY, {"notes": lasting})
 
-    async def run_statement(self, fn: Callable[[Tx[Any]], Awaitable[T]]) -> tuple[list[str], T]:
+    async def run_statement(self, fn: Callable[[Tx[Any]], Awaitable[T]]) -> tuple[Tx[Any], T]:
         pool = self._on_loop
         try:
             conn = await pool.acquire()
@@ -114,7 +114,7 @@ class PostgresBackend:
             raise
         pool.release(conn)
         self.notifier.send(tx.notes)
-        return tx.notes, result
+        return tx, result
 
     def run_read(self, fn: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()

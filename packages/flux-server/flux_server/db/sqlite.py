@@ -75,9 +75,9 @@ class SQLiteBackend:
         # they queue up; no lock is held across the hop back to the event loop.
         return self._writer.submit(fn)
 
-    async def run_statement(self, fn: Callable[[Tx[Any]], Awaitable[T]]) -> tuple[list[str], T]:
+    async def run_statement(self, fn: Callable[[Tx[Any]], Awaitable[T]]) -> tuple[Tx[Any], T]:
         tx = await self._writer.submit(partial(_statement, fn))
-        return tx.notes, tx.result
+        return tx, tx.result
 
     def run_read(self, fn: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
         loop = asyncio.get_running_loop()
@@ -135,6 +135,7 @@ def _statement(fn: Callable[[Tx[Any]], Awaitable[T]], tx: Tx[sa.Connection]) -> 
         steps.send(None)
     except StopIteration as done:
         tx.notes.extend(inner.notes)
+        tx.facts.extend(inner.facts)
         return done.value  # type: ignore[no-any-return]  # the awaitable's T
     steps.close()
     raise RuntimeError(

@@ -37,6 +37,7 @@ from flux.protocol import (
 
 from flux_server.db import Database, Tx
 from flux_server.db.raw import Statement
+from flux_server.metrics import finished
 from flux_server.notes import DISPATCH, exec_note
 from flux_server.store._checkpoints_pg import checkpoint_statement, straight
 from flux_server.store._common import EventRow, b64, event_rows, merge_events
@@ -196,6 +197,7 @@ def _checkpoint_batch(
             values["state"] = new.value
             if new in FINISHED_STATES:
                 values.update(_output(item))
+                tx.record(finished(row.workflow_name, new, row.created_at, now))
         if values or item.events:
             params = {"id": execution_id, "updated_at": now, **values}
             updates.setdefault(frozenset(params), []).append(params)
@@ -230,12 +232,13 @@ def _output(item: CheckpointItem) -> dict[str, Any]:
 # A checkpoint's statements (see ``merge_events`` for its events). On PostgreSQL the read
 # locks the rows, in one order for every transaction: no deadlock.
 _HELD_ROWS = Statement(
-    "SELECT id, state, workflow_name, worker_name, generation FROM executions "
+    "SELECT id, state, workflow_name, worker_name, generation, created_at FROM executions "
     "WHERE id IN (:ids) ORDER BY id",
-    postgresql="SELECT id, state, workflow_name, worker_name, generation FROM executions "
-    "WHERE id IN (:ids) ORDER BY id FOR UPDATE",
+    postgresql="SELECT id, state, workflow_name, worker_name, generation, created_at "
+    "FROM executions WHERE id IN (:ids) ORDER BY id FOR UPDATE",
     lists=("ids",),
-    columns=("id", "state", "workflow_name", "worker_name", "generation"),
+    columns=("id", "state", "workflow_name", "worker_name", "generation", "created_at"),
+    time_columns=("created_at",),
 )
 _PROGRESS = frozenset({"id", "updated_at"})
 _TOUCH = Statement(

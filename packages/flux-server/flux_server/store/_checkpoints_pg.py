@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from flux_server.db import Tx
 from flux_server.db.raw import Statement
+from flux_server.metrics import finished
 from flux_server.notes import DISPATCH, exec_note
 from flux_server.store._common import b64, check_records
 from flux_server.store._rows import status
@@ -162,6 +163,8 @@ async def checkpoint_statement(
         state = ExecutionState(row.state)
         if state.value != row.was:
             tx.notify(exec_note(row.id, state))
+            if state in FINISHED_STATES:
+                tx.record(finished(row.workflow_name, state, row.created_at, now))
             if state in SETTLED:
                 tx.notify(DISPATCH)
                 if wanted(row.id):

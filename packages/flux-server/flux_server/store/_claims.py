@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import operator
 from binascii import b2a_base64
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +24,7 @@ from flux_server.db import Database, Tx
 from flux_server.db.raw import Statement
 from flux_server.db.tables import executions
 from flux_server.db.types import from_epoch
+from flux_server.metrics import Claimed
 from flux_server.notes import DISPATCH, exec_note
 from flux_server.rawjson import RawJson
 from flux_server.store._rows import BUMP, REQUEUED, fenced, finish_cancelled, not_found
@@ -147,6 +148,7 @@ def claim_batch(
     now: datetime,
     known: frozenset[str],
     columns: bool = False,
+    queued_since: Mapping[str, datetime] | None = None,
 ) -> list[tuple[str, Outcome]]:
     """Give distinct executions to ``worker`` with a new generation, in a few statements for
     all of them (one conditional update; a history read when one has events, a source read
@@ -154,10 +156,21 @@ def claim_batch(
     order: the :class:`ClaimResponse` as a dict of wire values (the history goes from rows to
     JSON values without a model per event; sources whose hash is in ``known`` are sent
     empty), or why it cannot be claimed. The holder of a claimed execution that has not
-    started may claim it again (a retry after a lost answer)."""
+    started may claim it again (a retry after a lost answer).
+
+    ``queued_since``: when each of the queued ones among ``ids`` was queued (their
+    ``updated_at``), if the caller has read it; otherwise it is read here. A claim of a queued
+    execution records its wait (:class:`~flux_server.metrics.Claimed`); a claim again by the
+    holder records nothing."""
     conn = tx.conn
+    if queued_since is None:
+        queued_since = {r.id: r.updated_at for r in _QUEUED_SINCE.execute(conn, {"ids": ids})}
     params = {"ids": ids, "worker": worker, "now": now}
     claimed = {r.id: r for r in _CLAIM_MANY.execute(conn, params)}
+    for execution_id in claimed:
+        since = queued_since.get(execution_id)
+        if since is not None:
+            tx.record(Claimed(max(0.0, (now - since).total_seconds())))
     # The claim's RETURNING says which executions have a history and each source's hash:
     # a new execution (no events yet) and a source the worker has cost no statement.
     with_history = [r.id for r in claimed.values() if r.has_history]
@@ -290,6 +303,14 @@ RETURNING id, generation, workflow_id, workflow_name, workflow_version, input, r
         *("input", "requests", "traceparent", "source_hash", "has_history"),
     ),
     json_columns=("requests",),
+)
+# When each queued one of some executions was queued: ``updated_at`` changes with nothing else
+# while an execution waits in the queue (offers have columns of their own).
+_QUEUED_SINCE = Statement(
+    f"SELECT id, updated_at FROM executions WHERE id IN (:ids) AND state IN ({quoted(QUEUED)})",
+    lists=("ids",),
+    columns=("id", "updated_at"),
+    time_columns=("updated_at",),
 )
 # Histories as the driver returns them (times as epoch seconds or datetimes, values as bytes):
 # the claim answer converts them once, straight to wire values.

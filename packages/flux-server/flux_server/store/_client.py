@@ -18,6 +18,7 @@ from flux.serialization import b64encode, dumps
 from flux_server.db import Database, Tx
 from flux_server.db.raw import Statement
 from flux_server.db.tables import events, executions
+from flux_server.metrics import Started
 from flux_server.notes import DISPATCH, cancel_note, exec_note
 from flux_server.store._common import new_id, server_event
 from flux_server.store._rows import (
@@ -100,6 +101,7 @@ async def create(
                 return existing
         _INSERT_EXECUTION.execute(tx.conn, row)
         tx.notify(DISPATCH)
+        tx.record(Started(workflow.name))
         return None
 
     try:
@@ -122,6 +124,7 @@ async def create_in(
     row = _new_execution(workflow, input, None, traceparent)
     await tx.conn.execute(sa.insert(executions).values(row))
     tx.notify(DISPATCH)
+    tx.record(Started(workflow.name))
     return _created(row, input)
 
 

@@ -19,6 +19,7 @@ from flux_server.db import Tx
 from flux_server.db.raw import driver, json_text, translated
 from flux_server.db.tables import events, executions
 from flux_server.db.types import epoch
+from flux_server.metrics import finished
 from flux_server.notes import DISPATCH, exec_note
 from flux_server.store._states import QUEUED, RELEASED_TO
 
@@ -201,7 +202,7 @@ def requeue_held(tx: Tx[sa.Connection], names: Iterable[str], now: datetime) -> 
             .values(
                 state=ExecutionState.CANCELLED.value, generation=c.generation + 1, updated_at=now
             )
-            .returning(c.id, c.workflow_name)
+            .returning(c.id, c.workflow_name, c.created_at)
         )
     ).all()
     if cancelled:
@@ -209,11 +210,12 @@ def requeue_held(tx: Tx[sa.Connection], names: Iterable[str], now: datetime) -> 
             sa.insert(events),
             [
                 server_event(eid, wf, EventType.WORKFLOW_CANCELLED, now, None, None)
-                for eid, wf in cancelled
+                for eid, wf, _ in cancelled
             ],
         )
-        for eid, _ in cancelled:
+        for eid, wf, created_at in cancelled:
             tx.notify(exec_note(eid, ExecutionState.CANCELLED))
+            tx.record(finished(wf, ExecutionState.CANCELLED, created_at, now))
     tx.conn.execute(
         sa.update(executions)
         .where(c.offered_to.in_(names), c.state == queued)

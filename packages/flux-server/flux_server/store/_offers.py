@@ -60,6 +60,7 @@ def _offer(
     if not placement.has_room():
         return []
     offers: list[tuple[str, ExecutionScheduledFrame]] = []
+    queued_since: dict[str, datetime] = {}
     after: tuple[datetime, str] | None = None
     while placement.has_room():
         page = _queued(tx.conn, cutoff, after)
@@ -67,6 +68,7 @@ def _offer(
             name = placement.place(row.requests, lapsed=row.offered_to)
             if name is None:
                 continue
+            queued_since[row.id] = row.updated_at
             frame = ExecutionScheduledFrame.model_construct(
                 execution_id=row.id,
                 workflow_name=row.workflow_name,
@@ -89,7 +91,8 @@ def _offer(
     for worker, known in pushed.items():
         ids = [f.execution_id for w, f in offers if w == worker]
         if ids:  # rows this transaction picked and locked: each claim succeeds
-            for _, claim in claim_batch(tx, worker, ids, now, known, columns=True):
+            claims = claim_batch(tx, worker, ids, now, known, True, queued_since)
+            for _, claim in claims:
                 if isinstance(claim, dict):
                     answer.append((worker, claim))
     return answer
@@ -154,7 +157,8 @@ _GPU_USERS = sa.union_all(
     ),
 )
 _QUEUED_SQL = f"""
-SELECT id, workflow_name, workflow_version, requests, offered_to, created_at FROM executions
+SELECT id, workflow_name, workflow_version, requests, offered_to, created_at, updated_at
+FROM executions
 WHERE state IN ({quoted(QUEUED)}) AND (offered_to IS NULL OR offered_at < :cutoff) {{after}}
 ORDER BY created_at, id LIMIT {_PAGE}
 """
@@ -168,8 +172,11 @@ def _queued_statement(after: bool) -> Statement:
         # Another replica offering at the same moment skips these rows instead of waiting.
         postgresql=sql + "FOR UPDATE SKIP LOCKED",
         times=("cutoff", "created_at") if after else ("cutoff",),
-        columns=("id", "workflow_name", "workflow_version", "requests", "offered_to", "created_at"),
-        time_columns=("created_at",),
+        columns=(
+            *("id", "workflow_name", "workflow_version", "requests", "offered_to"),
+            *("created_at", "updated_at"),
+        ),
+        time_columns=("created_at", "updated_at"),
         json_columns=("requests",),
     )
 

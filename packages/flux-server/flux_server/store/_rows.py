@@ -18,6 +18,7 @@ from flux.protocol import EventRecord, ExecutionStatus
 
 from flux_server.db import Tx
 from flux_server.db.tables import events, executions
+from flux_server.metrics import finished
 from flux_server.notes import DISPATCH, exec_note
 from flux_server.store._common import server_event
 from flux_server.store._states import QUEUED
@@ -70,6 +71,7 @@ _READ_ROW = sa.select(_C.state, _C.workflow_name, _C.worker_name, _C.generation)
     _C.id == sa.bindparam("b_id")
 )
 _READ_ROW_LOCKED = _READ_ROW.with_for_update()
+_CANCEL = BUMP.returning(_C.created_at)
 
 
 def status(row: Any, records: list[EventRecord] | None) -> ExecutionStatus:
@@ -128,8 +130,8 @@ def finish_cancelled(
         INSERT_EVENT,
         server_event(execution_id, workflow_name, EventType.WORKFLOW_CANCELLED, now, None, None),
     )
-    tx.conn.execute(
-        BUMP,
+    created_at = tx.conn.execute(
+        _CANCEL,
         {
             "b_id": execution_id,
             "state": ExecutionState.CANCELLED.value,
@@ -137,9 +139,10 @@ def finish_cancelled(
             "offered_at": None,
             "updated_at": now,
         },
-    )
+    ).scalar_one()
     tx.notify(exec_note(execution_id, ExecutionState.CANCELLED))
     tx.notify(DISPATCH)
+    tx.record(finished(workflow_name, ExecutionState.CANCELLED, created_at, now))
 
 
 def _no_execution(execution_id: str, workflow_name: str | None) -> str:

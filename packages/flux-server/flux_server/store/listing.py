@@ -41,6 +41,7 @@ __all__ = [
     "MAX_LIMIT",
     "ExecutionFilters",
     "Position",
+    "counts",
     "decode_cursor",
     "encode_cursor",
     "page",
@@ -239,6 +240,12 @@ def _unindexed_states(filters: ExecutionFilters) -> list[sa.ColumnElement[bool]]
     if not filters.states:
         return []
     return [_C.state.concat("").in_(_states(filters))]
+
+
+def counts(conn: sa.Connection) -> dict[ExecutionState, int]:
+    """How many executions are in each state (states with none left out), from the counts
+    the triggers keep: what every replica reads alike (``flux_executions``)."""
+    return _counts(conn, ExecutionFilters())
 
 
 def _counts(conn: sa.Connection, filters: ExecutionFilters) -> dict[ExecutionState, int]:

@@ -20,6 +20,7 @@ from flux.protocol import SCHEDULE_RUN_FAILURES, ScheduleRunState, ScheduleState
 
 from flux_server.db import Database, Tx
 from flux_server.db.tables import executions, schedule_runs, schedules
+from flux_server.metrics import Fired, FireOutcome
 from flux_server.store._common import new_id
 from flux_server.store._states import BUSY, FINISHED
 from flux_server.store.executions import ExecutionStore
@@ -142,15 +143,18 @@ class ScheduleRunStore:
                 if skip is not None:
                     run.update(state=ScheduleRunState.SKIPPED.value, error=skip)
                     counters: dict[str, Any] = {"skip_count": _S.skip_count + 1}
+                    tx.record(Fired(FireOutcome.SKIPPED))
                 elif workflow is None:
                     run.update(state=ScheduleRunState.ERROR.value, error=error, finished_at=now)
                     counters = {"failure_count": _S.failure_count + 1}
+                    tx.record(Fired(FireOutcome.FAILED))
                 else:
                     status = await self.executions.create_in(tx, workflow, claimed.input)
                     run.update(
                         state=ScheduleRunState.STARTED.value, execution_id=status.execution_id
                     )
                     counters = {"run_count": _S.run_count + 1, "last_run_at": now}
+                    tx.record(Fired(FireOutcome.FIRED))
                 await tx.conn.execute(sa.insert(schedule_runs).values(run))
                 await tx.conn.execute(
                     sa.update(schedules).where(_S.id == tick.id).values(**counters)
@@ -177,6 +181,7 @@ class ScheduleRunStore:
             run = {"id": new_id(), "schedule_id": tick.id, "scheduled_for": due, "fired_at": now}
             run.update(state=ScheduleRunState.ERROR.value, error=error, finished_at=now)
             await tx.conn.execute(sa.insert(schedule_runs).values(run))
+            tx.record(Fired(FireOutcome.FAILED))
         return True
 
     async def settle(self) -> list[str]:
