@@ -1085,3 +1085,34 @@ def test_retry_after_stretches_the_next_delay():
     assert result.output == "done"
     assert [e.value["delay"] for e in events_of(result, "TASK_RETRY_STARTED")] == [7.5, 1.0]
     assert clock.slept == [7.5, 1.0]
+
+
+def test_run_state_lives_with_the_run_and_starts_empty_on_replay():
+    from flux.context import run_state
+    from flux.tasks import parallel, pause
+    from flux.testing import MemoryStore, run
+
+    @task
+    async def note(word: str) -> str:
+        return word
+
+    seen: list[list[str]] = []
+
+    async def branch(word: str) -> None:
+        state = run_state()
+        state.setdefault("words", []).append(await note(word))
+
+    @workflow
+    async def stateful(ctx: ExecutionContext[None]):
+        await parallel(branch("a"), branch("b"))
+        seen.append(sorted(run_state()["words"]))
+        await pause("wait")
+        return sorted(run_state()["words"])
+
+    assert run_state() is None  # outside a workflow
+    store = MemoryStore()
+    paused = run(stateful, store=store)
+    done = run(stateful, "go", execution_id=paused.execution_id, store=store)
+
+    assert done.output == ["a", "b"]  # rebuilt by the replay, not carried over
+    assert seen == [["a", "b"], ["a", "b"]]

@@ -42,6 +42,7 @@ from flux_agents.errors import (
     OutputValidationError,
     PlanError,
 )
+from flux_agents.memory import WorkingMemory
 from flux_agents.result import AgentResult, Usage
 from flux_agents.tools import Tool
 
@@ -63,5 +64,6 @@ __all__ = [
     "PlanError",
     "Tool",
     "Usage",
+    "WorkingMemory",
     "agent",
 ]

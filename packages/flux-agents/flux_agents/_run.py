@@ -41,12 +41,15 @@ class AgentRun:
         self.last: dict[str, Any] | None = None
         self.sent = 0  # messages the previous turn sent
         self.corrected = False
+        self.history = 0
 
-    async def run(self, prompt: Any, history: list[dict[str, Any]]) -> AgentResult[Any]:
+    async def run(self, prompt: Any) -> AgentResult[Any]:
         agent = self.agent
         if agent.system:
             self.conversation.add({"role": "system", "content": agent.system})
-        self.conversation.extend(history)
+        if agent.memory is not None:
+            self.conversation.extend(agent.memory.recall(agent.name))
+        self.history = len(self.conversation.messages)
         self.conversation.add({"role": "user", "content": prompt})
         while True:
             if self.turns >= agent.max_turns:
@@ -86,6 +89,7 @@ class AgentRun:
             usage=self.usage,
             cost=self.cost,
             turns=self.turns,
+            history=self.history,
         )
 
     # -- model turns ---------------------------------------------------------------------------

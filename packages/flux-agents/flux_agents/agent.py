@@ -11,6 +11,7 @@ from flux.errors import UsageError
 from flux.task import task
 
 from flux_agents.budget import Budget
+from flux_agents.memory import WorkingMemory, exchange_of
 from flux_agents.output import OutputSpec
 from flux_agents.result import AgentResult
 from flux_agents.tools import Tool
@@ -37,6 +38,8 @@ class Agent(Generic[T]):
     - ``tools``: Flux ``@task``s the model may call; their retries, timeouts, fallbacks and
       cache apply. ``max_parallel_tools`` bounds how many of one turn's calls run at once.
     - ``output_type``: a pydantic model the final answer is validated into.
+    - ``memory``: a :class:`WorkingMemory`: each run starts from this agent's earlier
+      exchanges in the same execution.
     - ``approve``: tools (or their names) that pause for a person's approval before each call.
     - ``budget``: a :class:`Budget` capping tokens and/or cost per run.
     - ``max_turns``: model turns per run before :class:`~flux_agents.errors.MaxTurnsError`.
@@ -61,6 +64,7 @@ class Agent(Generic[T]):
         system: str = "",
         tools: Sequence[Any] = (),
         output_type: type[T] | None = None,
+        memory: WorkingMemory | None = None,
         stream: bool = False,
         max_turns: int = 10,
         approve: Sequence[Any] = (),
@@ -90,6 +94,8 @@ class Agent(Generic[T]):
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise UsageError(f"Agent({label}={value!r}): give a whole number >= {low}")
+        if memory is not None and not isinstance(memory, WorkingMemory):
+            raise UsageError(f"Agent(memory={memory!r}): give a flux_agents.WorkingMemory")
         if budget is not None and not isinstance(budget, Budget):
             raise UsageError(f"Agent(budget={budget!r}): give a flux_agents.Budget")
         if api_key_secret is not None and (
@@ -112,6 +118,7 @@ class Agent(Generic[T]):
                 f"Agent(approve=...): {', '.join(map(repr, unknown))} is not among the tools"
             )
         self.output = OutputSpec(output_type) if output_type is not None else None
+        self.memory = memory
         self.stream = bool(stream)
         self.max_turns = max_turns
         self.max_parallel_tools = max_parallel_tools
@@ -152,12 +159,19 @@ class Agent(Generic[T]):
             NonDeterminismError: on replay, the system prompt, tools or output type differ
                 from the ones the execution recorded.
         """
-        return await self._task(prompt, self.fingerprint)
+        result = await self._task(prompt, self.fingerprint)
+        self.remember(result)
+        return result
+
+    def remember(self, result: AgentResult[Any]) -> None:
+        """Keep a finished run in the working memory (also when replay returned it)."""
+        if self.memory is not None:
+            self.memory.remember(self.name, exchange_of(result))
 
     async def _body(self, prompt: Any, fingerprint: str) -> AgentResult[T]:
         from flux_agents._run import AgentRun
 
-        return await AgentRun(self, fingerprint).run(prompt, [])
+        return await AgentRun(self, fingerprint).run(prompt)
 
     async def send(self, messages: list[dict[str, Any]], secrets: dict[str, Any] | None) -> Any:
         """Call the model once with ``messages`` (a model turn's body)."""

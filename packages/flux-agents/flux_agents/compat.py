@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from flux.errors import UsageError
 from flux.task import task
 
 from flux_agents.agent import Agent
@@ -39,6 +40,12 @@ class AgentTask(task[Any, Any]):
     """A Flux task that runs an :class:`Agent` on its one argument and returns the output."""
 
     def __init__(self, wrapped: Agent[Any]) -> None:
+        if wrapped.memory is not None:
+            # The task records the answer, not the run the memory would be rebuilt from.
+            raise UsageError(
+                "agent(..., memory=...): an agent task keeps no working memory; make an "
+                "Agent(..., memory=...) and call its run() instead"
+            )
         self.agent = wrapped
 
         async def answer(instruction: Any, fingerprint: str) -> Any:

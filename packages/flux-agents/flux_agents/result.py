@@ -51,3 +51,10 @@ class AgentResult(Generic[T]):
     usage: Usage = field(default_factory=Usage)
     cost: float | None = None
     turns: int = 0
+    history: int = 0
+    """How many of ``messages`` come before this run's prompt (system prompt, memory)."""
+
+    @property
+    def new_messages(self) -> list[dict[str, Any]]:
+        """This run's own messages: the prompt, its turns and tool results."""
+        return self.messages[self.history :]

@@ -77,6 +77,7 @@ class Run:
         "ctx",
         "cursors",
         "diverged",
+        "extras",
         "history",
         "order",
         "pending",
@@ -125,6 +126,7 @@ class Run:
         # Set once replay found a divergent body: from then on nothing more is recorded, and
         # the run ends with this error however the body handles it.
         self.diverged: NonDeterminismError | None = None
+        self.extras: dict[str, Any] = {}  # see flux.context.run_state
         self._abandoned = False
         self._group = False
         self._group_error: BaseException | None = None

@@ -15,7 +15,7 @@ from flux.domain import (
 from flux.pauses import PAUSE_TASK, Pause, PauseRecord, waiting_pauses
 from flux.serialization import to_view
 
-__all__ = ["ExecutionContext"]
+__all__ = ["ExecutionContext", "run_state"]
 
 T = TypeVar("T")
 
@@ -165,3 +165,18 @@ class ExecutionContext(Generic[T]):
             f"ExecutionContext(workflow={self.workflow_name!r}, "
             f"execution_id={self.execution_id!r}, state={self._state.value})"
         )
+
+
+def run_state() -> dict[str, Any] | None:
+    """A dict that lives while this process runs the current execution (``None`` outside a
+    workflow), shared by its parallel branches and tasks, for libraries built on Flux to keep
+    what they derive from the body as it runs (``flux_agents`` keeps an agent's working
+    memory there).
+
+    It is never recorded: a replay starts with an empty dict, so fill it only from values
+    the body gets back from tasks, and the replay rebuilds it the same.
+    """
+    from flux._runtime import current_run
+
+    run = current_run.get()
+    return None if run is None else run.extras
