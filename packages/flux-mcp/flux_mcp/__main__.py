@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from flux import logs
 from flux.errors import FluxError
 
 __all__ = ["main", "parse_args"]
@@ -96,18 +97,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             insecure=args.insecure,
         )
         level = (args.log_level or settings.log_level).upper()
-        # stderr always: on stdio, stdout carries the protocol.
-        logging.basicConfig(
-            level=level,
-            stream=sys.stderr,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        )
+        logs.configure(level, settings.log_format)  # stderr: on stdio, stdout is the protocol
+        # A line per call to the Flux server would drown flux-mcp's own log.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         from flux_mcp.security import check_exposure
 
         check_exposure(config)  # before the MCP SDK loads: a refusal answers at once
         from flux_mcp.server import serve
 
-        serve(config)
+        serve(config, log_level=level)
     except FluxError as exc:
         print(f"flux-mcp: {exc}", file=sys.stderr)
         return 2

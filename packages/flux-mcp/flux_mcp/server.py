@@ -6,6 +6,7 @@ the configured transport.
 from __future__ import annotations
 
 import logging
+from typing import Literal, cast
 
 import flux
 from flux.client import AsyncFluxClient
@@ -20,6 +21,8 @@ from flux_mcp.tools import Toolbox, register_tools
 __all__ = ["INSTRUCTIONS", "build_server", "flux_client", "serve"]
 
 _log = logging.getLogger("flux_mcp")
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 INSTRUCTIONS = """\
 Flux runs durable Python workflows on a server and its workers.
@@ -37,10 +40,13 @@ def flux_client(config: McpConfig) -> AsyncFluxClient:
     return AsyncFluxClient(config.server_url, headers=headers)
 
 
-def build_server(config: McpConfig, client: AsyncFluxClient | None = None) -> MCPServer:
+def build_server(
+    config: McpConfig, client: AsyncFluxClient | None = None, *, log_level: LogLevel = "INFO"
+) -> MCPServer:
     """An MCP server offering flux-mcp's tools, resources and prompt against the Flux server
     of ``client`` (by default one for ``config.server_url``). With ``config.read_only`` it
-    offers only the tools that change nothing. The caller owns ``client`` and closes it."""
+    offers only the tools that change nothing. The caller owns ``client`` and closes it.
+    ``log_level`` is the HTTP transports' (uvicorn's: INFO logs a line per request)."""
     auth = inbound_auth(config)
     server: MCPServer = MCPServer(
         config.name,
@@ -49,6 +55,7 @@ def build_server(config: McpConfig, client: AsyncFluxClient | None = None) -> MC
         version=flux.__version__,
         token_verifier=None if auth is None else auth[0],
         auth=None if auth is None else auth[1],
+        log_level=log_level,
     )
     client = client or flux_client(config)
     register_tools(Toolbox(server, client, config))
@@ -57,7 +64,7 @@ def build_server(config: McpConfig, client: AsyncFluxClient | None = None) -> MC
     return server
 
 
-def serve(config: McpConfig) -> None:
+def serve(config: McpConfig, *, log_level: str = "INFO") -> None:
     """Run flux-mcp on ``config.transport`` until interrupted.
 
     Raises:
@@ -65,7 +72,7 @@ def serve(config: McpConfig) -> None:
             without a bearer check (see :func:`flux_mcp.security.check_exposure`).
     """
     check_exposure(config)
-    server = build_server(config)
+    server = build_server(config, log_level=cast(LogLevel, log_level.upper()))
     if config.transport == "stdio":
         _log.info("serving on stdio for the Flux server at %s", config.server_url)
         server.run("stdio")
