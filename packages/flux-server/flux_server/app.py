@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from flux_server.api import ROUTERS
+from flux_server.console import install_console
 from flux_server.db.urls import async_url
 from flux_server.errors import install_error_handlers
 from flux_server.fastpath import FastPathMiddleware
 from flux_server.guard import GuardMiddleware
 from flux_server.options import ServerOptions
 from flux_server.runtime import Runtime
+from flux_server.swagger import install_swagger
 from flux_server.version import SERVER_VERSION
 
 if TYPE_CHECKING:
@@ -56,11 +58,14 @@ def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
         version=SERVER_VERSION,
         summary="Durable workflow orchestration: workflows, executions and workers.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served offline by install_swagger
+        redoc_url=None,
     )
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_swagger(app)
+    install_console(app)
     # Added last, runs first: the guard (version, size limit) wraps the fast path.
     app.add_middleware(FastPathMiddleware)
     app.add_middleware(GuardMiddleware, max_request_bytes=options.max_request_bytes)

@@ -19,7 +19,7 @@ from flux_server.db import Database
 from flux_server.db.tables import events, executions
 from flux_server.store._rows import execution_not_found
 
-__all__ = ["MAX_EVENTS", "Frames", "event_page", "frames_after"]
+__all__ = ["MAX_EVENTS", "Frames", "event_page", "frames_after", "heads"]
 
 MAX_EVENTS = 1000
 """The most events one page holds."""
@@ -74,6 +74,27 @@ async def event_page(
     items = [_entry(row, payloads) for row in rows[:limit]]
     next_after = items[-1].position if len(rows) > limit else None
     return EventPage.model_construct(items=items, next_after=next_after)
+
+
+async def heads(db: Database, execution_id: str, limit: int) -> tuple[Sequence[Any], bool]:
+    """The first ``limit`` events of the execution without their values, oldest first, as rows
+    of ``seq, id, type, source_id, name, scope, time``, and whether there are more: what a
+    timeline of its tasks is drawn from, without building a model per event.
+
+    Raises:
+        ExecutionNotFoundError: unknown id.
+    """
+    query = (
+        sa.select(*_HEAD).where(_E.execution_id == execution_id).order_by(_E.seq).limit(limit + 1)
+    )
+
+    def read(conn: sa.Connection) -> Sequence[Any]:
+        if conn.execute(_STATE, {"b_id": execution_id}).first() is None:
+            raise execution_not_found(execution_id)
+        return conn.execute(query).all()
+
+    rows = await db.run_read(read)
+    return rows[:limit], len(rows) > limit
 
 
 def _entry(row: Any, payloads: bool) -> EventEntry:
