@@ -39,21 +39,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
-def base_url() -> None:
-    """None: pages are opened by full URL (pytest-base-url's own fixture, a method of a
-    plugin class, warns on this pytest, and warnings are errors)."""
-    return None
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium through Playwright, for one module's tests.
 
+    Not pytest-playwright's session-wide fixtures: Playwright's sync API keeps an event loop
+    running in this thread while it is started, which breaks every asyncio test after it;
+    stopped at the end of the module, it leaves none behind.
+    """
+    from playwright.sync_api import sync_playwright
 
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_type_launch_args, "executable_path": CHROMIUM}
-
-
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
-    return {**browser_context_args, "viewport": VIEWPORT}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,9 @@ class Console:
 
 
 @pytest.fixture
-def console(page: Any, cluster: FluxCluster) -> Iterator[Console]:
+def console(chromium: Any, cluster: FluxCluster) -> Iterator[Console]:
+    context = chromium.new_context(viewport=VIEWPORT)
+    page = context.new_page()
     watched = Console(page, cluster)
 
     def route(route: Any) -> None:
@@ -109,6 +112,9 @@ def console(page: Any, cluster: FluxCluster) -> Iterator[Console]:
     page.on("console", lambda m: watched.errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda exc: watched.errors.append(f"uncaught: {exc}"))
     page.on("dialog", lambda d: (watched.errors.append(f"dialog: {d.message}"), d.dismiss()))
-    yield watched
+    try:
+        yield watched
+    finally:
+        context.close()
     assert watched.refused == [], f"requests that left loopback: {watched.refused}"
     assert watched.errors == [], f"errors on the page: {watched.errors}"
