@@ -191,6 +191,7 @@ def test_flux_tasks_surface_is_pinned():
             "parallel",
             "pause",
             "pipeline",
+            "progress",
             "randint",
             "randrange",
             "sleep",

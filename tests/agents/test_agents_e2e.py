@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from flux.client import FluxClient
+from flux.protocol import TaskProgressFrame
 
 from tests.agents.fake_provider import FakeProvider, Reply
 from tests.support.cluster import FluxCluster, running_cluster, stop_process
@@ -35,6 +36,7 @@ async def lookup(term: str) -> str:
 
 
 researcher = Agent("openai/fake", system="Research.", tools=[lookup], retry_delay=0.1)
+talker = Agent("openai/fake", name="talker", stream=True)
 
 
 @workflow
@@ -42,6 +44,11 @@ async def research(ctx: ExecutionContext[str]):
     result = await researcher.run(ctx.input)
     verdict = await pause("review", data={"answer": result.output, "turns": result.turns})
     return {"answer": result.output, "verdict": verdict}
+
+
+@workflow
+async def talk(ctx: ExecutionContext[str]):
+    return (await talker.run(ctx.input)).output
 '''
 
 
@@ -115,3 +122,27 @@ def test_a_worker_killed_after_a_tool_costs_one_more_request(
     assert len(requests) == 3  # exactly one more: turn 2 again, turn 1 replayed
     assert requests[2].messages == second.messages
     assert tool_runs(cluster) == ["durable"]  # the tool did not run again
+
+
+def test_streamed_tokens_reach_an_sse_client_before_the_end_and_are_not_recorded(
+    cluster: FluxCluster, provider: FakeProvider
+) -> None:
+    answer = "Streaming works: " + "token " * 30
+    started = threading.Event()
+    provider.add(Reply(text=answer, hold=started))  # answers once the client has the stream
+    frames: list[object] = []
+    with FluxClient(cluster.url) as client:
+        for frame in client.stream("talk", "Say something long", progress=True):
+            frames.append(frame)
+            if getattr(frame, "state", None) == "RUNNING":
+                started.set()
+        execution_id = frames[-1].execution_id
+        events = client.status("talk", execution_id, detailed=True).events or []
+
+    assert frames[-1].state == "COMPLETED" and frames[-1].output == answer
+    progress = [f for f in frames if isinstance(f, TaskProgressFrame)]
+    texts = [f.value["text"] for f in progress if f.value["type"] == "text"]
+    assert "".join(texts) == answer
+    assert progress[-1].value["type"] == "usage" and progress[-1].task == "talker"
+    assert frames.index(progress[-1]) < len(frames) - 1  # before the execution ended
+    assert not any("'type': 'text'" in str(e.model_dump()) for e in events)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +54,8 @@ class ModelCall:
     api_key: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)
     pricing: dict[str, float] | None = None
-    on_text: Callable[[str], None] | None = None
-    """Streams the reply when set: called with each piece of text as it arrives."""
+    on_text: Callable[[str], Awaitable[None]] | None = None
+    """Streams the reply when set: awaited with each piece of text as it arrives."""
 
 
 def provider_of(model: str) -> str:
@@ -139,7 +139,9 @@ def _endpoint(call: ModelCall, provider: str) -> tuple[str | None, str | None]:
     )
 
 
-async def _streamed(lib: Any, kwargs: dict[str, Any], on_text: Callable[[str], None]) -> Any:
+async def _streamed(
+    lib: Any, kwargs: dict[str, Any], on_text: Callable[[str], Awaitable[None]]
+) -> Any:
     # Without include_usage litellm estimates usage with a tokenizer; the provider's own
     # count is what budgets and working memory are trimmed by.
     stream = await lib.acompletion(**kwargs, stream=True, stream_options={"include_usage": True})
@@ -149,7 +151,7 @@ async def _streamed(lib: Any, kwargs: dict[str, Any], on_text: Callable[[str], N
         if chunk.choices:
             text = chunk.choices[0].delta.content
             if text:
-                on_text(text)
+                await on_text(text)
     return lib.stream_chunk_builder(chunks, messages=kwargs["messages"])
 
 

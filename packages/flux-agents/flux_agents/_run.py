@@ -21,6 +21,7 @@ from flux_agents import approvals
 from flux_agents._conversation import Conversation
 from flux_agents.errors import MaxTurnsError, OutputValidationError
 from flux_agents.result import AgentResult, Usage
+from flux_agents.streaming import publish
 from flux_agents.tools import tool_error_text, tool_result_text
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class AgentRun:
 
         async def send(key: dict[str, Any], secrets: dict[str, Any] | None = None) -> Any:
             # A copy: litellm may add fields to what it is given. Replay never gets here.
-            return await agent.send(copy.deepcopy(messages), secrets)
+            return await agent.send(copy.deepcopy(messages), secrets, key["turn"])
 
         call = task(send, name=agent.turn_task_name, **agent.call_options)
         turn: dict[str, Any] = await call(key)
@@ -121,6 +122,7 @@ class AgentRun:
         self.cost = None if self.cost is None or cost is None else self.cost + cost
         self.conversation.add(turn["message"])
         self.sent = len(messages)  # the reply is counted in the turn's usage already
+        await publish(agent.name, "usage", turn=self.turns, usage=turn["usage"], cost=cost)
         return turn
 
     # -- tools ---------------------------------------------------------------------------------
@@ -146,6 +148,8 @@ class AgentRun:
             if call["function"]["name"] not in agent.approve:
                 continue
             name = approvals.pause_name(call["id"])
+            tool = call["function"]["name"]
+            await publish(agent.name, "approval", call_id=call["id"], tool=tool, pause=name)
             try:
                 answer = await pause(name, approvals.pause_data(agent.name, call))
             except ExecutionPaused as paused:
@@ -175,13 +179,25 @@ class AgentRun:
                 kwargs = tool.validate(fn.get("arguments"))
         except ValueError as exc:
             return {**message, "content": f"error: invalid arguments for {name!r}: {exc}"}
+        agent = self.agent.name
+        await publish(
+            agent, "tool_start", call_id=call["id"], tool=name, arguments=kwargs_view(kwargs)
+        )
         try:
             value = await tool.task(**kwargs)
         except NonDeterminismError:
             raise
         except Exception as exc:  # the model reads it and decides what to do next
+            await publish(agent, "tool_end", call_id=call["id"], tool=name, ok=False)
             return {**message, "content": tool_error_text(exc)}
+        await publish(agent, "tool_end", call_id=call["id"], tool=name, ok=True)
         return {**message, "content": tool_result_text(value)}
+
+
+def kwargs_view(kwargs: dict[str, Any]) -> Any:
+    from flux.serialization import to_view
+
+    return to_view(kwargs)
 
 
 def _json(value: Any) -> str:

@@ -14,6 +14,7 @@ from flux_agents.budget import Budget
 from flux_agents.memory import WorkingMemory, exchange_of
 from flux_agents.output import OutputSpec
 from flux_agents.result import AgentResult
+from flux_agents.streaming import TextStream
 from flux_agents.tools import Tool
 
 __all__ = ["Agent"]
@@ -43,7 +44,8 @@ class Agent(Generic[T]):
     - ``approve``: tools (or their names) that pause for a person's approval before each call.
     - ``budget``: a :class:`Budget` capping tokens and/or cost per run.
     - ``max_turns``: model turns per run before :class:`~flux_agents.errors.MaxTurnsError`.
-    - ``stream``: stream each reply (see :mod:`flux_agents` on progress).
+    - ``stream``: stream each reply, published as progress a few tokens at a time (see
+      :mod:`flux_agents.streaming` for what an agent publishes).
     - ``api_base``: the provider's address; ``api_key_secret``: the name of a Flux secret
       holding the API key (otherwise the provider's usual environment variable).
     - ``settings``: more litellm arguments for every call (``temperature``, ``max_tokens``...).
@@ -173,8 +175,10 @@ class Agent(Generic[T]):
 
         return await AgentRun(self, fingerprint).run(prompt)
 
-    async def send(self, messages: list[dict[str, Any]], secrets: dict[str, Any] | None) -> Any:
-        """Call the model once with ``messages`` (a model turn's body)."""
+    async def send(
+        self, messages: list[dict[str, Any]], secrets: dict[str, Any] | None, turn: int
+    ) -> Any:
+        """Call the model once with ``messages`` (the body of model turn ``turn``)."""
         from flux_agents._litellm import ModelCall, complete, litellm
 
         response_format = None
@@ -183,6 +187,7 @@ class Agent(Generic[T]):
                 response_format = self.output.type
             else:
                 messages = self.output.with_instruction(messages)
+        text = TextStream(self.name, turn) if self.stream else None
         call = ModelCall(
             model=self.model,
             messages=messages,
@@ -192,17 +197,17 @@ class Agent(Generic[T]):
             api_key=(secrets or {}).get(self.api_key_secret) if self.api_key_secret else None,
             settings=self.settings,
             pricing=self.pricing,
-            on_text=_ignore if self.stream else None,
+            on_text=text.add if text is not None else None,
         )
-        return await complete(call)
+        try:
+            return await complete(call)
+        finally:
+            if text is not None:
+                await text.flush()
 
 
 async def _probe() -> None:
     """Stands in for a model turn while its options are checked."""
-
-
-def _ignore(text: str) -> None:
-    pass
 
 
 def _tool_name(value: Any) -> str:

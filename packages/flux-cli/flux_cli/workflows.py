@@ -13,6 +13,7 @@ from flux.protocol import (
     ExecutionFrame,
     ExecutionStatus,
     RunMode,
+    TaskProgressFrame,
     WorkflowDetail,
     WorkflowSummary,
     execution_frame_event,
@@ -61,7 +62,7 @@ ModeOption = Annotated[
         "-m",
         case_sensitive=False,
         help="async: answer at once; sync: wait until it finishes or pauses; "
-        "stream: show each state change live.",
+        "stream: show each state change, and what its tasks publish as progress, live.",
     ),
 ]
 
@@ -147,7 +148,8 @@ def run(
     value = parse_json(input)
     with client(ctx) as flux:
         if mode is RunMode.STREAM:
-            _follow(name, flux.stream(name, value, execution_id=execution_id), format)
+            frames = flux.stream(name, value, execution_id=execution_id, progress=True)
+            _follow(name, frames, format)
         else:
             status = flux.run(name, value, mode=mode, execution_id=execution_id)
             _report(status, format, waited=mode is RunMode.SYNC)
@@ -178,7 +180,8 @@ def resume(
     value = parse_json(input)
     with client(ctx) as flux:
         if mode is RunMode.STREAM:
-            _follow(name, flux.stream_resume(name, execution_id, value, pause=pause), format)
+            frames = flux.stream_resume(name, execution_id, value, pause=pause, progress=True)
+            _follow(name, frames, format)
         else:
             status = flux.resume(name, execution_id, value, mode=mode, pause=pause)
             _report(status, format, waited=mode is RunMode.SYNC)
@@ -290,10 +293,15 @@ def _report(result: ExecutionStatus, format: OutputFormat, *, waited: bool) -> N
         _check_outcome(result.execution_id, result.state, result.output)
 
 
-def _follow(name: str, frames: Iterator[ExecutionFrame], format: OutputFormat) -> None:
-    """Print each frame as it arrives, then the final output."""
+def _follow(
+    name: str, frames: Iterator[ExecutionFrame | TaskProgressFrame], format: OutputFormat
+) -> None:
+    """Print each frame as it arrives (progress too), then the final output."""
     last: ExecutionFrame | None = None
     for frame in frames:
+        if isinstance(frame, TaskProgressFrame):
+            _progress(frame, format)
+            continue
         event = execution_frame_event(frame.state) or f"workflow.execution.{frame.state.lower()}"
         if format is OutputFormat.JSON:
             print_json_line({"event": event, **frame.model_dump(mode="json")})
@@ -314,6 +322,14 @@ def _follow(name: str, frames: Iterator[ExecutionFrame], format: OutputFormat) -
         if last.state is ExecutionState.PAUSED:
             show(Text(_resume_hint(name, last.execution_id)))
     _check_outcome(last.execution_id, last.state, last.output)
+
+
+def _progress(frame: TaskProgressFrame, format: OutputFormat) -> None:
+    if format is OutputFormat.JSON:
+        print_json_line({"event": frame.EVENT, **frame.model_dump(mode="json")})
+        return
+    value = frame.value if isinstance(frame.value, str) else format_value(frame.value)
+    show(Text(f"{format_time(frame.timestamp)}  {frame.EVENT:<30} {frame.task}: {value}"))
 
 
 def _resume_hint(name: str, execution_id: str, pauses: list[str] | None = None) -> str:

@@ -79,6 +79,7 @@ class Run:
         "diverged",
         "extras",
         "history",
+        "on_progress",
         "order",
         "pending",
         "services",
@@ -127,6 +128,7 @@ class Run:
         # the run ends with this error however the body handles it.
         self.diverged: NonDeterminismError | None = None
         self.extras: dict[str, Any] = {}  # see flux.context.run_state
+        self.on_progress: Callable[[Any], Any] | None = None  # see flux.tasks.progress
         self._abandoned = False
         self._group = False
         self._group_error: BaseException | None = None

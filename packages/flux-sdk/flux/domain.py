@@ -14,6 +14,7 @@ from typing import Any
 __all__ = [
     "FINISHED_STATES",
     "HELD_STATES",
+    "MAX_PROGRESS_BYTES",
     "QUEUED_STATES",
     "SETTLED_STATES",
     "TRANSITIONS",
@@ -170,6 +171,10 @@ SETTLED_STATES = frozenset(
     if trigger in WORKFLOW_EVENT_STATE and target not in HELD_STATES
 )
 """States a run ends in, finished or paused: its worker no longer holds it."""
+
+
+MAX_PROGRESS_BYTES = 64 * 1024
+"""The largest value ``flux.tasks.progress`` publishes, as JSON text in UTF-8."""
 
 
 def utcnow() -> datetime:

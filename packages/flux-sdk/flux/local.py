@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from flux._runtime import current_run
 from flux.context import ExecutionContext
@@ -26,6 +26,9 @@ from flux.errors import (
 from flux.pauses import Pause, choose_pause
 from flux.runner import WorkflowRun
 from flux.store import LocalStore
+
+if TYPE_CHECKING:
+    from flux.tasks.progress import Progress
 
 __all__ = [
     "CANCEL_POLL_SECONDS",
@@ -93,6 +96,7 @@ async def run_local(
     execution_id: str | None = None,
     store: LocalStore | None = None,
     pause: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> ExecutionContext[Any]:
     """Start an execution of ``wf``, or continue ``execution_id``, and drive it to its end or
     its next pause. See :meth:`flux.workflow.workflow.run` for the contract."""
@@ -100,7 +104,7 @@ async def run_local(
     if execution_id is None:
         ctx: ExecutionContext[Any] = ExecutionContext(wf.name, input)
         store.create(ctx)
-        return await _drive(wf, store, ctx)
+        return await _drive(wf, store, ctx, on_progress=on_progress)
     stored = store.load(execution_id)
     ctx = stored.ctx
     if ctx.workflow_name != wf.name:
@@ -127,7 +131,9 @@ async def run_local(
             execution_id=execution_id,
         )
     store.take_ownership(execution_id, stored.owner_pid)
-    return await _drive(wf, store, ctx, resume=resuming, input=input, answer=answer)
+    return await _drive(
+        wf, store, ctx, resume=resuming, input=input, answer=answer, on_progress=on_progress
+    )
 
 
 async def _drive(
@@ -138,10 +144,11 @@ async def _drive(
     resume: bool = False,
     input: Any = None,
     answer: Pause | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> ExecutionContext[Any]:
     """Run ``ctx``, which this process owns in ``store``, and release it at the end;
     ``resume`` continues a paused one with ``input``, the answer to the pause ``answer``."""
-    wf_run = WorkflowRun(wf, ctx, store, LocalServices(store))
+    wf_run = WorkflowRun(wf, ctx, store, LocalServices(store), on_progress)
     if resume:
         wf_run.resume(input, answer)
     watcher = asyncio.get_running_loop().create_task(_watch_cancel(store, ctx.execution_id, wf_run))

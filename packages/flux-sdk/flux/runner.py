@@ -11,15 +11,20 @@ from flux.domain import EventType
 from flux.errors import ExecutionPaused, NonDeterminismError, SerializationError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from flux.context import ExecutionContext
     from flux.local import LocalWorkflow
     from flux.pauses import Pause
+    from flux.tasks.progress import Progress
 
 __all__ = ["WorkflowRun"]
 
 
 class WorkflowRun:
     """Drive ``wf`` over ``ctx`` (a new execution, or one with a recorded history).
+    ``on_progress`` receives what its tasks publish with :func:`flux.tasks.progress` (the
+    task waits for what it returns, if anything).
 
     ``execute()`` returns the context once the run completed, failed, paused or was
     cancelled, after the checkpointer made every event durable. ``cancel()`` asks the body
@@ -34,10 +39,12 @@ class WorkflowRun:
         ctx: ExecutionContext[Any],
         checkpointer: Checkpointer,
         services: Services | None = None,
+        on_progress: Callable[[Progress], Awaitable[None] | None] | None = None,
     ) -> None:
         self.workflow = wf
         self.ctx = ctx
         self.run = Run(ctx, checkpointer, services)
+        self.run.on_progress = on_progress
         self._body: asyncio.Task[Any] | None = None
         self._cancel_requested = False
 

@@ -15,8 +15,9 @@ Nothing touches the disk: the event log, the task cache and secrets live in a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flux._clock import Clock, current_clock
 from flux.context import ExecutionContext
@@ -25,6 +26,9 @@ from flux.errors import ExecutionNotFoundError, SecretNotFoundError
 from flux.pauses import choose_pause
 from flux.runner import WorkflowRun
 from flux.workflow import workflow
+
+if TYPE_CHECKING:
+    from flux.tasks.progress import Progress
 
 __all__ = ["MemoryStore", "VirtualClock", "arun", "run"]
 
@@ -112,10 +116,12 @@ async def arun(
     store: MemoryStore | None = None,
     clock: Clock | None = None,
     pause: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
     _new_id: str | None = None,
 ) -> ExecutionContext[Any]:
     """Run ``wf`` in memory; with ``execution_id``, continue that execution of ``store`` as
-    :meth:`flux.workflow.workflow.run` does (``pause`` names the pause a resume answers)."""
+    :meth:`flux.workflow.workflow.run` does (``pause`` names the pause a resume answers,
+    ``on_progress`` gets what its tasks publish)."""
     store = store if store is not None else MemoryStore()
     resuming, answer = False, None
     if execution_id is None:
@@ -135,7 +141,7 @@ async def arun(
             answer = choose_pause(execution_id, ctx.pauses, pause)
     token = current_clock.set(clock) if clock is not None else None
     try:
-        wf_run = WorkflowRun(wf, ctx, store, store)
+        wf_run = WorkflowRun(wf, ctx, store, store, on_progress)
         if resuming:
             wf_run.resume(input, answer)
         return await wf_run.execute()
@@ -152,7 +158,16 @@ def run(
     store: MemoryStore | None = None,
     clock: Clock | None = None,
     pause: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> ExecutionContext[Any]:
     """The synchronous form of :func:`arun`."""
-    coro = arun(wf, input, execution_id=execution_id, store=store, clock=clock, pause=pause)
+    coro = arun(
+        wf,
+        input,
+        execution_id=execution_id,
+        store=store,
+        clock=clock,
+        pause=pause,
+        on_progress=on_progress,
+    )
     return asyncio.run(coro)

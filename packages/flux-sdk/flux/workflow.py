@@ -14,6 +14,7 @@ from flux.errors import UsageError
 
 if TYPE_CHECKING:
     from flux.protocol.workflows import ResourceRequest
+    from flux.tasks.progress import Progress
 
 __all__ = ["ResourceRequest", "workflow"]
 
@@ -141,6 +142,7 @@ class workflow(Generic[T, R]):
         execution_id: str | None = None,
         store: Any = None,
         pause: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> ExecutionContext[T]:
         """Run (or continue) an execution in this process, durably, and wait for it.
 
@@ -150,7 +152,8 @@ class workflow(Generic[T, R]):
         log; one that already finished is returned as recorded, nothing run. Works from
         synchronous code; inside a running event loop it runs the workflow on a helper
         thread (prefer ``await wf.arun(...)`` there). Ctrl-C stops the run as a crash would:
-        the execution stays resumable; only :meth:`cancel` cancels it.
+        the execution stays resumable; only :meth:`cancel` cancels it. ``on_progress`` is
+        called with each :class:`~flux.tasks.progress.Progress` its tasks publish.
 
         Raises:
             ExecutionNotFoundError: no execution with that id.
@@ -160,7 +163,9 @@ class workflow(Generic[T, R]):
         """
         from flux.local import run_blocking
 
-        coro = self.arun(input, execution_id=execution_id, store=store, pause=pause)
+        coro = self.arun(
+            input, execution_id=execution_id, store=store, pause=pause, on_progress=on_progress
+        )
         return run_blocking(coro, f"flux-run-{self.name}")
 
     async def arun(
@@ -170,11 +175,19 @@ class workflow(Generic[T, R]):
         execution_id: str | None = None,
         store: Any = None,
         pause: str | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
     ) -> ExecutionContext[T]:
         """The async form of :meth:`run`."""
         from flux.local import run_local
 
-        return await run_local(self, input, execution_id=execution_id, store=store, pause=pause)
+        return await run_local(
+            self,
+            input,
+            execution_id=execution_id,
+            store=store,
+            pause=pause,
+            on_progress=on_progress,
+        )
 
     @staticmethod
     def cancel(execution_id: str, *, store: Any = None) -> ExecutionContext[Any]:

@@ -12,6 +12,8 @@ through ``NOTIFY`` (:mod:`flux_server.listener`). A note is ``<kind>`` or ``<kin
 ``drop:<worker>``          the worker was declared dead: close its stream
 ``workflows``              a workflow was registered: forget cached versions
 ``schedules``              a schedule changed: the scheduler re-reads its next wake-up
+``progress:<piece>``       a piece of a ``task.progress`` frame for this replica's streams
+                           (:mod:`flux_server.progress`; sent to other replicas only)
 ========================== =======================================================
 
 :data:`HINT_KINDS` are the hot-path notes, hints another replica can afford to miss.
@@ -29,6 +31,7 @@ __all__ = [
     "DROP",
     "EXEC",
     "HINT_KINDS",
+    "PROGRESS",
     "SCHEDULES",
     "TOKEN",
     "WORKFLOWS",
@@ -47,10 +50,12 @@ TOKEN = "token"
 DROP = "drop"
 WORKFLOWS = "workflows"
 SCHEDULES = "schedules"
+PROGRESS = "progress"
 
-HINT_KINDS = (DISPATCH, f"{EXEC}:", f"{CANCEL}:")
+HINT_KINDS = (DISPATCH, f"{EXEC}:", f"{CANCEL}:", f"{PROGRESS}:")
 """Prefixes of the notes that are hints: frequent, and covered by fallbacks when lost (the
-dispatcher's sweep, the waiters' recheck, the heartbeat's cancelling list)."""
+dispatcher's sweep, the waiters' recheck, the heartbeat's cancelling list), or ephemeral
+(progress, which may be lost by design)."""
 
 
 class Note(NamedTuple):

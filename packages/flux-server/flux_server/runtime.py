@@ -18,6 +18,7 @@ from flux_server.hub import WorkerHub
 from flux_server.liveness import Liveness
 from flux_server.metrics import ServerMetrics
 from flux_server.options import ServerOptions
+from flux_server.progress import ProgressHub
 from flux_server.retention import Retention
 from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
@@ -49,6 +50,7 @@ class Runtime:
         self.workers = WorkerStore(self.db)
         self.secrets = SecretStore(self.db, self._secrets_key)
         self.hub = WorkerHub()
+        self.progress = ProgressHub(self.db.hint_replicas)
         self.watchers = Watchers()
         self.executions.wanted = self.watchers.watching
         self.executions.on_settled = self.watchers.settled
@@ -164,6 +166,8 @@ class Runtime:
             self.workflows.invalidate()
         elif kind == notes.SCHEDULES:
             self.scheduler.wake()
+        elif kind == notes.PROGRESS:
+            self.progress.receive(subject)
         else:
             log.debug("ignoring unknown note %r", note)
 

@@ -29,6 +29,7 @@ from flux_worker.services import ExecutionServices
 
 if TYPE_CHECKING:
     from flux.client import AsyncFluxClient
+    from flux.tasks.progress import Progress
 
 __all__ = ["main"]
 
@@ -46,6 +47,9 @@ class _Pipe:
     def send(self, message: pipe.ChildMessage) -> None:
         self.out.write(pipe.encode(message))
         self.out.flush()
+
+    def progress(self, item: Progress) -> None:
+        self.send(pipe.Progress(task=item.task, value=item.value, timestamp=item.timestamp))
 
     def next_id(self) -> int:
         self.counter += 1
@@ -147,7 +151,7 @@ async def _main(out: IO[bytes]) -> int:
     services = ExecutionServices(
         channel.secrets, client, home=header.home, serializer=header.serializer
     )
-    wf_run = WorkflowRun(wf, ctx, checkpointer, services)
+    wf_run = WorkflowRun(wf, ctx, checkpointer, services, channel.progress)
     channel.on_cancel = wf_run.cancel
     code = 0
     try:

@@ -27,6 +27,7 @@ from flux_worker.contexts import context_from_claim, failed_context
 from flux_worker.isolation import ChildRun
 from flux_worker.modules import ModuleCache
 from flux_worker.outbox import CheckpointSender, FencedError, Outbox
+from flux_worker.progress import ProgressSender
 from flux_worker.resources import GpuSlots
 from flux_worker.services import ExecutionServices, SecretSource
 
@@ -98,6 +99,7 @@ class Executions:
         self.server_url = server_url
         self.tracer = tracer
         self.modules = ModuleCache()
+        self.progress = ProgressSender(channel)
         self.running: dict[str, Execution] = {}
         self.on_claim: Callable[[ClaimResponse], None] | None = None
         """Told of each claim before it runs (the worker's metrics count its replays)."""
@@ -227,6 +229,7 @@ class Executions:
                     home=self.home,
                     server_url=self.server_url,
                     segment=segment,
+                    on_progress=self.progress.sink(execution_id),
                 )
             else:
                 try:
@@ -262,6 +265,7 @@ class Executions:
                 await self.release(execution_id, claim.generation, str(exc))
         finally:
             self.running.pop(execution_id, None)
+            self.progress.forget(execution_id)
 
     def _in_process(self, claim: ClaimResponse, checkpointer: Checkpointer) -> WorkflowRun:
         """Raises whatever loading the source or reading the history back raises."""
@@ -275,7 +279,7 @@ class Executions:
             home=self.home,
             serializer=self.serializer,
         )
-        return WorkflowRun(wf, ctx, checkpointer, services)
+        return WorkflowRun(wf, ctx, checkpointer, services, self.progress.sink(claim.execution_id))
 
     def _secrets(self, execution_id: str) -> SecretSource:
         """Secrets from the server, for ``execution_id`` only (the server checks it is held)."""

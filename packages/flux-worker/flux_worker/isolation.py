@@ -13,12 +13,13 @@ import asyncio
 import contextlib
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flux.errors import FluxError, NonDeterminismError
 from flux.protocol.claims import ClaimResponse
+from flux.tasks.progress import Progress
 
 from flux_worker import pipe
 from flux_worker import resources as res
@@ -48,6 +49,7 @@ class ChildRun:
         serializer, home, server_url: as the worker has them.
         segment: the run's spans when the worker traces: it is shown the child's events, and
             the child continues its trace.
+        on_progress: where the progress the child's tasks publish goes.
     """
 
     def __init__(
@@ -61,8 +63,10 @@ class ChildRun:
         home: str | Path,
         server_url: str,
         segment: Segment | None = None,
+        on_progress: Callable[[Progress], Awaitable[None] | None] | None = None,
     ) -> None:
         self.claim = claim
+        self.on_progress = on_progress
         self.outbox = outbox
         self.gpus = gpus
         self.secrets = secrets
@@ -117,6 +121,8 @@ class ChildRun:
                         self._reply(self._secrets(request))
                     case pipe.NonDeterminism(message=message):
                         nondeterminism = message
+                    case pipe.Progress() as published:
+                        await self._progress(published)
                     case pipe.Done():
                         done = True
             await proc.wait()
@@ -133,6 +139,18 @@ class ChildRun:
                 f"{proc.returncode} before the run ended"
             )
         await self.outbox.flush()
+
+    async def _progress(self, published: pipe.Progress) -> None:
+        """Hand a value the child published on; the child's next messages (its checkpoints)
+        wait until it is delivered, so they cannot overtake it."""
+        if self.on_progress is None:
+            return
+        item = Progress(
+            self.claim.execution_id, published.task, published.value, published.timestamp
+        )
+        delivered = self.on_progress(item)
+        if delivered is not None:
+            await delivered
 
     def _send(self, message: pipe.Header | pipe.ParentMessage) -> None:
         proc = self.proc

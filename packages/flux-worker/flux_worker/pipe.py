@@ -14,6 +14,7 @@ message                    direction         meaning
 :class:`Secrets`           worker -> child   the answer: ``secrets`` or ``error``
 :class:`Cancel`            worker -> child   cancel the run
 :class:`NonDeterminism`    child -> worker   the run diverged from its history
+:class:`Progress`          child -> worker   a value a task published (``flux.tasks.progress``)
 :class:`Done`              child -> worker   the run ended (completed, failed, paused...)
 ========================== ================= =================================================
 
@@ -23,6 +24,7 @@ bug, not a newer peer.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from flux.protocol.claims import ClaimResponse
@@ -40,6 +42,7 @@ __all__ = [
     "Header",
     "NonDeterminism",
     "ParentMessage",
+    "Progress",
     "Secrets",
     "encode",
     "read_child_message",
@@ -87,6 +90,13 @@ class NonDeterminism(_Message):
     message: str
 
 
+class Progress(_Message):
+    type: Literal["progress"] = "progress"
+    task: str
+    value: Any = None
+    timestamp: datetime
+
+
 class Done(_Message):
     type: Literal["done"] = "done"
 
@@ -109,7 +119,7 @@ class Cancel(_Message):
 
 
 ChildMessage = Annotated[
-    Events | Flush | GetSecrets | NonDeterminism | Done, Field(discriminator="type")
+    Events | Flush | GetSecrets | NonDeterminism | Progress | Done, Field(discriminator="type")
 ]
 """What the child sends."""
 ParentMessage = Annotated[Flushed | Secrets | Cancel, Field(discriminator="type")]

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -41,6 +41,7 @@ from flux.protocol import (
     ScheduleRun,
     SecretDeleted,
     SecretInfo,
+    TaskProgressFrame,
     WorkerInfo,
     WorkflowDetail,
     WorkflowSummary,
@@ -203,11 +204,33 @@ class AsyncFluxClient:
         """
         return await self.send(calls.run(name, input, mode, execution_id))
 
+    @overload
     def stream(
-        self, name: str, input: Any = None, *, execution_id: str | None = None
-    ) -> AsyncIterator[ExecutionFrame]:
-        """Start ``name`` and yield a frame per state change until it finishes or pauses."""
-        return self.events(calls.run_stream(name, input, execution_id), parse_execution_frame)
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        progress: Literal[False] = False,
+    ) -> AsyncIterator[ExecutionFrame]: ...
+
+    @overload
+    def stream(
+        self, name: str, input: Any = None, *, execution_id: str | None = None, progress: bool
+    ) -> AsyncIterator[ExecutionFrame | TaskProgressFrame]: ...
+
+    def stream(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        progress: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Start ``name`` and yield a frame per state change until it finishes or pauses;
+        with ``progress=True`` also each :class:`TaskProgressFrame` (protocol 1.10)."""
+        call = calls.run_stream(name, input, execution_id)
+        return self.events(call, _parser(parse_execution_frame, progress))
 
     async def resume(
         self,
@@ -228,12 +251,41 @@ class AsyncFluxClient:
         """
         return await self.send(calls.resume(name, execution_id, input, mode, pause))
 
+    @overload
     def stream_resume(
-        self, name: str, execution_id: str, input: Any = None, *, pause: str | None = None
-    ) -> AsyncIterator[ExecutionFrame]:
-        """Resume and yield a frame per state change until it finishes or pauses again."""
+        self,
+        name: str,
+        execution_id: str,
+        input: Any = None,
+        *,
+        pause: str | None = None,
+        progress: Literal[False] = False,
+    ) -> AsyncIterator[ExecutionFrame]: ...
+
+    @overload
+    def stream_resume(
+        self,
+        name: str,
+        execution_id: str,
+        input: Any = None,
+        *,
+        pause: str | None = None,
+        progress: bool,
+    ) -> AsyncIterator[ExecutionFrame | TaskProgressFrame]: ...
+
+    def stream_resume(
+        self,
+        name: str,
+        execution_id: str,
+        input: Any = None,
+        *,
+        pause: str | None = None,
+        progress: bool = False,
+    ) -> AsyncIterator[Any]:
+        """Resume and yield a frame per state change until it finishes or pauses again;
+        ``progress=True`` as in :meth:`stream`."""
         call = calls.resume_stream(name, execution_id, input, pause)
-        return self.events(call, parse_execution_frame)
+        return self.events(call, _parser(parse_execution_frame, progress))
 
     async def status(
         self, name: str, execution_id: str, *, detailed: bool = False
@@ -319,13 +371,24 @@ class AsyncFluxClient:
         call = calls.execution_events(execution_id, after, limit, types, payloads)
         return await self.send(call)
 
+    @overload
     def stream_execution(
-        self, execution_id: str, *, after: int | None = None
-    ) -> AsyncIterator[ExecutionStreamFrame]:
+        self, execution_id: str, *, after: int | None = None, progress: Literal[False] = False
+    ) -> AsyncIterator[ExecutionStreamFrame]: ...
+
+    @overload
+    def stream_execution(
+        self, execution_id: str, *, after: int | None = None, progress: bool
+    ) -> AsyncIterator[ExecutionStreamFrame | TaskProgressFrame]: ...
+
+    def stream_execution(
+        self, execution_id: str, *, after: int | None = None, progress: bool = False
+    ) -> AsyncIterator[Any]:
         """Yield a frame per workflow-level event of the execution (its state changes) until
         it finishes; a pause does not end it. ``after``: a frame's ``position``, to resume
-        after it (a dropped stream loses nothing)."""
-        return self.events(calls.execution_stream(execution_id, after), calls.parse_stream_frame)
+        after it (a dropped stream loses nothing). ``progress=True`` as in :meth:`stream`."""
+        call = calls.execution_stream(execution_id, after)
+        return self.events(call, _parser(calls.parse_stream_frame, progress))
 
     async def rerun(self, execution_id: str, *, new_id: str | None = None) -> ExecutionStatus:
         """Start the latest version of the execution's workflow again with the same input;
@@ -491,3 +554,7 @@ class AsyncFluxClient:
             NotFoundError: no such secret.
         """
         return await self.send(calls.delete_secret(name))
+
+
+def _parser(parse: Callable[[str, str], Any], progress: bool) -> Callable[[str, str], Any]:
+    return calls.with_progress(parse) if progress else parse

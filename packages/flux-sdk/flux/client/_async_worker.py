@@ -11,6 +11,8 @@ from flux.protocol import (
     CheckpointItem,
     ClaimBatchResponse,
     HeartbeatResponse,
+    ProgressItem,
+    ProgressResponse,
     ReleaseResponse,
     WorkerFrame,
     WorkerResources,
@@ -99,6 +101,12 @@ class AsyncWorkerChannel:
         """Report liveness, optionally with fresh resources and the executions running here
         (see :class:`flux.protocol.HeartbeatRequest`)."""
         call = calls.heartbeat(self.name, self.session_token, resources, running)
+        return await self.client.send(call)
+
+    async def progress(self, execution_id: str, items: Sequence[ProgressItem]) -> ProgressResponse:
+        """Hand over what a held execution's tasks published (protocol 1.10); the server
+        sends it to the execution's open streams, if any (``listening``)."""
+        call = calls.progress(self.name, self.session_token, execution_id, items)
         return await self.client.send(call)
 
     async def get_secrets(self, execution_id: str, names: Sequence[str]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from os import PathLike
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar, overload
 
 import httpx
 from httpx_sse import connect_sse
@@ -36,6 +36,7 @@ from flux.protocol import (
     ScheduleRun,
     SecretDeleted,
     SecretInfo,
+    TaskProgressFrame,
     WorkerInfo,
     WorkflowDetail,
     WorkflowSummary,
@@ -168,10 +169,31 @@ class FluxClient:
     ) -> ExecutionStatus:
         return self.send(calls.run(name, input, mode, execution_id))
 
+    @overload
     def stream(
-        self, name: str, input: Any = None, *, execution_id: str | None = None
-    ) -> Iterator[ExecutionFrame]:
-        return self.events(calls.run_stream(name, input, execution_id), parse_execution_frame)
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        progress: Literal[False] = False,
+    ) -> Iterator[ExecutionFrame]: ...
+
+    @overload
+    def stream(
+        self, name: str, input: Any = None, *, execution_id: str | None = None, progress: bool
+    ) -> Iterator[ExecutionFrame | TaskProgressFrame]: ...
+
+    def stream(
+        self,
+        name: str,
+        input: Any = None,
+        *,
+        execution_id: str | None = None,
+        progress: bool = False,
+    ) -> Iterator[Any]:
+        call = calls.run_stream(name, input, execution_id)
+        return self.events(call, _parser(parse_execution_frame, progress))
 
     def resume(
         self,
@@ -184,11 +206,39 @@ class FluxClient:
     ) -> ExecutionStatus:
         return self.send(calls.resume(name, execution_id, input, mode, pause))
 
+    @overload
     def stream_resume(
-        self, name: str, execution_id: str, input: Any = None, *, pause: str | None = None
-    ) -> Iterator[ExecutionFrame]:
+        self,
+        name: str,
+        execution_id: str,
+        input: Any = None,
+        *,
+        pause: str | None = None,
+        progress: Literal[False] = False,
+    ) -> Iterator[ExecutionFrame]: ...
+
+    @overload
+    def stream_resume(
+        self,
+        name: str,
+        execution_id: str,
+        input: Any = None,
+        *,
+        pause: str | None = None,
+        progress: bool,
+    ) -> Iterator[ExecutionFrame | TaskProgressFrame]: ...
+
+    def stream_resume(
+        self,
+        name: str,
+        execution_id: str,
+        input: Any = None,
+        *,
+        pause: str | None = None,
+        progress: bool = False,
+    ) -> Iterator[Any]:
         call = calls.resume_stream(name, execution_id, input, pause)
-        return self.events(call, parse_execution_frame)
+        return self.events(call, _parser(parse_execution_frame, progress))
 
     def status(self, name: str, execution_id: str, *, detailed: bool = False) -> ExecutionStatus:
         return self.send(calls.status(name, execution_id, detailed))
@@ -241,10 +291,21 @@ class FluxClient:
     ) -> EventPage:
         return self.send(calls.execution_events(execution_id, after, limit, types, payloads))
 
+    @overload
     def stream_execution(
-        self, execution_id: str, *, after: int | None = None
-    ) -> Iterator[ExecutionStreamFrame]:
-        return self.events(calls.execution_stream(execution_id, after), calls.parse_stream_frame)
+        self, execution_id: str, *, after: int | None = None, progress: Literal[False] = False
+    ) -> Iterator[ExecutionStreamFrame]: ...
+
+    @overload
+    def stream_execution(
+        self, execution_id: str, *, after: int | None = None, progress: bool
+    ) -> Iterator[ExecutionStreamFrame | TaskProgressFrame]: ...
+
+    def stream_execution(
+        self, execution_id: str, *, after: int | None = None, progress: bool = False
+    ) -> Iterator[Any]:
+        call = calls.execution_stream(execution_id, after)
+        return self.events(call, _parser(calls.parse_stream_frame, progress))
 
     def rerun(self, execution_id: str, *, new_id: str | None = None) -> ExecutionStatus:
         return self.send(calls.rerun(execution_id, new_id))
@@ -338,3 +399,7 @@ class FluxClient:
 
     def delete_secret(self, name: str) -> SecretDeleted:
         return self.send(calls.delete_secret(name))
+
+
+def _parser(parse: Callable[[str, str], Any], progress: bool) -> Callable[[str, str], Any]:
+    return calls.with_progress(parse) if progress else parse

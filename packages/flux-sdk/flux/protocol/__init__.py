@@ -2,8 +2,9 @@
 its workers and its clients.
 
 One module per resource (``workflows``, ``executions``, ``workers``, ``claims``, ``frames``,
-``events``, ``health``, ``errors``, ``schedules``, ``secrets``) plus ``version``. Readers ignore
-fields they do not know; writers building a model with an unknown field get ``TypeError``.
+``events``, ``health``, ``errors``, ``schedules``, ``secrets``, ``progress``) plus ``version``.
+Readers ignore fields they do not know; writers building a model with an unknown field get
+``TypeError``.
 
 The JSON schema of every model is pinned by ``tests/sdk/protocol_schema.json``; after a
 deliberate protocol change, regenerate it with::
@@ -65,6 +66,15 @@ from flux.protocol.frames import (
     parse_worker_frame,
 )
 from flux.protocol.health import HealthResponse, ReadyResponse
+from flux.protocol.progress import (
+    MAX_PROGRESS_BYTES,
+    PROGRESS_EVENT,
+    ProgressBatch,
+    ProgressItem,
+    ProgressResponse,
+    TaskProgressFrame,
+    parse_progress_frame,
+)
 from flux.protocol.schedules import (
     SCHEDULE_RUN_FAILURES,
     CatchUpPolicy,
@@ -102,6 +112,8 @@ from flux.protocol.workflows import (
 __all__ = [
     "EXECUTION_FRAME_STATES",
     "EXECUTION_ID_PATTERN",
+    "MAX_PROGRESS_BYTES",
+    "PROGRESS_EVENT",
     "PROTOCOL_HEADER",
     "PROTOCOL_VERSION",
     "SCHEDULE_RUN_FAILURES",
@@ -143,6 +155,9 @@ __all__ = [
     "OutputRecord",
     "PackageInfo",
     "PauseInfo",
+    "ProgressBatch",
+    "ProgressItem",
+    "ProgressResponse",
     "PruneRequest",
     "PruneResponse",
     "ReadyResponse",
@@ -162,6 +177,7 @@ __all__ = [
     "SecretValue",
     "SecretsResponse",
     "SetSecretRequest",
+    "TaskProgressFrame",
     "UpdateScheduleRequest",
     "UtcDateTime",
     "WireModel",
@@ -178,6 +194,7 @@ __all__ = [
     "json_schema",
     "major_of",
     "parse_execution_frame",
+    "parse_progress_frame",
     "parse_size",
     "parse_worker_frame",
 ]

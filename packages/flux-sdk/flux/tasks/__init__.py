@@ -3,6 +3,7 @@
 from flux.tasks.builtins import choice, now, pause, randint, randrange, sleep, uuid4
 from flux.tasks.graph import Graph
 from flux.tasks.parallel import parallel, pipeline
+from flux.tasks.progress import progress
 from flux.tasks.subworkflow import call
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "parallel",
     "pause",
     "pipeline",
+    "progress",
     "randint",
     "randrange",
     "sleep",

@@ -12,6 +12,7 @@ from flux_server.api import (
     executions_read,
     health,
     metrics,
+    progress,
     retention,
     schedules,
     workers,
@@ -28,6 +29,7 @@ ROUTERS: list[APIRouter] = [
     executions_read.router,
     retention.router,
     workers.router,
+    progress.router,
     schedules.router,
     admin.router,
 ]

@@ -157,8 +157,9 @@ async def answer_run(
 ) -> Response:
     """The answer to a run or resume request in ``mode``, from the status it just wrote."""
     if mode == RunMode.STREAM:
+        frames = _frames(runtime, status.execution_id, status.workflow_name)
         return event_stream(
-            _frames(runtime, status.execution_id, status.workflow_name),
+            runtime.progress.merged(status.execution_id, frames),
             headers={"X-Flux-Execution-Id": status.execution_id},
         )
     if mode == RunMode.SYNC:

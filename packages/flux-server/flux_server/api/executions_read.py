@@ -159,6 +159,7 @@ async def stream_execution(
     """Server-Sent Events, one per workflow-level event of the execution's log, from the
     first (or after ``Last-Event-ID``) until it finishes: ``workflow.execution.<state>`` as
     on a run's stream, with the event's position as the SSE ``id``. A pause does not end it.
+    ``task.progress`` frames (no ``id``: they are not replayed) come in between.
     """
     _only(request, {"after"})
     start = (
@@ -167,7 +168,8 @@ async def stream_execution(
         else _count("after", after, 0, None, least=0)
     )
     await runtime.executions.status(execution_id)  # 404 before the stream starts
-    return event_stream(_frames(runtime, execution_id, start))
+    frames = _frames(runtime, execution_id, start)
+    return event_stream(runtime.progress.merged(execution_id, frames))
 
 
 @router.post("/{execution_id}/rerun", response_model=ExecutionStatus)

@@ -209,6 +209,13 @@ class Database:
         async with self.engine.connect() as conn:
             yield conn
 
+    def hint_replicas(self, notes: list[str]) -> None:
+        """Send hint notes (:data:`~flux_server.notes.HINT_KINDS`) to the other replicas only,
+        outside any transaction: nothing on SQLite, nothing while no other replica listens."""
+        notifier = getattr(self._backend, "notifier", None)  # PostgreSQL's backend has one
+        if notifier is not None:
+            notifier.send(notes)
+
     async def ping(self) -> None:
         """A round trip to the database.
 

@@ -17,6 +17,7 @@ from flux.client._calls.executions import (
     prune_executions,
     rerun,
 )
+from flux.client._calls.progress import progress, with_progress
 from flux.client._calls.schedules import (
     KEEP,
     Keep,
@@ -92,6 +93,7 @@ __all__ = [
     "list_workflows",
     "parse_stream_frame",
     "pause_schedule",
+    "progress",
     "prune_executions",
     "register_worker",
     "register_workflows",
@@ -106,5 +108,6 @@ __all__ = [
     "set_secret",
     "status",
     "update_schedule",
+    "with_progress",
     "worker_frame_parser",
 ]
