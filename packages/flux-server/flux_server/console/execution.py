@@ -29,14 +29,12 @@ from flux_server.runtime import Runtime
 from flux_server.sse import event_stream
 from flux_server.store import history
 
-__all__ = ["EVENTS_PAGE", "TIMELINE_EVENTS", "router"]
+__all__ = ["EVENTS_PAGE", "router"]
 
 router = console_router()
 
 EVENTS_PAGE = 100
 """Events per page of the event list."""
-TIMELINE_EVENTS = 20_000
-"""The most events a timeline is drawn from (a longer history shows its first calls)."""
 LIVE_INTERVAL = 1.0
 """Seconds between two live frames at least, and between two reads while it runs."""
 LIVE_KEEPALIVE = 15.0
@@ -64,11 +62,11 @@ def _stamp(status: ExecutionStatus) -> str:
 
 
 async def _live_context(runtime: Runtime, status: ExecutionStatus) -> dict[str, Any]:
-    rows, truncated = await history.heads(runtime.db, status.execution_id, TIMELINE_EVENTS)
+    calls = await history.task_calls(runtime.db, status.execution_id, timeline.EDGE)
     running = status.state not in FINISHED_STATES and status.state != ExecutionState.PAUSED
     return {
         "status": status,
-        "timeline": timeline.build(rows, utcnow(), running, truncated),
+        "timeline": timeline.build(calls, utcnow(), running),
         "finished": status.state in FINISHED_STATES,
         "rerunnable": status.state in RERUNNABLE,
         "cancellable": status.state not in FINISHED_STATES,
