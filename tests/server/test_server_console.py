@@ -87,7 +87,7 @@ async def test_every_console_page_renders(server: Server) -> None:
     paths = [
         "/console",
         "/console/executions",
-        "/console/executions?state=RUNNING&workflow=hello&created_after=2020-01-01T00:00",
+        "/console/executions?state=RUNNING&workflow=hello&created_after=2020-01-01T00:00&worker=w1",
         f"/console/executions?q={execution_id}",
         f"/console/executions/{execution_id}",
         f"/console/executions/{execution_id}?only=failed",
@@ -107,6 +107,9 @@ async def test_every_console_page_renders(server: Server) -> None:
         assert answer.headers["content-type"].startswith("text/html")
         assert "default-src 'none'" in answer.headers["content-security-policy"]
         assert "value-never-shown-12345" not in answer.text
+    held = await server.http.get("/console/executions?worker=w1")
+    assert execution_id in held.text
+    assert execution_id not in (await server.http.get("/console/executions?worker=w2")).text
     missing = await server.http.get("/console/executions/nope")
     assert missing.status_code == 404 and "nope" in missing.text
     assert "text/html" in missing.headers["content-type"]

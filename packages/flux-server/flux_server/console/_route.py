@@ -36,7 +36,7 @@ class ConsoleRoute(APIRoute):
         async def console_handler(request: Request) -> Response:
             token, new = _security.csrf_token(request)
             request.state.csrf = token
-            request.state.identity = None
+            request.state.identity = _security.identify(request)
             try:
                 if request.method == "POST":
                     _security.check_form(request, await request.form())

@@ -29,6 +29,7 @@ __all__ = [
     "clear_flash",
     "csrf_token",
     "flash",
+    "identify",
     "set_cookie",
     "take_flash",
 ]
@@ -101,6 +102,18 @@ def check_form(request: Request, form: Any) -> None:
             "submit it again",
             403,
         )
+
+
+def identify(request: Request) -> str | None:
+    """Who uses the console, shown in its header with a way to log out; ``None``: nobody in
+    particular.
+
+    The seam for authentication (API keys, issue 16), not in this server yet: the console
+    serves every request as the API does. With keys, this reads a session cookie set by a
+    login page that asks for a key (HttpOnly, SameSite=Strict, path ``/console``, as the
+    CSRF cookie) and the route answers a page without one with a redirect to that login.
+    """
+    return None
 
 
 def flash(request: Request, response: Response, kind: str, text: str) -> None:

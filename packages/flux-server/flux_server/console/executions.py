@@ -31,7 +31,7 @@ PAGE_SIZE = 50
 MAX_SELECTED = 1000
 """The most executions one bulk cancel takes (``POST /executions/cancel``'s limit)."""
 RERUNNABLE = frozenset({ExecutionState.FAILED, ExecutionState.CANCELLED})
-_FILTERS = ("workflow", "state", "created_after", "created_before", "q")
+_FILTERS = ("workflow", "state", "worker", "created_after", "created_before", "q")
 
 
 def safe_back(url: str | None, default: str = "/console/executions") -> str:
@@ -72,18 +72,24 @@ def _states(values: list[str]) -> tuple[ExecutionState, ...]:
 def filters_of(request: Request) -> tuple[dict[str, Any], listing.ExecutionFilters]:
     """The filters in the page's URL, as the form shows them and as the listing takes them."""
     params = request.query_params
+    workflow = params.get("workflow", "")
+    states = _states(params.getlist("state"))
+    worker = params.get("worker", "").strip()
+    after, before = params.get("created_after", ""), params.get("created_before", "")
     shown = {
-        "workflow": params.get("workflow", ""),
-        "states": _states(params.getlist("state")),
-        "created_after": params.get("created_after", ""),
-        "created_before": params.get("created_before", ""),
+        "workflow": workflow,
+        "states": states,
+        "worker": worker,
+        "created_after": after,
+        "created_before": before,
         "q": params.get("q", "").strip(),
     }
     filters = listing.ExecutionFilters(
-        workflow=shown["workflow"] or None,
-        states=shown["states"],
-        created_after=_time("created_after", shown["created_after"]),
-        created_before=_time("created_before", shown["created_before"]),
+        workflow=workflow or None,
+        states=states,
+        worker=worker or None,
+        created_after=_time("created_after", after),
+        created_before=_time("created_before", before),
     )
     return shown, filters
 
@@ -174,7 +180,8 @@ async def confirm_cancel(request: Request) -> Any:
 async def cancel(request: Request) -> Any:
     form = await request.form()
     ids = [i for i in form.getlist("id") if isinstance(i, str) and i]
-    back = safe_back(form.get("back") if isinstance(form.get("back"), str) else None)
+    sent_back = form.get("back")
+    back = safe_back(sent_back if isinstance(sent_back, str) else None)
     if not ids:
         return see_other(request, back, "no execution was selected: nothing cancelled", "error")
     if len(ids) > MAX_SELECTED:

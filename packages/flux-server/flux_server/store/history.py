@@ -8,7 +8,7 @@ smaller one), but is not contiguous, being shared by every execution.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -23,7 +23,9 @@ from flux.protocol import EventEntry, EventPage, ExecutionStreamFrame
 from flux.serialization import b64encode
 
 from flux_server.db import Database
+from flux_server.db.raw import Statement
 from flux_server.db.tables import events, executions
+from flux_server.db.types import from_epoch
 from flux_server.store._rows import execution_not_found
 
 __all__ = [
@@ -135,19 +137,26 @@ pause answered later completed)."""
 _FAILURES = frozenset(
     {_E_T.TASK_FAILED, _E_T.TASK_RETRY_FAILED, _E_T.TASK_FALLBACK_FAILED, _E_T.TASK_ROLLBACK_FAILED}
 )
-_CALL_EVENTS = (
-    sa.select(_E.type, _E.source_id, _E.name, _E.time)
-    .where(_E.execution_id == sa.bindparam("b_id"))
-    .order_by(_E.seq)
+_CALL_EVENTS = Statement(
+    "SELECT type, source_id, name, time FROM events WHERE execution_id = :b_id ORDER BY seq",
+    columns=("type", "source_id", "name", "time"),
+    plain=True,  # the driver's tuples: only the times of the calls shown are converted
 )
+
+
+def _time(value: Any) -> datetime:
+    """A ``time`` as the driver gave it (epoch seconds on SQLite) as an aware datetime."""
+    if isinstance(value, int | float):
+        return from_epoch(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class _Call:
     __slots__ = ("ended", "failures", "name", "outcome", "retries", "source_id", "started")
 
-    def __init__(self, source_id: str, name: str, started: datetime) -> None:
+    def __init__(self, source_id: str, name: str, started: Any) -> None:
         self.source_id, self.name, self.started = source_id, name, started
-        self.ended: datetime | None = None
+        self.ended: Any = None
         self.outcome = "pending"
         self.retries = self.failures = 0
 
@@ -155,8 +164,8 @@ class _Call:
         return TaskCall(
             self.source_id,
             self.name,
-            self.started,
-            self.ended,
+            _time(self.started),
+            None if self.ended is None else _time(self.ended),
             self.outcome,
             self.retries,
             self.failures,
@@ -178,7 +187,7 @@ async def task_calls(db: Database, execution_id: str, edge: int) -> TaskCalls:
     def read(conn: sa.Connection) -> Sequence[Any]:
         if conn.execute(_STATE, params).first() is None:
             raise execution_not_found(execution_id)
-        return conn.execute(_CALL_EVENTS, params).all()
+        return _CALL_EVENTS.execute(conn, params)
 
     rows = await db.run_read(read)
     calls: dict[str, _Call] = {}
@@ -206,8 +215,8 @@ async def task_calls(db: Database, execution_id: str, edge: int) -> TaskCalls:
         failed=sum(c.outcome == "failed" for c in every),
         retries=sum(c.retries for c in every),
         pending=sum(c.ended is None for c in every),
-        start=rows[0].time if rows else None,
-        end=rows[-1].time if rows else None,
+        start=_time(rows[0][3]) if rows else None,
+        end=_time(rows[-1][3]) if rows else None,
     )
 
 
