@@ -230,3 +230,23 @@ def test_an_execution_with_5000_events_opens_a_page_at_a_time(console: Console) 
     console.page.get_by_role("link", name="Failures").click()
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("No failure events")
+
+
+def test_pages_fit_a_phone_screen(console: Console) -> None:
+    with FluxClient(console.cluster.url) as flux:
+        failed = flux.run("failing", 4, mode="sync")
+    console.page.set_viewport_size({"width": 390, "height": 844})
+    for path in (
+        "/console",
+        "/console/executions",
+        f"/console/executions/{failed.execution_id}",
+        "/console/workflows/adder",
+        "/console/schedules/new",
+        "/console/workers",
+    ):
+        console.open(path)
+        # Wide tables scroll inside their own box; the page itself never scrolls sideways.
+        width = console.page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{path} is {width} px wide on a 390 px screen"
+        if path.startswith("/console/executions/"):
+            console.shot("phone-execution")
