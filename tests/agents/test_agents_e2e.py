@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from flux.client import FluxClient
+from flux.client import _calls as calls
 from flux.protocol import TaskProgressFrame
 
 from tests.agents.fake_provider import FakeProvider, Reply
@@ -24,7 +25,7 @@ from pathlib import Path
 
 from flux import ExecutionContext, task, workflow
 from flux.tasks import pause
-from flux_agents import Agent
+from flux_agents import Agent, LongTermMemory
 
 
 @task
@@ -37,6 +38,7 @@ async def lookup(term: str) -> str:
 
 researcher = Agent("openai/fake", system="Research.", tools=[lookup], retry_delay=0.1)
 talker = Agent("openai/fake", name="talker", stream=True)
+keeper = Agent("openai/fake", name="keeper", long_term=LongTermMemory("user:42"))
 
 
 @workflow
@@ -49,6 +51,11 @@ async def research(ctx: ExecutionContext[str]):
 @workflow
 async def talk(ctx: ExecutionContext[str]):
     return (await talker.run(ctx.input)).output
+
+
+@workflow
+async def keep(ctx: ExecutionContext[str]):
+    return (await keeper.run(ctx.input)).output
 '''
 
 
@@ -146,3 +153,26 @@ def test_streamed_tokens_reach_an_sse_client_before_the_end_and_are_not_recorded
     assert progress[-1].value["type"] == "usage" and progress[-1].task == "talker"
     assert frames.index(progress[-1]) < len(frames) - 1  # before the execution ended
     assert not any("'type': 'text'" in str(e.model_dump()) for e in events)
+
+
+def test_long_term_memory_is_the_servers_so_every_worker_sees_it(
+    cluster: FluxCluster, provider: FakeProvider
+) -> None:
+    provider.add(
+        Reply(text=None, tool_calls=[("remember_fact", {"key": "city", "fact": "Vigo"})]),
+        Reply(text="Noted."),
+        Reply(text=None, tool_calls=[("recall_facts", {})]),
+        Reply(text="You live in Vigo."),
+    )
+    with FluxClient(cluster.url) as client:
+        first = client.run("keep", "I live in Vigo.", mode="sync")
+        assert first.output == "Noted."
+        kept = client.send(calls.memory_items("user:42"))
+        assert [(e.key, e.value) for e in kept.items] == [("city", "Vigo")]
+
+        stop_process(cluster.workers["w1"])  # another worker answers the next execution
+        cluster.start_worker("w2")
+        second = client.run("keep", "Where do I live?", mode="sync")
+
+    assert second.output == "You live in Vigo." and second.worker == "w2"
+    assert provider.chat_requests()[3].messages[-1]["content"] == '{"city": "Vigo"}'

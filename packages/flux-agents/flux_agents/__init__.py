@@ -22,6 +22,7 @@ importing to fetch that list.
 """
 
 import os
+from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
@@ -42,9 +43,30 @@ from flux_agents.errors import (
     OutputValidationError,
     PlanError,
 )
+from flux_agents.long_term import LongTermMemory
 from flux_agents.memory import WorkingMemory
 from flux_agents.result import AgentResult, Usage
 from flux_agents.tools import Tool
+
+_LAZY = {
+    "Planner": "flux_agents.plans",
+    "PlanResult": "flux_agents.plan_model",
+    "Step": "flux_agents.plan_model",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Plans build pydantic models at import: loaded on first use, so that `import
+    # flux_agents` stays cheap.
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'flux_agents' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Agent",
@@ -53,6 +75,7 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "ContextWindowError",
+    "LongTermMemory",
     "MaxTurnsError",
     "MissingApiKeyError",
     "ModelAuthenticationError",
@@ -62,6 +85,9 @@ __all__ = [
     "ModelUnavailableError",
     "OutputValidationError",
     "PlanError",
+    "PlanResult",
+    "Planner",
+    "Step",
     "Tool",
     "Usage",
     "WorkingMemory",

@@ -10,7 +10,6 @@ turn resumes at that turn.
 from __future__ import annotations
 
 import asyncio
-import copy
 from typing import TYPE_CHECKING, Any
 
 from flux.errors import ExecutionPaused, NonDeterminismError
@@ -111,8 +110,9 @@ class AgentRun:
         key = {"turn": self.turns, "context": self.conversation.digest}
 
         async def send(key: dict[str, Any], secrets: dict[str, Any] | None = None) -> Any:
-            # A copy: litellm may add fields to what it is given. Replay never gets here.
-            return await agent.send(copy.deepcopy(messages), secrets, key["turn"])
+            # A copy of each message: litellm may add fields to what it is given (it was not
+            # seen to change nested values). Replay never gets here.
+            return await agent.send([dict(m) for m in messages], secrets, key["turn"])
 
         call = task(send, name=agent.turn_task_name, **agent.call_options)
         turn: dict[str, Any] = await call(key)

@@ -11,6 +11,7 @@ from flux.errors import UsageError
 from flux.task import task
 
 from flux_agents.budget import Budget
+from flux_agents.long_term import LongTermMemory
 from flux_agents.memory import WorkingMemory, exchange_of
 from flux_agents.output import OutputSpec
 from flux_agents.result import AgentResult
@@ -41,6 +42,8 @@ class Agent(Generic[T]):
     - ``output_type``: a pydantic model the final answer is validated into.
     - ``memory``: a :class:`WorkingMemory`: each run starts from this agent's earlier
       exchanges in the same execution.
+    - ``long_term``: a :class:`LongTermMemory`: facts that outlive the execution, which the
+      model reads and writes through three tools.
     - ``approve``: tools (or their names) that pause for a person's approval before each call.
     - ``budget``: a :class:`Budget` capping tokens and/or cost per run.
     - ``max_turns``: model turns per run before :class:`~flux_agents.errors.MaxTurnsError`.
@@ -67,6 +70,7 @@ class Agent(Generic[T]):
         tools: Sequence[Any] = (),
         output_type: type[T] | None = None,
         memory: WorkingMemory | None = None,
+        long_term: LongTermMemory | None = None,
         stream: bool = False,
         max_turns: int = 10,
         approve: Sequence[Any] = (),
@@ -98,6 +102,8 @@ class Agent(Generic[T]):
                 raise UsageError(f"Agent({label}={value!r}): give a whole number >= {low}")
         if memory is not None and not isinstance(memory, WorkingMemory):
             raise UsageError(f"Agent(memory={memory!r}): give a flux_agents.WorkingMemory")
+        if long_term is not None and not isinstance(long_term, LongTermMemory):
+            raise UsageError(f"Agent(long_term={long_term!r}): give a flux_agents.LongTermMemory")
         if budget is not None and not isinstance(budget, Budget):
             raise UsageError(f"Agent(budget={budget!r}): give a flux_agents.Budget")
         if api_key_secret is not None and (
@@ -107,8 +113,9 @@ class Agent(Generic[T]):
         self.model = model
         self.name = name
         self.system = system
+        self.long_term = long_term
         self.tools: dict[str, Tool] = {}
-        for value in tools:
+        for value in [*tools, *(long_term.tools() if long_term is not None else ())]:
             tool = Tool.of(value)
             if tool.name in self.tools:
                 raise UsageError(f"Agent(tools=...): two tools are named {tool.name!r}")

@@ -19,8 +19,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flux.tasks import progress
-
 __all__ = ["TextStream", "publish"]
 
 TEXT_CHARS = 64
@@ -29,6 +27,9 @@ TEXT_SECONDS = 0.1
 
 
 async def publish(agent: str, kind: str, **fields: Any) -> None:
+    # flux.tasks loads every built-in: imported with the first run, not with flux_agents.
+    from flux.tasks.progress import progress
+
     await progress({"agent": agent, "type": kind, **fields})
 
 

@@ -14,6 +14,8 @@ from typing import Any
 __all__ = [
     "FINISHED_STATES",
     "HELD_STATES",
+    "MAX_MEMORY_BYTES",
+    "MAX_MEMORY_NAME",
     "MAX_PROGRESS_BYTES",
     "QUEUED_STATES",
     "SETTLED_STATES",
@@ -173,6 +175,10 @@ SETTLED_STATES = frozenset(
 """States a run ends in, finished or paused: its worker no longer holds it."""
 
 
+MAX_MEMORY_BYTES = 64 * 1024
+"""The largest value ``flux.memory`` keeps, as JSON text in UTF-8."""
+MAX_MEMORY_NAME = 256
+"""The longest scope or key of ``flux.memory``, in characters."""
 MAX_PROGRESS_BYTES = 64 * 1024
 """The largest value ``flux.tasks.progress`` publishes, as JSON text in UTF-8."""
 

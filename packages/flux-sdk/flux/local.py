@@ -25,7 +25,7 @@ from flux.errors import (
 )
 from flux.pauses import Pause, choose_pause
 from flux.runner import WorkflowRun
-from flux.store import LocalStore
+from flux.store import LocalMemory, LocalStore
 
 if TYPE_CHECKING:
     from flux.tasks.progress import Progress
@@ -189,10 +189,24 @@ def cancel_local(execution_id: str, store: LocalStore | None = None) -> Executio
 
 
 class LocalServices:
-    """Secrets from the local encrypted store, the cache table, subworkflows in-process."""
+    """Secrets from the local encrypted store, the cache and memory tables, subworkflows
+    in-process."""
 
     def __init__(self, store: LocalStore) -> None:
         self.store = store
+        self.memory = LocalMemory(store)
+
+    async def memory_get(self, scope: str, key: str) -> tuple[bool, Any]:
+        return self.memory.get(scope, key)
+
+    async def memory_put(self, scope: str, key: str, text: str) -> None:
+        self.memory.put(scope, key, text)
+
+    async def memory_delete(self, scope: str, key: str) -> bool:
+        return self.memory.delete(scope, key)
+
+    async def memory_items(self, scope: str) -> dict[str, Any]:
+        return self.memory.items(scope)
 
     async def get_secrets(self, names: list[str]) -> dict[str, Any]:
         from flux.config import Configuration

@@ -1,14 +1,16 @@
 """Durable state for local runs: the standard library's sqlite3 in WAL mode.
 
-One file (``.flux/flux.db`` by default) holds executions, their event logs and the task cache;
-the secrets table of :mod:`flux.secrets` lives beside them. Several processes may share the
-file: SQLite serialises writers, and an execution is owned by one live process at a time.
-Every ``save`` is one transaction, committed before the workflow moves on.
+One file (``.flux/flux.db`` by default) holds executions, their event logs, the task cache and
+the long-term memory of :mod:`flux.memory` (JSON text); the secrets table of
+:mod:`flux.secrets` lives beside them. Several processes may share the file: SQLite serialises
+writers, and an execution is owned by one live process at a time. Every ``save`` is one
+transaction, committed before the workflow moves on.
 """
 
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import socket
 import sqlite3
@@ -28,7 +30,7 @@ from flux.domain import (
 from flux.errors import ExecutionNotFoundError, ExecutionStateError, SerializationError
 from flux.serialization import dumps, loads
 
-__all__ = ["LocalStore", "StoredExecution"]
+__all__ = ["LocalMemory", "LocalStore", "StoredExecution"]
 
 SCHEMA_VERSION = 1
 
@@ -62,6 +64,13 @@ CREATE TABLE IF NOT EXISTS flux_cache (
     value BLOB,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS flux_memory (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
 """
 
 # One clustered b-tree keyed by (execution, position in its log): the cheapest insert SQLite
@@ -378,3 +387,42 @@ class LocalStore:
 
 def _now() -> float:
     return datetime.now(UTC).timestamp()
+
+
+class LocalMemory:
+    """The long-term memory of :mod:`flux.memory` in a :class:`LocalStore`'s file: JSON values
+    by scope and key (the ``Services`` of local runs use it)."""
+
+    def __init__(self, store: LocalStore) -> None:
+        self.store = store
+
+    def get(self, scope: str, key: str) -> tuple[bool, Any]:
+        row = self._one("SELECT value FROM flux_memory WHERE scope = ? AND key = ?", scope, key)
+        return (False, None) if row is None else (True, json.loads(row[0]))
+
+    def put(self, scope: str, key: str, text: str) -> None:
+        """Keep ``text`` (JSON) under ``scope``/``key``, replacing what was there."""
+        with self.store._lock:
+            self.store._db.execute(
+                "INSERT OR REPLACE INTO flux_memory (scope, key, value, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (scope, key, text, _now()),
+            )
+
+    def delete(self, scope: str, key: str) -> bool:
+        with self.store._lock:
+            cursor = self.store._db.execute(
+                "DELETE FROM flux_memory WHERE scope = ? AND key = ?", (scope, key)
+            )
+        return cursor.rowcount > 0
+
+    def items(self, scope: str) -> dict[str, Any]:
+        with self.store._lock:
+            rows = self.store._db.execute(
+                "SELECT key, value FROM flux_memory WHERE scope = ? ORDER BY key", (scope,)
+            ).fetchall()
+        return {key: json.loads(value) for key, value in rows}
+
+    def _one(self, sql: str, *params: Any) -> Any:
+        with self.store._lock:
+            return self.store._db.execute(sql, params).fetchone()

@@ -15,6 +15,7 @@ Nothing touches the disk: the event log, the task cache and secrets live in a
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from flux.tasks.progress import Progress
 
 __all__ = ["MemoryStore", "VirtualClock", "arun", "run"]
+
+_ABSENT = object()
 
 
 class VirtualClock(Clock):
@@ -62,6 +65,8 @@ class MemoryStore:
         self.saves: list[list[ExecutionEvent]] = []
         self.cache: dict[str, Any] = {}
         self.secrets = dict(secrets or {})
+        self.memory: dict[tuple[str, str], Any] = {}
+        """Long-term memory (:mod:`flux.memory`) by (scope, key)."""
 
     def events(self, execution_id: str) -> list[ExecutionEvent]:
         return list(self.executions[execution_id].events)
@@ -91,6 +96,19 @@ class MemoryStore:
 
     def cache_put(self, key: str, value: Any) -> None:
         self.cache[key] = value
+
+    async def memory_get(self, scope: str, key: str) -> tuple[bool, Any]:
+        found = (scope, key) in self.memory
+        return found, self.memory.get((scope, key))
+
+    async def memory_put(self, scope: str, key: str, text: str) -> None:
+        self.memory[scope, key] = json.loads(text)
+
+    async def memory_delete(self, scope: str, key: str) -> bool:
+        return self.memory.pop((scope, key), _ABSENT) is not _ABSENT
+
+    async def memory_items(self, scope: str) -> dict[str, Any]:
+        return {k: v for (s, k), v in sorted(self.memory.items()) if s == scope}
 
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
         from flux.local import child_outcome

@@ -23,6 +23,7 @@ from flux_server.retention import Retention
 from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
 from flux_server.store.gauges import read_gauges
+from flux_server.store.memory import MemoryStore
 from flux_server.store.schedules import ScheduleStore
 from flux_server.store.server_state import check_secrets_key
 from flux_server.tracing import execution_tracer
@@ -49,6 +50,7 @@ class Runtime:
         self.executions = ExecutionStore(self.db)
         self.workers = WorkerStore(self.db)
         self.secrets = SecretStore(self.db, self._secrets_key)
+        self.memory = MemoryStore(self.db)
         self.hub = WorkerHub()
         self.progress = ProgressHub(self.db.hint_replicas)
         self.watchers = Watchers()

@@ -1,4 +1,5 @@
-"""What a running execution's tasks use on a worker: secrets, the task cache, subworkflows.
+"""What a running execution's tasks use on a worker: secrets, the task cache, subworkflows,
+long-term memory.
 
 One :class:`ExecutionServices` per execution (the ``Services`` of :mod:`flux.runner`). The
 worker and its child processes build it from different parts: secrets come from the server
@@ -65,6 +66,34 @@ class ExecutionServices:
 
     def cache_put(self, key: str, value: Any) -> None:
         worker_cache(self.home, self.serializer).cache_put(key, value)
+
+    # Long-term memory (flux.memory) lives on the server: every worker sees the same.
+
+    async def memory_get(self, scope: str, key: str) -> tuple[bool, Any]:
+        from flux.client import _calls as calls
+        from flux.errors import NotFoundError
+
+        try:
+            entry = await self._client().send(calls.memory_get(scope, key))
+        except NotFoundError:
+            return False, None
+        return True, entry.value
+
+    async def memory_put(self, scope: str, key: str, text: str) -> None:
+        from flux.client import _calls as calls
+
+        await self._client().send(calls.memory_put(scope, key, text))
+
+    async def memory_delete(self, scope: str, key: str) -> bool:
+        from flux.client import _calls as calls
+
+        return (await self._client().send(calls.memory_delete(scope, key))).deleted
+
+    async def memory_items(self, scope: str) -> dict[str, Any]:
+        from flux.client import _calls as calls
+
+        answer = await self._client().send(calls.memory_items(scope))
+        return {entry.key: entry.value for entry in answer.items}
 
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
         """Start the child ``execution_id`` (or find it started) and wait until it finishes or

@@ -2,9 +2,9 @@
 its workers and its clients.
 
 One module per resource (``workflows``, ``executions``, ``workers``, ``claims``, ``frames``,
-``events``, ``health``, ``errors``, ``schedules``, ``secrets``, ``progress``) plus ``version``.
-Readers ignore fields they do not know; writers building a model with an unknown field get
-``TypeError``.
+``events``, ``health``, ``errors``, ``schedules``, ``secrets``, ``progress``, ``memory``) plus
+``version``. Readers ignore fields they do not know; writers building a model with an unknown
+field get ``TypeError``.
 
 The JSON schema of every model is pinned by ``tests/sdk/protocol_schema.json``; after a
 deliberate protocol change, regenerate it with::
@@ -66,6 +66,7 @@ from flux.protocol.frames import (
     parse_worker_frame,
 )
 from flux.protocol.health import HealthResponse, ReadyResponse
+from flux.protocol.memory import MemoryDeleted, MemoryEntry, MemoryItems, MemoryValue
 from flux.protocol.progress import (
     MAX_PROGRESS_BYTES,
     PROGRESS_EVENT,
@@ -152,6 +153,10 @@ __all__ = [
     "HeartbeatResponse",
     "HistoryColumns",
     "KeepaliveFrame",
+    "MemoryDeleted",
+    "MemoryEntry",
+    "MemoryItems",
+    "MemoryValue",
     "OutputRecord",
     "PackageInfo",
     "PauseInfo",

@@ -178,5 +178,3 @@ def unreadable_history(
         except (TypeError, ValueError):
             break
     return SerializationError("a value of the history cannot be read back on this worker")
-
-

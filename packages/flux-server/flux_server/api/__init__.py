@@ -11,6 +11,7 @@ from flux_server.api import (
     executions,
     executions_read,
     health,
+    memory,
     metrics,
     progress,
     retention,
@@ -30,6 +31,7 @@ ROUTERS: list[APIRouter] = [
     retention.router,
     workers.router,
     progress.router,
+    memory.router,
     schedules.router,
     admin.router,
 ]

@@ -12,6 +12,7 @@ __all__ = [
     "execution_count_changes",
     "execution_counts",
     "executions",
+    "memory",
     "metadata",
     "schedule_runs",
     "schedules",
@@ -212,6 +213,16 @@ server_state = sa.Table(
     "server_state",
     metadata,
     sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Long-term memory (revision 0009): JSON text by scope and key, for every worker (flux.memory).
+memory = sa.Table(
+    "memory",
+    metadata,
+    sa.Column("scope", sa.String(256), primary_key=True),
+    sa.Column("key", sa.String(256), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )

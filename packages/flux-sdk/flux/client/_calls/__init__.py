@@ -17,6 +17,7 @@ from flux.client._calls.executions import (
     prune_executions,
     rerun,
 )
+from flux.client._calls.memory import memory_delete, memory_get, memory_items, memory_put
 from flux.client._calls.progress import progress, with_progress
 from flux.client._calls.schedules import (
     KEEP,
@@ -91,6 +92,10 @@ __all__ = [
     "list_secrets",
     "list_workers",
     "list_workflows",
+    "memory_delete",
+    "memory_get",
+    "memory_items",
+    "memory_put",
     "parse_stream_frame",
     "pause_schedule",
     "progress",
