@@ -3,6 +3,7 @@
 python -m bench            # every group
 python -m bench sdk        # one group
 python -m bench sustained  # not in the default groups: latency per window under a steady load
+python -m bench agents     # not in the default groups: flux-agents' turn overhead, replay, import
 """
 
 from __future__ import annotations

@@ -110,9 +110,9 @@ class AgentRun:
         key = {"turn": self.turns, "context": self.conversation.digest}
 
         async def send(key: dict[str, Any], secrets: dict[str, Any] | None = None) -> Any:
-            # A copy of each message: litellm may add fields to what it is given (it was not
-            # seen to change nested values). Replay never gets here.
-            return await agent.send([dict(m) for m in messages], secrets, key["turn"])
+            # litellm was not seen to change the messages it is given (OpenAI, Ollama,
+            # streaming or not): the list is copied, not each message. Replay never gets here.
+            return await agent.send(list(messages), secrets, key["turn"])
 
         call = task(send, name=agent.turn_task_name, **agent.call_options)
         turn: dict[str, Any] = await call(key)
