@@ -304,3 +304,53 @@ def _assert_same_events(*histories: list[ExecutionEvent]) -> None:
     for events in zip(*histories, strict=True):
         assert all(fields(e) == fields(events[0]) for e in events)
         assert events[0].time.tzinfo is UTC
+
+
+def _wire_models() -> list[type]:
+    """Every wire model of flux.protocol (imported above)."""
+    from flux.protocol._base import WireModel
+
+    found, todo = set(), [WireModel]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub not in found:
+                found.add(sub)
+                todo.append(sub)
+    assert protocol.EventRecord in found
+    return sorted(found, key=lambda cls: cls.__qualname__)
+
+
+def _constructed(model) -> tuple[object, ...]:
+    return (
+        type(model),
+        list(model.__dict__.items()),  # in order
+        model.__pydantic_fields_set__,
+        model.__pydantic_extra__,
+        model.__pydantic_private__,
+    )
+
+
+@pytest.mark.parametrize("cls", _wire_models(), ids=lambda cls: cls.__qualname__)
+def test_model_construct_is_pydantics_own(cls) -> None:
+    """The wire models' faster model_construct builds exactly what pydantic's builds: with every
+    field given (in order and not), with none, with only the first, with an unknown name, and
+    with _fields_set."""
+    from pydantic import BaseModel
+
+    pydantic_own = BaseModel.model_construct.__func__  # type: ignore[attr-defined]
+    names = list(cls.model_fields)
+    cases = [
+        {name: f"value of {name}" for name in names},
+        {name: f"value of {name}" for name in reversed(names)},
+        {},
+        {name: [name] for name in names[:1]},
+        {**{name: i for i, name in enumerate(names)}, "not_a_field": 1},
+    ]
+    for values in cases:
+        assert _constructed(cls.model_construct(**values)) == _constructed(
+            pydantic_own(cls, **values)
+        ), values
+    fields_set = set(names[:1])
+    assert _constructed(cls.model_construct(fields_set, **cases[0])) == _constructed(
+        pydantic_own(cls, fields_set, **cases[0])
+    )
