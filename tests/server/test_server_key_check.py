@@ -1,5 +1,6 @@
-"""Every server of one database must hold the key its secrets were written with: a replica
-with another key refuses to start, in one line, and changes nothing."""
+"""What the servers of one database share: the key its secrets were written with (a replica
+with another key, or with none, refuses to start, in one line, and changes nothing) and the
+bootstrap token workers register with (configured, or else the database's)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import sys
 from dataclasses import replace
 
 import pytest
-from flux.errors import UsageError
+from flux.errors import ApiError, UsageError
+from flux.protocol import RegisterWorkerRequest
+from flux_server.auth import TOKEN_FILE
 from flux_server.runtime import preflight
 from flux_server.store.server_state import key_fingerprint
 
@@ -21,10 +24,12 @@ async def test_a_server_with_another_key_refuses_to_start(options, tmp_path) -> 
     with pytest.raises(UsageError, match="is not the one this database's secrets") as info:
         await preflight(other)
     assert info.value.details["expected"] == key_fingerprint_of(options)
-    # A replica with no key configured generates its own file in its home: refused too.
-    generated = replace(options, encryption_key=None, home=tmp_path / "replica-home")
-    with pytest.raises(UsageError, match="same key"):
-        await preflight(generated)
+    # A replica with no key at all is refused before it makes one of its own.
+    keyless = replace(options, encryption_key=None, home=tmp_path / "replica-home")
+    with pytest.raises(UsageError, match="has no secrets key") as info:
+        await preflight(keyless)
+    assert info.value.details["expected"] == key_fingerprint_of(options)
+    assert not (tmp_path / "replica-home").exists()
 
 
 def key_fingerprint_of(options) -> str:
@@ -60,3 +65,36 @@ def test_flux_server_says_it_in_one_line(options, tmp_path) -> None:
     last = proc.stderr.splitlines()[-1]  # after the start-up log lines (migrations)
     assert last.startswith("flux-server: this server's secrets key")
     assert "Traceback" not in proc.stderr
+
+
+async def test_a_replica_without_a_token_accepts_the_one_the_database_recorded(
+    start_server, tmp_path
+) -> None:
+    first = await start_server(bootstrap_token="token-of-the-fleet-0123456789")
+    replica = await start_server(bootstrap_token=None, home=tmp_path / "replica-home")
+    assert not (tmp_path / "replica-home" / TOKEN_FILE).exists()  # none of its own made
+    request = RegisterWorkerRequest(name="w1")
+    for server in (first, replica):
+        await server.client.register_worker(
+            request, bootstrap_token="token-of-the-fleet-0123456789"
+        )
+        with pytest.raises(ApiError) as refused:
+            await server.client.register_worker(request, bootstrap_token="another-token")
+        assert refused.value.status_code == 401
+
+
+async def test_a_configured_token_replaces_the_recorded_one_and_says_so(
+    start_server, tmp_path, caplog
+) -> None:
+    await start_server(bootstrap_token="old-token-0123456789")
+    changed = await start_server(bootstrap_token="new-token-0123456789")
+    assert "differs from the token the other servers" in caplog.text
+    later = await start_server(bootstrap_token=None, home=tmp_path / "later-home")
+    for server in (changed, later):
+        await server.client.register_worker(
+            RegisterWorkerRequest(name="w1"), bootstrap_token="new-token-0123456789"
+        )
+        with pytest.raises(ApiError):
+            await server.client.register_worker(
+                RegisterWorkerRequest(name="w1"), bootstrap_token="old-token-0123456789"
+            )

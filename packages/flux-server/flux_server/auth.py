@@ -1,12 +1,15 @@
 """Worker authentication: the bootstrap token and per-worker session tokens.
 
 The bootstrap token lets a worker register. It comes from ``workers.bootstrap_token`` in the
-settings or else from ``{home}/bootstrap-token``, generated once with mode 0600: there is never
-a public default. Registration returns a random session token; only its SHA-256 is stored.
+settings; else from the database, where every server records the SHA-256 of the token it
+accepts (so replicas of one database without a configured token accept the same one); else
+from ``{home}/bootstrap-token``, generated once with mode 0600: there is never a public
+default. Registration returns a random session token; only its SHA-256 is stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -16,9 +19,18 @@ from pathlib import Path
 
 from flux.errors import ApiError
 
+from flux_server.db import Database
 from flux_server.store import WorkerStore
+from flux_server.store.server_state import record_token_digest, recorded_token_digest
 
-__all__ = ["TOKEN_FILE", "Authenticator", "hash_token", "load_bootstrap_token", "new_token"]
+__all__ = [
+    "TOKEN_FILE",
+    "Authenticator",
+    "bootstrap_digest",
+    "hash_token",
+    "load_bootstrap_token",
+    "new_token",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +68,48 @@ def load_bootstrap_token(configured: str | None, home: Path) -> str:
     return token
 
 
+async def bootstrap_digest(db: Database, configured: str | None, home: Path) -> str:
+    """The SHA-256 (hex) of the bootstrap token this server accepts, recorded in ``db``.
+
+    A configured token is the one, and replaces a different recorded one (with a warning:
+    servers that still have the old token accept only that one). Without one, the token the
+    database recorded is the one; a database without one takes the token of
+    ``{home}/bootstrap-token`` (generated when missing).
+    """
+    if configured:
+        digest = hash_token(configured)
+        before = await record_token_digest(db, digest, replace=True)
+        if before is not None and before != digest:
+            log.warning(
+                "workers.bootstrap_token differs from the token the other servers of this "
+                "database accepted; this server's replaces it, and servers still configured "
+                "with the old one accept only that: give every server the same token"
+            )
+        return digest
+    recorded = await recorded_token_digest(db)
+    if recorded is None:
+        token = await asyncio.to_thread(load_bootstrap_token, None, home)
+        recorded = await record_token_digest(db, hash_token(token), replace=False)
+        if recorded is None:
+            return hash_token(token)
+    local = await asyncio.to_thread(_token_file, Path(home) / TOKEN_FILE)
+    if local and hash_token(local) != recorded:
+        log.warning(
+            "the token in %s is not the bootstrap token the servers of this database accept "
+            "(another server recorded it first); workers must use that one: set "
+            "workers.bootstrap_token on every server and worker",
+            Path(home) / TOKEN_FILE,
+        )
+    return recorded
+
+
+def _token_file(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except (FileNotFoundError, NotADirectoryError):
+        return ""
+
+
 def _bearer(authorization: str | None) -> str | None:
     if not authorization:
         return None
@@ -72,8 +126,8 @@ def _unauthorized(message: str) -> ApiError:
 class Authenticator:
     """Checks ``Authorization: Bearer ...`` headers; caches token owners in memory."""
 
-    def __init__(self, bootstrap_token: str, workers: WorkerStore) -> None:
-        self._bootstrap = bootstrap_token.encode()
+    def __init__(self, bootstrap_digest: str, workers: WorkerStore) -> None:
+        self._bootstrap = bootstrap_digest.encode()
         self._workers = workers
         self._owners: dict[str, str] = {}
 
@@ -84,10 +138,10 @@ class Authenticator:
             raise _unauthorized(
                 "worker registration needs 'Authorization: Bearer <bootstrap token>'"
             )
-        if not hmac.compare_digest(token.encode(), self._bootstrap):
+        if not hmac.compare_digest(hash_token(token).encode(), self._bootstrap):
             raise _unauthorized(
                 "wrong bootstrap token; use the server's (workers.bootstrap_token, or the "
-                f"{TOKEN_FILE} file in the server's Flux home)"
+                f"{TOKEN_FILE} file in the Flux home of the server that made it)"
             )
 
     async def check_session(self, name: str, authorization: str | None) -> None:

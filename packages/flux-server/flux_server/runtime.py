@@ -7,10 +7,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
+from flux.errors import UsageError
+
 from flux_server import notes
-from flux_server.auth import Authenticator, load_bootstrap_token
+from flux_server.auth import Authenticator, bootstrap_digest
 from flux_server.db import Database, upgrade
 from flux_server.db.migrate import applied, heads
 from flux_server.dispatch import Dispatcher
@@ -25,7 +28,7 @@ from flux_server.store import ExecutionStore, SecretStore, WorkerStore, Workflow
 from flux_server.store.gauges import read_gauges
 from flux_server.store.memory import MemoryStore
 from flux_server.store.schedules import ScheduleStore
-from flux_server.store.server_state import check_secrets_key
+from flux_server.store.server_state import check_secrets_key, recorded_key_fingerprint
 from flux_server.tracing import execution_tracer
 from flux_server.watchers import Watchers
 
@@ -85,14 +88,14 @@ class Runtime:
     async def start(self) -> None:
         try:
             await upgrade(self.db)
-            await check_secrets_key(self.db, await asyncio.to_thread(self._secrets_key))
+            await _check_key(self.db, self.options)
+            digest = await bootstrap_digest(
+                self.db, self.options.bootstrap_token, self.options.home
+            )
         except BaseException:  # refused to start: nothing is left open
             await self.db.dispose()
             raise
-        token = await asyncio.to_thread(
-            load_bootstrap_token, self.options.bootstrap_token, self.options.home
-        )
-        self.auth = Authenticator(token, self.workers)
+        self.auth = Authenticator(digest, self.workers)
         self._spawn(self.dispatcher.run(), "dispatcher")
         self._spawn(self.liveness.run(), "liveness")
         self._spawn(self.scheduler.run(), "scheduler")
@@ -186,11 +189,36 @@ async def preflight(options: ServerOptions) -> None:
     one line: migrate the database, then check this server's secrets key against it.
 
     Raises:
-        UsageError: the key is not the database's (see :func:`check_secrets_key`).
+        UsageError: the key is not the database's (see :func:`check_secrets_key`), or the
+            server has none and the database's secrets were written with one.
     """
     db = Database(options.database_url)
     try:
         await upgrade(db)
-        await check_secrets_key(db, await asyncio.to_thread(secrets_key, options))
+        await _check_key(db, options)
     finally:
         await db.dispose()
+
+
+async def _check_key(db: Database, options: ServerOptions) -> None:
+    """Check this server's secrets key against the database's, without generating a key file
+    of its own when the database's secrets were already written with another server's key.
+
+    Raises:
+        UsageError: the key is not the database's, or this server has none and the database's
+            secrets were written with a key.
+    """
+    from flux.secrets import KEY_FILE_NAME
+
+    path = Path(options.home) / KEY_FILE_NAME
+    if options.encryption_key is None and not await asyncio.to_thread(path.exists):
+        recorded = await recorded_key_fingerprint(db)
+        if recorded is not None:
+            raise UsageError(
+                f"this server has no secrets key (no security.encryption_key, no {path}) and "
+                f"this database's secrets were written with one (fingerprint {recorded}): "
+                "give it the key the other servers of this database have, in "
+                "security.encryption_key (FLUX_SECURITY__ENCRYPTION_KEY) or that file",
+                expected=recorded,
+            )
+    await check_secrets_key(db, await asyncio.to_thread(secrets_key, options))
