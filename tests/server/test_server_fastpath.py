@@ -382,6 +382,27 @@ async def test_the_fast_answer_is_the_routes(server, caplog) -> None:
     assert fast.status_code == 404
 
 
+async def test_a_run_with_a_chosen_id_takes_the_fast_path(server, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+    await server.register()
+    caplog.clear()
+    first = await server.http.post(
+        "/workflows/hello/run/async", params={"execution_id": "order-7"}, json="a"
+    )
+    again = await server.http.post(
+        "/workflows/hello/run/async", params={"execution_id": "order-7"}, json="b"
+    )
+    assert _fallbacks(caplog) == []
+    assert first.status_code == again.status_code == 200
+    assert first.json()["execution_id"] == again.json()["execution_id"] == "order-7"
+    assert again.json()["input"] == "a"  # the existing execution
+    # Anything else in the query string, or an id a client may not choose: the route's.
+    for params in ({"execution_id": "order-8", "detailed": "true"}, {"execution_id": "a b"}):
+        answer = await server.http.post("/workflows/hello/run/async", params=params, json=1)
+        assert _fallbacks(caplog)[-1].endswith("a query string (the route parses it)")
+        assert answer.status_code == (200 if "detailed" in params else 422)
+
+
 def _comparable(answer: dict[str, Any]) -> dict[str, Any]:
     """An answer without what differs between two new executions."""
     return {

@@ -109,3 +109,37 @@ async def test_pause_events_are_read_through_their_own_index(server) -> None:
         return " ".join(str(r[-1]) for r in rows)
 
     assert "ix_events_pause" in await db.run_read(plan)
+
+
+async def test_a_resume_repeated_with_its_id_resumes_once(server) -> None:
+    """A retried resume (the first answer lost) finds the first one's work: it answers no
+    later pause, even one that waits by the time the repeat arrives."""
+    await server.register()
+    worker = await server.worker()
+    execution_id, _ = await _two_pauses(server, worker)
+
+    first = await server.client.resume(
+        "hello", execution_id, "L", pause="legal", resume_id="answer-1"
+    )
+    assert first.state == ExecutionState.SCHEDULED
+    again = await worker.take()
+    await worker.checkpoint(
+        again.execution_id, again.generation, [record(EventType.WORKFLOW_PAUSED, "finance")]
+    )
+    # Only finance waits now: an unnamed resume would answer it, but this one was made.
+    repeat = await server.client.resume("hello", execution_id, "L", resume_id="answer-1")
+    assert repeat.state == ExecutionState.PAUSED
+    assert [p.name for p in repeat.pauses] == ["finance"]
+    events = (await server.client.status("hello", execution_id, detailed=True)).events
+    assert [e.type for e in events].count(EventType.WORKFLOW_RESUMED) == 1
+
+    # Another id is another resume.
+    await server.client.resume("hello", execution_id, "F", resume_id="answer-2")
+    last = await worker.take()
+    assert last.history()[-2].source_id == "pause:f:0"
+    response = await server.http.post(
+        f"/workflows/hello/resume/{execution_id}/async",
+        params={"resume_id": "has space"},
+        content=b"1",
+    )
+    assert response.status_code == 422 and "resume_id" in response.text

@@ -6,11 +6,12 @@ request, so their cost bounds tasks/s and workflows/s. Through FastAPI a request
 exception middlewares, the router's list of routes, dependency solving and the body
 validation wrappers before the store sees it; for a small checkpoint batch that took about as
 much CPU as storing it. This ASGI middleware answers such a request itself when everything is
-ordinary. Whatever is not (a query string, a bad token, a body that does not validate, an
-unknown workflow, any error before something is stored, which then rolled back) goes to the
-application unchanged, the body replayed, so every refusal is exactly the route's; each such
-fallback is logged at DEBUG on ``flux.server.fastpath`` with its reason. A failure after the
-run request created its execution is answered by the application's own error handler for it.
+ordinary. Whatever is not (a query string other than a run's ``execution_id``, a bad token,
+a body that does not validate, an unknown workflow, any error before something is stored,
+which then rolled back) goes to the application unchanged, the body replayed, so every
+refusal is exactly the route's; each such fallback is logged at DEBUG on
+``flux.server.fastpath`` with its reason. A failure after the run request created its
+execution is answered by the application's own error handler for it.
 
 The routes stay the documented ones (OpenAPI, tests against the app), and :data:`ROUTES`
 names the ones shadowed here, so a test holds them to the app's. The middleware sits inside
@@ -28,6 +29,7 @@ from typing import cast
 
 from flux.observability import TRACEPARENT
 from flux.protocol import (
+    EXECUTION_ID_PATTERN,
     CheckpointBatchRequest,
     CheckpointBatchResponse,
     ExecutionStatus,
@@ -68,6 +70,8 @@ class FastRoute:
             body being ``null`` (:func:`~flux_server.api.deps.body_value`).
         response_model: the model of the answer.
         only: path parameters answered here for these values only; others go to the route.
+        query: whether the handler reads the query string itself (else a request with one
+            goes to the route).
         handler: answers a request, or says why the route must.
     """
 
@@ -76,6 +80,7 @@ class FastRoute:
     request_model: type[BaseModel] | None
     response_model: type[BaseModel]
     only: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    query: bool = False
     handler: _Handler = field(repr=False, compare=False)
 
     @property
@@ -120,7 +125,7 @@ def _find(scope: Scope) -> tuple[FastRoute, tuple[str, ...]] | None:
     if match is None:
         return None
     route, parameters = alternatives[match.lastindex or 0]
-    if scope.get("query_string"):
+    if scope.get("query_string") and not route.query:
         _fall_back(scope, "a query string (the route parses it)")
         return None
     if b"%" in scope.get("raw_path", b"%"):
@@ -175,18 +180,37 @@ def _checkpoint_batch(body: bytes) -> CheckpointBatchRequest:
 
 async def _run(scope: Scope, body: bytes, parameters: tuple[str, ...]) -> Response | _Reason:
     name, mode = parameters
+    execution_id = None
+    if query := scope.get("query_string"):
+        execution_id = _chosen_id(query)
+        if execution_id is None:
+            return "a query string (the route parses it)"
     runtime = _runtime(scope)
     try:
         value = body_value(body)
         workflow = await runtime.workflows.latest(name)
         caller = next((v for k, v in scope["headers"] if k == _TRACEPARENT), None)
-        status = await runtime.executions.create(workflow, value, None, caller_trace=caller)
+        status = await runtime.executions.create(workflow, value, execution_id, caller_trace=caller)
     except Exception as exc:
         return exc  # nothing was created: the route does it again and answers
     try:
         return await answer_run(runtime, status, RunMode(mode), detailed=False)
     except Exception as exc:  # created: answer as the application would, never run it twice
         return await _error_answer(scope, exc)
+
+
+_CHOSEN_ID = re.compile(EXECUTION_ID_PATTERN.removeprefix("^").removesuffix("$"))
+
+
+def _chosen_id(query: bytes) -> str | None:
+    """The id of ``execution_id=<id>`` when that is the whole query string and the id is one a
+    client may choose (:data:`~flux.protocol.EXECUTION_ID_PATTERN`, which needs no escaping
+    in a URL); else ``None``."""
+    key, _, value = query.partition(b"=")
+    if key != b"execution_id":
+        return None
+    text = value.decode("latin-1")
+    return text if _CHOSEN_ID.fullmatch(text) else None
 
 
 def _runtime(scope: Scope) -> Runtime:
@@ -242,6 +266,7 @@ ROUTES: tuple[FastRoute, ...] = (
         request_model=None,
         response_model=ExecutionStatus,
         only={"mode": (RunMode.SYNC.value, RunMode.ASYNC.value)},
+        query=True,
         handler=_run,
     ),
 )

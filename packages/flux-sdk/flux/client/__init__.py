@@ -13,12 +13,17 @@ A worker registers, then works through a channel bound to its session token::
         channel = client.worker(session.name, session.session_token)
         async for frame in channel.connect():
             ...
+
+Either client takes several servers of one database (``FluxClient("http://a:8000,http://b:8000")``)
+and moves to the next when one cannot be reached, for the calls that cannot do their work
+twice (see :mod:`flux.client._servers`).
 """
 
 from flux.client._async import AsyncFluxClient
 from flux.client._async_worker import AsyncWorkerChannel
 from flux.client._calls import Call, StreamCall
 from flux.client._http import is_retryable
+from flux.client._servers import server_urls
 from flux.client._sync import FluxClient
 from flux.client._sync_worker import WorkerChannel
 
@@ -30,4 +35,5 @@ __all__ = [
     "StreamCall",
     "WorkerChannel",
     "is_retryable",
+    "server_urls",
 ]

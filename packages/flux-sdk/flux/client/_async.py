@@ -24,6 +24,13 @@ from flux.client._http import (
     unreachable,
 )
 from flux.client._lean import LeanClient, transport_for
+from flux.client._servers import (
+    FAILOVER_STATUSES,
+    Servers,
+    new_request_id,
+    not_sent,
+    server_urls,
+)
 from flux.protocol import (
     CancelBatchResponse,
     CatchUpPolicy,
@@ -56,7 +63,7 @@ F = TypeVar("F")
 
 
 class AsyncFluxClient:
-    """Typed asyncio client for a Flux server.
+    """Typed asyncio client for a Flux server, or for several replicas of one.
 
     Every method raises :class:`flux.errors.NotFoundError` (404),
     :class:`flux.errors.ConflictError` (409), :class:`flux.errors.ProtocolError` (the server
@@ -64,22 +71,29 @@ class AsyncFluxClient:
     ``status_code`` 0 when the server cannot be reached), each carrying the server's message.
 
     Args:
-        base_url: the server, e.g. ``"http://localhost:8000"``.
+        base_url: the server, e.g. ``"http://localhost:8000"``; or several servers of one
+            database (a list, or URLs separated by commas): a call goes to the one that
+            answered last and, when it cannot be reached or is going away, to the next, when
+            that cannot do its work twice (see :mod:`flux.client._servers`). With several,
+            runs, streams and resumes get an id chosen here before their first attempt.
         timeout: seconds for connecting and for each answer (sync-mode calls and streams wait
             without a read timeout: the server bounds them).
         headers: extra headers for every request.
         transport: an httpx transport (tests pass an in-process ASGI transport). By default
             a plain-HTTP server is reached through :class:`flux.client._lean.LeanTransport`,
             any other (TLS, behind a proxy from the environment) through httpx's own.
-        max_connections: concurrent connections to the server, all kept alive.
+        max_connections: concurrent connections to each server, all kept alive.
 
-    Requests go through one :class:`httpx.AsyncClient` (a
+    Requests go through an :class:`httpx.AsyncClient` per server (a
     :class:`flux.client._lean.LeanClient`), which keeps no cookies.
+
+    Raises:
+        UsageError: no URL, or one that is not ``http://`` or ``https://``.
     """
 
     def __init__(
         self,
-        base_url: str = "http://localhost:8000",
+        base_url: str | Sequence[str] = "http://localhost:8000",
         *,
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
@@ -87,26 +101,48 @@ class AsyncFluxClient:
         max_connections: int = 100,
     ) -> None:
         self._timeout = timeout
+        self._headers = base_headers(headers)
+        self._transport = transport
         # Keep every connection alive: a worker checkpointing many executions at once would
         # otherwise open and close connections (httpx keeps only 20 by default).
-        limits = httpx.Limits(
+        self._limits = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
-        self._http = LeanClient(
-            base_url=base_url,
-            timeout=timeout,
-            headers=base_headers(headers),
-            transport=transport or transport_for(base_url, limits),
-            limits=limits,
-        )
-        self._requests = RequestTemplates(self._http, httpx.Timeout(timeout, read=None))
+        self._servers = Servers(server_urls(base_url))
+        self._endpoints: dict[int, tuple[LeanClient, RequestTemplates]] = {}
+        self._http, self._requests = self._endpoint(0)
+
+    def _endpoint(self, index: int) -> tuple[LeanClient, RequestTemplates]:
+        """The httpx client of server ``index`` and its request templates (made once)."""
+        found = self._endpoints.get(index)
+        if found is None:
+            url = self._servers.urls[index]
+            http = LeanClient(
+                base_url=url,
+                timeout=self._timeout,
+                headers=self._headers,
+                transport=self._transport or transport_for(url, self._limits),
+                limits=self._limits,
+            )
+            found = self._endpoints[index] = (
+                http,
+                RequestTemplates(http, httpx.Timeout(self._timeout, read=None)),
+            )
+        return found
 
     @property
     def base_url(self) -> str:
-        return str(self._http.base_url)
+        """The server calls go to first now."""
+        return str(self._endpoint(self._servers.current)[0].base_url)
+
+    @property
+    def server_urls(self) -> list[str]:
+        """Every server of this client, in the order given."""
+        return list(self._servers.urls)
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for http, _ in self._endpoints.values():
+            await http.aclose()
 
     async def __aenter__(self) -> Self:
         return self
@@ -119,41 +155,90 @@ class AsyncFluxClient:
     ) -> None:
         await self.aclose()
 
+    def _chosen(self, request_id: str | None) -> str | None:
+        """The id of a run or resume: the caller's, else one chosen now when the call may go to
+        another server (repeating it there then finds this attempt's work)."""
+        if request_id is None and len(self._servers) > 1:
+            return new_request_id()
+        return request_id
+
     # -- sending -------------------------------------------------------------------------------
 
     async def send(self, call: Call[T]) -> T:
         """Send any :class:`Call` (the extension point for endpoints added later)."""
-        try:
-            response = await self._http.send(self._requests.build(call))
-        except httpx.TransportError as exc:
-            raise unreachable(exc, self._http.base_url) from exc
-        check_response(response)
-        return call.parse(response.content)
+        if len(self._servers) == 1:
+            try:
+                response = await self._http.send(self._requests.build(call))
+            except httpx.TransportError as exc:
+                raise unreachable(exc, self._http.base_url) from exc
+            check_response(response)
+            return call.parse(response.content)
+        return await self._send_failover(call)
+
+    async def _send_failover(self, call: Call[T]) -> T:
+        servers = self._servers
+        order = servers.order()
+        for attempt, index in enumerate(order):
+            http, requests = self._endpoint(index)
+            last = attempt == len(order) - 1
+            try:
+                response = await http.send(requests.build(call))
+            except httpx.TransportError as exc:
+                if last or not (not_sent(exc) or call.repeatable):
+                    raise servers.unreachable(exc, order[: attempt + 1]) from exc
+                servers.moving_on(index, f"failed: {exc or type(exc).__name__}")
+                continue
+            if not last and response.status_code in FAILOVER_STATUSES and call.repeatable:
+                servers.moving_on(index, f"answered {response.status_code}")
+                continue
+            servers.answered(index)
+            check_response(response)
+            return call.parse(response.content)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def events(
         self, call: StreamCall, parse: Callable[[str, str], F | None]
     ) -> AsyncIterator[F]:
-        """Send a streaming call and yield each Server-Sent Event ``parse`` recognises."""
-        try:
-            async with aconnect_sse(
-                self._http,
-                call.method,
-                call.path,
-                params=call.params,
-                content=call.content,
-                headers=request_headers(call.token, call.content_type),
-                timeout=httpx.Timeout(self._timeout, read=None),
-            ) as source:
-                response = source.response
-                if response.status_code >= 400:
-                    await response.aread()
-                check_response(response)
-                async for sse in source.aiter_sse():
-                    frame = parse(sse.event, sse.data)
-                    if frame is not None:
-                        yield frame
-        except httpx.TransportError as exc:
-            raise unreachable(exc, self._http.base_url) from exc
+        """Send a streaming call and yield each Server-Sent Event ``parse`` recognises.
+
+        With several servers, opening the stream goes to the next one as :meth:`send` does;
+        once it is open, a broken stream raises."""
+        servers = self._servers
+        order = servers.order()
+        for attempt, index in enumerate(order):
+            http, _ = self._endpoint(index)
+            last = attempt == len(order) - 1
+            opened = False
+            try:
+                async with aconnect_sse(
+                    http,
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.content,
+                    headers=request_headers(call.token, call.content_type),
+                    timeout=httpx.Timeout(self._timeout, read=None),
+                ) as source:
+                    response = source.response
+                    if not last and response.status_code in FAILOVER_STATUSES and call.repeatable:
+                        servers.moving_on(index, f"answered {response.status_code}")
+                        continue
+                    if response.status_code >= 400:
+                        await response.aread()
+                    check_response(response)
+                    opened = True
+                    servers.answered(index)
+                    async for sse in source.aiter_sse():
+                        frame = parse(sse.event, sse.data)
+                        if frame is not None:
+                            yield frame
+                    return
+            except httpx.TransportError as exc:
+                if opened or last or not (not_sent(exc) or call.repeatable):
+                    if len(servers) == 1:
+                        raise unreachable(exc, http.base_url) from exc
+                    raise servers.unreachable(exc, order[: attempt + 1]) from exc
+                servers.moving_on(index, f"failed: {exc or type(exc).__name__}")
 
     # -- health --------------------------------------------------------------------------------
 
@@ -200,9 +285,10 @@ class AsyncFluxClient:
         server's sync timeout passes: check ``state``). For ``"stream"`` use :meth:`stream`.
         ``execution_id`` chooses the new execution's id; when an execution of ``name`` with
         that id exists, it is that one that is answered for (and waited for), not a new one:
-        a retried request starts its workflow at most once.
+        a retried request starts its workflow at most once. A client of several servers
+        chooses one when none is given.
         """
-        return await self.send(calls.run(name, input, mode, execution_id))
+        return await self.send(calls.run(name, input, mode, self._chosen(execution_id)))
 
     @overload
     def stream(
@@ -229,7 +315,7 @@ class AsyncFluxClient:
     ) -> AsyncIterator[Any]:
         """Start ``name`` and yield a frame per state change until it finishes or pauses;
         with ``progress=True`` also each :class:`TaskProgressFrame` (protocol 1.10)."""
-        call = calls.run_stream(name, input, execution_id)
+        call = calls.run_stream(name, input, self._chosen(execution_id))
         return self.events(call, _parser(parse_execution_frame, progress))
 
     async def resume(
@@ -240,16 +326,20 @@ class AsyncFluxClient:
         *,
         mode: str = "async",
         pause: str | None = None,
+        resume_id: str | None = None,
     ) -> ExecutionStatus:
         """Resume a PAUSED execution: its waiting ``await pause(...)`` returns ``input``.
         ``pause`` names the pause this answers, needed only when several wait (the status
-        lists them in ``pauses``).
+        lists them in ``pauses``). ``resume_id`` names this resume: repeating it with the
+        same id changes nothing, whatever the execution did since, and answers its status
+        now (a client of several servers chooses one when none is given).
 
         Raises:
             ExecutionStateError: it is not paused; several pauses wait and ``pause`` is
                 missing, or no waiting pause has that name.
         """
-        return await self.send(calls.resume(name, execution_id, input, mode, pause))
+        call = calls.resume(name, execution_id, input, mode, pause, self._chosen(resume_id))
+        return await self.send(call)
 
     @overload
     def stream_resume(
@@ -259,6 +349,7 @@ class AsyncFluxClient:
         input: Any = None,
         *,
         pause: str | None = None,
+        resume_id: str | None = None,
         progress: Literal[False] = False,
     ) -> AsyncIterator[ExecutionFrame]: ...
 
@@ -270,6 +361,7 @@ class AsyncFluxClient:
         input: Any = None,
         *,
         pause: str | None = None,
+        resume_id: str | None = None,
         progress: bool,
     ) -> AsyncIterator[ExecutionFrame | TaskProgressFrame]: ...
 
@@ -280,11 +372,12 @@ class AsyncFluxClient:
         input: Any = None,
         *,
         pause: str | None = None,
+        resume_id: str | None = None,
         progress: bool = False,
     ) -> AsyncIterator[Any]:
         """Resume and yield a frame per state change until it finishes or pauses again;
         ``progress=True`` as in :meth:`stream`."""
-        call = calls.resume_stream(name, execution_id, input, pause)
+        call = calls.resume_stream(name, execution_id, input, pause, self._chosen(resume_id))
         return self.events(call, _parser(parse_execution_frame, progress))
 
     async def status(
@@ -393,12 +486,13 @@ class AsyncFluxClient:
     async def rerun(self, execution_id: str, *, new_id: str | None = None) -> ExecutionStatus:
         """Start the latest version of the execution's workflow again with the same input;
         the new execution's status. ``new_id`` chooses its id (as ``execution_id`` of
-        :meth:`run` does: a retried rerun starts at most one).
+        :meth:`run` does: a retried rerun starts at most one; a client of several servers
+        chooses one when none is given).
 
         Raises:
             ExecutionNotFoundError: no execution has that id.
         """
-        return await self.send(calls.rerun(execution_id, new_id))
+        return await self.send(calls.rerun(execution_id, self._chosen(new_id)))
 
     async def cancel_executions(self, execution_ids: Sequence[str]) -> CancelBatchResponse:
         """Cancel several executions by id (up to 1000); each result says what its id did:

@@ -18,6 +18,13 @@ from httpx_sse import connect_sse
 from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
 from flux.client._http import base_headers, check_response, request_headers, unreachable
+from flux.client._servers import (
+    FAILOVER_STATUSES,
+    Servers,
+    new_request_id,
+    not_sent,
+    server_urls,
+)
 from flux.client._sync_worker import WorkerChannel
 from flux.protocol import (
     CancelBatchResponse,
@@ -51,11 +58,12 @@ F = TypeVar("F")
 
 
 class FluxClient:
-    """Typed blocking client for a Flux server (the CLI's). See :class:`AsyncFluxClient`."""
+    """Typed blocking client for a Flux server, or for several replicas of one (the CLI's).
+    See :class:`AsyncFluxClient`."""
 
     def __init__(
         self,
-        base_url: str = "http://localhost:8000",
+        base_url: str | Sequence[str] = "http://localhost:8000",
         *,
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
@@ -63,24 +71,43 @@ class FluxClient:
         max_connections: int = 100,
     ) -> None:
         self._timeout = timeout
-        self._http = httpx.Client(
-            base_url=base_url,
-            timeout=timeout,
-            headers=base_headers(headers),
-            transport=transport,
-            # Keep every connection alive: a worker checkpointing many executions at once would
-            # otherwise open and close connections (httpx keeps only 20 by default).
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
+        self._headers = base_headers(headers)
+        self._transport = transport
+        # Keep every connection alive: a worker checkpointing many executions at once would
+        # otherwise open and close connections (httpx keeps only 20 by default).
+        self._limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
         )
+        self._servers = Servers(server_urls(base_url))
+        self._endpoints: dict[int, httpx.Client] = {}
+        self._http = self._endpoint(0)
+
+    def _endpoint(self, index: int) -> httpx.Client:
+        """The httpx client of server ``index`` (made once)."""
+        found = self._endpoints.get(index)
+        if found is None:
+            found = self._endpoints[index] = httpx.Client(
+                base_url=self._servers.urls[index],
+                timeout=self._timeout,
+                headers=self._headers,
+                transport=self._transport,
+                limits=self._limits,
+            )
+        return found
 
     @property
     def base_url(self) -> str:
-        return str(self._http.base_url)
+        """The server calls go to first now."""
+        return str(self._endpoint(self._servers.current).base_url)
+
+    @property
+    def server_urls(self) -> list[str]:
+        """Every server of this client, in the order given."""
+        return list(self._servers.urls)
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._endpoints.values():
+            http.close()
 
     def __enter__(self) -> Self:
         return self
@@ -93,48 +120,87 @@ class FluxClient:
     ) -> None:
         self.close()
 
+    def _chosen(self, request_id: str | None) -> str | None:
+        """As :meth:`AsyncFluxClient._chosen`."""
+        if request_id is None and len(self._servers) > 1:
+            return new_request_id()
+        return request_id
+
     # -- sending -------------------------------------------------------------------------------
 
     def send(self, call: Call[T]) -> T:
-        """Send any :class:`Call` (the extension point for endpoints added later)."""
+        """Send any :class:`Call` (the extension point for endpoints added later); with several
+        servers, to the next when one fails as :meth:`AsyncFluxClient.send` says."""
         timeout = httpx.Timeout(self._timeout, read=None) if call.wait else httpx.USE_CLIENT_DEFAULT
-        try:
-            response = self._http.request(
-                call.method,
-                call.path,
-                params=call.params,
-                content=call.content,
-                files=call.files,
-                headers=request_headers(call.token, call.content_type),
-                timeout=timeout,
-            )
-        except httpx.TransportError as exc:
-            raise unreachable(exc, self._http.base_url) from exc
-        check_response(response)
-        return call.parse(response.content)
+        servers = self._servers
+        order = servers.order()
+        for attempt, index in enumerate(order):
+            http = self._endpoint(index)
+            last = attempt == len(order) - 1
+            try:
+                response = http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.content,
+                    files=call.files,
+                    headers=request_headers(call.token, call.content_type),
+                    timeout=timeout,
+                )
+            except httpx.TransportError as exc:
+                if len(order) == 1:
+                    raise unreachable(exc, http.base_url) from exc
+                if last or not (not_sent(exc) or call.repeatable):
+                    raise servers.unreachable(exc, order[: attempt + 1]) from exc
+                servers.moving_on(index, f"failed: {exc or type(exc).__name__}")
+                continue
+            if not last and response.status_code in FAILOVER_STATUSES and call.repeatable:
+                servers.moving_on(index, f"answered {response.status_code}")
+                continue
+            servers.answered(index)
+            check_response(response)
+            return call.parse(response.content)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def events(self, call: StreamCall, parse: Callable[[str, str], F | None]) -> Iterator[F]:
-        """Send a streaming call and yield each Server-Sent Event ``parse`` recognises."""
-        try:
-            with connect_sse(
-                self._http,
-                call.method,
-                call.path,
-                params=call.params,
-                content=call.content,
-                headers=request_headers(call.token, call.content_type),
-                timeout=httpx.Timeout(self._timeout, read=None),
-            ) as source:
-                response = source.response
-                if response.status_code >= 400:
-                    response.read()
-                check_response(response)
-                for sse in source.iter_sse():
-                    frame = parse(sse.event, sse.data)
-                    if frame is not None:
-                        yield frame
-        except httpx.TransportError as exc:
-            raise unreachable(exc, self._http.base_url) from exc
+        """Send a streaming call and yield each Server-Sent Event ``parse`` recognises (see
+        :meth:`AsyncFluxClient.events`)."""
+        servers = self._servers
+        order = servers.order()
+        for attempt, index in enumerate(order):
+            http = self._endpoint(index)
+            last = attempt == len(order) - 1
+            opened = False
+            try:
+                with connect_sse(
+                    http,
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.content,
+                    headers=request_headers(call.token, call.content_type),
+                    timeout=httpx.Timeout(self._timeout, read=None),
+                ) as source:
+                    response = source.response
+                    if not last and response.status_code in FAILOVER_STATUSES and call.repeatable:
+                        servers.moving_on(index, f"answered {response.status_code}")
+                        continue
+                    if response.status_code >= 400:
+                        response.read()
+                    check_response(response)
+                    opened = True
+                    servers.answered(index)
+                    for sse in source.iter_sse():
+                        frame = parse(sse.event, sse.data)
+                        if frame is not None:
+                            yield frame
+                    return
+            except httpx.TransportError as exc:
+                if opened or last or not (not_sent(exc) or call.repeatable):
+                    if len(servers) == 1:
+                        raise unreachable(exc, http.base_url) from exc
+                    raise servers.unreachable(exc, order[: attempt + 1]) from exc
+                servers.moving_on(index, f"failed: {exc or type(exc).__name__}")
 
     # -- health --------------------------------------------------------------------------------
 
@@ -167,7 +233,7 @@ class FluxClient:
         mode: str = "async",
         execution_id: str | None = None,
     ) -> ExecutionStatus:
-        return self.send(calls.run(name, input, mode, execution_id))
+        return self.send(calls.run(name, input, mode, self._chosen(execution_id)))
 
     @overload
     def stream(
@@ -192,7 +258,7 @@ class FluxClient:
         execution_id: str | None = None,
         progress: bool = False,
     ) -> Iterator[Any]:
-        call = calls.run_stream(name, input, execution_id)
+        call = calls.run_stream(name, input, self._chosen(execution_id))
         return self.events(call, _parser(parse_execution_frame, progress))
 
     def resume(
@@ -203,8 +269,10 @@ class FluxClient:
         *,
         mode: str = "async",
         pause: str | None = None,
+        resume_id: str | None = None,
     ) -> ExecutionStatus:
-        return self.send(calls.resume(name, execution_id, input, mode, pause))
+        call = calls.resume(name, execution_id, input, mode, pause, self._chosen(resume_id))
+        return self.send(call)
 
     @overload
     def stream_resume(
@@ -214,6 +282,7 @@ class FluxClient:
         input: Any = None,
         *,
         pause: str | None = None,
+        resume_id: str | None = None,
         progress: Literal[False] = False,
     ) -> Iterator[ExecutionFrame]: ...
 
@@ -225,6 +294,7 @@ class FluxClient:
         input: Any = None,
         *,
         pause: str | None = None,
+        resume_id: str | None = None,
         progress: bool,
     ) -> Iterator[ExecutionFrame | TaskProgressFrame]: ...
 
@@ -235,9 +305,10 @@ class FluxClient:
         input: Any = None,
         *,
         pause: str | None = None,
+        resume_id: str | None = None,
         progress: bool = False,
     ) -> Iterator[Any]:
-        call = calls.resume_stream(name, execution_id, input, pause)
+        call = calls.resume_stream(name, execution_id, input, pause, self._chosen(resume_id))
         return self.events(call, _parser(parse_execution_frame, progress))
 
     def status(self, name: str, execution_id: str, *, detailed: bool = False) -> ExecutionStatus:
@@ -308,7 +379,7 @@ class FluxClient:
         return self.events(call, _parser(calls.parse_stream_frame, progress))
 
     def rerun(self, execution_id: str, *, new_id: str | None = None) -> ExecutionStatus:
-        return self.send(calls.rerun(execution_id, new_id))
+        return self.send(calls.rerun(execution_id, self._chosen(new_id)))
 
     def cancel_executions(self, execution_ids: Sequence[str]) -> CancelBatchResponse:
         return self.send(calls.cancel_executions(execution_ids))

@@ -79,8 +79,9 @@ async def run_workflow(
     once; 409 when another workflow's execution has that id.
 
     \f
-    ``sync`` and ``async`` without a query string are answered by :mod:`flux_server.fastpath`
-    before routing, which hands only what it does not take on to here: change both together.
+    ``sync`` and ``async`` without a query string (or with ``execution_id`` alone) are
+    answered by :mod:`flux_server.fastpath` before routing, which hands only what it does not
+    take on to here: change both together.
     """
     run_mode = _run_mode(mode)
     value = await json_body(request)
@@ -110,16 +111,23 @@ async def resume_execution(
         description="the waiting pause this answers (the status lists them in `pauses`); "
         "needed only when more than one waits",
     ),
+    resume_id: str | None = Query(
+        None,
+        pattern=EXECUTION_ID_PATTERN,
+        description="an id the client chose for this resume: repeating a resume with the "
+        "same id changes nothing (its body is ignored) and answers the execution's status",
+    ),
 ) -> Response:
     """Resume a PAUSED execution; the JSON body is what its waiting ``pause()`` returns.
 
     409 when the execution is not paused, when several pauses wait and ``pause`` does not
     name one, or when no waiting pause has that name (``details.pauses`` lists the waiting
-    ones).
+    ones). With ``resume_id`` a repeated request (a retry) resumes at most once, whatever
+    the execution did since: a repeat answers its status as it is now.
     """
     run_mode = _run_mode(mode)
     value = await json_body(request)
-    status = await runtime.executions.resume(name, execution_id, value, pause)
+    status = await runtime.executions.resume(name, execution_id, value, pause, resume_id)
     return await answer_run(runtime, status, run_mode, detailed)
 
 

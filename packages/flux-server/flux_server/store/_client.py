@@ -35,7 +35,15 @@ from flux_server.store._rows import (
 from flux_server.store._states import QUEUED
 from flux_server.store.workflows import LatestWorkflow
 
-__all__ = ["cancel", "create", "create_in", "read_status", "resume", "status_of"]
+__all__ = [
+    "cancel",
+    "create",
+    "create_in",
+    "read_status",
+    "resume",
+    "resume_event_id",
+    "status_of",
+]
 
 _C = executions.c
 _E = events.c
@@ -73,6 +81,7 @@ _READ_PAUSE_EVENTS = (
     .where(_E.execution_id == sa.bindparam("b_id"), sa.text(f"name = '{PAUSE_TASK}'"))
     .order_by(_E.seq)
 )
+_MADE = sa.select(_E.seq).where(_E.id == sa.bindparam("b_id"))
 (_QUEUED,) = QUEUED
 
 
@@ -136,12 +145,20 @@ async def status_of(
 
 
 async def resume(
-    db: Database, workflow_name: str, execution_id: str, input: Any, pause: str | None = None
+    db: Database,
+    workflow_name: str,
+    execution_id: str,
+    input: Any,
+    pause: str | None = None,
+    resume_id: str | None = None,
 ) -> ExecutionStatus:
     """Answer a waiting pause with ``input`` and queue the execution again.
 
     The pause's completion (carrying ``input``) and WORKFLOW_RESUMED are appended together,
     so each pause of several waiting at once gets its own answer (see :mod:`flux.pauses`).
+    With ``resume_id`` (chosen by the client) a resume that was already made with that id
+    changes nothing and answers the execution's status as it is now, whatever the execution
+    did since (its input is ignored): repeating it is idempotent.
 
     Raises:
         ExecutionNotFoundError: unknown execution.  ExecutionStateError: it is not PAUSED;
@@ -149,9 +166,12 @@ async def resume(
     """
     now = utcnow()
     blob = dumps(input, "json")
+    event_id = None if resume_id is None else resume_event_id(execution_id, resume_id)
 
     def write(tx: Tx[sa.Connection]) -> ExecutionStatus:
         row = locked(tx, execution_id, workflow_name)
+        if event_id is not None and tx.conn.execute(_MADE, {"b_id": event_id}).first():
+            return read_status(tx.conn, execution_id, None, False)  # a repeat: done already
         target = move(ExecutionState(row.state), Trigger.RESUME)
         if target is None:
             raise ExecutionStateError(
@@ -169,6 +189,8 @@ async def resume(
         resumed = server_event(
             execution_id, row.workflow_name, EventType.WORKFLOW_RESUMED, now, blob, input
         )
+        if event_id is not None:
+            resumed["id"] = event_id
         tx.conn.execute(INSERT_EVENT, resumed)
         tx.conn.execute(BUMP, {"b_id": execution_id, **REQUEUED, "updated_at": now})
         tx.notify(DISPATCH)
@@ -240,6 +262,12 @@ def _waiting_pauses(conn: sa.Connection, execution_id: str) -> list[Pause]:
     return waiting_pauses(
         PauseRecord(EventType(r.type), r.source_id, r.scope, r.time, r.view) for r in rows
     )
+
+
+def resume_event_id(execution_id: str, resume_id: str) -> str:
+    """The id of the WORKFLOW_RESUMED event of a resume whose id the client chose: the key
+    that makes repeating it a no-op."""
+    return f"{execution_id}/resume/{resume_id}"
 
 
 def _existing(conn: sa.Connection, execution_id: str, workflow_name: str) -> ExecutionStatus | None:

@@ -93,16 +93,21 @@ class ExecutionStore:
         return await _client.status_of(self.db, execution_id, workflow_name, detailed)
 
     async def resume(
-        self, workflow_name: str, execution_id: str, input: Any, pause: str | None = None
+        self,
+        workflow_name: str,
+        execution_id: str,
+        input: Any,
+        pause: str | None = None,
+        resume_id: str | None = None,
     ) -> ExecutionStatus:
         """Answer the waiting pause ``pause`` (optional when only one waits) with ``input`` and
-        queue the execution again.
+        queue the execution again; a repeated ``resume_id`` changes nothing.
 
         Raises:
             ExecutionNotFoundError: unknown execution.  ExecutionStateError: it is not PAUSED;
                 several pauses wait and ``pause`` is missing, or none of that name waits.
         """
-        return await _client.resume(self.db, workflow_name, execution_id, input, pause)
+        return await _client.resume(self.db, workflow_name, execution_id, input, pause, resume_id)
 
     async def cancel(self, workflow_name: str, execution_id: str) -> ExecutionStatus:
         """Cancel at once when no worker holds it, else ask the holder (CANCELLING).

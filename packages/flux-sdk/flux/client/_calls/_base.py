@@ -26,6 +26,7 @@ __all__ = [
     "Call",
     "StreamCall",
     "chosen_id",
+    "chosen_params",
     "json_body",
     "mode_of",
     "model_body",
@@ -55,6 +56,15 @@ class Call(Generic[T]):
     """Sent as ``Authorization: Bearer <token>``."""
     wait: bool = False
     """The server may hold the answer back (sync modes): no read timeout."""
+    idempotent: bool | None = None
+    """Whether sending it again changes nothing its first sending did (``None``: only when
+    it is a GET)."""
+
+    @property
+    def repeatable(self) -> bool:
+        """Whether it may be sent again after an attempt whose answer was lost (to another
+        server of the client's, see :mod:`flux.client._servers`)."""
+        return self.method == "GET" if self.idempotent is None else self.idempotent
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +77,24 @@ class StreamCall:
     content_type: str | None = None
     token: str | None = None
     params: Mapping[str, str] | None = None
+    idempotent: bool | None = None
+    """As :attr:`Call.idempotent`."""
+
+    @property
+    def repeatable(self) -> bool:
+        """As :attr:`Call.repeatable`."""
+        return self.method == "GET" if self.idempotent is None else self.idempotent
 
 
 def chosen_id(execution_id: str | None) -> dict[str, str] | None:
     """Query parameters of a run whose execution id the caller chose."""
     return None if execution_id is None else {"execution_id": execution_id}
+
+
+def chosen_params(**values: str | None) -> dict[str, str] | None:
+    """The query parameters given (``None`` when there is none)."""
+    params = {name: value for name, value in values.items() if value is not None}
+    return params or None
 
 
 def seg(value: str) -> str:

@@ -147,6 +147,7 @@ def rerun(execution_id: str, new_id: str | None) -> Call[ExecutionStatus]:
         f"/executions/{seg(execution_id)}/rerun",
         parse_model(ExecutionStatus),
         params=None if new_id is None else {"new_id": new_id},
+        idempotent=new_id is not None,
     )
 
 
@@ -160,6 +161,7 @@ def cancel_executions(execution_ids: Sequence[str]) -> Call[CancelBatchResponse]
         parse_model(CancelBatchResponse),
         content=model_body(CancelBatchRequest(execution_ids=ids)),
         content_type=JSON,
+        idempotent=True,  # each id says what it did: a repeat says "already finished"
     )
 
 
@@ -172,4 +174,5 @@ def prune_executions(older_than: float, workflow: str | None = None) -> Call[Pru
         parse_model(PruneResponse),
         content=model_body(PruneRequest(older_than=older_than, workflow=workflow)),
         content_type=JSON,
+        idempotent=True,
     )

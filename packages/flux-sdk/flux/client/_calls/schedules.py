@@ -112,15 +112,20 @@ def update_schedule(schedule_id: str, changes: Mapping[str, Any]) -> Call[Schedu
         parse_model(ScheduleInfo),
         content=json_body(body.model_dump(mode="json", exclude_unset=True), "schedule update"),
         content_type=JSON,
+        idempotent=True,
     )
 
 
 def pause_schedule(schedule_id: str) -> Call[ScheduleInfo]:
-    return Call("POST", f"/schedules/{seg(schedule_id)}/pause", parse_model(ScheduleInfo))
+    return Call(
+        "POST", f"/schedules/{seg(schedule_id)}/pause", parse_model(ScheduleInfo), idempotent=True
+    )
 
 
 def resume_schedule(schedule_id: str) -> Call[ScheduleInfo]:
-    return Call("POST", f"/schedules/{seg(schedule_id)}/resume", parse_model(ScheduleInfo))
+    return Call(
+        "POST", f"/schedules/{seg(schedule_id)}/resume", parse_model(ScheduleInfo), idempotent=True
+    )
 
 
 def delete_schedule(schedule_id: str) -> Call[ScheduleDeleted]:

@@ -52,7 +52,12 @@ def set_secret(name: str, value: Any) -> Call[SecretInfo]:
             f"those), got a {type(value).__name__}"
         ) from None
     return Call(
-        "POST", "/admin/secrets", parse_model(SecretInfo), content=content, content_type=JSON
+        "POST",
+        "/admin/secrets",
+        parse_model(SecretInfo),
+        content=content,
+        content_type=JSON,
+        idempotent=True,
     )
 
 

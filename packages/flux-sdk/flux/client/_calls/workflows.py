@@ -9,6 +9,7 @@ from flux.client._calls._base import (
     Call,
     StreamCall,
     chosen_id,
+    chosen_params,
     json_body,
     mode_of,
     parse_list,
@@ -63,6 +64,7 @@ def register_workflows(source: bytes, filename: str) -> Call[list[WorkflowSummar
         "/workflows",
         parse_list(WorkflowSummary),
         files={"file": (filename, source, "text/x-python")},
+        idempotent=True,  # the same source again makes no new version
     )
 
 
@@ -78,11 +80,17 @@ def run(name: str, input: Any, mode: str, execution_id: str | None = None) -> Ca
         content_type=JSON,
         wait=mode == RunMode.SYNC,
         params=chosen_id(execution_id),
+        idempotent=execution_id is not None,
     )
 
 
 def resume(
-    name: str, execution_id: str, input: Any, mode: str, pause: str | None = None
+    name: str,
+    execution_id: str,
+    input: Any,
+    mode: str,
+    pause: str | None = None,
+    resume_id: str | None = None,
 ) -> Call[ExecutionStatus]:
     mode = mode_of(mode, RunMode)
     if mode == RunMode.STREAM:
@@ -94,7 +102,8 @@ def resume(
         content=json_body(input, "resume input"),
         content_type=JSON,
         wait=mode == RunMode.SYNC,
-        params=_pause_param(pause),
+        params=_resume_params(pause, resume_id),
+        idempotent=resume_id is not None,
     )
 
 
@@ -105,26 +114,35 @@ def run_stream(name: str, input: Any, execution_id: str | None = None) -> Stream
         content=json_body(input, "workflow input"),
         content_type=JSON,
         params=chosen_id(execution_id),
+        idempotent=execution_id is not None,
     )
 
 
-def resume_stream(name: str, execution_id: str, input: Any, pause: str | None = None) -> StreamCall:
+def resume_stream(
+    name: str,
+    execution_id: str,
+    input: Any,
+    pause: str | None = None,
+    resume_id: str | None = None,
+) -> StreamCall:
     return StreamCall(
         "POST",
         f"/workflows/{seg(name)}/resume/{seg(execution_id)}/stream",
         content=json_body(input, "resume input"),
         content_type=JSON,
-        params=_pause_param(pause),
+        params=_resume_params(pause, resume_id),
+        idempotent=resume_id is not None,
     )
 
 
-def _pause_param(pause: str | None) -> dict[str, str] | None:
-    """``?pause=<name>``: the waiting pause a resume answers (needed when several wait)."""
-    if pause is None:
-        return None
-    if not isinstance(pause, str) or not pause:
+def _resume_params(pause: str | None, resume_id: str | None) -> dict[str, str] | None:
+    """``?pause=<name>``: the waiting pause a resume answers (needed when several wait);
+    ``?resume_id=``: the id that makes repeating the resume change nothing."""
+    if pause is not None and (not isinstance(pause, str) or not pause):
         raise UsageError(f"pause={pause!r}: name the waiting pause this resume answers")
-    return {"pause": pause}
+    if resume_id is not None and (not isinstance(resume_id, str) or not resume_id):
+        raise UsageError(f"resume_id={resume_id!r}: give a non-empty id, or none")
+    return chosen_params(pause=pause, resume_id=resume_id)
 
 
 def status(name: str, execution_id: str, detailed: bool) -> Call[ExecutionStatus]:
@@ -144,4 +162,6 @@ def cancel(name: str, execution_id: str, mode: str) -> Call[ExecutionStatus]:
         parse_model(ExecutionStatus),
         params={"mode": mode},
         wait=mode == CancelMode.SYNC,
+        # Cancelling twice cancels once: a repeat answers 409 when the first one finished it.
+        idempotent=True,
     )
