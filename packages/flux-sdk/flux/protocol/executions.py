@@ -3,7 +3,9 @@
 ``POST /workflows/{name}/run/{mode}`` and ``POST /workflows/{name}/resume/{id}/{mode}`` take the
 input as the raw JSON body (any JSON value; an empty body means ``None``). ``sync`` and ``async``
 answer with an :class:`ExecutionStatus`; ``stream`` answers with Server-Sent Events whose data is
-:class:`flux.protocol.frames.ExecutionFrame`.
+:class:`flux.protocol.frames.ExecutionFrame`. A run's ``?execution_id=`` and a resume's
+``?resume_id=`` (protocol 1.12), ids the client chooses, make repeating the request change
+nothing: a client that lost an answer sends the same request again, to any server.
 
 Reading executions by id (protocol 1.5), no workflow name needed:
 
