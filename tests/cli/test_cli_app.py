@@ -145,6 +145,21 @@ def test_unreachable_server_is_one_line(cli: Cli) -> None:
     )
 
 
+def test_several_server_urls_are_tried_in_turn(cli: Cli, cluster) -> None:
+    down = f"http://127.0.0.1:{free_port()}"
+    result = cli("--server-url", down, "--server-url", cluster.url, "workflow", "list")
+    assert (result.exit_code, result.stderr) == (0, "")
+    other = f"http://127.0.0.1:{free_port()}"
+    result = cli("--server-url", f"{down},{other}", "workflow", "list")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: cannot reach any of the Flux servers at {down}, {other}: are they running?\n"
+    )
+    result = cli("--server-url", "127.0.0.1:8000", "workflow", "list")
+    assert result.exit_code == 2
+    assert "must start with http:// or https://" in result.stderr
+
+
 def test_unreachable_default_url_comes_from_the_configuration(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

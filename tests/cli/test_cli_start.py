@@ -110,6 +110,12 @@ def test_start_worker_forwards_its_arguments_unchanged(cli: Cli, execs: list[lis
     assert execs[-1] == WORKER.argv("--help")
 
 
+def test_start_worker_takes_several_global_server_urls(cli: Cli, execs: list[list[str]]) -> None:
+    given = ("--server-url", "http://a:1", "--server-url", "http://b:2,http://a:1")
+    assert cli(*given, "start", "worker").exit_code == 0
+    assert execs[-1] == WORKER.argv("--server-url", "http://a:1,http://b:2")
+
+
 def test_start_worker_uses_the_global_server_url(cli: Cli, execs: list[list[str]]) -> None:
     assert cli("--server-url", "http://elsewhere:9000", "start", "worker").exit_code == 0
     assert execs[-1] == WORKER.argv("--server-url", "http://elsewhere:9000")

@@ -135,12 +135,13 @@ def _version(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     server_url: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
             "--server-url",
-            help="Flux server to talk to. Default: http://{server_host}:{server_port} from the "
-            "configuration (FLUX_SERVER_HOST, FLUX_SERVER_PORT, flux.toml), "
-            "i.e. http://localhost:8000.",
+            help="Flux server to talk to; repeat it (or separate URLs by commas) for several "
+            "servers of one database, tried in turn when one does not answer. Default: "
+            "http://{server_host}:{server_port} from the configuration (FLUX_SERVER_HOST, "
+            "FLUX_SERVER_PORT, flux.toml), i.e. http://localhost:8000.",
             show_default=False,
         ),
     ] = None,
@@ -155,8 +156,10 @@ def _root(
     """Flux: durable workflow orchestration. Run workflows on a Flux server, start the server
     and workers, or everything at once with flux dev."""
     current = state(ctx)
-    if server_url is not None:
-        current.server_url = server_url.rstrip("/")
+    if server_url:
+        from flux.client import server_urls
+
+        current.server_url = ",".join(server_urls(server_url))
     current.debug = current.debug or debug
 
 

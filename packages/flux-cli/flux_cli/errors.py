@@ -37,6 +37,10 @@ class CliError(Exception):
 
 
 def unreachable_message(url: str) -> str:
+    """``url``: one URL, or several separated by commas (then none answered)."""
+    urls = [u for u in url.split(",") if u]
+    if len(urls) > 1:
+        return f"cannot reach any of the Flux servers at {', '.join(urls)}: are they running?"
     return f"cannot reach the Flux server at {url}: is it running? (flux dev / flux start server)"
 
 
