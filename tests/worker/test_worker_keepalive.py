@@ -52,7 +52,7 @@ class Registered:
         self.session_token = session.session_token
 
     def heartbeat(self) -> BlockingHeartbeat:
-        return BlockingHeartbeat(self.url, self.name, lambda: self.session_token)
+        return BlockingHeartbeat(lambda: self.url, self.name, lambda: self.session_token)
 
     def last_heartbeat(self) -> datetime:
         with FluxClient(self.url) as client:
@@ -172,6 +172,6 @@ async def test_its_thread_beats_while_task_code_blocks_the_loop(cluster: FluxClu
 
 
 def test_the_blocking_heartbeat_sends_nothing_without_a_session() -> None:
-    beat = BlockingHeartbeat("http://127.0.0.1:9", "w", lambda: None)
+    beat = BlockingHeartbeat(lambda: "http://127.0.0.1:9", "w", lambda: None)
     beat()  # no token, no request (the port would refuse it)
     beat.close()

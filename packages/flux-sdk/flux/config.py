@@ -68,6 +68,8 @@ class WorkerSettings(_Section):
 
     bootstrap_token: str | None = Field(default=None, repr=False)
     server_url: str = "http://localhost:8000"
+    """The server a worker works through; several servers of one database separated by
+    commas, in order of preference (the worker moves to the next when one stops answering)."""
     default_timeout: float = Field(default=0.0, ge=0)
     """Default task timeout in seconds; 0 means no timeout."""
     retry_attempts: int = Field(default=3, ge=0)
@@ -92,6 +94,8 @@ class ServerSettings(_Section):
     sync_timeout: float = Field(default=300.0, gt=0)
     metrics: bool = True
     """Serve ``GET /metrics`` and count what it shows; ``false``: neither."""
+    drain_timeout: float = Field(default=30.0, ge=0)
+    """On SIGTERM, the longest the server waits for its requests in flight before it stops."""
 
 
 class SecuritySettings(_Section):

@@ -73,26 +73,16 @@ def _upgrade(options: ServerOptions) -> int:
 
 
 def _serve(options: ServerOptions, level: str, log_format: str) -> int:
-    import uvicorn
     from flux._gc import settle_startup_objects
 
     from flux_server.app import create_app
     from flux_server.runtime import preflight
+    from flux_server.serving import serve
 
     asyncio.run(preflight(options))  # a refusal is one line (main catches FluxError)
     app = create_app(options)
     settle_startup_objects()
-    uvicorn.run(
-        app,
-        host=options.host,
-        port=options.port,
-        log_level=level.lower(),
-        # JSON lines: uvicorn's own records go through the root logger's JSON formatter.
-        **({"log_config": None} if log_format == "json" else {}),
-        # Longer than clients keep idle connections (httpx: 5 s), so a client never reuses a
-        # connection the server is closing at that moment (a POST would fail half-sent).
-        timeout_keep_alive=65,
-    )
+    serve(app, options, level.lower(), log_format)
     return 0
 
 

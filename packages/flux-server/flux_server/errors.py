@@ -63,15 +63,18 @@ def status_of(exc: FluxError) -> int:
 
 
 def error_response(status: int, body: dict[str, Any]) -> JSONResponse:
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    headers = _HEADERS.get(status)
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+_HEADERS = {401: {"WWW-Authenticate": "Bearer"}, 503: {"Retry-After": "1"}}
 
 
 def _flux_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, FluxError)
     status = status_of(exc)
     body = exc.to_dict()
-    if status >= 500:
+    if status >= 500 and status != 503:  # 503: unavailable on purpose (draining)
         log.error("request failed: %s", exc, exc_info=exc)
     return error_response(status, body)
 

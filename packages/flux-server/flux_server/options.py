@@ -44,6 +44,8 @@ class ServerOptions:
     """The longest a sync-mode request waits before answering with the current state."""
     metrics: bool = True
     """Serve ``GET /metrics`` and count what it shows (:mod:`flux_server.metrics`)."""
+    drain_timeout: float = 30.0
+    """On SIGTERM, the longest the server waits for its requests in flight to finish."""
     scheduling: SchedulingSettings = field(default_factory=SchedulingSettings)
     """``[flux.scheduling]``: the scheduler (see ``flux_server.scheduler``)."""
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -73,6 +75,7 @@ class ServerOptions:
             sse_keepalive=settings.server.sse_keepalive,
             sync_timeout=settings.server.sync_timeout,
             metrics=settings.server.metrics,
+            drain_timeout=settings.server.drain_timeout,
             scheduling=settings.scheduling,
             retention=settings.retention,
         )

@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from flux.errors import UsageError
+from flux.errors import ApiError, UsageError
 
 from flux_server import notes
 from flux_server.auth import Authenticator, bootstrap_digest
@@ -32,7 +32,7 @@ from flux_server.store.server_state import check_secrets_key, recorded_key_finge
 from flux_server.tracing import execution_tracer
 from flux_server.watchers import Watchers
 
-__all__ = ["Runtime", "preflight", "secrets_key"]
+__all__ = ["Runtime", "draining", "preflight", "secrets_key"]
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,11 @@ class Runtime:
         self.retention = Retention(self.db, options.retention)
         self.auth: Authenticator | None = None
         self.stopping = False
-        """Set when the server starts shutting down: ``/ready`` answers 503 from then on."""
+        """Set when the server starts draining or shutting down: ``/ready`` answers 503, and
+        workers get no more work, from then on."""
         self._tasks: list[asyncio.Task[Any]] = []
+        self._work: list[asyncio.Task[Any]] = []
+        """What hands out or takes back work: stopped first when the server drains."""
         self._chores: set[asyncio.Task[Any]] = set()
 
     def _secrets_key(self) -> bytes:
@@ -96,11 +99,13 @@ class Runtime:
             await self.db.dispose()
             raise
         self.auth = Authenticator(digest, self.workers)
-        self._spawn(self.dispatcher.run(), "dispatcher")
-        self._spawn(self.liveness.run(), "liveness")
-        self._spawn(self.scheduler.run(), "scheduler")
+        self._work = [
+            self._spawn(self.dispatcher.run(), "dispatcher"),
+            self._spawn(self.liveness.run(), "liveness"),
+            self._spawn(self.scheduler.run(), "scheduler"),
+        ]
         if self.retention.enabled:
-            self._spawn(self.retention.run(), "retention")
+            self._work.append(self._spawn(self.retention.run(), "retention"))
         if not self.db.is_sqlite:
             from flux_server.listener import listen
 
@@ -125,6 +130,29 @@ class Runtime:
         checks["migrations"] = "ok" if at == head else f"at {at or 'none'}, head {head}"
         return checks
 
+    async def drain(self) -> None:
+        """Stop taking work, and let the requests in flight finish (the server drains on
+        SIGTERM before it stops serving).
+
+        From now on ``/ready`` answers 503; worker registrations, streams and claims are
+        refused with 503 (a worker moves to another server); the scheduler, the dispatcher,
+        heartbeat expiry and retention stop here (the other replicas go on with them);
+        worker streams close; sync-mode waits answer 503 (a client retries elsewhere: the
+        execution goes on) and execution streams end. Checkpoints, heartbeats, releases and
+        reads are still served.
+        """
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("draining: no more work is handed out here; finishing the requests in flight")
+        await self.scheduler.stop()
+        for task in self._work:
+            task.cancel()
+        if self._work:
+            await asyncio.wait(self._work, timeout=10)
+        self.hub.close_all()
+        self.watchers.wake_all()
+
     async def stop(self) -> None:
         self.stopping = True
         self.hub.close_all()
@@ -137,8 +165,10 @@ class Runtime:
         self._tasks.clear()
         await self.db.dispose()
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=f"flux-{name}"))
+    def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=f"flux-{name}")
+        self._tasks.append(task)
+        return task
 
     def chore(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` in the background (kept referenced until done; errors are logged)."""
@@ -175,6 +205,17 @@ class Runtime:
             self.progress.receive(subject)
         else:
             log.debug("ignoring unknown note %r", note)
+
+
+def draining(what: str, **details: Any) -> ApiError:
+    """The 503 a draining server answers instead of ``what`` (a client or worker of several
+    servers goes to another; nothing was lost)."""
+    return ApiError(
+        f"this server is shutting down and {what}: ask another server of this database",
+        503,
+        draining=True,
+        **details,
+    )
 
 
 def secrets_key(options: ServerOptions) -> bytes:

@@ -50,6 +50,13 @@ class Watchers:
             watch.state = state
             watch.event.set()
 
+    def wake_all(self) -> None:
+        """Wake every waiter (the server drains: each looks at why it waits again)."""
+        for watches in self._by_id.values():
+            for watch in watches:
+                watch.state = None
+                watch.event.set()
+
     def watching(self, execution_id: str) -> bool:
         """Whether anyone waits for ``execution_id`` (safe to ask from the writer thread)."""
         return execution_id in self._by_id

@@ -1,4 +1,5 @@
-"""``flux-worker [NAME] [--server-url URL] [--token TOKEN] [--capacity N] [--metrics-port N]``."""
+"""``flux-worker [NAME] [--server-url URL ...] [--token TOKEN] [--capacity N]
+[--metrics-port N]``."""
 
 from __future__ import annotations
 
@@ -33,7 +34,13 @@ def bootstrap_token(configured: str | None, home: Path) -> str | None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="flux-worker", description="Run a Flux worker.")
     parser.add_argument("name", nargs="?", help="worker name (default: <host>-<random>)")
-    parser.add_argument("--server-url", help="Flux server URL (default: workers.server_url)")
+    parser.add_argument(
+        "--server-url",
+        action="append",
+        help="Flux server URL; repeat it (or separate URLs by commas) for several servers of "
+        "one database, in order of preference: the worker moves to the next when its server "
+        "stops answering (default: workers.server_url)",
+    )
     parser.add_argument("--token", help="bootstrap token (default: workers.bootstrap_token)")
     parser.add_argument("--capacity", type=int, help="executions run at once")
     parser.add_argument("--home", help="Flux home folder (default: home setting)")
@@ -86,11 +93,18 @@ def main(argv: list[str] | None = None) -> None:
     if metrics_port is not None and not 0 <= metrics_port <= 65535:
         print(f"flux-worker: --metrics-port must be 0..65535, got {metrics_port}", file=sys.stderr)
         raise SystemExit(2)
+    from flux.client import server_urls
+
+    try:
+        urls = server_urls(args.server_url or settings.workers.server_url)
+    except FluxError as exc:
+        print(f"flux-worker: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     from flux_worker.worker import Worker
 
     worker = Worker(
         args.name or default_name(),
-        args.server_url or settings.workers.server_url,
+        urls,
         token,
         capacity=capacity,
         serializer=settings.serializer,

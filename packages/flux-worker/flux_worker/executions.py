@@ -69,7 +69,8 @@ class Executions:
 
     Args:
         channel: the worker's channel now (it changes when the worker registers again).
-        client: the worker's client, for subworkflow calls.
+        client: the worker's client now, for subworkflow calls (it changes when the worker
+            moves to another server).
         sender: the worker's checkpoint sender, shared by every outbox.
         gpus: which GPUs each execution holds.
         isolation: ``"inprocess"`` or ``"subprocess"``.
@@ -79,7 +80,7 @@ class Executions:
     def __init__(
         self,
         channel: Callable[[], AsyncWorkerChannel],
-        client: AsyncFluxClient,
+        client: Callable[[], AsyncFluxClient],
         sender: CheckpointSender,
         gpus: GpuSlots,
         *,
@@ -275,7 +276,7 @@ class Executions:
         ctx = context_from_claim(claim)
         services = ExecutionServices(
             self._secrets(claim.execution_id),
-            lambda: self.client,
+            self.client,
             home=self.home,
             serializer=self.serializer,
         )

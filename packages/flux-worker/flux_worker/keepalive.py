@@ -30,9 +30,12 @@ log = logging.getLogger("flux.worker")
 
 class BlockingHeartbeat:
     """A bare heartbeat of worker ``name`` over a blocking client of its own (the worker's
-    client belongs to the stalled loop). Does nothing while there is no session token."""
+    client belongs to the stalled loop), to the server the worker works through now. Does
+    nothing while there is no session token."""
 
-    def __init__(self, server_url: str, name: str, token: Callable[[], str | None]) -> None:
+    def __init__(
+        self, server_url: Callable[[], str], name: str, token: Callable[[], str | None]
+    ) -> None:
         self.server_url = server_url
         self.name = name
         self._token = token
@@ -43,10 +46,14 @@ class BlockingHeartbeat:
         token = self._token()
         if token is None:
             return
+        url = self.server_url()
+        if self._client is not None and self._client.server_urls != [url]:
+            self.close()  # the worker moved to another server
+            self._client = None
         if self._client is None:
             from flux.client import FluxClient
 
-            self._client = FluxClient(self.server_url, timeout=5.0)
+            self._client = FluxClient(url, timeout=5.0)
         self._client.worker(self.name, token).heartbeat()
 
     def close(self) -> None:

@@ -9,8 +9,11 @@
    :class:`~flux_worker.keepalive.Keepalive` thread heartbeats in its place, up to
    ``max_loop_stall`` seconds.
 4. Lost stream or server restart: reconnect with jittered backoff, registering again if the
-   session is gone. SIGTERM drains: no new claims, running executions get ``drain_timeout``
-   seconds to finish, the rest are released back to the queue.
+   session is gone. A worker given several servers (replicas of one database) moves to the
+   next when its server stops answering or is draining, keeping its session and what it has
+   in flight (:mod:`~flux_worker.servers`). SIGTERM drains: no new claims, running
+   executions get ``drain_timeout`` seconds to finish, the rest are released back to the
+   queue.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -37,6 +40,7 @@ from flux_worker.claims import Claimer
 from flux_worker.executions import Executions
 from flux_worker.keepalive import BlockingHeartbeat, Keepalive
 from flux_worker.outbox import CheckpointChannel, CheckpointSender
+from flux_worker.servers import ServerList, server_gone
 from flux_worker.tracing import worker_tracer
 
 if TYPE_CHECKING:
@@ -60,7 +64,8 @@ class Worker:
 
     Args:
         name: unique per worker; registering again under the same name starts a new session.
-        server_url: the Flux server.
+        server_url: the Flux server; or several servers of one database (a list, or URLs
+            separated by commas), in order of preference.
         bootstrap_token: the server's bootstrap token (exchanged for a session token).
         capacity: executions run at once.
         serializer: ``"pkl"`` or ``"json"``, for the values of recorded events.
@@ -68,7 +73,8 @@ class Worker:
         drain_timeout: seconds running executions get to finish once stopped.
         max_backoff: the longest wait between reconnects and checkpoint retries.
         isolation: ``"inprocess"``, or ``"subprocess"`` for one child process per execution.
-        client: the client to talk to the server through (default: one for ``server_url``).
+        client: the client to talk to the server through (default: one per server URL); when
+            given, the worker uses that server only.
         max_loop_stall: seconds of blocked event loop after which the keepalive thread stops
             heartbeating (the server then requeues this worker's executions).
         push_claims: take claims pushed on the stream; ``False`` takes offers and claims them.
@@ -80,13 +86,13 @@ class Worker:
         metrics_host: the address the metrics port binds.
 
     Raises:
-        UsageError: ``isolation`` is not one of the two.
+        UsageError: ``isolation`` is not one of the two, or a server URL is not one.
     """
 
     def __init__(
         self,
         name: str,
-        server_url: str,
+        server_url: str | Sequence[str],
         bootstrap_token: str,
         *,
         capacity: int = 16,
@@ -102,7 +108,7 @@ class Worker:
         metrics_port: int | None = None,
         metrics_host: str = "localhost",
     ) -> None:
-        from flux.client import AsyncFluxClient
+        from flux.client import AsyncFluxClient, server_urls
 
         if isolation not in ("inprocess", "subprocess"):
             raise UsageError(f"unknown isolation {isolation!r}; use 'inprocess' or 'subprocess'")
@@ -110,7 +116,10 @@ class Worker:
             "subprocess" if isolation == "subprocess" else "inprocess"
         )
         self.name = name
-        self.server_url = server_url
+        if client is None:
+            self.servers = ServerList(server_urls(server_url), AsyncFluxClient)
+        else:
+            self.servers = ServerList([client.base_url], lambda url: client)
         self.bootstrap_token = bootstrap_token
         self.capacity = capacity
         self.serializer = serializer
@@ -118,7 +127,6 @@ class Worker:
         self.drain_timeout = drain_timeout
         self.max_backoff = max_backoff
         self.isolation = isolation
-        self.client = client or AsyncFluxClient(server_url)
         self.max_loop_stall = max_loop_stall
         self.push_claims = push_claims
         self.session_token: str | None = None
@@ -140,13 +148,14 @@ class Worker:
         """The GPUs each execution run in a child process was given."""
         self.executions = Executions(
             self._channel,
-            self.client,
+            lambda: self.client,
             self.sender,
             self.gpu_slots,
             isolation=mode,
             serializer=serializer,
             home=self.home,
-            server_url=server_url,
+            # A child process calls subworkflows through any of them (a client of several).
+            server_url=",".join(self.servers.urls),
             tracer=worker_tracer(tracer_provider, name),
         )
         if self.metrics is not None:
@@ -172,6 +181,21 @@ class Worker:
         execution = self.executions.running.get(execution_id)
         return None if execution is None else execution.outbox.workflow_name
 
+    @property
+    def client(self) -> AsyncFluxClient:
+        """The client of the server the worker works through now."""
+        return self.servers.client
+
+    @property
+    def server_url(self) -> str:
+        """The server the worker works through now."""
+        return self.servers.url
+
+    @property
+    def server_urls(self) -> list[str]:
+        """Every server the worker may work through, in order of preference."""
+        return list(self.servers.urls)
+
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def run(self) -> None:
@@ -196,7 +220,7 @@ class Worker:
         stream = asyncio.create_task(self._stream_loop())
         keepalive = Keepalive(
             asyncio.get_running_loop(),
-            BlockingHeartbeat(self.server_url, self.name, lambda: self.session_token),
+            BlockingHeartbeat(lambda: self.server_url, self.name, lambda: self.session_token),
             name=self.name,
             interval=lambda: self.heartbeat_interval,
             max_stall=self.max_loop_stall,
@@ -212,7 +236,7 @@ class Worker:
             await self.executions.drain(self.drain_timeout)
             keepalive.stop()
             await self.sender.close()
-            await self.client.aclose()
+            await self.servers.aclose()
 
     def install_signal_handlers(self) -> None:
         """Drain on SIGTERM and SIGINT (where the loop supports signal handlers)."""
@@ -245,10 +269,14 @@ class Worker:
             except ApiError as exc:
                 if exc.status_code in _REGISTER_FATAL:
                     raise
-                attempt = await self._backoff(attempt, f"register failed: {exc}")
+                if server_gone(exc):
+                    attempt = await self._move(attempt, f"register failed: {exc}")
+                else:
+                    attempt = await self._backoff(attempt, f"register failed: {exc}")
             except OSError as exc:
-                attempt = await self._backoff(attempt, f"server unreachable: {exc}")
+                attempt = await self._move(attempt, f"server unreachable: {exc}")
             else:
+                self.servers.answered()
                 self.session_token = response.session_token
                 self.channel = self.client.worker(self.name, response.session_token)
                 self.heartbeat_interval = response.heartbeat_interval
@@ -260,6 +288,21 @@ class Worker:
         log.warning("%s; retrying in %.1fs", why, delay)
         await asyncio.sleep(delay)
         return attempt + 1
+
+    async def _move(self, attempt: int, why: str) -> int:
+        """The current server cannot be worked through: go on with the next one, at once
+        while some server has not failed since one last answered, else after a backoff. The
+        session goes along (every replica reads it from the database), and so does whatever
+        the worker sends from now on: claims, checkpoints, heartbeats."""
+        if len(self.servers) == 1:
+            return await self._backoff(attempt, why)
+        untried = self.servers.failed()
+        if self.session_token is not None:
+            self.channel = self.client.worker(self.name, self.session_token)
+        log.warning("worker %s: %s; moving to %s", self.name, why, self.server_url)
+        if untried:
+            return attempt
+        return await self._backoff(attempt, "no server answers")
 
     def _resources(self) -> WorkerResources:
         return res.resources(self.home if self.home.exists() else ".", self._gpus)
@@ -275,6 +318,7 @@ class Worker:
                 )
                 async for frame in frames:
                     attempt = 0
+                    self.servers.answered()
                     if isinstance(frame, ExecutionClaimedFrame):
                         if not self.claims.pushed(frame.claim):
                             break  # reconnect: the new stream sends every source again
@@ -287,9 +331,12 @@ class Worker:
                 if exc.status_code in _SESSION_GONE:
                     await self._register()
                     continue
+                if server_gone(exc):
+                    attempt = await self._move(attempt, f"stream lost: {exc}")
+                    continue
                 attempt = await self._backoff(attempt, f"stream failed: {exc}")
             except OSError as exc:
-                attempt = await self._backoff(attempt, f"stream lost: {exc}")
+                attempt = await self._move(attempt, f"stream lost: {exc}")
             except FluxError as exc:
                 attempt = await self._backoff(attempt, f"stream error: {exc}")
             except Exception:  # a bug, or a frame this version cannot read: keep serving

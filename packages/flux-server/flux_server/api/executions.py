@@ -21,7 +21,7 @@ from flux.protocol import (
 from starlette.responses import Response
 
 from flux_server.api.deps import JSON_BODY, FluxRoute, RuntimeDep, json_body, model_response
-from flux_server.runtime import Runtime
+from flux_server.runtime import Runtime, draining
 from flux_server.sse import event_stream, frame
 
 __all__ = ["answer_run", "router"]
@@ -184,12 +184,22 @@ async def _wait(
 ) -> ExecutionStatus:
     """Wait from ``status`` (just read or written, with no await since) until ``done(state)``
     or the sync timeout; the status at that moment. Announced states that are not done are not
-    read from the database."""
+    read from the database.
+
+    Raises:
+        ApiError: 503 when the server drains before that (the execution goes on: the client
+            asks another server, with the execution's id).
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + runtime.options.sync_timeout
     execution_id, name = status.execution_id, status.workflow_name
     with runtime.watchers.watch(execution_id) as watch:
         while not done(status.state):
+            if runtime.stopping:
+                raise draining(
+                    f"waits no longer for execution {execution_id!r} (it goes on)",
+                    execution_id=execution_id,
+                )
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -207,7 +217,8 @@ async def _wait(
 
 
 async def _frames(runtime: Runtime, execution_id: str, name: str) -> AsyncIterator[bytes]:
-    """One frame per state change until the execution finishes or pauses.
+    """One frame per state change until the execution finishes or pauses, or the server
+    drains (the stream then just ends).
 
     A state passed through between two looks is not reported, except that a completed or
     paused execution is always preceded by ``running``. Closing the stream only stops it.
@@ -228,7 +239,7 @@ async def _frames(runtime: Runtime, execution_id: str, name: str) -> AsyncIterat
                 yield _frame(status, state)
                 sent = state
                 ran = ran or state == ExecutionState.RUNNING
-            if _settled(state):
+            if _settled(state) or runtime.stopping:
                 return
             try:
                 async with asyncio.timeout(min(keepalive, _RECHECK)):

@@ -195,7 +195,8 @@ async def rerun_execution(
 
 
 async def _frames(runtime: Runtime, execution_id: str, after: int) -> AsyncIterator[bytes]:
-    """The stream's frames from position ``after`` until a finished one."""
+    """The stream's frames from position ``after`` until a finished one, or until the server
+    drains (the client resumes the stream elsewhere from its last ``position``)."""
     keepalive = runtime.options.sse_keepalive
     finished_before = False
     with runtime.watchers.watch(execution_id) as watch:
@@ -214,6 +215,8 @@ async def _frames(runtime: Runtime, execution_id: str, after: int) -> AsyncItera
                     return
                 finished_before = True
                 continue
+            if runtime.stopping:
+                return
             try:
                 async with asyncio.timeout(min(keepalive, _RECHECK)):
                     await watch.event.wait()

@@ -37,7 +37,7 @@ from starlette.responses import Response
 from flux_server.api.deps import FluxRoute, RuntimeDep, WorkerName, json_response, model_response
 from flux_server.auth import hash_token, new_token
 from flux_server.hub import Connection
-from flux_server.runtime import Runtime
+from flux_server.runtime import Runtime, draining
 from flux_server.sse import event_stream, frame
 from flux_server.store.workers import WorkerRecord
 
@@ -49,6 +49,8 @@ router = APIRouter(prefix="/workers", tags=["workers"], route_class=FluxRoute)
 async def _bootstrap(request: Request) -> None:
     runtime: Runtime = request.app.state.runtime
     runtime.authenticator.check_bootstrap(request.headers.get("authorization"))
+    if runtime.stopping:
+        raise draining("registers no worker")
 
 
 @router.get("", response_model=list[WorkerInfo])
@@ -87,7 +89,10 @@ async def connect(
         "and claims in one step (protocol 1.3)",
     ),
 ) -> Response:
-    """The worker's Server-Sent Event stream (see ``flux.protocol.frames``)."""
+    """The worker's Server-Sent Event stream (see ``flux.protocol.frames``). 503 while the
+    server drains: the worker opens it on another server."""
+    if runtime.stopping:
+        raise draining("hands out no work")
     record = await runtime.workers.get(name)
     if record is None:  # deleted between authentication and now
         raise ApiError(f"worker {name!r} is not registered; register it again", 401)
@@ -127,7 +132,10 @@ async def _worker_frames(
 @router.post("/{name}/claim/{execution_id}", response_model=ClaimResponse)
 async def claim(name: WorkerName, execution_id: str, runtime: RuntimeDep) -> Response:
     """Take an execution; the answer holds everything needed to replay it. 409 when it is not
-    claimable (another worker has it, or it finished or was cancelled)."""
+    claimable (another worker has it, or it finished or was cancelled); 503 while the server
+    drains."""
+    if runtime.stopping:
+        raise draining("hands out no work")
     return json_response(await runtime.executions.claim(name, execution_id))
 
 
@@ -136,7 +144,9 @@ async def claims(name: WorkerName, body: ClaimBatchRequest, runtime: RuntimeDep)
     """Take several offered executions in one request and one transaction; each is claimed or
     refused on its own (``error.code`` ``conflict`` or ``not_found``). Sources whose hash is
     in ``known_sources`` come back empty; ``history_format="columns"`` sends each history
-    column by column."""
+    column by column. 503 while the server drains."""
+    if runtime.stopping:
+        raise draining("hands out no work")
     results = await runtime.executions.claim_many(
         name, body.execution_ids, body.known_sources, body.history_format == "columns"
     )

@@ -1,0 +1,42 @@
+"""Serving with uvicorn, draining on SIGTERM: the runtime stops taking work before uvicorn
+stops accepting connections and waits (up to ``server.drain_timeout``) for the requests in
+flight, so a replica can be replaced without losing or stalling anything."""
+
+from __future__ import annotations
+
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from flux_server.options import ServerOptions
+
+__all__ = ["DrainingServer", "serve"]
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server; its shutdown (SIGTERM, SIGINT) first drains the Flux runtime of its
+    application (:meth:`flux_server.runtime.Runtime.drain`)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        runtime = getattr(getattr(self.config.app, "state", None), "runtime", None)
+        if runtime is not None:
+            await runtime.drain()
+        await super().shutdown(sockets)
+
+
+def serve(app: FastAPI, options: ServerOptions, log_level: str, log_format: str = "text") -> None:
+    """Serve ``app`` on ``options.host:options.port`` until SIGTERM or SIGINT, then drain.
+    ``log_format``: ``"json"`` leaves uvicorn's records to the root logger's JSON formatter."""
+    config = uvicorn.Config(
+        app,
+        host=options.host,
+        port=options.port,
+        log_level=log_level,
+        **({"log_config": None} if log_format == "json" else {}),
+        # Longer than clients keep idle connections (httpx: 5 s), so a client never reuses a
+        # connection the server is closing at that moment (a POST would fail half-sent).
+        timeout_keep_alive=65,
+        timeout_graceful_shutdown=options.drain_timeout,
+    )
+    DrainingServer(config).run()
