@@ -158,9 +158,10 @@ def test_start_worker_accepts_every_option_flux_worker_lists(
         assert result.exit_code == 0, (option, result.stderr)
         assert execs[-1] == WORKER.argv("w1", option, value)
         parsed = parse_args(execs[-1][3:])
-        assert getattr(parsed, option[2:].replace("-", "_")) == (
-            int(value) if option in _INTEGERS else value
-        )
+        expected = int(value) if option in _INTEGERS else value
+        if option == "--server-url":  # repeatable: a list
+            expected = [value]
+        assert getattr(parsed, option[2:].replace("-", "_")) == expected
 
 
 def test_start_mcp_forwards_its_arguments_unchanged(cli: Cli, execs: list[list[str]]) -> None:

@@ -87,6 +87,20 @@ def test_urls_are_split_on_commas_in_order_without_duplicates() -> None:
             server_urls(bad)  # type: ignore[arg-type]
 
 
+def test_the_operations_doc_server_list_is_valid_settings() -> None:
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from flux.config import WorkerSettings
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
+    blocks = re.findall(r"```toml\n(.*?)```", doc.read_text(), flags=re.S)
+    (block,) = [b for b in blocks if "[flux.workers]" in b]
+    workers = WorkerSettings(**tomllib.loads(block)["flux"]["workers"])
+    assert server_urls(workers.server_url) == ["http://server-a:8000", "http://server-b:8000"]
+
+
 def test_a_call_moves_to_the_next_server_and_stays_there() -> None:
     fleet = Fleet()
     with _sync(fleet, "down", "up") as client:

@@ -171,7 +171,8 @@ def test_the_operations_doc_example_is_valid_settings() -> None:
     from pathlib import Path
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
-    (block,) = re.findall(r"```toml\n(.*?)```", doc.read_text(), flags=re.S)
+    blocks = re.findall(r"```toml\n(.*?)```", doc.read_text(), flags=re.S)
+    (block,) = [b for b in blocks if "[flux.retention]" in b]
     settings = RetentionSettings(**tomllib.loads(textwrap.dedent(block))["flux"]["retention"])
     assert settings.max_age_days == 30 and settings.workflows["nightly_etl"] == 7
     assert Retention(None, settings).enabled  # type: ignore[arg-type]  # no database needed

@@ -171,6 +171,10 @@ class Worker:
         )
         self._draining = False
         self._stopped = asyncio.Event()
+        self._reading: asyncio.Task[None] | None = None
+        """Reads the current stream."""
+        self._attempt = 0
+        """Reconnects since the stream last delivered a frame."""
 
     def _channel(self) -> AsyncWorkerChannel:
         if self.channel is None:
@@ -310,42 +314,65 @@ class Worker:
     # -- the stream and the heartbeat ----------------------------------------------------------
 
     async def _stream_loop(self) -> None:
-        attempt = 0
+        self._attempt = 0
         while not self._draining:
+            # The stream is read in a task of its own, so that a heartbeat that finds the
+            # server gone can end it (a hung server never closes it).
+            reading = self._reading = asyncio.create_task(self._read_stream())
             try:
-                frames = self._channel().connect(
-                    push=self.push_claims, decode_history=self.claims.decode_history
-                )
-                async for frame in frames:
-                    attempt = 0
-                    self.servers.answered()
-                    if isinstance(frame, ExecutionClaimedFrame):
-                        if not self.claims.pushed(frame.claim):
-                            break  # reconnect: the new stream sends every source again
-                    elif isinstance(frame, ExecutionScheduledFrame):
-                        self.claims.offer(frame.execution_id)
-                    elif isinstance(frame, ExecutionCancelledFrame):
-                        self.executions.cancel(frame.execution_id)
-                attempt = await self._backoff(attempt, "stream closed")
+                await reading
+                self._attempt = await self._backoff(self._attempt, "stream closed")
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not reading.cancelled() or (task is not None and task.cancelling()):
+                    raise  # the worker stops
+                self._attempt = await self._move(self._attempt, "heartbeats to it failed")
             except ApiError as exc:
                 if exc.status_code in _SESSION_GONE:
                     await self._register()
                     continue
                 if server_gone(exc):
-                    attempt = await self._move(attempt, f"stream lost: {exc}")
+                    self._attempt = await self._move(self._attempt, f"stream lost: {exc}")
                     continue
-                attempt = await self._backoff(attempt, f"stream failed: {exc}")
+                self._attempt = await self._backoff(self._attempt, f"stream failed: {exc}")
             except OSError as exc:
-                attempt = await self._move(attempt, f"stream lost: {exc}")
+                self._attempt = await self._move(self._attempt, f"stream lost: {exc}")
             except FluxError as exc:
-                attempt = await self._backoff(attempt, f"stream error: {exc}")
+                self._attempt = await self._backoff(self._attempt, f"stream error: {exc}")
             except Exception:  # a bug, or a frame this version cannot read: keep serving
                 log.exception("unexpected error on the stream")
-                attempt = await self._backoff(attempt, "stream error")
+                self._attempt = await self._backoff(self._attempt, "stream error")
+            finally:
+                reading.cancel()
+
+    async def _read_stream(self) -> None:
+        """Read the stream until it closes (a reconnect is in order when it returns)."""
+        frames = self._channel().connect(
+            push=self.push_claims, decode_history=self.claims.decode_history
+        )
+        async for frame in frames:
+            self._attempt = 0
+            self.servers.answered()
+            if isinstance(frame, ExecutionClaimedFrame):
+                if not self.claims.pushed(frame.claim):
+                    return  # reconnect: the new stream sends every source again
+            elif isinstance(frame, ExecutionScheduledFrame):
+                self.claims.offer(frame.execution_id)
+            elif isinstance(frame, ExecutionCancelledFrame):
+                self.executions.cancel(frame.execution_id)
+
+    def _server_silent(self, url: str, exc: BaseException) -> None:
+        """A heartbeat to ``url`` found it gone: when the stream is still on it and another
+        server is known, end the stream, so that the worker moves."""
+        reading = self._reading
+        if len(self.servers) > 1 and url == self.server_url and reading is not None:
+            log.warning("worker %s: heartbeat to %s failed (%s)", self.name, url, exc)
+            reading.cancel()
 
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval)
+            url = self.server_url
             try:
                 resources = self._resources()
                 # Only executions already running when this heartbeat left can be judged by
@@ -357,8 +384,13 @@ class Worker:
                 if exc.status_code in _SESSION_GONE:
                     with contextlib.suppress(ApiError, OSError):
                         await self._register()
+                elif server_gone(exc):
+                    self._server_silent(url, exc)
                 continue
-            except (OSError, FluxError):
+            except OSError as exc:
+                self._server_silent(url, exc)
+                continue
+            except FluxError:
                 continue
             except Exception:  # a bug: beat again next time rather than stop beating
                 log.exception("unexpected error in the heartbeat")
