@@ -149,6 +149,8 @@ async def _trial(replicas: Replicas, how: str) -> dict[str, float]:
     )
 
     def rate(a: float, b: float) -> float:
+        if b - a < 1.0:
+            return float("nan")  # too short a window to say (a stall nearly as long as it)
         return sum(1 for t in done if a <= t < b) / (b - a)
 
     return {
@@ -189,6 +191,7 @@ def main() -> list[tuple[str, float, str, str]]:
             if key == "drain" and how == "SIGKILL":
                 continue
             values = [t[key] * (1000 if unit == "ms" else 1) for t in trials]
+            values = [v for v in values if v == v] or [float("nan")]  # NaN: no window
             spread = f"{min(values):,.0f} to {max(values):,.0f}" if len(values) > 1 else "-"
             name = f"{how} replica a: {label} (range {spread})"
             rows.append((name, statistics.median(values), unit, "-"))

@@ -15,6 +15,7 @@ delivered (the stream closed meanwhile) goes straight back to the queue.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable, Coroutine
@@ -108,13 +109,16 @@ class Dispatcher:
         self._chore = chore
         """Runs a coroutine in the background (the runtime's, which keeps and reports it)."""
         self.rounds = 0
+        self._stopping = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
-        """Dispatch until cancelled."""
-        while True:
+        """Dispatch until cancelled or stopped."""
+        while not self._stopping:
             # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
             # that arrives as the event fires, and the server would never stop.
             try:
@@ -122,7 +126,10 @@ class Dispatcher:
                     await self._wake.wait()
             except TimeoutError:
                 pass
+            if self._stopping:
+                return
             self._wake.clear()
+            self._idle.clear()
             try:
                 await self.dispatch_once()
             except asyncio.CancelledError:
@@ -131,6 +138,17 @@ class Dispatcher:
                 log.exception("dispatch round failed; retrying")
                 await asyncio.sleep(min(1.0, self._sweep_interval))
                 self._wake.set()
+            finally:
+                self._idle.set()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Let the round in progress finish, then stop: a round cut short could leave claims
+        it committed undelivered, to wait out the claim timeout."""
+        self._stopping = True
+        self._wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
 
     async def dispatch_once(self) -> int:
         """One round; returns how many offers were sent."""

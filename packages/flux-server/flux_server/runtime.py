@@ -146,6 +146,7 @@ class Runtime:
         self.stopping = True
         log.info("draining: no more work is handed out here; finishing the requests in flight")
         await self.scheduler.stop()
+        await self.dispatcher.stop()  # its round's claims reach their workers before the close
         for task in self._work:
             task.cancel()
         if self._work:
