@@ -53,6 +53,8 @@ class Cluster:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("FLUX_")}
         self.env.update({"FLUX_HOME": str(home), "FLUX_LOG_LEVEL": "WARNING"})
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.worker_args: list[str] = []
+        """More ``flux-worker`` options for every worker started."""
 
     def start(self, workers: int) -> None:
         log = open(self.home / "server.log", "ab")
@@ -66,7 +68,7 @@ class Cluster:
     def add_worker(self, name: str) -> subprocess.Popen[bytes]:
         log = open(self.home / f"{name}.log", "ab")
         cmd = [sys.executable, "-m", "flux_worker", name, "--server-url", self.url,
-               "--home", str(self.home), "--capacity", "64"]  # fmt: skip
+               "--home", str(self.home), "--capacity", "64", *self.worker_args]  # fmt: skip
         proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log)
         self.procs.append(proc)
         self._wait(

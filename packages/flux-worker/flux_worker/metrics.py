@@ -111,8 +111,13 @@ class WorkerMetrics:
         self._tasks = Counter(
             TASKS.name.removesuffix("_total"), TASKS.help, TASKS.labels, registry=registry
         )
-        for outcome in ("completed", "failed", "cancelled", "retried", "replayed"):
-            self._tasks.labels(outcome)  # shown from the start, at 0
+        # Every outcome shown from the start, at 0; each series' child kept by its labels
+        # (``labels()`` costs several times the count itself).
+        self._outcomes = {
+            outcome: self._tasks.labels(outcome)
+            for outcome in ("completed", "failed", "cancelled", "retried", "replayed")
+        }
+        self._durations_by: dict[tuple[str, str, str], Any] = {}
         self._durations = _histogram(TASK_DURATION, registry, _DURATION_BUCKETS)
         self._checkpoints = _histogram(CHECKPOINT_DURATION, registry, _CHECKPOINT_BUCKETS)
         ProcessCollector(registry=self.registry)
@@ -156,7 +161,7 @@ class WorkerMetrics:
         except Exception:  # an unreadable history fails the run, with its own message
             return
         if done:
-            self._tasks.labels("replayed").inc(len(done))
+            self._outcomes["replayed"].inc(len(done))
 
     def checkpoints_through(
         self, channel: Callable[[], CheckpointChannel]
@@ -185,15 +190,14 @@ class WorkerMetrics:
                     started = self._track(execution_id)
                 started[record.source_id] = record.time
             elif kind == EventType.TASK_RETRY_STARTED:
-                self._tasks.labels("retried").inc()
+                self._outcomes["retried"].inc()
             elif kind in _OUTCOMES:
                 outcome = _OUTCOMES[kind]
-                self._tasks.labels(outcome).inc()
+                self._outcomes[outcome].inc()
                 began = None if started is None else started.pop(record.source_id, None)
                 if began is not None:
-                    labels = self._labels(execution_id, record.name)
                     seconds = max(0.0, _seconds(record.time) - _seconds(began))
-                    self._durations.labels(*labels, outcome).observe(seconds)
+                    self._duration(execution_id, record.name, outcome).observe(seconds)
             elif kind in WORKFLOW_EVENTS and kind != EventType.WORKFLOW_STARTED:
                 # The run ended or paused here: what it left started (a pause) is not ours.
                 self._started.pop(execution_id, None)
@@ -206,14 +210,21 @@ class WorkerMetrics:
         self._started[execution_id] = started
         return started
 
-    def _labels(self, execution_id: str, task: str) -> tuple[str, str]:
-        labels = (self._workflow_of(execution_id) or "", task)
-        if labels in self._task_labels:
-            return labels
-        if len(self._task_labels) >= MAX_TASK_SERIES:
-            return labels[0], "other"
-        self._task_labels.add(labels)
-        return labels
+    def _duration(self, execution_id: str, task: str, outcome: str) -> Any:
+        """The duration series of ``task`` of the execution's workflow ending ``outcome``."""
+        key = (self._workflow_of(execution_id) or "", task, outcome)
+        series = self._durations_by.get(key)
+        if series is None:
+            workflow = key[0]
+            if (workflow, task) not in self._task_labels:
+                if len(self._task_labels) >= MAX_TASK_SERIES:
+                    task = "other"
+                else:
+                    self._task_labels.add((workflow, task))
+            series = self._durations.labels(workflow, task, outcome)
+            if task != "other":  # "other" stands for tasks that get no entry of their own
+                self._durations_by[key] = series
+        return series
 
 
 class _CountingChannel:
