@@ -3,6 +3,7 @@ on and off, in interleaved runs.
 
     python -m bench.metrics_pairs [PAIRS] [RUNS]
     FLUX_BENCH_BEFORE=/path/to/clone/packages python -m bench.metrics_pairs   # a third variant
+    python -m bench.metrics_pairs attribute [RUNS]    # the counting code's own time
 
 Each run starts a fresh server (SQLite, or PostgreSQL with ``FLUX_BENCH_DB=postgres``), one
 worker (capacity 64) and a home of its own, warms up with 50 executions, then runs RUNS
@@ -20,6 +21,11 @@ task) and ``bench_tasks`` with 10 tasks.
   packages of another checkout (a clone of the commit before metrics), to show what the code
   paths cost even with metrics off.
 
+``attribute`` measures the counting code itself, which the pairs cannot resolve on a busy
+machine: a server and a worker in this process (SQLite, metrics on), RUNS executions of each
+workload, and the time spent inside the server's ``ServerMetrics.count`` and the worker's
+``WorkerMetrics.acknowledged`` and ``claimed`` (``time.thread_time``), per execution.
+
 Every pair runs every variant, the order reversed every other pair. Reported: the medians of
 CPU per execution, and the median over pairs of each pair's on/off ratio (of server+worker
 CPU), which a machine whose speed drifts during the session moves less.
@@ -34,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 from flux.client import AsyncFluxClient
@@ -139,7 +146,70 @@ def _one(variant: str, database_url: str, runs: int) -> dict[str, tuple[float, f
             cluster.stop()
 
 
+async def _attribute(runs: int) -> None:
+    from flux_server import ServerOptions, create_app
+    from flux_server.metrics import ServerMetrics
+    from flux_server.testing import serve_in_process
+    from flux_worker import Worker
+    from flux_worker.metrics import WorkerMetrics
+
+    spent = {"server": 0.0, "worker": 0.0}
+
+    def timed(cls: Any, method: str, side: str) -> None:
+        original = getattr(cls, method)
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            began = time.thread_time()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                spent[side] += time.thread_time() - began
+
+        setattr(cls, method, wrapper)
+
+    timed(ServerMetrics, "count", "server")
+    timed(WorkerMetrics, "acknowledged", "worker")
+    timed(WorkerMetrics, "claimed", "worker")
+    with tempfile.TemporaryDirectory() as tmp:
+        options = ServerOptions(database_url=f"sqlite:///{tmp}/flux.db", home=Path(tmp))
+        app = create_app(options)
+        async with serve_in_process(app) as transport:
+            async with AsyncFluxClient("http://flux.test", transport=transport) as client:
+                await client.register_workflows(ROOT / "bench" / "workflows.py")
+                token = (Path(tmp) / "bootstrap-token").read_text().strip()
+                worker = Worker(
+                    "bench", "http://flux.test", token, capacity=64, home=tmp, client=client,
+                    metrics_port=0, metrics_host="127.0.0.1",
+                )  # fmt: skip
+                serving = asyncio.create_task(worker.run())
+                gate = asyncio.Semaphore(CONCURRENCY)
+
+                async def one(name: str, tasks: int) -> None:
+                    async with gate:
+                        status = await client.run(name, tasks, mode="sync")
+                        if status.state != "COMPLETED":
+                            raise RuntimeError(f"{name} ended {status.state}")
+
+                await asyncio.gather(*(one("bench_one", 1) for _ in range(WARMUP)))
+                print("| workload | server counting | worker counting | per execution |")
+                print("|---|---:|---:|---:|")
+                for name, tasks in WORKLOADS:
+                    for side in spent:
+                        spent[side] = 0.0
+                    await asyncio.gather(*(one(name, tasks) for _ in range(runs)))
+                    server, worker_us = (spent[k] / runs * 1e6 for k in ("server", "worker"))
+                    print(
+                        f"| {name} ({tasks} task{'s' if tasks > 1 else ''}) | {server:.1f} us "
+                        f"| {worker_us:.1f} us | {server + worker_us:.1f} us |"
+                    )
+                worker.stop()
+                await serving
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["attribute"]:
+        asyncio.run(_attribute(int(argv[1]) if len(argv) > 1 else 2000))
+        return
     pairs = int(argv[0]) if argv else 5
     runs = int(argv[1]) if len(argv) > 1 else 500
     variants = ["off", "on", *(["before"] if os.environ.get("FLUX_BENCH_BEFORE") else [])]
