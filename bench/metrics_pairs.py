@@ -1,44 +1,49 @@
 """What metrics cost: the server's and the worker's CPU per execution with Prometheus metrics
-on and off, in interleaved runs.
+on and off, side by side, in interleaved batches.
 
     python -m bench.metrics_pairs [PAIRS] [RUNS]
     FLUX_BENCH_BEFORE=/path/to/clone/packages python -m bench.metrics_pairs   # a third variant
     python -m bench.metrics_pairs attribute [RUNS]    # the counting code's own time
 
-Each run starts a fresh server (SQLite, or PostgreSQL with ``FLUX_BENCH_DB=postgres``), one
-worker (capacity 64) and a home of its own, warms up with 50 executions, then runs RUNS
-executions of each workload through 16 concurrent sync runs from this process, and reads the
-server's and the worker's CPU (psutil) over each workload. Workloads: ``bench_one`` (one
-task) and ``bench_tasks`` with 10 tasks.
+One cluster per variant runs for the whole session, each a server (SQLite, or PostgreSQL
+with ``FLUX_BENCH_DB=postgres``, a database each) and one worker (capacity 64) with a home of
+its own, all warmed up with 50 executions. Then, PAIRS times, each cluster in turn runs a
+batch of RUNS executions of each workload through 16 concurrent sync runs from this process,
+the order reversed every other pair, and the server's and the worker's CPU (psutil) over each
+batch is read. Batches of a pair run seconds apart, so the machine's drift, which on a shared
+VM is larger than the effect measured, moves both alike. Workloads: ``bench_one`` (one task)
+and ``bench_tasks`` with 10 tasks.
 
 - **off**: ``server.metrics = false`` (no ``/metrics``, nothing counted), no worker port.
-- **on**: the server counts, the worker serves ``--metrics-port``, and a scraper in this
-  process reads both ``/metrics`` every ``FLUX_BENCH_SCRAPE`` seconds during the run (default
-  15, Prometheus's default interval) and once at its end. The scrapes' handling is in the
-  server's and worker's CPU; the scraper's own is not counted. After the workloads, 50 more
-  scrapes of each measure what one scrape costs the server and the worker.
+- **on**: the server counts, the worker serves ``--metrics-port``, and each batch ends with
+  one scrape of both ``/metrics`` (a few seconds of load per scrape: more often than
+  Prometheus's default 15 s). The scrapes' handling is in the server's and worker's CPU; the
+  scraper's own is not counted. After the batches, 50 more scrapes of each measure what one
+  scrape costs the server and the worker.
 - **before** (only with ``FLUX_BENCH_BEFORE``): the server and worker processes run the
   packages of another checkout (a clone of the commit before metrics), to show what the code
   paths cost even with metrics off.
 
-``attribute`` measures the counting code itself, which the pairs cannot resolve on a busy
-machine: a server and a worker in this process (SQLite, metrics on), RUNS executions of each
-workload, and the time spent inside the server's ``ServerMetrics.count`` and the worker's
-``WorkerMetrics.acknowledged`` and ``claimed`` (``time.thread_time``), per execution.
+Reported: the medians of CPU per execution, and the median over pairs of each pair's on/off
+ratio (of server+worker CPU).
 
-Every pair runs every variant, the order reversed every other pair. Reported: the medians of
-CPU per execution, and the median over pairs of each pair's on/off ratio (of server+worker
-CPU), which a machine whose speed drifts during the session moves less.
+``attribute`` measures the counting code itself: a server and a worker in this process
+(SQLite, metrics on), RUNS executions of each workload, and the time spent inside the
+server's ``ServerMetrics.count`` and the worker's ``WorkerMetrics.acknowledged`` and
+``claimed`` (``time.thread_time``), per execution.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,100 +55,120 @@ from bench.server import ROOT, Cluster, _CpuMeter, _drop_pg, _free_port, _pg_dat
 WORKLOADS = (("bench_one", 1), ("bench_tasks", 10))
 CONCURRENCY = 16
 WARMUP = 50
-SCRAPE_INTERVAL = float(os.environ.get("FLUX_BENCH_SCRAPE", "15"))
 SCRAPES = 50
-SETTLE = 1.0
-"""Seconds every variant idles after a workload, before its CPU is read."""
+SETTLE = 0.5
+"""Seconds every batch idles after its runs, before its CPU is read."""
 
 
-async def _scrape(urls: list[str], stop: asyncio.Event, count: list[int]) -> None:
-    """Scrape ``urls`` every :data:`SCRAPE_INTERVAL` seconds, and once more at ``stop``."""
+@dataclass
+class _Variant:
+    name: str
+    cluster: Cluster
+    scraped: list[str] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _clusters(names: list[str], database: str, home: Path) -> Iterator[list[_Variant]]:
+    """A running cluster per variant (and its database on PostgreSQL), stopped at the end."""
+    started: list[_Variant] = []
+    databases: list[str] = []
+    try:
+        for name in names:
+            folder = home / name
+            folder.mkdir()
+            url = f"sqlite:///{folder}/flux.db"
+            if database == "postgres":
+                created = _pg_database()
+                if created is None:
+                    raise RuntimeError("PostgreSQL does not answer at FLUX_TEST_PG")
+                url, db_name = created
+                databases.append(db_name)
+            variant = _Variant(name, Cluster(folder, url))
+            _configure(variant)
+            started.append(variant)
+            variant.cluster.start(1)
+        yield started
+    finally:
+        for variant in started:
+            variant.cluster.stop()
+        for db_name in databases:
+            _drop_pg(db_name)
+
+
+def _configure(variant: _Variant) -> None:
+    cluster = variant.cluster
+    if variant.name == "on":
+        port = _free_port()
+        cluster.worker_args = ["--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
+        variant.scraped = [f"{cluster.url}/metrics", f"http://127.0.0.1:{port}/metrics"]
+    elif variant.name == "off":
+        cluster.env["FLUX_SERVER__METRICS"] = "false"
+    else:  # before: another checkout's packages, which have no metrics
+        packages = Path(os.environ["FLUX_BENCH_BEFORE"])
+        cluster.env["PYTHONPATH"] = os.pathsep.join(
+            str(packages / name) for name in ("flux-sdk", "flux-server", "flux-worker")
+        )
+
+
+async def _batch(
+    variant: _Variant, client: AsyncFluxClient, name: str, tasks: int, runs: int
+) -> tuple[float, float]:
+    """Server and worker CPU microseconds per execution of ``runs`` sync runs (and, for the
+    on variant, one scrape of each /metrics)."""
+    meter = _CpuMeter(variant.cluster)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one() -> None:
+        async with gate:
+            status = await client.run(name, tasks, mode="sync")
+            if status.state != "COMPLETED":
+                raise RuntimeError(f"{name} ended {status.state}")
+
+    meter.restart()
+    await asyncio.gather(*(one() for _ in range(runs)))
     async with httpx.AsyncClient(timeout=10) as http:
-        while True:
-            try:
-                await asyncio.wait_for(stop.wait(), SCRAPE_INTERVAL)
-            except TimeoutError:
-                pass
-            for url in urls:
-                response = await http.get(url)
-                response.raise_for_status()
-                count[0] += 1
-            if stop.is_set():
-                return
+        for url in variant.scraped:
+            (await http.get(url)).raise_for_status()
+    await asyncio.sleep(SETTLE)
+    server, worker = meter.spent()
+    return server / runs * 1e6, worker / runs * 1e6
 
 
-async def _scrape_cost(cluster: Cluster, urls: list[str]) -> tuple[float, float]:
+async def _scrape_cost(variant: _Variant) -> tuple[float, float]:
     """Server and worker CPU microseconds per scrape of each."""
-    meter = _CpuMeter(cluster)
+    meter = _CpuMeter(variant.cluster)
     async with httpx.AsyncClient(timeout=10) as http:
         meter.restart()
         for _ in range(SCRAPES):
-            for url in urls:
+            for url in variant.scraped:
                 (await http.get(url)).raise_for_status()
         server, worker = meter.spent()
     return server / SCRAPES * 1e6, worker / SCRAPES * 1e6
 
 
-async def _workload(
-    cluster: Cluster, name: str, tasks: int, runs: int, scraped: list[str]
-) -> tuple[float, float]:
-    """Server and worker CPU microseconds per execution of ``runs`` sync runs."""
-    meter = _CpuMeter(cluster)
-    gate = asyncio.Semaphore(CONCURRENCY)
-    stop = asyncio.Event()
-    scrapes = [0]
-    async with AsyncFluxClient(cluster.url, timeout=120) as client:
-
-        async def one() -> None:
-            async with gate:
-                status = await client.run(name, tasks, mode="sync")
-                if status.state != "COMPLETED":
-                    raise RuntimeError(f"{name} ended {status.state}")
-
-        meter.restart()
-        scraper = asyncio.create_task(_scrape(scraped, stop, scrapes))
-        await asyncio.gather(*(one() for _ in range(runs)))
-        stop.set()
-        await scraper
-        await asyncio.sleep(SETTLE)
-        server, worker = meter.spent()
-    if scraped and scrapes[0] < len(scraped):
-        raise RuntimeError("the metrics were never scraped")
-    return server / runs * 1e6, worker / runs * 1e6
-
-
-async def _run(cluster: Cluster, runs: int, scraped: list[str]) -> dict[str, tuple[float, float]]:
-    async with AsyncFluxClient(cluster.url, timeout=120) as client:
-        await client.register_workflows(ROOT / "bench" / "workflows.py")
-        await asyncio.gather(*(client.run("bench_one", 1, mode="sync") for _ in range(WARMUP)))
-    figures = {
-        name: await _workload(cluster, name, tasks, runs, scraped) for name, tasks in WORKLOADS
-    }
-    if scraped:
-        figures["a scrape"] = await _scrape_cost(cluster, scraped)
-    return figures
-
-
-def _one(variant: str, database_url: str, runs: int) -> dict[str, tuple[float, float]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(Path(tmp), database_url or f"sqlite:///{tmp}/flux.db")
-        scraped: list[str] = []
-        if variant == "on":
-            port = _free_port()
-            cluster.worker_args = ["--metrics-port", str(port), "--metrics-host", "127.0.0.1"]
-            scraped = [f"{cluster.url}/metrics", f"http://127.0.0.1:{port}/metrics"]
-        elif variant == "off":
-            cluster.env["FLUX_SERVER__METRICS"] = "false"
-        else:  # before: another checkout's packages, which have no metrics
-            packages = Path(os.environ["FLUX_BENCH_BEFORE"])
-            cluster.env["PYTHONPATH"] = os.pathsep.join(
-                str(packages / name) for name in ("flux-sdk", "flux-server", "flux-worker")
-            )
-        try:
-            cluster.start(1)
-            return asyncio.run(_run(cluster, runs, scraped))
-        finally:
-            cluster.stop()
+async def _session(
+    variants: list[_Variant], pairs: int, runs: int
+) -> dict[tuple[str, str], list[tuple[float, float]]]:
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {}
+        for variant in variants:
+            client = AsyncFluxClient(variant.cluster.url, timeout=120)
+            clients[variant.name] = await stack.enter_async_context(client)
+            await client.register_workflows(ROOT / "bench" / "workflows.py")
+            await asyncio.gather(*(client.run("bench_one", 1, mode="sync") for _ in range(WARMUP)))
+        for pair in range(pairs):
+            order = variants if pair % 2 == 0 else variants[::-1]
+            shown = []
+            for name, tasks in WORKLOADS:
+                for variant in order:
+                    cpu = await _batch(variant, clients[variant.name], name, tasks, runs)
+                    samples.setdefault((variant.name, name), []).append(cpu)
+                    shown.append(f"{name} {variant.name} {sum(cpu):,.0f} us")
+            print(f"pair {pair + 1}: {', '.join(shown)}", flush=True)
+        on = next(v for v in variants if v.name == "on")
+        samples[("on", "a scrape")] = [await _scrape_cost(on)]
+    return samples
 
 
 async def _attribute(runs: int) -> None:
@@ -210,41 +235,24 @@ def main(argv: list[str]) -> None:
     if argv[:1] == ["attribute"]:
         asyncio.run(_attribute(int(argv[1]) if len(argv) > 1 else 2000))
         return
-    pairs = int(argv[0]) if argv else 5
-    runs = int(argv[1]) if len(argv) > 1 else 500
-    variants = ["off", "on", *(["before"] if os.environ.get("FLUX_BENCH_BEFORE") else [])]
+    pairs = int(argv[0]) if argv else 10
+    runs = int(argv[1]) if len(argv) > 1 else 200
+    names = ["off", "on", *(["before"] if os.environ.get("FLUX_BENCH_BEFORE") else [])]
     database = os.environ.get("FLUX_BENCH_DB", "sqlite")
-    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for pair in range(pairs):
-        order = variants if pair % 2 == 0 else variants[::-1]
-        for variant in order:
-            url, created = "", None
-            if database == "postgres":
-                created = _pg_database()
-                if created is None:
-                    raise RuntimeError("PostgreSQL does not answer at FLUX_TEST_PG")
-                url = created[0]
-            try:
-                figures = _one(variant, url, runs)
-            finally:
-                if created is not None:
-                    _drop_pg(created[1])
-            for name, cpu in figures.items():
-                samples.setdefault((variant, name), []).append(cpu)
-            shown = ", ".join(f"{n} {s + w:,.0f} us" for n, (s, w) in figures.items())
-            print(f"pair {pair + 1} metrics {variant}: {shown}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp, _clusters(names, database, Path(tmp)) as variants:
+        samples = asyncio.run(_session(variants, pairs, runs))
     print(
-        f"\n{database}, {pairs} pairs of {runs} executions per workload; medians of CPU per "
-        "execution (server / worker / both)"
+        f"\n{database}, {pairs} pairs of batches of {runs} executions per workload; medians "
+        "of CPU per execution (server / worker / both)"
     )
-    print(f"| workload | {' | '.join(variants)} | on vs off (medians; of pair ratios) |")
-    print(f"|---|{'---:|' * len(variants)}---:|")
+    print(f"| workload | {' | '.join(names)} | on vs off (medians; of pair ratios) |")
+    print(f"|---|{'---:|' * len(names)}---:|")
     for name, tasks in WORKLOADS:
-        medians = {v: _medians(samples[(v, name)]) for v in variants}
+        medians = {v: _medians(samples[(v, name)]) for v in names}
         cells = " | ".join(f"{s:,.0f} / {w:,.0f} / {b:,.0f} us" for s, w, b in medians.values())
         change = (medians["on"][2] - medians["off"][2]) / medians["off"][2] * 100
         ratios = [
-            (on[0] + on[1]) / (off[0] + off[1])
+            sum(on) / sum(off)
             for on, off in zip(samples[("on", name)], samples[("off", name)], strict=True)
         ]
         paired = (statistics.median(ratios) - 1) * 100
