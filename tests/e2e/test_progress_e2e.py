@@ -16,7 +16,7 @@ from tests.support.cluster import FluxCluster, make_cluster, running_cluster
 
 pytestmark = pytest.mark.e2e
 
-WORKFLOWS = '''
+WORKFLOWS = """
 import asyncio
 from pathlib import Path
 
@@ -39,7 +39,7 @@ async def stepped(ctx: ExecutionContext[dict]):
     done = await steps(ctx.input["n"], ctx.input["gate"])
     await pause("look")
     return done
-'''
+"""
 
 
 def follow(cluster: FluxCluster, gate: Path) -> list[object]:
