@@ -143,3 +143,29 @@ def test_the_cost_map_default_can_be_turned_off() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    ("model", "variable"),
+    [
+        ("anthropic/claude-3-5-haiku-latest", "ANTHROPIC_API_KEY"),
+        ("gemini/gemini-1.5-flash", "GEMINI_API_KEY"),
+    ],
+)
+def test_anthropic_and_gemini_through_litellms_mock_response(
+    model: str, variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # litellm answers itself (mock_response): nothing leaves the machine.
+    monkeypatch.setenv(variable, "test-key")
+    pricing = {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}
+    hosted = Agent(model, settings={"mock_response": "Hello from a mock"}, pricing=pricing)
+
+    @workflow
+    async def ask(ctx: ExecutionContext[str]):
+        return await hosted.run(ctx.input)
+
+    result = run(ask, "hi").output
+    assert result.output == "Hello from a mock"
+    usage = result.usage
+    assert usage.total_tokens > 0
+    assert result.cost == pytest.approx(usage.prompt_tokens * 1e-6 + usage.completion_tokens * 2e-6)
