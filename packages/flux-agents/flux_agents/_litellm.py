@@ -9,7 +9,6 @@ message, finish reason, usage, cost and model), nothing of litellm's types.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -269,8 +268,3 @@ def _first_line(exc: BaseException) -> str:
         else:
             break
     return line[:300]
-
-
-def arguments_of(call: dict[str, Any]) -> Any:
-    """The parsed JSON arguments of a recorded tool call (raises ``ValueError``)."""
-    return json.loads(call["function"]["arguments"] or "{}")

@@ -180,9 +180,7 @@ class AgentRun:
         except ValueError as exc:
             return {**message, "content": f"error: invalid arguments for {name!r}: {exc}"}
         agent = self.agent.name
-        await publish(
-            agent, "tool_start", call_id=call["id"], tool=name, arguments=kwargs_view(kwargs)
-        )
+        await publish(agent, "tool_start", call_id=call["id"], tool=name, arguments=_view(kwargs))
         try:
             value = await tool.task(**kwargs)
         except NonDeterminismError:
@@ -194,7 +192,7 @@ class AgentRun:
         return {**message, "content": tool_result_text(value)}
 
 
-def kwargs_view(kwargs: dict[str, Any]) -> Any:
+def _view(kwargs: dict[str, Any]) -> Any:
     from flux.serialization import to_view
 
     return to_view(kwargs)
