@@ -70,7 +70,7 @@ class LeanClient(httpx.AsyncClient):
     def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None, **kwargs: Any) -> None:
         super().__init__(transport=transport, **kwargs)
         direct = isinstance(transport, LeanTransport) and not kwargs.get("mounts")
-        self._lean = transport if direct else None
+        self._lean: LeanTransport | None = transport if direct else None  # type: ignore[assignment]
 
     async def send(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import FINISHED_STATES
@@ -41,7 +42,7 @@ async def prune_batch(
     # first; an index on updated_at would serve the order directly, but every checkpoint
     # moves updated_at, and on PostgreSQL an indexed column that changes rules out in-place
     # updates.)
-    def candidates(state: str, n: int) -> sa.Select[tuple[str]]:
+    def candidates(state: str, n: int) -> sa.Select[Any]:
         query = (
             sa.select(_C.id)
             .where(_C.state == state, _C.created_at < cutoff, _C.updated_at < cutoff)
@@ -58,7 +59,9 @@ async def prune_batch(
         ids: list[str] = []
         for state in _FINISHED:
             if len(ids) < limit:
-                ids += tx.conn.execute(candidates(state, limit - len(ids))).scalars()
+                ids += [
+                    str(i) for i in tx.conn.execute(candidates(state, limit - len(ids))).scalars()
+                ]
         if not ids:
             return 0
         tx.conn.execute(sa.delete(events).where(events.c.execution_id.in_(ids)))
