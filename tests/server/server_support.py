@@ -38,6 +38,9 @@ from flux_server.runtime import Runtime
 
 from tests.support.waiting import wait_until_async
 
+JSON = {"content-type": "application/json"}
+"""Headers of a request whose body is JSON (JSON endpoints refuse other bodies: 415)."""
+
 BOOTSTRAP = "test-bootstrap-token"
 
 HELLO = b"""

@@ -10,7 +10,7 @@ from flux.domain import EventType, ExecutionState
 from flux.errors import ConflictError, NotFoundError
 from flux.protocol import PROTOCOL_VERSION, OutputRecord
 from flux.serialization import b64decode, loads
-from server_support import record
+from server_support import JSON, record
 
 from tests.support.waiting import wait_until_async
 
@@ -152,7 +152,7 @@ async def test_stream_frame_names_and_disconnect_changes_nothing(server) -> None
     worker = await server.worker()
     names = []
     async with server.http.stream(
-        "POST", "/workflows/hello/run/stream", content=b'"x"'
+        "POST", "/workflows/hello/run/stream", content=b'"x"', headers=JSON
     ) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
         execution_id = response.headers["x-flux-execution-id"]
@@ -349,7 +349,7 @@ async def test_plain_http_without_the_protocol_header_works(server) -> None:
 
 async def test_unknown_run_mode_is_400(server) -> None:
     await server.register()
-    response = await server.http.post("/workflows/hello/run/fast", content=b"1")
+    response = await server.http.post("/workflows/hello/run/fast", content=b"1", headers=JSON)
     assert response.status_code == 400
     assert "unknown mode 'fast'" in response.json()["message"]
     response = await server.http.get("/workflows/hello/cancel/x?mode=later")

@@ -29,7 +29,7 @@ from flux.serialization import b64decode, loads
 from flux_server import ServerOptions, create_app
 from flux_server.api.deps import JSON_BODY
 from flux_server.fastpath import ROUTES, FastRoute
-from server_support import record
+from server_support import JSON, record
 from starlette.routing import Match
 
 LOGGER = "flux.server.fastpath"
@@ -188,7 +188,7 @@ async def test_runs_are_answered_as_the_route_answers_them(server) -> None:
 
     job = asyncio.create_task(work())
     waited = await http.post("/workflows/hello/run/sync", json="World")
-    empty = await http.post("/workflows/hello/run/sync", content=b"  ")  # no input: null
+    empty = await http.post("/workflows/hello/run/sync", content=b"  ", headers=JSON)  # null
     await job
     assert (waited.json()["state"], waited.json()["output"]) == ("COMPLETED", "Hello, World")
     assert (empty.json()["state"], empty.json()["output"]) == ("COMPLETED", "Hello, None")
@@ -197,7 +197,7 @@ async def test_runs_are_answered_as_the_route_answers_them(server) -> None:
     # Refused before anything is created: the route's own answers, nothing stored.
     unknown = await http.post("/workflows/nope/run/sync", json=1)
     assert (unknown.status_code, unknown.json()["code"]) == (404, "not_found")
-    garbled = await http.post("/workflows/hello/run/async", content=b"{nope")
+    garbled = await http.post("/workflows/hello/run/async", content=b"{nope", headers=JSON)
     assert garbled.status_code == 400
     assert "JSON" in garbled.json()["message"]
     assert await _executions(server) == 3
@@ -373,7 +373,7 @@ async def test_the_fast_answer_is_the_routes(server, caplog) -> None:
         assert fast.status_code == 401
 
     await server.register()
-    for request in ({"json": "World"}, {"content": b""}, {"content": b"{nope"}):
+    for request in ({"json": "World"}, {"content": b""}, {"content": b"{nope", "headers": JSON}):
         routed, fast = await both("/workflows/hello/run/async", **request)
         assert routed.status_code == fast.status_code, request
         assert _comparable(routed.json()) == _comparable(fast.json()), request

@@ -90,7 +90,7 @@ async def test_an_empty_pause_name_is_refused(server) -> None:
     worker = await server.worker()
     execution_id, _ = await _two_pauses(server, worker)
     response = await server.http.post(
-        f"/workflows/hello/resume/{execution_id}/async", params={"pause": ""}, content=b"1"
+        f"/workflows/hello/resume/{execution_id}/async", params={"pause": ""}, json=1
     )
     assert response.status_code == 422
 
@@ -140,6 +140,6 @@ async def test_a_resume_repeated_with_its_id_resumes_once(server) -> None:
     response = await server.http.post(
         f"/workflows/hello/resume/{execution_id}/async",
         params={"resume_id": "has space"},
-        content=b"1",
+        json=1,
     )
     assert response.status_code == 422 and "resume_id" in response.text

@@ -11,7 +11,7 @@ from flux.errors import ApiError
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, RegisterWorkerRequest
 from flux_server import ServerOptions
 from flux_server.auth import TOKEN_FILE
-from server_support import BOOTSTRAP
+from server_support import BOOTSTRAP, JSON
 
 
 async def test_registration_needs_the_bootstrap_token(server) -> None:
@@ -75,7 +75,7 @@ async def test_oversized_bodies_are_413(server) -> None:
     limit = server.options.max_request_bytes
     http = server.http
     big = b"[" + b"1," * limit + b"1]"
-    response = await http.post("/workflows/hello/run/async", content=big)
+    response = await http.post("/workflows/hello/run/async", content=big, headers=JSON)
     assert response.status_code == 413
     assert str(limit) in response.json()["message"]
 
@@ -83,7 +83,7 @@ async def test_oversized_bodies_are_413(server) -> None:
         for _ in range(limit // 1024 + 2):
             yield b" " * 1024
 
-    response = await http.post("/workflows/hello/run/async", content=chunks())
+    response = await http.post("/workflows/hello/run/async", content=chunks(), headers=JSON)
     assert response.status_code == 413
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from flux.client import FluxClient
+from flux.config import ADMIN_KEY_FILE
 from flux.errors import ApiError
 
 from tests.support.waiting import wait_until
@@ -91,18 +92,29 @@ class FluxCluster:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def api_key(self) -> str | None:
+        """The admin key the server wrote to its home (authentication on), else ``None``."""
+        path = self.home / ADMIN_KEY_FILE
+        return path.read_text().strip() if path.exists() else None
+
+    def client(self, timeout: float = 30.0) -> FluxClient:
+        """A client of the server with its admin key, if it has one."""
+        return FluxClient(self.url, timeout=timeout, api_key=self.api_key)
+
     def _spawn(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = self.home / f"{name}.log"
         if log not in self.logs:
             self.logs.append(log)
         return spawn(argv, cwd=self.home, env=self.env, log=log)
 
-    def start_server(self) -> None:
-        """Start ``python -m flux_server`` and wait until it answers ``/health``."""
+    def start_server(self, *extra: str, host: str = "127.0.0.1") -> None:
+        """Start ``python -m flux_server`` (with ``extra`` arguments) bound to ``host`` and wait
+        until it answers ``/health``."""
         argv = [
             sys.executable, "-m", "flux_server",
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--database-url", self.database_url,
+            "--host", host, "--port", str(self.port),
+            "--database-url", self.database_url, *extra,
         ]  # fmt: skip
         server = self.server = self._spawn("server", argv)
 
@@ -132,7 +144,7 @@ class FluxCluster:
                 raise AssertionError(
                     f"worker {name} exited with {worker.returncode}:\n{self.tail()}"
                 )
-            with FluxClient(self.url, timeout=2) as flux:
+            with self.client(timeout=2) as flux:
                 return any(w.name == name and w.connected for w in flux.list_workers())
 
         wait_until(connected, what=f"worker {name} to connect")
@@ -194,7 +206,7 @@ def running_cluster(
             cluster.start_worker(name)
         path = tmp_path / "workflows.py"
         path.write_text(source)
-        with FluxClient(cluster.url) as client:
+        with cluster.client() as client:
             client.register_workflows(path)
         yield cluster
     finally:

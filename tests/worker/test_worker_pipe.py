@@ -26,7 +26,9 @@ CLAIM = ClaimResponse(
 
 
 def test_each_side_reads_what_the_other_writes() -> None:
-    header = pipe.Header(claim=CLAIM, home="/h", server_url="http://s")
+    header = pipe.Header(
+        claim=CLAIM, home="/h", server_url="http://s", worker_name="w", session_token="t"
+    )
     line = pipe.encode(header)
     assert line.endswith(b"\n") and line.count(b"\n") == 1
     read = pipe.read_header(line)

@@ -25,17 +25,15 @@ def status(state: ExecutionState, output: Any = None) -> ExecutionStatus:
 
 
 class Server:
-    """Answers each ``run`` with the next of ``answers`` (an exception is raised), and keeps
+    """Answers each child run with the next of ``answers`` (an exception is raised), and keeps
     what each request asked for."""
 
     def __init__(self, *answers: ExecutionStatus | Exception) -> None:
         self.answers = list(answers)
         self.requests: list[tuple[str, Any, str, str | None]] = []
 
-    async def run(
-        self, name: str, input: Any = None, *, mode: str = "async", execution_id: str | None = None
-    ) -> ExecutionStatus:
-        self.requests.append((name, input, mode, execution_id))
+    async def run_child(self, name: str, input: Any, execution_id: str) -> ExecutionStatus:
+        self.requests.append((name, input, "sync", execution_id))
         answer = self.answers.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -48,7 +46,7 @@ def call(server: Server, tmp_path) -> Any:
 
     worker_services = ExecutionServices(
         no_secrets,
-        lambda: server,  # only its run() is used
+        server,
         home=tmp_path,
         serializer="json",
     )

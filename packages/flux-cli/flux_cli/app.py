@@ -42,6 +42,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "flux_cli.workers",
     "flux_cli.schedules",
     "flux_cli.secrets",
+    "flux_cli.auth",
     "flux_cli.start",
     "flux_cli.dev",
 )

@@ -39,10 +39,11 @@ class CliState:
         return self.server_url
 
     def client(self) -> FluxClient:
-        """A client for :attr:`url`; use it as a context manager."""
-        from flux.client import FluxClient
+        """A client for :attr:`url` with this machine's API key (``FLUX_API_KEY``, ``api_key``
+        in ``flux.toml``, or the server's ``{home}/admin-key``); use it as a context manager."""
+        from flux.client import FluxClient, default_api_key
 
-        return FluxClient(self.url, transport=self.transport)
+        return FluxClient(self.url, transport=self.transport, api_key=default_api_key())
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -54,6 +54,13 @@ def dev(
         float,
         typer.Option("--grace", min=0, help="Seconds each child gets to stop before it is killed."),
     ] = 10.0,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow server.auth=off with --host other than loopback (warned about loudly).",
+        ),
+    ] = False,
 ) -> None:
     """Start a local Flux: the server on SQLite and workers, until Ctrl-C.
 
@@ -73,11 +80,10 @@ def dev(
 
     with _signals() as signals:
         try:
-            server = supervisor.start(
-                "the server",
-                SERVER.argv("--host", host, "--port", str(port), "--database-url", database_url),
-                env,
-            )
+            server_args = ["--host", host, "--port", str(port), "--database-url", database_url]
+            if insecure:
+                server_args.append("--insecure")
+            server = supervisor.start("the server", SERVER.argv(*server_args), env)
             if not _wait_healthy(ctx, url, server, startup_timeout, signals):
                 return
             started = [

@@ -47,12 +47,22 @@ def server(
             help="SQLAlchemy URL, e.g. sqlite:///.flux/flux.db or postgresql://...",
         ),
     ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Allow server.auth=off on an address other than loopback (a proxy in front "
+            "must then authenticate every request).",
+        ),
+    ] = False,
 ) -> None:
     """Start the Flux server (HTTP API, dispatcher and scheduler). Needs flux-server.
 
-    Defaults come from the configuration (server_host, server_port, database_url).
+    Defaults come from the configuration (server_host, server_port, database_url). Bound to
+    an address other than loopback, it requires API keys (see flux auth).
     """
-    _start(SERVER, "flux start server", _options(host=host, port=port, database_url=database_url))
+    args = _options(host=host, port=port, database_url=database_url)
+    _start(SERVER, "flux start server", [*args, *(["--insecure"] if insecure else [])])
 
 
 @app.command(

@@ -39,6 +39,7 @@ from pydantic_settings import (
 from flux.errors import UsageError
 
 __all__ = [
+    "ADMIN_KEY_FILE",
     "CONFIG_DIR_ENV",
     "Configuration",
     "FluxSettings",
@@ -51,12 +52,18 @@ __all__ = [
     "get_settings",
 ]
 
+ADMIN_KEY_FILE = "admin-key"
+"""The file in ``home`` where a server with authentication on writes the admin key it
+generated (mode 0600); clients on that machine use it when no ``api_key`` is set."""
+
 CONFIG_DIR_ENV = "FLUX_CONFIG_DIR"
 """Environment variable naming the directory that holds ``flux.toml`` / ``pyproject.toml``."""
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Keys whose values are credentials: kept out of reprs and error messages.
-_SECRET_KEYS = frozenset({"api_key", "bootstrap_token", "encryption_key"})
+_SECRET_KEYS = frozenset(
+    {"api_key", "bootstrap_token", "encryption_key", "previous_encryption_keys"}
+)
 
 
 class _Section(BaseModel):
@@ -85,7 +92,8 @@ class WorkerSettings(_Section):
 
 
 class ServerSettings(_Section):
-    """``[flux.server]``: server timeouts and limits (seconds, unless the name says otherwise)."""
+    """``[flux.server]``: server timeouts and limits (seconds, unless the name says otherwise),
+    and who may call it (see ``docs/security.md``)."""
 
     heartbeat_timeout: float = Field(default=15.0, gt=0)
     claim_timeout: float = Field(default=10.0, gt=0)
@@ -96,12 +104,29 @@ class ServerSettings(_Section):
     """Serve ``GET /metrics`` and count what it shows; ``false``: neither."""
     drain_timeout: float = Field(default=30.0, ge=0)
     """On SIGTERM, the longest the server waits for its requests in flight before it stops."""
+    metrics_public: bool = False
+    """Serve ``GET /metrics`` without an API key while authentication is on."""
+    auth: Literal["auto", "on", "off"] = "auto"
+    """API keys required: ``auto`` is off on a loopback address and on on any other."""
+    allowed_hosts: list[str] = []
+    """``Host`` names accepted besides loopback ones while authentication is off."""
+    cors_origins: list[str] = []
+    """Web origins allowed to call the API from a browser (CORS); none by default."""
+    auth_failure_limit: int = Field(default=20, ge=1)
+    """Failed authentications a client address may make per ``auth_failure_window``."""
+    auth_failure_window: float = Field(default=60.0, gt=0)
+    tls_certfile: str | None = None
+    """Serve HTTPS with this certificate chain (PEM) and ``tls_keyfile``."""
+    tls_keyfile: str | None = None
 
 
 class SecuritySettings(_Section):
-    """``[flux.security]``: ``encryption_key`` is the key material for ``flux.secrets``."""
+    """``[flux.security]``: ``encryption_key`` is the key material for ``flux.secrets``;
+    ``previous_encryption_keys`` are keys being rotated away from (secrets written with them
+    are read, and re-encrypted with ``encryption_key`` when the server starts)."""
 
     encryption_key: str | None = Field(default=None, repr=False)
+    previous_encryption_keys: list[str] = Field(default=[], repr=False)
 
 
 class MCPSettings(_Section):
@@ -187,6 +212,8 @@ class FluxSettings(BaseSettings):
     serializer: Literal["json", "pkl"] = "pkl"
     local_database: str | None = None
     """SQLite file for local runs; ``None`` derives it (see :attr:`local_db_path`)."""
+    api_key: str | None = Field(default=None, repr=False)
+    """The API key clients on this machine send (``FLUX_API_KEY``)."""
 
     workers: WorkerSettings = WorkerSettings()
     server: ServerSettings = ServerSettings()
@@ -299,7 +326,7 @@ class _TomlTableSource(PydanticBaseSettingsSource):
 
 def _shows_input(loc: tuple[Any, ...], value: Any) -> bool:
     # Containers may hold a credential; secret keys never show their value.
-    if loc and str(loc[-1]) in _SECRET_KEYS:
+    if any(str(part) in _SECRET_KEYS for part in loc):
         return False
     return isinstance(value, str | int | float | bool | None)
 

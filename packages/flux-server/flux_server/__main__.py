@@ -24,6 +24,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, help="port (default: server_port, 8000)")
     parser.add_argument("--database-url", help="default: database_url, sqlite:///.flux/flux.db")
     parser.add_argument("--log-level", default=None, help="default: log_level, INFO")
+    parser.add_argument(
+        "--auth",
+        choices=("auto", "on", "off"),
+        help="require API keys (default: server.auth, 'auto': off on loopback, on elsewhere)",
+    )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow authentication off on an address other than loopback (warned about loudly)",
+    )
     commands = parser.add_subparsers(dest="command")
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True)
@@ -45,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["host"] = args.host
         if args.port is not None:
             overrides["port"] = args.port
+        if args.auth:
+            overrides["auth"] = args.auth
+        if args.insecure:
+            overrides["insecure"] = True
         url = getattr(args, "db_url", None) or args.database_url
         if url:
             overrides["database_url"] = url
@@ -76,10 +90,12 @@ def _serve(options: ServerOptions, level: str, log_format: str) -> int:
     from flux._gc import settle_startup_objects
 
     from flux_server.app import create_app
+    from flux_server.exposure import auth_required
     from flux_server.runtime import preflight
     from flux_server.serving import serve
 
-    asyncio.run(preflight(options))  # a refusal is one line (main catches FluxError)
+    auth_required(options)  # refusals are one line (main catches FluxError)
+    asyncio.run(preflight(options))
     app = create_app(options)
     settle_startup_objects()
     serve(app, options, level.lower(), log_format)

@@ -7,12 +7,16 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from flux.protocol import PROTOCOL_HEADER
+from starlette.middleware.cors import CORSMiddleware
 
 from flux_server.api import ROUTERS
 from flux_server.console import install_console
 from flux_server.db.urls import async_url
 from flux_server.errors import install_error_handlers
+from flux_server.exposure import auth_required
 from flux_server.fastpath import FastPathMiddleware
+from flux_server.gate import GateMiddleware
 from flux_server.guard import GuardMiddleware
 from flux_server.options import ServerOptions
 from flux_server.runtime import Runtime
@@ -36,12 +40,14 @@ def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
     starts the dispatcher and the heartbeat monitor; stopping it closes worker streams.
 
     Raises:
-        UsageError: the database URL is not supported.
+        UsageError: the database URL is not supported, or authentication is off on an address
+            other than loopback without ``insecure``.
     """
     options = (
         settings if isinstance(settings, ServerOptions) else ServerOptions.from_settings(settings)
     )
     async_url(options.database_url)  # fail here, not at the first request
+    required = auth_required(options)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -66,7 +72,17 @@ def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
         app.include_router(router)
     install_swagger(app)
     install_console(app)
-    # Added last, runs first: the guard (version, size limit) wraps the fast path.
+    # Added last, runs first: the guard (version, size limit) wraps the gate (who may call
+    # what), which wraps the fast path; CORS, when configured, answers preflights before all.
     app.add_middleware(FastPathMiddleware)
+    app.add_middleware(GateMiddleware, options=options, required=required)
     app.add_middleware(GuardMiddleware, max_request_bytes=options.max_request_bytes)
+    if options.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(options.cors_origins),
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", PROTOCOL_HEADER, "Last-Event-ID"],
+            expose_headers=[PROTOCOL_HEADER, "X-Flux-Execution-Id", "Retry-After"],
+        )
     return app

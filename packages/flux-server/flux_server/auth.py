@@ -26,6 +26,7 @@ from flux_server.store.server_state import record_token_digest, recorded_token_d
 __all__ = [
     "TOKEN_FILE",
     "Authenticator",
+    "bearer",
     "bootstrap_digest",
     "hash_token",
     "load_bootstrap_token",
@@ -110,7 +111,8 @@ def _token_file(path: Path) -> str:
         return ""
 
 
-def _bearer(authorization: str | None) -> str | None:
+def bearer(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; ``None`` for any other."""
     if not authorization:
         return None
     scheme, _, token = authorization.partition(" ")
@@ -133,7 +135,7 @@ class Authenticator:
 
     def check_bootstrap(self, authorization: str | None) -> None:
         """Raises ApiError 401 unless the header carries the bootstrap token."""
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if token is None:
             raise _unauthorized(
                 "worker registration needs 'Authorization: Bearer <bootstrap token>'"
@@ -146,18 +148,25 @@ class Authenticator:
 
     async def check_session(self, name: str, authorization: str | None) -> None:
         """Raises ApiError 401 for a missing/unknown token, 403 for another worker's token."""
-        token = _bearer(authorization)
+        token = bearer(authorization)
         if token is None:
             raise _unauthorized("worker calls need 'Authorization: Bearer <session token>'")
+        owner = await self.session_owner(token)
+        if owner is None:
+            raise _unauthorized("unknown or expired session token; register the worker again")
+        if owner != name:
+            raise ApiError(f"this session token belongs to another worker, not {name!r}", 403)
+
+    async def session_owner(self, token: str) -> str | None:
+        """The worker whose current session token ``token`` is; ``None`` when none."""
         digest = hash_token(token)
         owner = self._owners.get(digest)
         if owner is None:
             owner = await self._workers.token_owner(digest)
             if owner is None:
-                raise _unauthorized("unknown or expired session token; register the worker again")
+                return None
             self._owners[digest] = owner
-        if owner != name:
-            raise ApiError(f"this session token belongs to another worker, not {name!r}", 403)
+        return owner
 
     def forget(self, token_hash: str) -> None:
         """A session ended (re-registration): stop accepting its token."""

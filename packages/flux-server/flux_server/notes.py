@@ -9,6 +9,7 @@ through ``NOTIFY`` (:mod:`flux_server.listener`). A note is ``<kind>`` or ``<kin
 ``exec:<id>:<state>``      the execution changed, to ``state``
 ``cancel:<worker>:<id>``   the worker holding the execution must stop it
 ``token:<hash>``           a worker's session token was replaced: forget it
+``key:<id>``               an API key was revoked: forget it
 ``drop:<worker>``          the worker was declared dead: close its stream
 ``workflows``              a workflow was registered: forget cached versions
 ``schedules``              a schedule changed: the scheduler re-reads its next wake-up
@@ -31,6 +32,7 @@ __all__ = [
     "DROP",
     "EXEC",
     "HINT_KINDS",
+    "KEY",
     "PROGRESS",
     "SCHEDULES",
     "TOKEN",
@@ -39,6 +41,7 @@ __all__ = [
     "cancel_note",
     "drop_note",
     "exec_note",
+    "key_note",
     "parse",
     "token_note",
 ]
@@ -47,6 +50,7 @@ DISPATCH = "dispatch"
 EXEC = "exec"
 CANCEL = "cancel"
 TOKEN = "token"
+KEY = "key"
 DROP = "drop"
 WORKFLOWS = "workflows"
 SCHEDULES = "schedules"
@@ -63,7 +67,8 @@ class Note(NamedTuple):
 
     kind: str
     subject: str = ""
-    """The execution id (``exec``), the worker (``cancel``, ``drop``) or the token hash."""
+    """The execution id (``exec``), the worker (``cancel``, ``drop``), the token hash or the
+    key id."""
     detail: str = ""
     """The new state (``exec``) or the execution id (``cancel``)."""
 
@@ -81,6 +86,11 @@ def cancel_note(worker: str, execution_id: str) -> str:
 def token_note(token_hash: str) -> str:
     """``token:<hash>``: the session token with this hash is no longer valid."""
     return f"{TOKEN}:{token_hash}"
+
+
+def key_note(key_id: str) -> str:
+    """``key:<id>``: the API key with this id was revoked."""
+    return f"{KEY}:{key_id}"
 
 
 def drop_note(worker: str) -> str:

@@ -20,7 +20,7 @@ class ServerOptions:
 
     Defaults are those of ``flux.config``; :meth:`from_settings` maps the settings tree
     (``server_host``, ``server_port``, ``database_url``, ``home``, ``workers.bootstrap_token``,
-    ``workers.heartbeat_interval``, ``security.encryption_key``, ``server.*``, ``scheduling``
+    ``workers.heartbeat_interval``, ``security.*``, ``server.*``, ``scheduling``
     and ``retention``).
     """
 
@@ -46,6 +46,21 @@ class ServerOptions:
     """Serve ``GET /metrics`` and count what it shows (:mod:`flux_server.metrics`)."""
     drain_timeout: float = 30.0
     """On SIGTERM, the longest the server waits for its requests in flight to finish."""
+    metrics_public: bool = False
+    """Serve ``GET /metrics`` without a key while authentication is on (a scraper's)."""
+    auth: str = "auto"
+    """``on``, ``off`` or ``auto`` (off on a loopback address, on elsewhere); see
+    :mod:`flux_server.exposure`."""
+    insecure: bool = False
+    """Allow ``auth="off"`` on an address other than loopback (``--insecure``)."""
+    allowed_hosts: tuple[str, ...] = ()
+    """``Host`` names accepted besides loopback ones while authentication is off."""
+    cors_origins: tuple[str, ...] = ()
+    auth_failure_limit: int = 20
+    auth_failure_window: float = 60.0
+    tls_certfile: str | None = None
+    tls_keyfile: str | None = None
+    previous_encryption_keys: tuple[str, ...] = field(default=(), repr=False)
     scheduling: SchedulingSettings = field(default_factory=SchedulingSettings)
     """``[flux.scheduling]``: the scheduler (see ``flux_server.scheduler``)."""
     retention: RetentionSettings = field(default_factory=RetentionSettings)
@@ -76,6 +91,15 @@ class ServerOptions:
             sync_timeout=settings.server.sync_timeout,
             metrics=settings.server.metrics,
             drain_timeout=settings.server.drain_timeout,
+            metrics_public=settings.server.metrics_public,
+            auth=settings.server.auth,
+            allowed_hosts=tuple(settings.server.allowed_hosts),
+            cors_origins=tuple(settings.server.cors_origins),
+            auth_failure_limit=settings.server.auth_failure_limit,
+            auth_failure_window=settings.server.auth_failure_window,
+            tls_certfile=settings.server.tls_certfile,
+            tls_keyfile=settings.server.tls_keyfile,
+            previous_encryption_keys=tuple(settings.security.previous_encryption_keys),
             scheduling=settings.scheduling,
             retention=settings.retention,
         )

@@ -10,6 +10,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
+from flux.config import ADMIN_KEY_FILE
 from flux.errors import ApiError, UsageError
 
 from flux_server import notes
@@ -17,15 +18,19 @@ from flux_server.auth import Authenticator, bootstrap_digest
 from flux_server.db import Database, upgrade
 from flux_server.db.migrate import applied, heads
 from flux_server.dispatch import Dispatcher
+from flux_server.exposure import auth_required, warn_if_insecure
 from flux_server.hub import WorkerHub
+from flux_server.keys import write_private
 from flux_server.liveness import Liveness
 from flux_server.metrics import ServerMetrics
 from flux_server.options import ServerOptions
+from flux_server.principals import PrincipalResolver
 from flux_server.progress import ProgressHub
 from flux_server.retention import Retention
 from flux_server.scheduler import Scheduler
 from flux_server.store import ExecutionStore, SecretStore, WorkerStore, WorkflowStore
 from flux_server.store.gauges import read_gauges
+from flux_server.store.keys import KeyStore
 from flux_server.store.memory import MemoryStore
 from flux_server.store.schedules import ScheduleStore
 from flux_server.store.server_state import check_secrets_key, recorded_key_fingerprint
@@ -42,6 +47,8 @@ class Runtime:
 
     def __init__(self, options: ServerOptions) -> None:
         self.options = options
+        self.auth_required = auth_required(options)
+        """Whether callers need API keys (:mod:`flux_server.exposure`)."""
         self.db = Database(options.database_url)
         self.db.sink = self.deliver
         self.metrics: ServerMetrics | None = None
@@ -71,7 +78,9 @@ class Runtime:
         self.schedules = ScheduleStore(self.db, self.workflows, options.scheduling)
         self.scheduler = Scheduler(self.db, self.executions, self.workflows, options.scheduling)
         self.retention = Retention(self.db, options.retention)
+        self.keys = KeyStore(self.db)
         self.auth: Authenticator | None = None
+        self._principals: PrincipalResolver | None = None
         self.stopping = False
         """Set when the server starts draining or shutting down: ``/ready`` answers 503, and
         workers get no more work, from then on."""
@@ -88,6 +97,11 @@ class Runtime:
         assert self.auth is not None, "the runtime has not started"
         return self.auth
 
+    @property
+    def principals(self) -> PrincipalResolver:
+        assert self._principals is not None, "the runtime has not started"
+        return self._principals
+
     async def start(self) -> None:
         try:
             await upgrade(self.db)
@@ -99,6 +113,10 @@ class Runtime:
             await self.db.dispose()
             raise
         self.auth = Authenticator(digest, self.workers)
+        self._principals = PrincipalResolver(self.keys, self.auth)
+        warn_if_insecure(self.options)
+        if self.auth_required:
+            await self._provision_admin_key()
         self._work = [
             self._spawn(self.dispatcher.run(), "dispatcher"),
             self._spawn(self.liveness.run(), "liveness"),
@@ -115,6 +133,23 @@ class Runtime:
                 async with asyncio.timeout(10):
                     await ready.wait()
         self.dispatcher.wake()
+
+    async def _provision_admin_key(self) -> None:
+        """With authentication on and no usable admin key in the database, create one and
+        write it to ``{home}/admin-key`` (0600) for the operator; log where, never the key."""
+        created = await self.keys.create_first_admin("admin")
+        path = Path(self.options.home) / ADMIN_KEY_FILE
+        if created is None:
+            log.info("authentication is on; API keys are required (see `flux auth key list`)")
+            return
+        await asyncio.to_thread(write_private, path, created.key + "\n")
+        log.warning(
+            "authentication is on and the database had no admin key: generated one (id %s) "
+            "into %s, readable by this user only; use it to create the keys others need "
+            "(`flux auth key create`)",
+            created.id,
+            path.resolve(),
+        )
 
     async def readiness(self) -> dict[str, str]:
         """What ``GET /ready`` reports: each check ``ok``, or why not."""
@@ -196,6 +231,8 @@ class Runtime:
         elif kind == notes.TOKEN:
             if self.auth is not None:
                 self.auth.forget(subject)
+        elif kind == notes.KEY:
+            self.keys.forget(subject)
         elif kind == notes.DROP:
             self.hub.close(subject)
         elif kind == notes.WORKFLOWS:

@@ -12,7 +12,7 @@ import asyncio
 import os
 import sys
 from collections.abc import Callable
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 from flux import logs
 from flux.context import ExecutionContext
@@ -28,10 +28,13 @@ from flux_worker.modules import ModuleCache
 from flux_worker.services import ExecutionServices
 
 if TYPE_CHECKING:
-    from flux.client import AsyncFluxClient
+    from flux.client import AsyncFluxClient, AsyncWorkerChannel, Call
+    from flux.protocol import ExecutionStatus
     from flux.tasks.progress import Progress
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 
 class _Pipe:
@@ -105,18 +108,27 @@ class _PipeCheckpointer:
 
 class _Client:
     """The child's client for subworkflow calls, opened on first use (most runs make none,
-    and a child should start fast)."""
+    and a child should start fast); they go out with its worker's session."""
 
-    def __init__(self, server_url: str) -> None:
-        self.server_url = server_url
+    def __init__(self, header: pipe.Header) -> None:
+        self.header = header
         self.client: AsyncFluxClient | None = None
 
-    def __call__(self) -> AsyncFluxClient:
+    def _channel(self) -> AsyncWorkerChannel:
         if self.client is None:
             from flux.client import AsyncFluxClient
 
-            self.client = AsyncFluxClient(self.server_url)
-        return self.client
+            self.client = AsyncFluxClient(self.header.server_url)
+        return self.client.worker(self.header.worker_name, self.header.session_token)
+
+    async def run_child(self, name: str, input: Any, execution_id: str) -> ExecutionStatus:
+        parent = self.header.claim.execution_id
+        return await self._channel().run_child(
+            name, input, execution_id=execution_id, parent=parent
+        )
+
+    async def send(self, call: Call[T]) -> T:
+        return await self._channel().send(call)
 
     async def aclose(self) -> None:
         if self.client is not None:
@@ -147,7 +159,7 @@ async def _main(out: IO[bytes]) -> int:
         channel.send(pipe.Done())
         listener.cancel()
         return 0
-    client = _Client(header.server_url)
+    client = _Client(header)
     services = ExecutionServices(
         channel.secrets, client, home=header.home, serializer=header.serializer
     )

@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from flux import logs
 from flux.errors import ApiError, FluxError, NonDeterminismError, NotFoundError, SecretNotFoundError
@@ -33,11 +33,14 @@ from flux_worker.services import ExecutionServices, SecretSource
 
 if TYPE_CHECKING:
     from flux._runtime import Checkpointer
-    from flux.client import AsyncFluxClient, AsyncWorkerChannel
+    from flux.client import AsyncWorkerChannel, Call
+    from flux.protocol import ExecutionStatus
 
     from flux_worker.tracing import Segment, WorkerTracer
 
 __all__ = ["Execution", "Executions", "Runner"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("flux.worker")
 
@@ -69,8 +72,6 @@ class Executions:
 
     Args:
         channel: the worker's channel now (it changes when the worker registers again).
-        client: the worker's client now, for subworkflow calls (it changes when the worker
-            moves to another server).
         sender: the worker's checkpoint sender, shared by every outbox.
         gpus: which GPUs each execution holds.
         isolation: ``"inprocess"`` or ``"subprocess"``.
@@ -80,7 +81,6 @@ class Executions:
     def __init__(
         self,
         channel: Callable[[], AsyncWorkerChannel],
-        client: Callable[[], AsyncFluxClient],
         sender: CheckpointSender,
         gpus: GpuSlots,
         *,
@@ -91,7 +91,6 @@ class Executions:
         tracer: WorkerTracer | None = None,
     ) -> None:
         self.channel = channel
-        self.client = client
         self.sender = sender
         self.gpus = gpus
         self.isolation = isolation
@@ -229,6 +228,7 @@ class Executions:
                     serializer=self.serializer,
                     home=self.home,
                     server_url=self.server_url,
+                    session=(self.channel().name, self.channel().session_token),
                     segment=segment,
                     on_progress=self.progress.sink(execution_id),
                 )
@@ -276,7 +276,7 @@ class Executions:
         ctx = context_from_claim(claim)
         services = ExecutionServices(
             self._secrets(claim.execution_id),
-            self.client,
+            _Link(self.channel, claim.execution_id),
             home=self.home,
             serializer=self.serializer,
         )
@@ -302,3 +302,21 @@ class Executions:
         with contextlib.suppress(FluxError, FencedError):
             checkpointer.save(ctx, ctx.events)
             await checkpointer.finish(ctx)
+
+
+class _Link:
+    """The server as one in-process execution reaches it: through the worker's channel now
+    (it changes when the worker registers again), as its worker."""
+
+    __slots__ = ("_channel", "_parent")
+
+    def __init__(self, channel: Callable[[], AsyncWorkerChannel], parent: str) -> None:
+        self._channel = channel
+        self._parent = parent
+
+    async def run_child(self, name: str, input: Any, execution_id: str) -> ExecutionStatus:
+        channel = self._channel()
+        return await channel.run_child(name, input, execution_id=execution_id, parent=self._parent)
+
+    async def send(self, call: Call[T]) -> T:
+        return await self._channel().send(call)

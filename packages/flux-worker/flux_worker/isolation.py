@@ -47,6 +47,7 @@ class ChildRun:
         gpus: the GPUs the child may see (``[]``: all of them).
         secrets: secret values for this execution, asked for by the child.
         serializer, home, server_url: as the worker has them.
+        session: the worker's name and session token, for the child's subworkflow calls.
         segment: the run's spans when the worker traces: it is shown the child's events, and
             the child continues its trace.
         on_progress: where the progress the child's tasks publish goes.
@@ -62,6 +63,7 @@ class ChildRun:
         serializer: str,
         home: str | Path,
         server_url: str,
+        session: tuple[str, str],
         segment: Segment | None = None,
         on_progress: Callable[[Progress], Awaitable[None] | None] | None = None,
     ) -> None:
@@ -76,6 +78,8 @@ class ChildRun:
             serializer=serializer,
             home=str(home),
             server_url=server_url,
+            worker_name=session[0],
+            session_token=session[1],
             traceparent=claim.traceparent if segment is None else segment.traceparent,
         )
         self.proc: asyncio.subprocess.Process | None = None

@@ -67,6 +67,9 @@ class Header(_Message):
     """The server that subworkflow calls go to."""
     traceparent: str | None = None
     """The trace context of the run's segment: spans and logs of the child continue it."""
+    worker_name: str
+    session_token: str = Field(repr=False)
+    """The worker's session: subworkflow calls start children of the execution it holds."""
 
 
 class Events(_Message):

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from flux.domain import FINISHED_STATES, ExecutionState
 from flux.errors import ExecutionError, ExecutionPaused
@@ -22,10 +22,16 @@ from flux.store import LocalStore
 from flux_worker._backoff import backoff_delay
 
 if TYPE_CHECKING:
-    from flux.client import AsyncFluxClient
+    from flux.client import Call
     from flux.protocol.executions import ExecutionStatus
 
-__all__ = ["ExecutionServices", "SecretSource", "subworkflow_outcome", "worker_cache"]
+__all__ = [
+    "ExecutionServices",
+    "SecretSource",
+    "WorkerLink",
+    "subworkflow_outcome",
+    "worker_cache",
+]
 
 log = logging.getLogger("flux.worker")
 
@@ -40,21 +46,38 @@ Raises:
 """
 
 
+T = TypeVar("T")
+
+
+class WorkerLink(Protocol):
+    """How one running execution reaches the server: as its worker (with the worker's
+    session token, which a server with authentication on asks of worker calls)."""
+
+    async def run_child(self, name: str, input: Any, execution_id: str) -> ExecutionStatus:
+        """Start the child ``execution_id`` of the running execution (or find it started)
+        and wait in sync mode (the server lets a worker start children of what it holds)."""
+        ...
+
+    async def send(self, call: Call[T]) -> T:
+        """Send ``call`` as the worker."""
+        ...
+
+
 class ExecutionServices:
     """Secrets (never cached on disk), the ``cache=True`` task results, subworkflow calls."""
 
-    __slots__ = ("_client", "_secrets", "home", "serializer")
+    __slots__ = ("_link", "_secrets", "home", "serializer")
 
     def __init__(
         self,
         secrets: SecretSource,
-        client: Callable[[], AsyncFluxClient],
+        link: WorkerLink,
         *,
         home: str | Path,
         serializer: str,
     ) -> None:
         self._secrets = secrets
-        self._client = client
+        self._link = link
         self.home = home
         self.serializer = serializer
 
@@ -74,7 +97,7 @@ class ExecutionServices:
         from flux.errors import NotFoundError
 
         try:
-            entry = await self._client().send(calls.memory_get(scope, key))
+            entry = await self._link.send(calls.memory_get(scope, key))
         except NotFoundError:
             return False, None
         return True, entry.value
@@ -82,17 +105,17 @@ class ExecutionServices:
     async def memory_put(self, scope: str, key: str, text: str) -> None:
         from flux.client import _calls as calls
 
-        await self._client().send(calls.memory_put(scope, key, text))
+        await self._link.send(calls.memory_put(scope, key, text))
 
     async def memory_delete(self, scope: str, key: str) -> bool:
         from flux.client import _calls as calls
 
-        return (await self._client().send(calls.memory_delete(scope, key))).deleted
+        return (await self._link.send(calls.memory_delete(scope, key))).deleted
 
     async def memory_items(self, scope: str) -> dict[str, Any]:
         from flux.client import _calls as calls
 
-        answer = await self._client().send(calls.memory_items(scope))
+        answer = await self._link.send(calls.memory_items(scope))
         return {entry.key: entry.value for entry in answer.items}
 
     async def call_workflow(self, target: Any, input: Any, execution_id: str) -> Any:
@@ -115,9 +138,7 @@ class ExecutionServices:
         attempt = 0
         while True:
             try:
-                status = await self._client().run(
-                    name, input, mode="sync", execution_id=execution_id
-                )
+                status = await self._link.run_child(name, input, execution_id)
             except Exception as exc:
                 from flux.client import is_retryable  # not at import: a child starts lean
 

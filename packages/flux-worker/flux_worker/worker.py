@@ -148,7 +148,6 @@ class Worker:
         """The GPUs each execution run in a child process was given."""
         self.executions = Executions(
             self._channel,
-            lambda: self.client,
             self.sender,
             self.gpu_slots,
             isolation=mode,

@@ -2,7 +2,9 @@
 :class:`AsyncFluxClient` (asyncio), over httpx, with Server-Sent Events via httpx-sse.
 
 The CLI, the worker, the MCP server and subworkflow calls all go through these; nothing else
-builds Flux URLs. Every request carries the protocol version header; error answers become
+builds Flux URLs. A server with authentication on needs an API key (``api_key=``;
+:func:`default_api_key` finds the one configured on this machine). Every request carries the
+protocol version header; error answers become
 :class:`flux.errors.ApiError` (``NotFoundError`` for 404, ``ConflictError`` for 409) or
 :class:`flux.errors.ProtocolError`, with the server's message.
 
@@ -22,18 +24,21 @@ twice (see :mod:`flux.client._servers`).
 from flux.client._async import AsyncFluxClient
 from flux.client._async_worker import AsyncWorkerChannel
 from flux.client._calls import Call, StreamCall
+from flux.client._credentials import ADMIN_KEY_FILE, default_api_key
 from flux.client._http import is_retryable
 from flux.client._servers import server_urls
 from flux.client._sync import FluxClient
 from flux.client._sync_worker import WorkerChannel
 
 __all__ = [
+    "ADMIN_KEY_FILE",
     "AsyncFluxClient",
     "AsyncWorkerChannel",
     "Call",
     "FluxClient",
     "StreamCall",
     "WorkerChannel",
+    "default_api_key",
     "is_retryable",
     "server_urls",
 ]

@@ -32,8 +32,11 @@ from flux.client._servers import (
     server_urls,
 )
 from flux.protocol import (
+    ApiKeyInfo,
+    ApiKeyRevoked,
     CancelBatchResponse,
     CatchUpPolicy,
+    CreatedApiKey,
     EventPage,
     ExecutionFrame,
     ExecutionList,
@@ -49,6 +52,7 @@ from flux.protocol import (
     SecretDeleted,
     SecretInfo,
     TaskProgressFrame,
+    WhoAmI,
     WorkerInfo,
     WorkflowDetail,
     WorkflowSummary,
@@ -79,6 +83,8 @@ class AsyncFluxClient:
         timeout: seconds for connecting and for each answer (sync-mode calls and streams wait
             without a read timeout: the server bounds them).
         headers: extra headers for every request.
+        api_key: sent as ``Authorization: Bearer <api_key>`` with every request (a server
+            with authentication on needs one; see :func:`flux.client.default_api_key`).
         transport: an httpx transport (tests pass an in-process ASGI transport). By default
             a plain-HTTP server is reached through :class:`flux.client._lean.LeanTransport`,
             any other (TLS, behind a proxy from the environment) through httpx's own.
@@ -97,11 +103,12 @@ class AsyncFluxClient:
         *,
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
+        api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         max_connections: int = 100,
     ) -> None:
         self._timeout = timeout
-        self._headers = base_headers(headers)
+        self._headers = base_headers(headers, api_key)
         self._transport = transport
         # Keep every connection alive: a worker checkpointing many executions at once would
         # otherwise open and close connections (httpx keeps only 20 by default).
@@ -527,6 +534,36 @@ class AsyncFluxClient:
     def worker(self, name: str, session_token: str) -> AsyncWorkerChannel:
         """The calls of a registered worker, authenticated with its session token."""
         return AsyncWorkerChannel(self, name, session_token)
+
+    # -- identity and API keys ------------------------------------------------------------------
+
+    async def whoami(self) -> WhoAmI:
+        """Who the server takes this client for (its API key's name and role, or anonymous when
+        the server's authentication is off)."""
+        return await self.send(calls.whoami())
+
+    async def list_keys(self) -> list[ApiKeyInfo]:
+        """Every API key (never the keys themselves); needs the admin role."""
+        return await self.send(calls.list_keys())
+
+    async def create_key(
+        self, name: str, role: str, *, expires_at: datetime | None = None
+    ) -> CreatedApiKey:
+        """Create an API key with ``role`` (admin, operator or viewer); the answer's ``key`` is
+        shown this once. Needs the admin role.
+
+        Raises:
+            UsageError: an invalid name or role, or an expiry in the past (400).
+        """
+        return await self.send(calls.create_key(name, role, expires_at))
+
+    async def revoke_key(self, key_id: str) -> ApiKeyRevoked:
+        """Revoke an API key at once. Needs the admin role.
+
+        Raises:
+            NotFoundError: no key has that id.
+        """
+        return await self.send(calls.revoke_key(key_id))
 
     # -- schedules -----------------------------------------------------------------------------
 

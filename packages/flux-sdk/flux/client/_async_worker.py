@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from flux.client import _calls as calls
+from flux.client._calls import Call
 from flux.protocol import (
     CheckpointBatchResponse,
     CheckpointItem,
     ClaimBatchResponse,
+    ExecutionStatus,
     HeartbeatResponse,
     ProgressItem,
     ProgressResponse,
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
     from flux.client._async import AsyncFluxClient
 
 __all__ = ["AsyncWorkerChannel"]
+
+T = TypeVar("T")
 
 
 class AsyncWorkerChannel:
@@ -118,3 +123,21 @@ class AsyncWorkerChannel:
         """
         call = calls.get_secrets(self.name, self.session_token, execution_id, names)
         return (await self.client.send(call)).secrets
+
+    async def send(self, call: Call[T]) -> T:
+        """Send any call as this worker (its session token in place of the client's key):
+        what a worker's execution reads and writes on the server, long-term memory say."""
+        return await self.client.send(dataclasses.replace(call, token=self.session_token))
+
+    async def run_child(
+        self, name: str, input: Any, *, execution_id: str, parent: str
+    ) -> ExecutionStatus:
+        """Start (or, when it exists, wait for) the child ``execution_id`` of the execution
+        ``parent`` this worker holds, in sync mode: what a subworkflow call does. A server
+        with authentication on lets a worker start children of what it holds only.
+
+        Raises:
+            ApiError: 403 when this worker does not hold ``parent``.
+        """
+        call = calls.run(name, input, "sync", execution_id, parent=parent, token=self.session_token)
+        return await self.client.send(call)

@@ -34,8 +34,10 @@ __all__ = [
 _RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-def base_headers(extra: dict[str, str] | None) -> dict[str, str]:
+def base_headers(extra: dict[str, str] | None, api_key: str | None = None) -> dict[str, str]:
     headers = {PROTOCOL_HEADER: PROTOCOL_VERSION, "User-Agent": "flux-client"}
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
     headers.update(extra or {})
     return headers
 

@@ -27,8 +27,11 @@ from flux.client._servers import (
 )
 from flux.client._sync_worker import WorkerChannel
 from flux.protocol import (
+    ApiKeyInfo,
+    ApiKeyRevoked,
     CancelBatchResponse,
     CatchUpPolicy,
+    CreatedApiKey,
     EventPage,
     ExecutionFrame,
     ExecutionList,
@@ -44,6 +47,7 @@ from flux.protocol import (
     SecretDeleted,
     SecretInfo,
     TaskProgressFrame,
+    WhoAmI,
     WorkerInfo,
     WorkflowDetail,
     WorkflowSummary,
@@ -67,11 +71,12 @@ class FluxClient:
         *,
         timeout: float = 30.0,
         headers: dict[str, str] | None = None,
+        api_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
         max_connections: int = 100,
     ) -> None:
         self._timeout = timeout
-        self._headers = base_headers(headers)
+        self._headers = base_headers(headers, api_key)
         self._transport = transport
         # Keep every connection alive: a worker checkpointing many executions at once would
         # otherwise open and close connections (httpx keeps only 20 by default).
@@ -402,6 +407,36 @@ class FluxClient:
 
     def worker(self, name: str, session_token: str) -> WorkerChannel:
         return WorkerChannel(self, name, session_token)
+
+    # -- identity and API keys ------------------------------------------------------------------
+
+    def whoami(self) -> WhoAmI:
+        """Who the server takes this client for (its API key's name and role, or anonymous when
+        the server's authentication is off)."""
+        return self.send(calls.whoami())
+
+    def list_keys(self) -> list[ApiKeyInfo]:
+        """Every API key (never the keys themselves); needs the admin role."""
+        return self.send(calls.list_keys())
+
+    def create_key(
+        self, name: str, role: str, *, expires_at: datetime | None = None
+    ) -> CreatedApiKey:
+        """Create an API key with ``role`` (admin, operator or viewer); the answer's ``key`` is
+        shown this once. Needs the admin role.
+
+        Raises:
+            UsageError: an invalid name or role, or an expiry in the past (400).
+        """
+        return self.send(calls.create_key(name, role, expires_at))
+
+    def revoke_key(self, key_id: str) -> ApiKeyRevoked:
+        """Revoke an API key at once. Needs the admin role.
+
+        Raises:
+            NotFoundError: no key has that id.
+        """
+        return self.send(calls.revoke_key(key_id))
 
     # -- schedules -----------------------------------------------------------------------------
 

@@ -1,10 +1,10 @@
 """The Flux wire protocol, version 1: every request, response and SSE frame between the server,
 its workers and its clients.
 
-One module per resource (``workflows``, ``executions``, ``workers``, ``claims``, ``frames``,
-``events``, ``health``, ``errors``, ``schedules``, ``secrets``, ``progress``, ``memory``) plus
-``version``. Readers ignore fields they do not know; writers building a model with an unknown
-field get ``TypeError``.
+One module per resource (``auth``, ``workflows``, ``executions``, ``workers``, ``claims``,
+``frames``, ``events``, ``health``, ``errors``, ``schedules``, ``secrets``, ``progress``,
+``memory``) plus ``version``. Readers ignore fields they do not know; writers building a model
+with an unknown field get ``TypeError``.
 
 The JSON schema of every model is pinned by ``tests/sdk/protocol_schema.json``; after a
 deliberate protocol change, regenerate it with::
@@ -19,6 +19,15 @@ from typing import Any
 from pydantic import BaseModel
 
 from flux.protocol._base import UtcDateTime, WireModel
+from flux.protocol.auth import (
+    API_KEY_NAME_PATTERN,
+    ApiKeyInfo,
+    ApiKeyRevoked,
+    CreateApiKeyRequest,
+    CreatedApiKey,
+    Role,
+    WhoAmI,
+)
 from flux.protocol.claims import (
     CheckpointBatchRequest,
     CheckpointBatchResponse,
@@ -111,6 +120,7 @@ from flux.protocol.workflows import (
 )
 
 __all__ = [
+    "API_KEY_NAME_PATTERN",
     "EXECUTION_FRAME_STATES",
     "EXECUTION_ID_PATTERN",
     "MAX_PROGRESS_BYTES",
@@ -119,6 +129,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SCHEDULE_RUN_FAILURES",
     "WORKER_NAME_PATTERN",
+    "ApiKeyInfo",
+    "ApiKeyRevoked",
     "CancelBatchRequest",
     "CancelBatchResponse",
     "CancelMode",
@@ -135,7 +147,9 @@ __all__ = [
     "ClaimResponse",
     "ClaimResult",
     "ConnectedFrame",
+    "CreateApiKeyRequest",
     "CreateScheduleRequest",
+    "CreatedApiKey",
     "ErrorBody",
     "EventEntry",
     "EventPage",
@@ -171,6 +185,7 @@ __all__ = [
     "ReleaseRequest",
     "ReleaseResponse",
     "ResourceRequest",
+    "Role",
     "RunMode",
     "ScheduleDeleted",
     "ScheduleInfo",
@@ -185,6 +200,7 @@ __all__ = [
     "TaskProgressFrame",
     "UpdateScheduleRequest",
     "UtcDateTime",
+    "WhoAmI",
     "WireModel",
     "WorkerFrame",
     "WorkerInfo",

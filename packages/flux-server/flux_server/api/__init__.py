@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from flux_server.api import (
     admin,
+    auth,
     executions,
     executions_read,
     health,
@@ -34,4 +35,5 @@ ROUTERS: list[APIRouter] = [
     memory.router,
     schedules.router,
     admin.router,
+    auth.router,
 ]

@@ -11,7 +11,8 @@ from flux.errors import SecretNotFoundError
 from flux.protocol import SecretDeleted, SecretInfo, SecretValue, SetSecretRequest
 from flux.secrets import validate_secret_name
 
-from flux_server.api.deps import FluxRoute, RuntimeDep
+from flux_server.api.deps import CallerDep, FluxRoute, RuntimeDep
+from flux_server.audit import audit
 
 __all__ = ["router"]
 
@@ -25,24 +26,28 @@ async def list_secrets(runtime: RuntimeDep) -> list[SecretInfo]:
 
 
 @router.get("/secrets/{name}", response_model=SecretValue)
-async def get_secret(name: str, runtime: RuntimeDep) -> SecretValue:
+async def get_secret(name: str, caller: CallerDep, runtime: RuntimeDep) -> SecretValue:
     """A secret's value. 404 when it does not exist; 500 when the server's encryption key is
     not the one it was stored with."""
-    return SecretValue(name=name, value=await runtime.secrets.get(name))
+    value = await runtime.secrets.get(name)
+    audit(caller, "secret.read", name)
+    return SecretValue(name=name, value=value)
 
 
 @router.post("/secrets", response_model=SecretInfo)
-async def set_secret(body: SetSecretRequest, runtime: RuntimeDep) -> SecretInfo:
+async def set_secret(body: SetSecretRequest, caller: CallerDep, runtime: RuntimeDep) -> SecretInfo:
     """Create a secret or replace its value (any JSON value). 400 for an invalid name."""
     updated_at = await runtime.secrets.set(body.name, body.value)
+    audit(caller, "secret.set", body.name)
     return SecretInfo(name=body.name, updated_at=updated_at)
 
 
 @router.delete("/secrets/{name}", response_model=SecretDeleted)
-async def delete_secret(name: str, runtime: RuntimeDep) -> SecretDeleted:
+async def delete_secret(name: str, caller: CallerDep, runtime: RuntimeDep) -> SecretDeleted:
     """Delete a secret. 404 when it does not exist."""
     if not await runtime.secrets.remove(validate_secret_name(name)):
         raise SecretNotFoundError(
             f"secret not found: {name!r}; list them with `flux secrets list`", missing=[name]
         )
+    audit(caller, "secret.delete", name)
     return SecretDeleted(name=name)

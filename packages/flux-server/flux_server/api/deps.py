@@ -13,11 +13,14 @@ from pydantic import BaseModel
 from pydantic_core import from_json
 from starlette.responses import Response
 
+from flux_server.gate import principal_of
+from flux_server.principals import Principal
 from flux_server.rawjson import to_json
 from flux_server.runtime import Runtime
 
 __all__ = [
     "JSON_BODY",
+    "CallerDep",
     "FluxRoute",
     "RuntimeDep",
     "WorkerName",
@@ -36,6 +39,9 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+CallerDep = Annotated[Principal, Depends(principal_of)]
+"""Who made the request (:mod:`flux_server.gate`); anonymous while authentication is off."""
 
 
 async def _worker_session(name: str, request: Request) -> str:

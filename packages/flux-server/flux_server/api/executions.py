@@ -20,7 +20,15 @@ from flux.protocol import (
 )
 from starlette.responses import Response
 
-from flux_server.api.deps import JSON_BODY, FluxRoute, RuntimeDep, json_body, model_response
+from flux_server.api.deps import (
+    JSON_BODY,
+    CallerDep,
+    FluxRoute,
+    RuntimeDep,
+    json_body,
+    model_response,
+)
+from flux_server.audit import audit
 from flux_server.runtime import Runtime, draining
 from flux_server.sse import event_stream, frame
 
@@ -69,6 +77,12 @@ async def run_workflow(
         pattern=EXECUTION_ID_PATTERN,
         description="the new execution's id; when an execution of this workflow already has "
         "it, that execution is answered for instead of starting another",
+    ),
+    parent: str | None = Query(
+        None,
+        pattern=EXECUTION_ID_PATTERN,
+        description="a worker starting a child of the execution it holds with this id (with "
+        "its session token, where authentication is on; see docs/security.md)",
     ),
 ) -> Response:
     """Start the latest version of ``name``; the JSON body is its input.
@@ -143,6 +157,7 @@ async def execution_status(
 async def cancel_execution(
     name: str,
     execution_id: str,
+    caller: CallerDep,
     runtime: RuntimeDep,
     mode: str = Query("async", description="sync waits until the execution has finished"),
 ) -> Response:
@@ -155,6 +170,7 @@ async def cancel_execution(
     except ValueError:
         raise UsageError(f"unknown mode {mode!r}; use 'sync' or 'async'") from None
     status = await runtime.executions.cancel(name, execution_id)
+    audit(caller, "execution.cancel", execution_id, workflow=name)
     if cancel_mode == CancelMode.SYNC:
         status = await _wait(runtime, status, _finished)
     return model_response(status)

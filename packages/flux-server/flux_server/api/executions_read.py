@@ -29,7 +29,8 @@ from flux.protocol import (
 )
 from starlette.responses import Response
 
-from flux_server.api.deps import FluxRoute, RuntimeDep, model_response
+from flux_server.api.deps import CallerDep, FluxRoute, RuntimeDep, model_response
+from flux_server.audit import audit
 from flux_server.runtime import Runtime
 from flux_server.sse import event_stream, frame
 from flux_server.store import by_id, history, listing
@@ -99,11 +100,17 @@ async def list_executions(
 
 
 @router.post("/cancel", response_model=CancelBatchResponse)
-async def cancel_executions(body: CancelBatchRequest, runtime: RuntimeDep) -> Response:
+async def cancel_executions(
+    body: CancelBatchRequest, caller: CallerDep, runtime: RuntimeDep
+) -> Response:
     """Cancel each execution listed: at once when no worker holds it, else by asking its
     worker (CANCELLING). Each result says what its id did: the state it is in now, or why it
     was left as it was (unknown, already finished)."""
-    return model_response(await by_id.cancel_many(runtime.db, body.execution_ids))
+    answer = await by_id.cancel_many(runtime.db, body.execution_ids)
+    for result in answer.results:
+        if result.state is not None:
+            audit(caller, "execution.cancel", result.execution_id)
+    return model_response(answer)
 
 
 @router.get("/{execution_id}", response_model=ExecutionStatus)

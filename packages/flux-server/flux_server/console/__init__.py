@@ -12,6 +12,7 @@ fetched from another origin: it works offline.
 | ``execution.py`` | one execution: timeline, events, live stream, resume |
 | ``timeline.py`` | task bars from an execution's events |
 | ``workflows.py``, ``schedules.py``, ``fleet.py`` | workflows; schedules; workers and secrets |
+| ``login.py`` | ``/console/login`` and ``/logout``: a browser's API key, in a cookie |
 | ``_route.py`` | the route class: CSRF, error pages, headers |
 | ``_render.py``, ``_security.py`` | templates and their filters; CSRF, headers, notices |
 """
@@ -24,7 +25,15 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from flux_server.console import execution, executions, fleet, overview, schedules, workflows
+from flux_server.console import (
+    execution,
+    executions,
+    fleet,
+    login,
+    overview,
+    schedules,
+    workflows,
+)
 
 __all__ = ["install_console"]
 
@@ -33,7 +42,7 @@ STATIC = Path(__file__).parent / "static"
 
 def install_console(app: FastAPI) -> None:
     """Serve the console under ``/console``, and send a browser opening ``/`` there."""
-    for module in (overview, executions, execution, workflows, schedules, fleet):
+    for module in (login, overview, executions, execution, workflows, schedules, fleet):
         app.include_router(module.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     app.add_api_route("/", _root, include_in_schema=False)

@@ -21,6 +21,8 @@ from fastapi import Request
 from flux.errors import ApiError
 from starlette.responses import Response
 
+from flux_server.gate import principal_of
+
 __all__ = [
     "CSRF_COOKIE",
     "CSRF_FIELD",
@@ -105,15 +107,15 @@ def check_form(request: Request, form: Any) -> None:
 
 
 def identify(request: Request) -> str | None:
-    """Who uses the console, shown in its header with a way to log out; ``None``: nobody in
-    particular.
+    """Who uses the console, shown in its header with a way to log out: the key's name and
+    role; ``None`` while the server's authentication is off (nobody in particular).
 
-    The seam for authentication (API keys, issue 16), not in this server yet: the console
-    serves every request as the API does. With keys, this reads a session cookie set by a
-    login page that asks for a key (HttpOnly, SameSite=Strict, path ``/console``, as the
-    CSRF cookie) and the route answers a page without one with a redirect to that login.
+    The key comes from the request's ``Authorization`` or, for a browser, the ``flux_key``
+    cookie its login set (:mod:`flux_server.console.login`); the gate checked it, and sends a
+    page request without one to the login page.
     """
-    return None
+    caller = principal_of(request)
+    return None if caller.kind == "anonymous" else f"{caller.name} ({caller.role or 'worker'})"
 
 
 def flash(request: Request, response: Response, kind: str, text: str) -> None:

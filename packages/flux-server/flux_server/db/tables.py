@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from flux_server.db.types import JSON_TYPE, IsoDateTime, UTCDateTime
 
 __all__ = [
+    "api_keys",
     "events",
     "execution_count_changes",
     "execution_counts",
@@ -41,6 +42,9 @@ workflows = sa.Table(
     sa.Column("source_hash", sa.String(64), nullable=False),
     sa.Column("options", JSON_TYPE, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
+    # The secrets a worker may be given for this version's executions (revision 0010): the
+    # secret_requests of the workflow and of the tasks in its file. NULL: read from ``source``.
+    sa.Column("secret_names", JSON_TYPE),
     sa.UniqueConstraint("name", "version"),
 )
 
@@ -225,4 +229,18 @@ memory = sa.Table(
     sa.Column("key", sa.String(256), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# API keys (revision 0010): looked up by id; only the SHA-256 of the key is kept.
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("key_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime),
+    sa.Column("revoked_at", UTCDateTime),
+    sa.Column("created_by", sa.String(200)),
 )

@@ -7,6 +7,7 @@ builder here and one method to each client that sends it.
 """
 
 from flux.client._calls._base import Call, StreamCall
+from flux.client._calls.auth import create_key, list_keys, revoke_key, whoami
 from flux.client._calls.executions import (
     cancel_executions,
     execution_events,
@@ -75,6 +76,7 @@ __all__ = [
     "claim",
     "claims",
     "connect",
+    "create_key",
     "create_schedule",
     "delete_schedule",
     "delete_secret",
@@ -88,6 +90,7 @@ __all__ = [
     "health",
     "heartbeat",
     "list_executions",
+    "list_keys",
     "list_schedules",
     "list_secrets",
     "list_workers",
@@ -107,12 +110,14 @@ __all__ = [
     "resume",
     "resume_schedule",
     "resume_stream",
+    "revoke_key",
     "run",
     "run_stream",
     "schedule_history",
     "set_secret",
     "status",
     "update_schedule",
+    "whoami",
     "with_progress",
     "worker_frame_parser",
 ]

@@ -68,10 +68,23 @@ def register_workflows(source: bytes, filename: str) -> Call[list[WorkflowSummar
     )
 
 
-def run(name: str, input: Any, mode: str, execution_id: str | None = None) -> Call[ExecutionStatus]:
+def run(
+    name: str,
+    input: Any,
+    mode: str,
+    execution_id: str | None = None,
+    *,
+    parent: str | None = None,
+    token: str | None = None,
+) -> Call[ExecutionStatus]:
+    """``parent`` and ``token``: a worker starting a child of the execution ``parent`` it
+    holds, with its session token (protocol 1.9)."""
     mode = mode_of(mode, RunMode)
     if mode == RunMode.STREAM:
         raise UsageError("mode 'stream' answers with events: use stream() instead of run()")
+    params = chosen_id(execution_id)
+    if parent is not None:
+        params = {**(params or {}), "parent": parent}
     return Call(
         "POST",
         f"/workflows/{seg(name)}/run/{mode}",
@@ -79,7 +92,8 @@ def run(name: str, input: Any, mode: str, execution_id: str | None = None) -> Ca
         content=json_body(input, "workflow input"),
         content_type=JSON,
         wait=mode == RunMode.SYNC,
-        params=chosen_id(execution_id),
+        params=params,
+        token=token,
         idempotent=execution_id is not None,
     )
 

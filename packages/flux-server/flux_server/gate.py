@@ -1,0 +1,332 @@
+"""ASGI middleware in front of every route (the fast path included): who is calling, and may
+they.
+
+For each request, before the application sees it:
+
+1. while authentication is off, a ``Host`` that is neither loopback nor configured is refused
+   (DNS rebinding; :mod:`flux_server.browsers`);
+2. ``OPTIONS`` answers with the path's methods in ``Allow``; a method the path does not take
+   gets 405 with the same ``Allow``;
+3. a state-changing request from another web origin is refused (403), and a JSON endpoint
+   takes only ``application/json`` bodies (415);
+4. while authentication is on, the bearer token is resolved to a :class:`Principal` (401 when
+   it is missing or unknown, 429 once an address failed too often) and checked against the
+   route's entry in :data:`flux_server.access.ROUTE_ACCESS` (403 naming the role needed).
+
+Worker routes and registration check their own tokens, as they always did; their 401s count
+as failures too. The caller is left in the scope for the routes (:func:`principal_of`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import params
+from fastapi.routing import APIRoute
+from flux.errors import ApiError
+from starlette.requests import Request, cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from flux_server.access import ROUTE_ACCESS, Access, RouteTable, Rule, allows, routes_of
+from flux_server.browsers import foreign_origin, host_allowed, is_json
+from flux_server.limiter import FailureLimiter
+from flux_server.options import ServerOptions
+from flux_server.principals import ANONYMOUS, Principal
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from flux_server.runtime import Runtime
+
+__all__ = ["GateMiddleware", "principal_of"]
+
+_PRINCIPAL = "flux.principal"
+_SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
+_OWN_TOKENS = frozenset({Access.WORKER, Access.BOOTSTRAP})
+_WANTED = frozenset(
+    {
+        b"host",
+        b"origin",
+        b"sec-fetch-site",
+        b"authorization",
+        b"content-type",
+        b"content-length",
+        b"transfer-encoding",
+        b"cookie",
+    }
+)
+_CONSOLE = "/console"
+KEY_COOKIE = "flux_key"
+"""The console's cookie holding a browser's API key (see :mod:`flux_server.console.login`)."""
+HOW_TO_AUTHENTICATE = (
+    "send 'Authorization: Bearer <API key>' (the flux CLI and flux.client read FLUX_API_KEY, "
+    "api_key in flux.toml, or the admin key the server wrote to admin-key in its Flux home); "
+    "an admin creates keys with `flux auth key create`"
+)
+
+
+def principal_of(request: Request) -> Principal:
+    """Who made ``request`` (anonymous while authentication is off)."""
+    found: Principal = request.scope.get(_PRINCIPAL, ANONYMOUS)
+    return found
+
+
+class GateMiddleware:
+    def __init__(self, app: ASGIApp, options: ServerOptions, required: bool) -> None:
+        self.app = app
+        self.required = required
+        self.allowed_hosts = frozenset(h.strip().lower() for h in options.allowed_hosts)
+        self.trusted_origins = frozenset(options.cors_origins)
+        self.limiter = FailureLimiter(options.auth_failure_limit, options.auth_failure_window)
+        self.public_metrics = options.metrics_public
+        self._table: RouteTable | None = None
+        self._json: frozenset[tuple[str, str]] = frozenset()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        table = self._table or self._build(scope["app"])
+        headers: dict[bytes, str] = {
+            k: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED
+        }
+        host = headers.get(b"host")
+        if not self.required and not host_allowed(host, self.allowed_hosts):
+            await _refuse(
+                send,
+                403,
+                f"this server does not answer to the host name {host!r} while its "
+                "authentication is off (a web page may have pointed that name at this machine); "
+                "use localhost, or add the name to server.allowed_hosts",
+            )
+            return
+        method: str = scope["method"]
+        found = table.match(method, scope["path"])
+        if found is not None and (method == "OPTIONS" or found.rule is None):
+            await _allow(send, method, found.allowed)
+            return
+        rule = found.rule if found is not None else None
+        changes = method not in _SAFE or (rule is not None and rule.changes_state)
+        if changes and foreign_origin(
+            headers.get(b"origin"),
+            headers.get(b"sec-fetch-site"),
+            host,
+            scope.get("scheme", "http"),
+            self.trusted_origins,
+        ):
+            page = headers.get(b"origin") or "another site"
+            await _refuse(
+                send,
+                403,
+                f"cross-origin request refused: a page of {page} may not {method} here; allow "
+                "its origin in server.cors_origins if it should",
+            )
+            return
+        if rule is not None and rule.access == Access.PUBLIC:
+            await self.app(scope, receive, send)
+            return
+        address = _address(scope)
+        wait = self.limiter.retry_after(address)
+        if wait is not None and (self.required or rule is None or rule.access in _OWN_TOKENS):
+            await _refuse(
+                send,
+                429,
+                f"too many failed authentications from {address}; try again in {wait} s",
+                headers=[(b"retry-after", str(wait).encode())],
+                retry_after=wait,
+            )
+            return
+        if self.required and (rule is None or rule.access not in _OWN_TOKENS):
+            runtime: Runtime = scope["app"].state.runtime
+            credential = _credential(headers, scope["path"])
+            principal = await runtime.principals.resolve(credential)
+            if principal is None:
+                if credential is not None:  # a guess; asking without one is not
+                    self.limiter.failed(address)
+                elif method == "GET" and scope["path"].startswith(_CONSOLE):
+                    await _redirect(send, f"{_CONSOLE}/login?next={quote(scope['path'])}")
+                    return
+                reason = (
+                    "this server requires an API key"
+                    if credential is None
+                    else "the API key is unknown, expired or revoked"
+                )
+                await _refuse(send, 401, f"{reason}: {HOW_TO_AUTHENTICATE}")
+                return
+            refusal = await _refusal(runtime, principal, rule, scope, method, found)
+            if refusal is not None:
+                await _refuse(send, 403, refusal)
+                return
+            scope[_PRINCIPAL] = principal
+        # A worker's calls carry its token, which no page can make a browser send: only
+        # requests that ambient credentials (none, while authentication is off) may carry
+        # need the simple-body check.
+        if (
+            found is not None
+            and (method, found.template) in self._json
+            and (rule is None or rule.access not in _OWN_TOKENS)
+        ):
+            problem = _json_problem(headers)
+            if problem is not None:
+                await _refuse(send, 415, problem)
+                return
+        await self.app(scope, receive, self._counting(send, address))
+
+    def _counting(self, send: Send, address: str) -> Send:
+        """``send``, counting a 401 answer (a worker's or bootstrap token the route refused)
+        as a failed authentication from ``address``."""
+
+        async def counted(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self.limiter.failed(address)
+            await send(message)
+
+        return counted
+
+    def _build(self, app: FastAPI) -> RouteTable:
+        """The route table of ``app`` (built at its first request, once every route is in)."""
+        routes = routes_of(app)
+        self._json = frozenset((m, t) for m, t, route in routes if route and _takes_json(route))
+        table = ROUTE_ACCESS
+        if self.public_metrics:
+            table = {
+                k: Rule(Access.PUBLIC) if r.public_if_configured else r for k, r in table.items()
+            }
+        self._table = RouteTable(((m, t) for m, t, _ in routes), table)
+        return self._table
+
+
+def _credential(headers: dict[bytes, str], path: str) -> str | None:
+    """The request's ``Authorization``; on a console page without one, the browser's key
+    from the console's cookie, as that header."""
+    authorization = headers.get(b"authorization")
+    if authorization is None and path.startswith(_CONSOLE) and b"cookie" in headers:
+        key = cookie_parser(headers[b"cookie"]).get(KEY_COOKIE)
+        if key:
+            return f"Bearer {key}"
+    return authorization
+
+
+async def _redirect(send: Send, location: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _takes_json(route: APIRoute) -> bool:
+    extra = (route.openapi_extra or {}).get("requestBody", {}).get("content", {})
+    if "application/json" in extra:
+        return True
+    bodies = route.dependant.body_params
+    return bool(bodies) and not any(isinstance(p.field_info, params.Form) for p in bodies)
+
+
+def _json_problem(headers: dict[bytes, str]) -> str | None:
+    content_type = headers.get(b"content-type")
+    if content_type is not None:
+        if is_json(content_type):
+            return None
+        return (
+            f"this endpoint takes JSON: send 'Content-Type: application/json', not {content_type!r}"
+        )
+    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", "0") not in (
+        "0",
+        "",
+    )
+    if has_body:
+        return "this endpoint takes JSON: send 'Content-Type: application/json' with the body"
+    return None
+
+
+async def _refusal(
+    runtime: Runtime,
+    principal: Principal,
+    rule: Rule | None,
+    scope: Scope,
+    method: str,
+    found: Any,
+) -> str | None:
+    """Why ``principal`` may not make this request; ``None`` when it may."""
+    where = f"{method} {found.template}" if found is not None else f"{method} {scope['path']}"
+    if rule is None:  # no such route: the application answers 404 to anyone authenticated
+        return None
+    if principal.kind == "worker":
+        if rule.access == Access.AUTHENTICATED or rule.workers:
+            return None
+        if rule.child_runs:
+            parent = _query_value(scope, "parent")
+            if parent is not None and await runtime.executions.holds(principal.name, parent):
+                return None
+            return (
+                f"{principal.describe()} may call {where} only to start a child of an execution "
+                "it holds (?parent=<that execution's id>)"
+            )
+        return f"{principal.describe()} may call its own /workers routes only, not {where}"
+    if allows(rule, principal.role):
+        return None
+    role = principal.role.value if principal.role is not None else "none"
+    return f"{where} needs the {rule.access.value} role; {principal.describe()} has {role}"
+
+
+def _query_value(scope: Scope, name: str) -> str | None:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    values = parse_qs(raw).get(name)
+    return values[-1] if values else None
+
+
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def _allow(send: Send, method: str, allowed: tuple[str, ...]) -> None:
+    methods = sorted({*allowed, *(["HEAD"] if "GET" in allowed else []), "OPTIONS"})
+    allow = (b"allow", ", ".join(methods).encode())
+    if method == "OPTIONS":
+        await send({"type": "http.response.start", "status": 204, "headers": [allow]})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await _refuse(
+        send,
+        405,
+        f"{method} is not allowed here; this path takes {', '.join(methods)}",
+        headers=[allow],
+        code="method_not_allowed",
+    )
+
+
+async def _refuse(
+    send: Send,
+    status: int,
+    message: str,
+    *,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    code: str | None = None,
+    **details: Any,
+) -> None:
+    body = ApiError(message, status, **details).to_dict()
+    if code is not None:
+        body["code"] = code
+    payload = json.dumps(body).encode()
+    extra = list(headers or [])
+    if status == 401:
+        extra.append((b"www-authenticate", b"Bearer"))
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
