@@ -101,8 +101,9 @@ def config_for(url: str, **values: Any) -> McpConfig:
 
 @asynccontextmanager
 async def connected(url: str, **values: Any) -> AsyncIterator[Client]:
-    """The SDK's in-memory client, connected to a flux-mcp for the Flux server at ``url``."""
-    async with AsyncFluxClient(url) as flux:
+    """The SDK's in-memory client, connected to a flux-mcp for the Flux server at ``url``
+    (calling it with ``values["api_key"]``, if given)."""
+    async with AsyncFluxClient(url, api_key=values.get("api_key")) as flux:
         server = build_server(config_for(url, **values), flux)
         async with Client(server) as client:
             yield client
@@ -138,15 +139,16 @@ def _port_open(port: int) -> bool:
 
 @contextmanager
 def mcp_program(
-    cluster: FluxCluster, *args: str, port: int | None = None
+    cluster: FluxCluster, *args: str, port: int | None = None, **env: str
 ) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    """``flux start mcp ARGS --server-url <cluster>`` as a program; for an HTTP transport
-    (``--port`` is added) it is awaited until its port accepts connections."""
+    """``flux start mcp ARGS --server-url <cluster>`` as a program (``env`` adds variables);
+    for an HTTP transport (``--port`` is added) it is awaited until its port accepts
+    connections."""
     port = port or free_port()
     argv = [sys.executable, "-m", "flux_cli", "--server-url", cluster.url, "start", "mcp"]
     argv += [*args, "--port", str(port)]
     log = cluster.home / f"mcp-{port}.log"
-    process = spawn(argv, cwd=cluster.home, env=cluster.env, log=log)
+    process = spawn(argv, cwd=cluster.home, env={**cluster.env, **env}, log=log)
     try:
 
         def ready() -> bool:

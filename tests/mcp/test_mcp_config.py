@@ -20,6 +20,8 @@ from flux_mcp.__main__ import parse_args
 from flux_mcp.errors import tool_message
 from flux_mcp.security import allowed_hosts, allowed_origins, check_exposure
 
+from tests.support.cluster import free_port
+
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -38,6 +40,7 @@ def test_defaults() -> None:
     assert (config.name, config.host, config.port) == ("flux-workflows", "localhost", 8080)
     assert (config.server_url, config.transport) == ("http://localhost:8000", "streamable-http")
     assert (config.read_only, config.insecure, config.api_key) == (False, False, None)
+    assert config.auth == "auto"
     assert (config.allowed_hosts, config.allowed_origins) == ((), ())
     assert config.sync_wait_seconds == 60.0
     assert not config.exposed
@@ -155,16 +158,36 @@ def test_accepted_hosts_and_origins() -> None:
     assert allowed_hosts(_config(host="::1")) == [*allowed_hosts(local)]
 
 
-def test_exposure_is_refused_unless_insecure(caplog: pytest.LogCaptureFixture) -> None:
-    for host in ("localhost", "127.0.0.1", "127.0.0.2", "::1"):
+def test_when_bearer_tokens_are_required() -> None:
+    assert not _config().checks_tokens
+    assert _config(auth="on").checks_tokens
+    assert _config(host="0.0.0.0").checks_tokens
+    assert not _config(host="0.0.0.0", auth="off").checks_tokens
+    assert not _config(host="0.0.0.0", auth="on", transport="stdio").checks_tokens
+    for host in ("localhost", "127.0.0.1", "127.0.0.2", "::1", "[::1]"):
+        assert not _config(host=host).exposed
+    for host in ("0.0.0.0", "::", "10.1.2.3", "mcp.example.com"):
+        assert _config(host=host).exposed
+
+
+def test_exposure_without_authentication_is_refused_unless_insecure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    for host in ("localhost", "127.0.0.1", "::1"):
         check_exposure(_config(host=host))
-    check_exposure(_config(host="0.0.0.0", transport="stdio"))  # stdio binds nothing
+    check_exposure(_config(host="0.0.0.0", transport="stdio", auth="off"))  # binds nothing
     for host in ("0.0.0.0", "::", "10.1.2.3", "mcp.example.com"):
         with pytest.raises(UsageError, match="--insecure"):
-            check_exposure(_config(host=host))
+            check_exposure(_config(host=host, auth="off"))
     with caplog.at_level(logging.WARNING, logger="flux_mcp"):
-        check_exposure(_config(host="0.0.0.0", insecure=True))
+        check_exposure(_config(host="0.0.0.0", auth="off", insecure=True))
     assert "WITHOUT AUTHENTICATION" in caplog.text
+
+
+def test_tokens_need_a_flux_server_to_check_them() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(UsageError, match=f"cannot ask it: cannot reach the Flux server at {url}"):
+        check_exposure(_config(auth="on", server_url=url))
 
 
 def test_messages_for_refused_credentials_versions_and_server_failures() -> None:

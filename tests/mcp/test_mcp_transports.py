@@ -114,11 +114,25 @@ async def test_read_only_hides_the_mutating_tools(flux_cluster: FluxCluster) -> 
             assert "hello" in {w["name"] for w in listed["workflows"]}
 
 
-def test_a_bind_beyond_loopback_without_authentication_is_refused(
+def test_a_bind_beyond_loopback_in_front_of_a_server_without_keys_is_refused(
     flux_cluster: FluxCluster,
 ) -> None:
+    """Beyond loopback flux-mcp requires bearer tokens (mcp.auth auto), which it checks with
+    the Flux server's keys: a server that checks none cannot vouch for them."""
     done = subprocess.run(
-        [sys.executable, "-m", "flux_cli", "start", "mcp", "--host", "0.0.0.0", "--port", "9"],
+        [
+            sys.executable,
+            "-m",
+            "flux_cli",
+            "--server-url",
+            flux_cluster.url,
+            "start",
+            "mcp",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9",
+        ],  # fmt: skip
         cwd=flux_cluster.home,
         env=flux_cluster.env,
         capture_output=True,
@@ -129,5 +143,5 @@ def test_a_bind_beyond_loopback_without_authentication_is_refused(
     assert done.returncode == 2
     assert done.stdout == ""
     (line,) = done.stderr.splitlines()
-    assert line.startswith("flux-mcp: refusing to serve streamable-http on '0.0.0.0'")
-    assert "--insecure" in line
+    assert line.startswith("flux-mcp: the Flux server at http://127.0.0.1:")
+    assert "does not check API keys" in line

@@ -62,6 +62,7 @@ def test_defaults_without_sources():
         "server_url": "http://localhost:8000",
         "transport": "streamable-http",
         "read_only": False,
+        "auth": "auto",
         "allowed_hosts": (),
         "allowed_origins": (),
         "api_key": None,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from flux_mcp.config import McpConfig
-    from flux_mcp.server import build_server, flux_client, serve
+    from flux_mcp.server import build_server, flux_client
+    from flux_mcp.serving import serve
 
 __all__ = ["McpConfig", "build_server", "flux_client", "serve"]
 
@@ -20,7 +21,7 @@ _HOMES = {
     "McpConfig": "flux_mcp.config",
     "build_server": "flux_mcp.server",
     "flux_client": "flux_mcp.server",
-    "serve": "flux_mcp.server",
+    "serve": "flux_mcp.serving",
 }
 
 

@@ -100,10 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logs.configure(level, settings.log_format)  # stderr: on stdio, stdout is the protocol
         # A line per call to the Flux server would drown flux-mcp's own log.
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        from flux_mcp.security import check_exposure
-
-        check_exposure(config)  # before the MCP SDK loads: a refusal answers at once
-        from flux_mcp.server import serve
+        from flux_mcp.serving import serve
 
         serve(config, log_level=level)
     except FluxError as exc:

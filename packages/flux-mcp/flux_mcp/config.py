@@ -44,6 +44,7 @@ class McpConfig:
     server_url: str
     transport: Transport
     read_only: bool
+    auth: Literal["auto", "on", "off"]
     allowed_hosts: tuple[str, ...]
     allowed_origins: tuple[str, ...]
     api_key: str | None
@@ -83,3 +84,11 @@ class McpConfig:
     def exposed(self) -> bool:
         """Whether an HTTP transport would be reachable from other machines."""
         return self.transport != "stdio" and not is_loopback(self.host)
+
+    @property
+    def checks_tokens(self) -> bool:
+        """Whether the HTTP transports require a bearer token (``auth``: ``auto`` is on when
+        exposed); stdio never does."""
+        if self.transport == "stdio":
+            return False
+        return self.auth == "on" or (self.auth == "auto" and self.exposed)

@@ -6,34 +6,49 @@
   :class:`~mcp.server.transport_security.TransportSecuritySettings`: loopback names, the bind
   address and ``allowed_hosts`` are accepted as ``Host`` (others get 421), loopback origins and
   ``allowed_origins`` as ``Origin`` (others get 403).
-- **Exposure**: bound beyond loopback, the HTTP transports must check bearer tokens. Checking
-  them against the Flux server's API keys (``GET /auth/whoami``) needs the authentication
-  endpoints of the Flux server; until flux-mcp has that check, :func:`check_exposure` refuses a
-  non-loopback bind unless ``--insecure`` says to serve without it. The seam is
-  :func:`inbound_auth`: what it returns goes to ``MCPServer(token_verifier=..., auth=...)``.
+- **Bearer tokens** (``mcp.auth``; ``auto``: beyond loopback): every HTTP request must carry
+  ``Authorization: Bearer <key>``, an API key of the Flux server, which :class:`FluxKeyVerifier`
+  checks by asking the Flux server who it is (``GET /auth/whoami``); a missing or refused one
+  gets 401. A key whose role only reads (``viewer``) is offered only the tools that change
+  nothing (:func:`may_change`): flux-mcp acts with its own credential, and must not lend it
+  to a caller the Flux server would not let do the same.
+- **Exposure**: :func:`check_exposure` refuses an HTTP bind beyond loopback without tokens
+  unless ``--insecure``, and a bind with tokens when the Flux server cannot check them (its own
+  authentication off: everyone is ``anonymous`` there, so any token would pass).
 """
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
-from flux.errors import UsageError
+from flux.client import AsyncFluxClient
+from flux.errors import ApiError, FluxError, UsageError
 
 from flux_mcp.config import McpConfig, is_loopback
 
 if TYPE_CHECKING:
-    from mcp.server.auth.provider import TokenVerifier
+    from mcp.server.auth.provider import AccessToken
     from mcp.server.auth.settings import AuthSettings
     from mcp.server.transport_security import TransportSecuritySettings
 
 __all__ = [
+    "WRITE_ROLES",
+    "FluxKeyVerifier",
     "allowed_hosts",
     "allowed_origins",
+    "caller_role",
     "check_exposure",
     "inbound_auth",
+    "may_change",
     "transport_security",
 ]
+
+WRITE_ROLES = frozenset({"admin", "operator"})
+"""Roles of Flux API keys that may change things (run, resume, cancel, upload, schedule)."""
 
 _log = logging.getLogger("flux_mcp")
 
@@ -99,30 +114,116 @@ def transport_security(config: McpConfig) -> TransportSecuritySettings:
     )
 
 
-def inbound_auth(config: McpConfig) -> tuple[TokenVerifier, AuthSettings] | None:
-    """How the HTTP transports check the bearer token of a request, ``None`` when they do not.
+class FluxKeyVerifier:
+    """Checks a bearer token by asking the Flux server whose key it is (``GET /auth/whoami``
+    with the token as the credential). Only an API key passes (``kind == "key"``): a worker's
+    session token does not, nor anything while the Flux server's authentication is off.
 
-    flux-mcp does not check bearer tokens yet (see the module docstring): a loopback bind is
-    served without them, and :func:`check_exposure` refuses any other unless insecure.
+    Answers are kept ``ttl`` seconds, by the token's SHA-256, refusals too: a revoked key stops
+    working within ``ttl``, and a client that repeats a wrong token costs the Flux server one
+    check per ``ttl``.
     """
-    return None
+
+    def __init__(self, server_url: str, *, ttl: float = 30.0, max_entries: int = 10_000) -> None:
+        self._server_url = server_url
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._known: dict[bytes, tuple[float, AccessToken | None]] = {}
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        digest = hashlib.sha256(token.encode()).digest()
+        now = time.monotonic()
+        known = self._known.get(digest)
+        if known is not None and known[0] > now:
+            return known[1]
+        try:
+            async with AsyncFluxClient(self._server_url, api_key=token, timeout=10) as flux:
+                me = await flux.whoami()
+        except ApiError as exc:
+            if exc.status_code not in (401, 403):
+                # Not an answer about the token (the Flux server is down): refuse, keep nothing.
+                _log.warning("cannot check a bearer token with the Flux server: %s", exc)
+                return None
+            access = None
+        else:
+            access = _access_of(token, me) if me.kind == "key" and me.authentication else None
+        if len(self._known) >= self._max_entries:
+            self._known = {k: v for k, v in self._known.items() if v[0] > now}
+            if len(self._known) >= self._max_entries:
+                self._known.clear()
+        self._known[digest] = (now + self._ttl, access)
+        return access
+
+
+def _access_of(token: str, me: Any) -> AccessToken:
+    from mcp.server.auth.provider import AccessToken
+
+    expires = None if me.expires_at is None else int(me.expires_at.timestamp())
+    return AccessToken(
+        token=token,
+        client_id=me.key_id or me.name,
+        subject=me.name,
+        scopes=[me.role],
+        expires_at=expires,
+    )
+
+
+def caller_role() -> str | None:
+    """The role of the API key the current HTTP request came with; ``None`` without one
+    (stdio, in memory, or an HTTP transport that checks no tokens)."""
+    from mcp.server.auth.middleware.auth_context import get_access_token
+
+    access = get_access_token()
+    if access is None:
+        return None
+    return access.scopes[0] if access.scopes else ""
+
+
+def may_change() -> str | None:
+    """Why the current caller may not use a tool that changes things, or ``None`` if it may."""
+    role = caller_role()
+    if role is None or role in WRITE_ROLES:
+        return None
+    return (
+        f"The API key you connected with has role {role!r}, which may only read, and this "
+        "tool changes things. Use the read tools, or ask the user for a key with role "
+        "'operator'."
+    )
+
+
+def inbound_auth(config: McpConfig) -> tuple[FluxKeyVerifier, AuthSettings] | None:
+    """How the HTTP transports check bearer tokens, ``None`` when they do not
+    (``config.checks_tokens``)."""
+    if not config.checks_tokens:
+        return None
+    from mcp.server.auth.settings import AuthSettings
+
+    # flux-mcp is a resource server whose tokens the Flux server issues; it publishes no OAuth
+    # metadata (resource_server_url None): clients are given a key, not sent through a flow.
+    settings = AuthSettings(issuer_url=config.server_url, resource_server_url=None)  # type: ignore[arg-type]
+    return FluxKeyVerifier(config.server_url), settings
 
 
 def check_exposure(config: McpConfig) -> None:
-    """Refuse to serve HTTP beyond loopback without a bearer check, unless ``insecure``.
+    """Refuse what would leave flux-mcp open: an HTTP bind beyond loopback without bearer
+    tokens (unless ``insecure``, which is logged), or tokens the Flux server cannot check.
 
     Raises:
-        UsageError: the bind is not loopback, no bearer check is available, and
-            ``config.insecure`` is false.
+        UsageError: either, with what to do instead.
     """
-    if not config.exposed or inbound_auth(config) is not None:
+    if config.transport == "stdio":
+        return
+    if config.checks_tokens:
+        _check_flux_checks_keys(config)
+        return
+    if not config.exposed:
         return
     if not config.insecure:
         raise UsageError(
-            f"refusing to serve {config.transport} on {config.host!r}: other machines could "
-            "reach it, and flux-mcp cannot check their bearer tokens yet. Bind to loopback "
-            "(--host 127.0.0.1) and put an authenticating proxy in front, or pass --insecure "
-            "to serve without authentication"
+            f"refusing to serve {config.transport} on {config.host!r} without authentication "
+            "(mcp.auth = 'off'): other machines could reach it. Leave mcp.auth at 'auto' so "
+            "clients must send a Flux API key, bind to loopback (--host 127.0.0.1), or pass "
+            "--insecure to serve without authentication"
         )
     _log.warning(
         "flux-mcp serves %s on %r WITHOUT AUTHENTICATION (--insecure): anyone who can reach "
@@ -130,3 +231,24 @@ def check_exposure(config: McpConfig) -> None:
         config.transport,
         config.host,
     )
+
+
+def _check_flux_checks_keys(config: McpConfig) -> None:
+    async def ask() -> Any:
+        async with AsyncFluxClient(config.server_url, api_key=config.api_key, timeout=10) as flux:
+            return await flux.whoami()
+
+    try:
+        me = asyncio.run(ask())
+    except FluxError as exc:
+        raise UsageError(
+            f"flux-mcp checks bearer tokens with the Flux server at {config.server_url}, and "
+            f"cannot ask it: {exc}. Start it first, or set mcp.api_key to a key it accepts"
+        ) from None
+    if not me.authentication:
+        raise UsageError(
+            f"the Flux server at {config.server_url} does not check API keys (its "
+            "authentication is off), so flux-mcp cannot check the bearer tokens of its clients "
+            "against it. Turn the server's authentication on (server.auth = 'on'), or set "
+            "mcp.auth = 'off' and bind flux-mcp to loopback"
+        )

@@ -1,12 +1,12 @@
 """The MCP server: :func:`build_server` puts the tools, resources and prompt of flux-mcp on an
-:class:`mcp.server.MCPServer` bound to a Flux server's client, and :func:`serve` runs it on
-the configured transport.
+:class:`mcp.server.MCPServer` bound to a Flux server's client (:mod:`flux_mcp.serving` runs
+it on the configured transport).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Literal, cast
+from typing import Literal
 
 import flux
 from flux.client import AsyncFluxClient
@@ -15,10 +15,10 @@ from mcp.server import MCPServer
 from flux_mcp.config import McpConfig
 from flux_mcp.prompts import register_prompts
 from flux_mcp.resources import register_resources
-from flux_mcp.security import check_exposure, inbound_auth, transport_security
+from flux_mcp.security import inbound_auth
 from flux_mcp.tools import Toolbox, register_tools
 
-__all__ = ["INSTRUCTIONS", "build_server", "flux_client", "serve"]
+__all__ = ["INSTRUCTIONS", "LogLevel", "build_server", "flux_client"]
 
 _log = logging.getLogger("flux_mcp")
 
@@ -36,8 +36,7 @@ Every answer has next_step: what can be done now."""
 
 def flux_client(config: McpConfig) -> AsyncFluxClient:
     """The client flux-mcp calls the Flux server with, carrying its own credential."""
-    headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else None
-    return AsyncFluxClient(config.server_url, headers=headers)
+    return AsyncFluxClient(config.server_url, api_key=config.api_key)
 
 
 def build_server(
@@ -62,43 +61,3 @@ def build_server(
     register_resources(server, client)
     register_prompts(server, client)
     return server
-
-
-def serve(config: McpConfig, *, log_level: str = "INFO") -> None:
-    """Run flux-mcp on ``config.transport`` until interrupted.
-
-    Raises:
-        flux.errors.UsageError: an HTTP transport would be reachable from other machines
-            without a bearer check (see :func:`flux_mcp.security.check_exposure`).
-    """
-    check_exposure(config)
-    server = build_server(config, log_level=cast(LogLevel, log_level.upper()))
-    if config.transport == "stdio":
-        _log.info("serving on stdio for the Flux server at %s", config.server_url)
-        server.run("stdio")
-        return
-    security = transport_security(config)
-    _log.info(
-        "serving %s on %s:%d for the Flux server at %s; accepted Host values: %s",
-        config.transport,
-        config.host,
-        config.port,
-        config.server_url,
-        ", ".join(security.allowed_hosts),
-    )
-    if config.transport == "sse":
-        server.run(
-            "sse",
-            host=config.host,
-            port=config.port,
-            transport_security=security,
-            max_request_body_size=config.max_request_bytes,
-        )
-    else:
-        server.run(
-            "streamable-http",
-            host=config.host,
-            port=config.port,
-            transport_security=security,
-            max_request_body_size=config.max_request_bytes,
-        )

@@ -139,6 +139,9 @@ class MCPSettings(_Section):
     transport: Literal["stdio", "streamable-http", "sse"] = "streamable-http"
     read_only: bool = False
     """Offer only the tools that change nothing."""
+    auth: Literal["auto", "on", "off"] = "auto"
+    """Bearer tokens required on the HTTP transports, checked against the Flux server's API
+    keys: ``auto`` is on beyond loopback and off on it, as the server's ``server.auth``."""
     allowed_hosts: tuple[str, ...] = ()
     """``Host`` values the HTTP transports accept besides loopback names and the bind address
     (``"mcp.example.com"``, ``"10.0.0.5:8080"``, ``"10.0.0.5:*"``); others get HTTP 421."""

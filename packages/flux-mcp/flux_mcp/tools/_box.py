@@ -3,15 +3,18 @@ annotations that tell a client whether a tool changes anything."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from flux.client import AsyncFluxClient
 from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from flux_mcp.config import McpConfig
+from flux_mcp.security import may_change
 
 __all__ = ["READ", "Toolbox", "changes"]
 
@@ -42,11 +45,28 @@ class Toolbox:
     names: list[str] = field(default_factory=list)
     """The tools registered, in order."""
 
-    def add(self, fn: Callable[..., Any], *, title: str, annotations: ToolAnnotations) -> None:
+    def add(
+        self, fn: Callable[..., Awaitable[Any]], *, title: str, annotations: ToolAnnotations
+    ) -> None:
         """Offer ``fn`` as a tool named after it; its docstring is its description and its
-        return annotation (a pydantic model) its output schema."""
+        return annotation (a pydantic model) its output schema. A tool that changes things
+        refuses a caller whose API key only reads (see :func:`flux_mcp.security.may_change`)."""
         if self.config.read_only and not annotations.read_only_hint:
             return
+        if not annotations.read_only_hint:
+            fn = _for_writers(fn)
         annotations = annotations.model_copy(update={"title": title})
         self.server.add_tool(fn, title=title, annotations=annotations, structured_output=True)
         self.names.append(fn.__name__)
+
+
+def _for_writers(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    # functools.wraps keeps the signature, annotations and docstring the SDK reads.
+    @functools.wraps(fn)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        refusal = may_change()
+        if refusal is not None:
+            raise ToolError(refusal)
+        return await fn(*args, **kwargs)
+
+    return guarded
