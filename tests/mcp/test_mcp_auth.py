@@ -52,9 +52,10 @@ async def test_bearer_tokens_are_flux_keys_and_readers_only_read(keyed: FluxClus
         url = f"http://127.0.0.1:{port}/mcp"
         headers = {"Accept": "application/json, text/event-stream"}
         ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
-        assert httpx.post(url, json=ping, headers=headers, timeout=10).status_code == 401
         wrong = {**headers, "Authorization": "Bearer flux_not-a-key"}
-        assert httpx.post(url, json=ping, headers=wrong, timeout=10).status_code == 401
+        async with httpx.AsyncClient(timeout=10) as http:
+            assert (await http.post(url, json=ping, headers=headers)).status_code == 401
+            assert (await http.post(url, json=ping, headers=wrong)).status_code == 401
 
         async with _client(port, operator) as client:
             done = await call(client, "execute_workflow_sync", workflow_name="hello", input="key")

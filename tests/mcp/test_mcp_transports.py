@@ -119,20 +119,9 @@ def test_a_bind_beyond_loopback_in_front_of_a_server_without_keys_is_refused(
 ) -> None:
     """Beyond loopback flux-mcp requires bearer tokens (mcp.auth auto), which it checks with
     the Flux server's keys: a server that checks none cannot vouch for them."""
+    argv = [sys.executable, "-m", "flux_cli", "--server-url", flux_cluster.url, "start", "mcp"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "flux_cli",
-            "--server-url",
-            flux_cluster.url,
-            "start",
-            "mcp",
-            "--host",
-            "0.0.0.0",
-            "--port",
-            "9",
-        ],  # fmt: skip
+        [*argv, "--host", "0.0.0.0", "--port", "9"],
         cwd=flux_cluster.home,
         env=flux_cluster.env,
         capture_output=True,
