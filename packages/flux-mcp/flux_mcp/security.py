@@ -197,10 +197,18 @@ def inbound_auth(config: McpConfig) -> tuple[FluxKeyVerifier, AuthSettings] | No
     if not config.checks_tokens:
         return None
     from mcp.server.auth.settings import AuthSettings
+    from pydantic import ValidationError
 
     # flux-mcp is a resource server whose tokens the Flux server issues; it publishes no OAuth
     # metadata (resource_server_url None): clients are given a key, not sent through a flow.
-    settings = AuthSettings(issuer_url=config.server_url, resource_server_url=None)  # type: ignore[arg-type]
+    try:
+        settings = AuthSettings.model_validate(
+            {"issuer_url": config.server_url, "resource_server_url": None}
+        )
+    except ValidationError:
+        raise UsageError(
+            f"mcp.server_url must be an http(s) URL, got {config.server_url!r}"
+        ) from None
     return FluxKeyVerifier(config.server_url), settings
 
 
