@@ -1,22 +1,28 @@
-"""What traces cost: the server's and the worker's CPU per execution with tracing on
-(exporting over OTLP/HTTP to a receiver on loopback) and off, in interleaved runs.
+"""What traces cost: the server's and the worker's CPU per execution with tracing off, on
+(exporting over OTLP/HTTP to a receiver on loopback), and on with one trace in ten sampled.
 
-    python -m bench.tracing_pairs [PAIRS] [RUNS]
+    python -m bench.tracing_pairs [ROUNDS] [RUNS]     # default: 5 rounds of 1,000
 
-Each run starts a fresh server (SQLite), one worker (capacity 64) and a home of its own, warms
-up with 50 executions, then runs RUNS executions of each workload through 16 concurrent sync
-runs from this process, and reads the server's and the worker's CPU (psutil) over each
-workload. Workloads: ``bench_one`` (one task) and ``bench_tasks`` with 10 tasks. Tracing on
-means ``OTEL_EXPORTER_OTLP_ENDPOINT`` set (nothing else), with a batch delay of 200 ms; both
-variants then idle the same second before the CPU is read, so the on variant's last batch is
-exported (and counted) first. Every pair runs both variants, the order reversed every other
-pair. The receiver runs in this process: its CPU, like the load's, is not counted; it counts
-the spans it gets, to check every execution was traced.
+Each round starts three clusters at once, one per variant, each a fresh server (SQLite), one
+worker (capacity 64) and a home of its own, and warms them up with 50 executions. Then, per
+workload, RUNS executions run on the three clusters at the same time (16 concurrent sync runs
+each, from this process), so that every variant meets the machine in the same state (on this
+shared VM, runs one after another differed by more than the cost measured), and the
+server's and the worker's CPU (psutil) of each cluster is read. Workloads: ``bench_one`` (one
+task) and ``bench_tasks`` with 10 tasks. On means ``OTEL_EXPORTER_OTLP_ENDPOINT`` set and
+nothing else (spans exported in batches of up to 512, at least every 5 s: the SDK's
+defaults); sampled adds ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` and
+``OTEL_TRACES_SAMPLER_ARG=0.1``. After each workload every cluster idles the same 5.5 s
+before its CPU is read, so that the last batch is exported (and counted) first. A variant's
+change is the median of its rounds' changes from the same round's off. The receivers run in
+this process: their CPU, like the load's, is not counted; they count the spans they get, to
+check that every execution was traced.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import sys
 import tempfile
@@ -33,7 +39,7 @@ from bench.server import ROOT, Cluster, _CpuMeter
 WORKLOADS = (("bench_one", 1), ("bench_tasks", 10))
 CONCURRENCY = 16
 WARMUP = 50
-SETTLE = 1.0
+SETTLE = 5.5
 """Seconds both variants idle after a workload, before its CPU is read."""
 
 
@@ -70,75 +76,101 @@ class Receiver:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
 
 
-async def _workload(cluster: Cluster, name: str, tasks: int, runs: int) -> tuple[float, float]:
-    """Server and worker CPU microseconds per execution of ``runs`` sync runs."""
-    meter = _CpuMeter(cluster)
+VARIANTS = {
+    "off": {},
+    "on": {},
+    "sampled": {
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    },
+}
+Figures = dict[str, dict[str, tuple[float, float]]]
+"""Per variant, per workload: server and worker CPU microseconds per execution."""
+
+
+async def _load(client: AsyncFluxClient, name: str, tasks: int, runs: int) -> None:
     gate = asyncio.Semaphore(CONCURRENCY)
-    async with AsyncFluxClient(cluster.url, timeout=120) as client:
 
-        async def one() -> None:
-            async with gate:
-                status = await client.run(name, tasks, mode="sync")
-                if status.state != "COMPLETED":
-                    raise RuntimeError(f"{name} ended {status.state}")
+    async def one() -> None:
+        async with gate:
+            status = await client.run(name, tasks, mode="sync")
+            if status.state != "COMPLETED":
+                raise RuntimeError(f"{name} ended {status.state}")
 
-        meter.restart()
-        await asyncio.gather(*(one() for _ in range(runs)))
-        await asyncio.sleep(SETTLE)
-        server, worker = meter.spent()
-    return server / runs * 1e6, worker / runs * 1e6
+    await asyncio.gather(*(one() for _ in range(runs)))
 
 
-async def _run(cluster: Cluster, runs: int) -> dict[str, tuple[float, float]]:
-    async with AsyncFluxClient(cluster.url, timeout=120) as client:
-        await client.register_workflows(ROOT / "bench" / "workflows.py")
-        await asyncio.gather(*(client.run("bench_one", 1, mode="sync") for _ in range(WARMUP)))
-    return {name: await _workload(cluster, name, tasks, runs) for name, tasks in WORKLOADS}
+async def _measure(clusters: dict[str, Cluster], runs: int) -> Figures:
+    """Every workload on every variant's cluster at the same time, so that all of them run
+    on the machine as it is at that moment."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {
+            variant: await stack.enter_async_context(AsyncFluxClient(cluster.url, timeout=120))
+            for variant, cluster in clusters.items()
+        }
+        for client in clients.values():
+            await client.register_workflows(ROOT / "bench" / "workflows.py")
+        await asyncio.gather(*(_load(c, "bench_one", 1, WARMUP) for c in clients.values()))
+        figures: Figures = {variant: {} for variant in clusters}
+        for name, tasks in WORKLOADS:
+            meters = {variant: _CpuMeter(cluster) for variant, cluster in clusters.items()}
+            await asyncio.gather(*(_load(c, name, tasks, runs) for c in clients.values()))
+            await asyncio.sleep(SETTLE)
+            for variant, meter in meters.items():
+                server, worker = meter.spent()
+                figures[variant][name] = (server / runs * 1e6, worker / runs * 1e6)
+    return figures
 
 
-def _one(traced: bool, receiver: Receiver, runs: int) -> dict[str, tuple[float, float]]:
-    with tempfile.TemporaryDirectory() as tmp:
-        cluster = Cluster(Path(tmp), f"sqlite:///{tmp}/flux.db")
-        cluster.env = {k: v for k, v in cluster.env.items() if not k.startswith("OTEL_")}
-        if traced:
-            cluster.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.url
-            cluster.env["OTEL_BSP_SCHEDULE_DELAY"] = "200"
-        try:
+def _round(receivers: dict[str, Receiver], runs: int) -> Figures:
+    with contextlib.ExitStack() as stack:
+        clusters: dict[str, Cluster] = {}
+        for variant, extra in VARIANTS.items():
+            home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            cluster = Cluster(home, f"sqlite:///{home}/flux.db")
+            cluster.env = {k: v for k, v in cluster.env.items() if not k.startswith("OTEL_")}
+            if variant in receivers:
+                cluster.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receivers[variant].url
+                cluster.env.update(extra)
+            stack.callback(cluster.stop)
             cluster.start(1)
-            return asyncio.run(_run(cluster, runs))
-        finally:
-            cluster.stop()
+            clusters[variant] = cluster
+        return asyncio.run(_measure(clusters, runs))
 
 
 def main(argv: list[str]) -> None:
-    pairs = int(argv[0]) if argv else 5
-    runs = int(argv[1]) if len(argv) > 1 else 500
-    receiver = Receiver()
-    samples: dict[tuple[bool, str], list[tuple[float, float]]] = {}
-    for pair in range(pairs):
-        order = (False, True) if pair % 2 == 0 else (True, False)
-        for traced in order:
-            before = receiver.spans
-            figures = _one(traced, receiver, runs)
-            spans = receiver.spans - before
-            for name, cpu in figures.items():
-                samples.setdefault((traced, name), []).append(cpu)
-            shown = ", ".join(f"{n} {s + w:,.0f} us" for n, (s, w) in figures.items())
-            print(f"pair {pair + 1} tracing {'on ' if traced else 'off'}: {shown}; {spans} spans")
-            expected = (2 + 1) * WARMUP + sum((2 + t) * runs for _, t in WORKLOADS)
-            if traced and spans < expected:
-                raise RuntimeError(f"the receiver got {spans} spans, expected {expected}")
-    print(f"\n{pairs} pairs of {runs} executions per workload; medians of server+worker CPU")
-    print("| workload | off: server / worker / both | on: server / worker / both | on - off |")
-    print("|---|---:|---:|---:|")
+    rounds = int(argv[0]) if argv else 5
+    runs = int(argv[1]) if len(argv) > 1 else 1000
+    receivers = {variant: Receiver() for variant in VARIANTS if variant != "off"}
+    samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    expected = (2 + 1) * WARMUP + sum((2 + t) * runs for _, t in WORKLOADS)
+    for turn in range(rounds):
+        before = receivers["on"].spans
+        figures = _round(receivers, runs)
+        if receivers["on"].spans - before < expected:
+            raise RuntimeError(f"{receivers['on'].spans - before} spans, expected {expected}")
+        for variant, by_workload in figures.items():
+            for name, cpu in by_workload.items():
+                samples.setdefault((variant, name), []).append(cpu)
+            shown = ", ".join(f"{n} {s + w:,.0f} us" for n, (s, w) in by_workload.items())
+            print(f"round {turn + 1} {variant:>7}: {shown}", flush=True)
+    print(f"\n{rounds} rounds of {runs} executions per workload: medians of CPU per execution")
+    print("and of each round's change from that round's off")
+    print("| workload | variant | server | worker | server + worker | change |")
+    print("|---|---|---:|---:|---:|---:|")
     for name, tasks in WORKLOADS:
-        off, on = (_medians(samples[(traced, name)]) for traced in (False, True))
-        change = (on[2] - off[2]) / off[2] * 100
-        print(
-            f"| {name} ({tasks} task{'s' if tasks > 1 else ''}) "
-            f"| {off[0]:,.0f} / {off[1]:,.0f} / {off[2]:,.0f} us "
-            f"| {on[0]:,.0f} / {on[1]:,.0f} / {on[2]:,.0f} us | {change:+.1f} % |"
-        )
+        offs = samples[("off", name)]
+        for variant in VARIANTS:
+            values = samples[(variant, name)]
+            server, worker, both = _medians(values)
+            changes = [
+                (s + w) / (so + wo) - 1 for (s, w), (so, wo) in zip(values, offs, strict=True)
+            ]
+            change = "" if variant == "off" else f"{statistics.median(changes) * 100:+.1f} %"
+            print(
+                f"| {name} ({tasks} task{'s' if tasks > 1 else ''}) | {variant} "
+                f"| {server:,.0f} us | {worker:,.0f} us | {both:,.0f} us | {change} |"
+            )
 
 
 def _medians(values: list[tuple[float, float]]) -> tuple[float, float, float]:

@@ -108,3 +108,22 @@ def test_configure_writes_json_lines_when_asked(capsys: pytest.CaptureFixture[st
         root.setLevel(level)
     [line] = capsys.readouterr().err.splitlines()
     assert json.loads(line)["message"] == "hello"
+
+
+def test_the_documented_json_line_is_what_the_formatter_writes() -> None:
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    logs_section = doc.split("## Logs", 1)[1]
+    (example,) = re.findall(r"```json\n(.*?)\n```", logs_section, flags=re.S)
+    record = logging.LogRecord("flux.worker", logging.WARNING, __file__, 1, "stopped", (), None)
+    token = logs.bind("3f2c", "4bf92f3577b34da6a3ce929d0e0e4736")
+    try:
+        written = json.loads(logs.JsonFormatter().format(record))
+    finally:
+        logs.unbind(token)
+    # The example also shows span_id, written when a span is current (a tracing worker).
+    assert set(json.loads(example)) == {*written, "span_id"}
+    for field in (*written, "span_id", "exception", "stack"):
+        assert f"`{field}`" in logs_section, field

@@ -405,3 +405,29 @@ async def test_json_log_lines_of_task_code_name_the_execution_and_its_trace(
     assert line["execution_id"] == status.execution_id
     assert line["trace_id"] == CALLER[3:35]
     assert len(line["span_id"]) == 16  # the segment's span, current while its tasks run
+
+
+async def test_an_execution_sampled_out_makes_no_span_anywhere(tmp_path: Path) -> None:
+    """The sampler leaves it out at the create; the workers follow (and make no task span)."""
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    options = ServerOptions(
+        database_url=f"sqlite:///{tmp_path}/flux.db",
+        home=tmp_path / "home",
+        bootstrap_token=BOOTSTRAP,
+        encryption_key="test-encryption-key-material-0123456789",
+        tracer_provider=provider,
+    )
+    async with (
+        serve_in_process(create_app(options)) as transport,
+        AsyncFluxClient("http://flux.test", transport=transport) as client,
+    ):
+        await client.register_workflows(FLOWS, filename="flows.py")
+        async with worker(transport, "w1", provider) as w:
+            status = await client.run("failing", None, mode="sync")
+            assert w.executions.tracer is not None
+    assert status.state is ExecutionState.FAILED
+    assert spans.get_finished_spans() == ()

@@ -66,10 +66,11 @@ class ExecutionTracer:
     ) -> Iterator[Creation]:
         """The span of one create, a child of ``caller`` (a valid ``traceparent``) or a new
         trace; ``attributes`` add to the workflow's. An error escaping the block is recorded
-        on the span, which ends with it."""
-        from opentelemetry.trace import SpanKind
+        on the span, which ends with it. (Not made the current span: nothing the create
+        calls makes spans, and attaching a context costs each create.)"""
+        from opentelemetry.trace import SpanKind, StatusCode
 
-        with self.tracer.start_as_current_span(
+        span = self.tracer.start_span(
             CREATE_SPAN,
             context=context_of(caller),
             kind=SpanKind.PRODUCER,
@@ -78,5 +79,12 @@ class ExecutionTracer:
                 "flux.workflow.version": workflow.version,
                 **attributes,
             },
-        ) as span:
+        )
+        try:
             yield Creation(span)
+        except BaseException as exc:
+            span.record_exception(exc)
+            span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            span.end()

@@ -92,11 +92,24 @@ class WorkerTracer:
 
 
 class _Task:
-    __slots__ = ("attempt", "span")
+    """A task's run in this segment. Its span starts only once it is needed (the task ended,
+    or a task it called needs a parent), with every attribute known by then: what a span
+    costs is mostly per attribute call, and most tasks end in the batch that starts them."""
 
-    def __init__(self, span: Span, attempt: int) -> None:
-        self.span = span
+    __slots__ = ("attempt", "name", "notes", "parent", "source_id", "span", "start")
+
+    def __init__(
+        self, name: str, source_id: str, start: int, attempt: int, parent: _Task | None
+    ) -> None:
+        self.name = name
+        self.source_id = source_id
+        self.start = start
         self.attempt = attempt
+        self.parent = parent
+        self.span: Span | None = None
+        self.notes: list[tuple[Event, int]] = []
+        """Retries, fallbacks, rollbacks and their failures (with the attempt then), for
+        the span's events."""
 
 
 class Segment:
@@ -137,7 +150,9 @@ class Segment:
                 "flux.worker.name": worker_name,
             },
         )
-        if replayed:
+        self.recording = self.span.is_recording()
+        """Whether this segment's spans are kept (sampled): if not, no task span is made."""
+        if replayed and self.recording:
             self.span.add_event(
                 "flux.replay", {"flux.replay.tasks": len(replayed)}, timestamp=self.start
             )
@@ -149,11 +164,14 @@ class Segment:
         self._token = context.attach(trace.set_span_in_context(self.span))
 
     def checkpointer(self, inner: Checkpointer) -> Checkpointer:
-        """``inner`` (a run's checkpointer), showing this segment every event saved."""
-        return _Observed(inner, self)
+        """``inner`` (a run's checkpointer), showing this segment every event saved (unless
+        its spans are not kept)."""
+        return _Observed(inner, self) if self.recording else inner
 
     def observe(self, events: Sequence[Event]) -> None:
         """Make spans of the events a run recorded (in order, each batch once)."""
+        if not self.recording:
+            return
         for event in events:
             kind = event.type
             if kind in WORKFLOW_EVENTS:
@@ -164,25 +182,24 @@ class Segment:
                         _record_failure(self.span, event)
                 continue
             task = self.tasks.get(event.source_id) or self._open(event)
-            at = _ns(event)
             outcome = _TASK_OUTCOMES.get(kind)
             if outcome is not None:
                 del self.tasks[event.source_id]
-                task.span.set_attribute("flux.task.attempt", task.attempt)
-                task.span.set_attribute("flux.task.outcome", outcome)
+                span = self._end(task, outcome)
                 if kind is _E.TASK_FAILED:
-                    _record_failure(task.span, event)
-                task.span.end(end_time=at)
-            elif kind in _TASK_MARKS:
-                if kind is _E.TASK_RETRY_STARTED:
-                    task.attempt += 1
-                attributes = {"flux.task.attempt": task.attempt}
-                task.span.add_event(_TASK_MARKS[kind], attributes, timestamp=at)
-            elif kind in _TASK_FAILURES:
-                _record_exception(task.span, event, {"flux.task.attempt": task.attempt})
+                    _record_failure(span, event)
+                span.end(end_time=_ns(event))
+                continue
+            if kind is _E.TASK_RETRY_STARTED:
+                task.attempt += 1
+            if kind in _TASK_MARKS or kind in _TASK_FAILURES:
+                if task.span is None:
+                    task.notes.append((event, task.attempt))
+                else:
+                    _note(task.span, event, task.attempt)
 
     def _open(self, event: Event) -> _Task:
-        """The span of the task ``event`` belongs to, opened now: at the event (its start),
+        """The task ``event`` belongs to, from now on: it started at the event (its start),
         or, for a task an earlier segment started, when this segment started."""
         source_id = event.source_id
         if event.type is _E.TASK_STARTED:
@@ -190,17 +207,34 @@ class Segment:
         else:
             start, attempt = self.unfinished.get(source_id, (self.start, 1))
             start = max(start, self.start)
-        from opentelemetry import trace
-
         parent = self.tasks.get(_BRANCH.sub("", event.scope))
-        span = self.tracer.start_span(
-            f"{TASK_SPAN} {event.name}",
-            context=trace.set_span_in_context(self.span if parent is None else parent.span),
-            start_time=start,
-            attributes={"flux.task.name": event.name, "flux.task.id": source_id},
-        )
-        task = self.tasks[source_id] = _Task(span, attempt)
+        task = self.tasks[source_id] = _Task(event.name, source_id, start, attempt, parent)
         return task
+
+    def _started(self, task: _Task, attributes: dict[str, Any] | None = None) -> Span:
+        """``task``'s span with ``attributes``, started now if it has not been (its
+        parent's first)."""
+        if task.span is None:
+            from opentelemetry import trace
+
+            parent = self.span if task.parent is None else self._started(task.parent)
+            task.span = span = self.tracer.start_span(
+                f"{TASK_SPAN} {task.name}",
+                context=trace.set_span_in_context(parent),
+                start_time=task.start,
+                attributes={"flux.task.id": task.source_id, **(attributes or {})},
+            )
+            for event, attempt in task.notes:
+                _note(span, event, attempt)
+            task.notes.clear()
+        elif attributes:
+            task.span.set_attributes(attributes)
+        return task.span
+
+    def _end(self, task: _Task, outcome: str) -> Span:
+        return self._started(
+            task, {"flux.task.attempt": task.attempt, "flux.task.outcome": outcome}
+        )
 
     def end(self) -> None:
         """End the segment now: tasks still open were interrupted (the run paused or was
@@ -209,9 +243,7 @@ class Segment:
 
         now = time.time_ns()
         for task in self.tasks.values():
-            task.span.set_attribute("flux.task.attempt", task.attempt)
-            task.span.set_attribute("flux.task.outcome", "interrupted")
-            task.span.end(end_time=now)
+            self._end(task, "interrupted").end(end_time=now)
         self.tasks.clear()
         state = self.state or "INTERRUPTED"
         self.span.set_attribute("flux.execution.state", state)
@@ -258,6 +290,16 @@ def _history(claim: ClaimResponse) -> Iterable[tuple[EventType, str, int]]:
 
 def _ns(event: Event) -> int:
     return int(event.time.timestamp() * 1e9)
+
+
+def _note(span: Span, event: Event, attempt: int) -> None:
+    """A retry, fallback or rollback (started, or failed) of the span's task."""
+    attributes = {"flux.task.attempt": attempt}
+    mark = _TASK_MARKS.get(event.type)
+    if mark is None:
+        _record_exception(span, event, attributes)
+    else:
+        span.add_event(mark, attributes, timestamp=_ns(event))
 
 
 def _record_failure(span: Span, event: Event) -> None:
