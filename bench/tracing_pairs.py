@@ -2,6 +2,7 @@
 (exporting over OTLP/HTTP to a receiver on loopback), and on with one trace in ten sampled.
 
     python -m bench.tracing_pairs [ROUNDS] [RUNS]     # default: 5 rounds of 1,000
+    python -m bench.tracing_pairs spans               # the SDK's own cost per span
 
 Each round starts three clusters at once, one per variant, each a fresh server (SQLite), one
 worker (capacity 64) and a home of its own, and warms them up with 50 executions. Then, per
@@ -173,6 +174,36 @@ def main(argv: list[str]) -> None:
             )
 
 
+def span_floor(n: int = 20_000) -> tuple[float, float]:
+    """What the OpenTelemetry SDK itself costs per span, in this process, with no Flux code:
+    microseconds to start and end a span of three attributes (a task's), and to encode it
+    for OTLP (in batches of 512, as the batch processor exports them)."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+
+    ended: list[ReadableSpan] = []
+
+    class Keep(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            ended.append(span)
+
+    provider = TracerProvider()
+    provider.add_span_processor(Keep())
+    tracer = provider.get_tracer("bench")
+    attributes = {"flux.task.id": "noop:" + "0" * 64 + ":0", "flux.task.attempt": 1}
+    started = time.process_time()
+    for _ in range(n):
+        span = tracer.start_span("flux.task.run noop", attributes=attributes, start_time=1)
+        span.set_attribute("flux.task.outcome", "completed")
+        span.end(end_time=2)
+    made = time.process_time() - started
+    started = time.process_time()
+    for i in range(0, n, 512):
+        encode_spans(ended[i : i + 512]).SerializeToString()
+    encoded = time.process_time() - started
+    return made / n * 1e6, encoded / n * 1e6
+
+
 def _medians(values: list[tuple[float, float]]) -> tuple[float, float, float]:
     server = statistics.median(s for s, _ in values)
     worker = statistics.median(w for _, w in values)
@@ -182,5 +213,12 @@ def _medians(values: list[tuple[float, float]]) -> tuple[float, float, float]:
 
 if __name__ == "__main__":
     started = time.monotonic()
-    main(sys.argv[1:])
+    if sys.argv[1:] == ["spans"]:
+        made, encoded = zip(*(span_floor() for _ in range(5)), strict=True)
+        print(
+            f"SDK per span: {statistics.median(made):.1f} us to start and end, "
+            f"{statistics.median(encoded):.1f} us to encode for OTLP (medians of 5)"
+        )
+    else:
+        main(sys.argv[1:])
     print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)

@@ -51,6 +51,7 @@ TRACEPARENT = "traceparent"
 """The W3C Trace Context header (and the name the trace context is stored and sent under)."""
 
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
 _EXPORTERS = frozenset({"otlp", "console"})
 _ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
@@ -69,14 +70,19 @@ def parse_traceparent(value: str | bytes | None) -> str | None:
         return None
     if isinstance(value, bytes):
         value = value.decode("latin-1")
-    match = _TRACEPARENT.fullmatch(value.strip().lower())
-    if match is None:
-        return None
+    match = _TRACEPARENT.fullmatch(value)  # as this module writes them: no copy to make
+    exact = match is not None
+    if not exact:
+        match = _TRACEPARENT.fullmatch(value.strip().lower())
+        if match is None:
+            return None
     version, trace_id, span_id, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest):
         return None
-    if not int(trace_id, 16) or not int(span_id, 16):
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
+    if exact and version == "00":
+        return value
     return f"00-{trace_id}-{span_id}-{flags}"
 
 

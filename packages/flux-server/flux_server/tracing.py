@@ -58,7 +58,11 @@ class ExecutionTracer:
     """Opens the ``flux.execution.create`` span of each new execution."""
 
     def __init__(self, provider: TracerProvider) -> None:
+        from opentelemetry import trace
+
         self.tracer = provider.get_tracer("flux_server", SERVER_VERSION)
+        self._producer = trace.SpanKind.PRODUCER
+        self._error = trace.StatusCode.ERROR
 
     @contextmanager
     def creating(
@@ -68,12 +72,10 @@ class ExecutionTracer:
         trace; ``attributes`` add to the workflow's. An error escaping the block is recorded
         on the span, which ends with it. (Not made the current span: nothing the create
         calls makes spans, and attaching a context costs each create.)"""
-        from opentelemetry.trace import SpanKind, StatusCode
-
         span = self.tracer.start_span(
             CREATE_SPAN,
             context=context_of(caller),
-            kind=SpanKind.PRODUCER,
+            kind=self._producer,
             attributes={
                 "flux.workflow.name": workflow.name,
                 "flux.workflow.version": workflow.version,
@@ -84,7 +86,7 @@ class ExecutionTracer:
             yield Creation(span)
         except BaseException as exc:
             span.record_exception(exc)
-            span.set_status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
+            span.set_status(self._error, f"{type(exc).__name__}: {exc}")
             raise
         finally:
             span.end()

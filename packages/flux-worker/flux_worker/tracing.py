@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from flux.protocol.claims import ClaimResponse
     from flux.protocol.events import EventRecord
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span, Tracer
+    from opentelemetry.trace import Span
 
     Event = ExecutionEvent | EventRecord
     """What a segment observes: domain events (in-process runs) or records (a child's)."""
@@ -84,11 +84,17 @@ class WorkerTracer:
     """Opens a :class:`Segment` per claim a worker runs."""
 
     def __init__(self, provider: TracerProvider, worker_name: str) -> None:
+        from opentelemetry import context, trace
+
+        # Held here: an import statement in each segment's code costs more than its spans'
+        # bookkeeping, and OpenTelemetry is imported only once a worker traces.
+        self.trace = trace
+        self.context = context
         self.tracer = provider.get_tracer("flux_worker")
         self.worker_name = worker_name
 
     def segment(self, claim: ClaimResponse) -> Segment:
-        return Segment(self.tracer, claim, self.worker_name)
+        return Segment(self, claim)
 
 
 class _Task:
@@ -116,10 +122,10 @@ class Segment:
     """The spans of one claimed segment: its own, open from the claim until :meth:`end`,
     and one per task run in it, made from the events :meth:`observe` is shown."""
 
-    def __init__(self, tracer: Tracer, claim: ClaimResponse, worker_name: str) -> None:
-        from opentelemetry import context, trace
-
-        self.tracer = tracer
+    def __init__(self, tracer: WorkerTracer, claim: ClaimResponse) -> None:
+        trace = tracer.trace
+        self.api = tracer
+        self.tracer = tracer.tracer
         self.start = time.time_ns()
         resumed = False
         replayed: set[str] = set()
@@ -136,7 +142,7 @@ class Segment:
         self.unfinished = {k: v for k, v in started.items() if k not in replayed}
         """Tasks the history shows started and not finished: run again in this segment
         (from their start time and attempt so far)."""
-        self.span = tracer.start_span(
+        self.span = self.tracer.start_span(
             f"{SEGMENT_SPAN} {claim.workflow_name}",
             context=context_of(claim.traceparent),
             kind=trace.SpanKind.CONSUMER,
@@ -147,7 +153,7 @@ class Segment:
                 "flux.execution.id": claim.execution_id,
                 "flux.execution.segment": claim.generation,
                 "flux.execution.resumed": resumed,
-                "flux.worker.name": worker_name,
+                "flux.worker.name": tracer.worker_name,
             },
         )
         self.recording = self.span.is_recording()
@@ -156,12 +162,22 @@ class Segment:
             self.span.add_event(
                 "flux.replay", {"flux.replay.tasks": len(replayed)}, timestamp=self.start
             )
-        self.traceparent = traceparent_of(self.span) or claim.traceparent
-        """The segment's context: what a child process's spans (and logs) continue."""
-        self.trace_id = trace_id_of(self.traceparent)
+        span_context = self.span.get_span_context()
+        self.trace_id = (
+            f"{span_context.trace_id:032x}"
+            if span_context.is_valid
+            else trace_id_of(claim.traceparent)
+        )
+        """The trace this segment is in, for log lines."""
+        self._claimed_trace = claim.traceparent
         self.tasks: dict[str, _Task] = {}
         self.state: str | None = None
-        self._token = context.attach(trace.set_span_in_context(self.span))
+        self._token = tracer.context.attach(trace.set_span_in_context(self.span))
+
+    @property
+    def traceparent(self) -> str | None:
+        """The segment's context: what a child process's spans (and logs) continue."""
+        return traceparent_of(self.span) or self._claimed_trace
 
     def checkpointer(self, inner: Checkpointer) -> Checkpointer:
         """``inner`` (a run's checkpointer), showing this segment every event saved (unless
@@ -215,12 +231,10 @@ class Segment:
         """``task``'s span with ``attributes``, started now if it has not been (its
         parent's first)."""
         if task.span is None:
-            from opentelemetry import trace
-
             parent = self.span if task.parent is None else self._started(task.parent)
             task.span = span = self.tracer.start_span(
                 f"{TASK_SPAN} {task.name}",
-                context=trace.set_span_in_context(parent),
+                context=self.api.trace.set_span_in_context(parent),
                 start_time=task.start,
                 attributes={"flux.task.id": task.source_id, **(attributes or {})},
             )
@@ -239,8 +253,6 @@ class Segment:
     def end(self) -> None:
         """End the segment now: tasks still open were interrupted (the run paused or was
         cancelled around them, or the worker let the execution go)."""
-        from opentelemetry import context, trace
-
         now = time.time_ns()
         for task in self.tasks.values():
             self._end(task, "interrupted").end(end_time=now)
@@ -248,9 +260,9 @@ class Segment:
         state = self.state or "INTERRUPTED"
         self.span.set_attribute("flux.execution.state", state)
         if state == "FAILED":
-            self.span.set_status(trace.StatusCode.ERROR, "the execution failed")
+            self.span.set_status(self.api.trace.StatusCode.ERROR, "the execution failed")
         self.span.end(end_time=now)
-        context.detach(self._token)
+        self.api.context.detach(self._token)
 
 
 class _Observed:
