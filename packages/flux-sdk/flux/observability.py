@@ -74,8 +74,8 @@ def parse_traceparent(value: str | bytes | None) -> str | None:
     exact = match is not None
     if not exact:
         match = _TRACEPARENT.fullmatch(value.strip().lower())
-        if match is None:
-            return None
+    if match is None:
+        return None
     version, trace_id, span_id, flags, rest = match.groups()
     if version == "ff" or (version == "00" and rest):
         return None

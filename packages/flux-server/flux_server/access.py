@@ -189,7 +189,8 @@ def routes_of(app: FastAPI) -> list[tuple[str, str, APIRoute | None]]:
     for context in iter_route_contexts(app.routes):
         route = context.original_route
         api = route if isinstance(route, APIRoute) else None
-        found += [(method, context.path, api) for method in sorted(context.methods or ())]
+        path = context.path or ""
+        found += [(method, path, api) for method in sorted(context.methods or ())]
     found += [
         ("GET", f"{route.path}/{{path:path}}", None)
         for route in app.router.routes

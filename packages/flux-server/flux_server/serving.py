@@ -5,6 +5,7 @@ flight, so a replica can be replaced without losing or stalling anything."""
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -28,15 +29,17 @@ class DrainingServer(uvicorn.Server):
 def serve(app: FastAPI, options: ServerOptions, log_level: str, log_format: str = "text") -> None:
     """Serve ``app`` on ``options.host:options.port`` until SIGTERM or SIGINT, then drain.
     ``log_format``: ``"json"`` leaves uvicorn's records to the root logger's JSON formatter."""
+    extra: dict[str, Any] = {"log_config": None} if log_format == "json" else {}
     config = uvicorn.Config(
         app,
         host=options.host,
         port=options.port,
         log_level=log_level,
-        **({"log_config": None} if log_format == "json" else {}),
         # Longer than clients keep idle connections (httpx: 5 s), so a client never reuses a
         # connection the server is closing at that moment (a POST would fail half-sent).
         timeout_keep_alive=65,
-        timeout_graceful_shutdown=options.drain_timeout,
+        # uvicorn waits this long as a float (its annotation says int).
+        timeout_graceful_shutdown=options.drain_timeout,  # type: ignore[arg-type]
+        **extra,
     )
     DrainingServer(config).run()
