@@ -10,7 +10,15 @@ import pytest
 import sqlalchemy as sa
 from flux.errors import ApiError, NotFoundError, UsageError
 from flux_server.db.tables import server_state
-from server_support import HELLO
+
+# The hello workflow, asking for the secrets the tests give its executions' worker.
+HELLO = b"""
+from flux import workflow
+
+@workflow.with_options(secret_requests=["API_KEY", "DB_URL", "NOPE", "ALSO_NOPE"])
+async def hello(ctx):
+    return f"Hello, {ctx.input}"
+"""
 
 VALUE = "pa55-w0rd-that-must-not-leak"
 

@@ -138,3 +138,54 @@ async def test_docs_and_openapi_are_served(server) -> None:
     health = await server.client.health()
     assert health.protocol_version == PROTOCOL_VERSION
     assert health.database in ("sqlite", "postgresql")
+
+
+SECRET_FLOWS = b"""
+from flux import task, workflow
+from flux_agents import Agent
+
+
+@task.with_options(secret_requests=["API_KEY"])
+async def call_api(secrets={}):
+    return secrets["API_KEY"]
+
+
+helper = Agent("openai/x", name="helper", api_key_secret="LLM_KEY")
+
+
+@workflow.with_options(secret_requests=["DB_URL"])
+async def uses_secrets(ctx):
+    return await call_api()
+"""
+
+
+async def test_a_worker_gets_only_the_secrets_its_execution_asked_for(server) -> None:
+    """Before: a worker holding any execution could read any secret by name."""
+    for name in ("API_KEY", "DB_URL", "LLM_KEY", "OTHER"):
+        await server.client.set_secret(name, f"value of {name}")
+    await server.register()
+    await server.register(SECRET_FLOWS)
+    worker = await server.worker("w1")
+    await server.client.run("hello")
+    plain = await worker.take()
+    await server.client.run("uses_secrets")
+    asking = await worker.take()
+    token = {"Authorization": f"Bearer {worker.ch.session_token}"}
+
+    async def get(execution_id: str, names: str):
+        url = f"/workers/w1/secrets/{execution_id}"
+        return await server.http.get(url, params={"names": names}, headers=token)
+
+    refused = await get(plain.execution_id, "OTHER")
+    assert refused.status_code == 403
+    assert "did not ask for secret(s) 'OTHER'" in refused.json()["message"]
+    assert "value of" not in refused.text
+    assert (await get(asking.execution_id, "OTHER")).status_code == 403
+    assert (await get(asking.execution_id, "API_KEY,OTHER")).status_code == 403
+    granted = await get(asking.execution_id, "API_KEY,DB_URL,LLM_KEY")
+    assert granted.status_code == 200
+    assert granted.json()["secrets"] == {
+        "API_KEY": "value of API_KEY",
+        "DB_URL": "value of DB_URL",
+        "LLM_KEY": "value of LLM_KEY",
+    }

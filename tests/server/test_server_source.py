@@ -127,3 +127,32 @@ def test_syntax_error_names_the_line() -> None:
     with pytest.raises(UsageError) as info:
         read_workflows("from flux import workflow\n\n@workflow\nasync def f(ctx)\n    pass\n")
     assert info.value.details["line"] == 4
+
+
+def test_the_secrets_a_file_asks_for_are_gathered_for_each_workflow() -> None:
+    source = """
+from flux import task, workflow
+
+@task.with_options(secret_requests=["A", "B"])
+async def one(secrets={}): ...
+
+two = task(lambda: None, secret_requests=("C",))
+agent = Agent("m", api_key_secret="D", other="not a secret")
+
+@workflow.with_options(secret_requests=["E"])
+async def first(ctx): ...
+
+@workflow
+async def second(ctx): ...
+"""
+    found = {d.name: d.secret_names for d in read_workflows(source)}
+    # By file: what a task of the file may ask for, any of its workflows may run.
+    assert found == {"first": ("A", "B", "C", "D", "E"), "second": ("A", "B", "C", "D", "E")}
+
+
+def test_secret_requests_the_server_cannot_read_are_refused() -> None:
+    source = "from flux import task, workflow\nNAMES = ['A']\n"
+    source += "@task.with_options(secret_requests=NAMES)\nasync def t(secrets={}): ...\n"
+    source += "@workflow\nasync def w(ctx): ...\n"
+    with pytest.raises(UsageError, match="line 3: secret_requests= must be a literal list"):
+        read_workflows(source)

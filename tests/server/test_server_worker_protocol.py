@@ -247,7 +247,11 @@ async def test_registering_again_starts_a_new_session(server) -> None:
 async def test_secrets_only_for_held_executions(server) -> None:
     await server.runtime.secrets.set("API_KEY", "s3cr3t")
     await server.runtime.secrets.set("LIMITS", {"rps": 5})
-    await server.register()
+    await server.register(
+        b"from flux import workflow\n\n"
+        b'@workflow.with_options(secret_requests=["API_KEY", "LIMITS", "MISSING"])\n'
+        b"async def hello(ctx):\n    return 1\n"
+    )
     w1 = await server.worker("w1")
     w2 = await server.worker("w2", connect=False)
     run = await server.client.run("hello")

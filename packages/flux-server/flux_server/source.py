@@ -13,14 +13,14 @@ from __future__ import annotations
 import ast
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from flux.errors import FluxError, UsageError
 from flux.protocol import ResourceRequest, WorkflowOptions
 from pydantic import ValidationError
 
-__all__ = ["WorkflowDefinition", "read_workflows", "source_hash"]
+__all__ = ["WorkflowDefinition", "file_secret_names", "read_workflows", "source_hash"]
 
 _SCHEDULE_FACTORIES = frozenset({"cron", "interval", "once"})
 # Names travel in URL paths (/workflows/{name}/...): no slashes, no control characters.
@@ -33,6 +33,9 @@ class WorkflowDefinition:
     function: str
     line: int
     options: WorkflowOptions
+    secret_names: tuple[str, ...] = ()
+    """The secrets a worker may be given for its executions: its own ``secret_requests`` and
+    those of every task in its file (see :func:`file_secret_names`)."""
 
 
 def source_hash(source: str) -> str:
@@ -73,6 +76,11 @@ def read_workflows(source: str, filename: str = "<upload>") -> list[WorkflowDefi
             f"{filename} defines no workflow: decorate a module-level 'async def' with "
             "@workflow (from flux import workflow)"
         )
+    in_file = file_secret_names(tree, filename)
+    found = [
+        replace(d, secret_names=tuple(sorted({*d.options.secret_requests, *in_file})))
+        for d in found
+    ]
     seen: dict[str, int] = {}
     for item in found:
         if item.name in seen:
@@ -179,6 +187,40 @@ def _definition(
 
 
 _NOT_LITERAL = object()
+
+
+def file_secret_names(tree: ast.Module, filename: str = "<upload>") -> list[str]:
+    """Every secret name the file asks for: each ``secret_requests=[...]`` keyword (of a
+    task's or workflow's options, wherever it appears) and each ``..._secret="NAME"`` keyword
+    (such as flux-agents' ``Agent(api_key_secret=...)``). A worker is given these secrets for
+    the file's workflows, and no others.
+
+    Raises:
+        UsageError: a ``secret_requests=`` that is not a literal list of names (the server
+            could not tell which secrets its tasks may have).
+    """
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        for keyword in node.keywords:
+            if keyword.arg == "secret_requests":
+                literal = _literal(keyword.value)
+                if not isinstance(literal, list | tuple | set) or not all(
+                    isinstance(s, str) for s in literal
+                ):
+                    raise UsageError(
+                        f"{filename} line {keyword.value.lineno}: secret_requests= must be a "
+                        "literal list of names, so the server knows which secrets the workers "
+                        "running this file may be given",
+                        line=keyword.value.lineno,
+                    )
+                names.update(literal)
+            elif keyword.arg is not None and keyword.arg.endswith("_secret"):
+                literal = _literal(keyword.value)
+                if isinstance(literal, str) and literal:
+                    names.add(literal)
+    return sorted(names)
 
 
 def _literal(node: ast.expr) -> Any:

@@ -32,6 +32,7 @@ from flux.protocol import (
     SecretsResponse,
     WorkerInfo,
 )
+from flux.secrets import validate_secret_name
 from starlette.responses import Response
 
 from flux_server.api.deps import FluxRoute, RuntimeDep, WorkerName, json_response, model_response
@@ -215,12 +216,24 @@ async def secrets(
     runtime: RuntimeDep,
     names: str = Query("", description="Comma-separated secret names"),
 ) -> Response:
-    """Secret values for an execution this worker holds (403 otherwise)."""
-    if not await runtime.executions.holds(name, execution_id):
+    """Secret values for an execution this worker holds, among those its workflow asked for
+    (``secret_requests`` of the workflow and of the tasks in its file); 403 otherwise."""
+    allowed = await runtime.workflows.secrets_for(name, execution_id)
+    if allowed is None:
         raise ApiError(
             f"worker {name!r} does not hold execution {execution_id!r}; secrets are only given "
             "to the worker running it",
             403,
         )
-    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    wanted = [validate_secret_name(n.strip()) for n in names.split(",") if n.strip()]
+    refused = sorted(set(wanted) - set(allowed))
+    if refused:
+        listed = ", ".join(map(repr, refused))
+        raise ApiError(
+            f"execution {execution_id!r} did not ask for secret(s) {listed}: a worker is "
+            "given only the secrets named by secret_requests of the workflow or of the tasks "
+            "in its file (add them there and register it again)",
+            403,
+            refused=refused,
+        )
     return model_response(SecretsResponse(secrets=await runtime.secrets.get_many(wanted)))

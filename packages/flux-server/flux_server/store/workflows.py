@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import utcnow
-from flux.errors import NotFoundError
+from flux.errors import NotFoundError, UsageError
 from flux.protocol import (
     ResourceRequest,
     WorkflowDetail,
@@ -18,10 +18,11 @@ from flux.protocol import (
 )
 
 from flux_server.db import Database, Tx
-from flux_server.db.tables import workflows
+from flux_server.db.tables import executions, workflows
 from flux_server.notes import WORKFLOWS
-from flux_server.source import WorkflowDefinition
+from flux_server.source import WorkflowDefinition, read_workflows
 from flux_server.store._common import new_id
+from flux_server.store._states import HELD
 
 __all__ = ["LatestWorkflow", "WorkflowStore"]
 
@@ -86,6 +87,7 @@ class WorkflowStore:
                     "source": source,
                     "source_hash": source_hash,
                     "options": definition.options.model_dump(mode="json"),
+                    "secret_names": list(definition.secret_names),
                     "created_at": now,
                 }
                 tx.conn.execute(sa.insert(workflows).values(row))
@@ -127,6 +129,22 @@ class WorkflowStore:
             ],
         )
 
+    async def secrets_for(self, worker: str, execution_id: str) -> list[str] | None:
+        """The secrets ``worker`` may be given for ``execution_id``: those its workflow version
+        asked for (``secret_requests`` of the workflow and of the tasks in its file);
+        ``None`` when the worker does not hold the execution."""
+        query = (
+            sa.select(_W.name, _W.options, _W.secret_names, _W.source)
+            .join(executions, executions.c.workflow_id == _W.id)
+            .where(
+                executions.c.id == execution_id,
+                executions.c.worker_name == worker,
+                executions.c.state.in_(HELD),
+            )
+        )
+        row = await self.db.run_read(lambda conn: conn.execute(query).first())
+        return None if row is None else _secret_names(row)
+
     async def latest(self, name: str) -> LatestWorkflow:
         """The latest version of ``name`` (cached until the next registration).
 
@@ -156,6 +174,19 @@ def _not_found(name: str) -> NotFoundError:
         "register FILE`)",
         workflow=name,
     )
+
+
+def _secret_names(row: Any) -> list[str]:
+    """The secrets a version's executions may be given; read from its source for a version
+    registered before they were kept (revision 0010)."""
+    if row.secret_names is not None:
+        return list(row.secret_names)
+    try:
+        definitions = read_workflows(row.source)
+    except UsageError:  # accepted by an older server's rules: its own requests only
+        return list((row.options or {}).get("secret_requests") or [])
+    found = next((d for d in definitions if d.name == row.name), None)
+    return list(found.secret_names) if found is not None else []
 
 
 def _summary(row: Any) -> WorkflowSummary:
