@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import stat
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -189,3 +190,27 @@ async def test_a_worker_gets_only_the_secrets_its_execution_asked_for(server) ->
         "DB_URL": "value of DB_URL",
         "LLM_KEY": "value of LLM_KEY",
     }
+
+
+async def test_the_home_and_the_database_are_the_owners_only(start_server, tmp_path) -> None:
+    """Before: the home was created 0755 and the SQLite files 0644."""
+    server = await start_server(bootstrap_token=None)  # generated into the home
+    if not server.runtime.db.is_sqlite:
+        pytest.skip("a SQLite file")
+    await server.register()  # something written: the WAL exists
+    home = Path(server.options.home)
+    database = tmp_path / "db" / "flux.db"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
+    for path in (database, Path(f"{database}-wal"), home / TOKEN_FILE):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_an_existing_database_readable_by_others_is_narrowed(tmp_path) -> None:
+    from flux._files import private_file
+
+    path = tmp_path / "flux.db"
+    path.write_bytes(b"")
+    path.chmod(0o644)
+    private_file(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

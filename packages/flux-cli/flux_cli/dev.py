@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from flux._files import private_dir
 
 from flux_cli.components import SERVER, WORKER
 from flux_cli.context import client_host, state
@@ -70,7 +71,7 @@ def dev(
     if workers:
         WORKER.require("flux dev")
     home = home.expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    private_dir(home)
     if port == 0:
         port = _free_port(host)
     url = f"http://{client_host(host)}:{port}"

@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flux._files import private_dir, private_file
 from flux.errors import SecretDecryptionError, SecretNotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -150,7 +151,7 @@ def load_or_create_key(home: Path, configured: str | None) -> bytes:
     home = Path(home)
     path = home / KEY_FILE_NAME
     if not path.exists():
-        home.mkdir(parents=True, exist_ok=True)
+        private_dir(home)
         _create_key_file(path)
     try:
         material = path.read_text(encoding="ascii").strip()
@@ -232,7 +233,7 @@ class LocalSecretStore:
     def __init__(self, db_path: Path, key: bytes) -> None:
         self.db_path = Path(db_path)
         self._key = _check_key(key)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.db_path)
         with self._connect() as conn:
             # WAL lets readers and the one writer share the file with other components.
             conn.execute("PRAGMA journal_mode=WAL")

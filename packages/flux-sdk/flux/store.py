@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flux._files import private_file
 from flux.context import ExecutionContext
 from flux.domain import (
     EVENT_TYPES,
@@ -133,7 +134,7 @@ class LocalStore:
         self.path = Path(path)
         self.serializer = serializer
         if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=30

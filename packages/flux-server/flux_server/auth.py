@@ -17,6 +17,7 @@ import os
 import secrets
 from pathlib import Path
 
+from flux._files import private_dir
 from flux.errors import ApiError
 
 from flux_server.db import Database
@@ -57,7 +58,7 @@ def load_bootstrap_token(configured: str | None, home: Path) -> str:
         token = ""
     if token:
         return token
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     token = new_token()
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

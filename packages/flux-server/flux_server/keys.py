@@ -13,6 +13,8 @@ import os
 import secrets
 from pathlib import Path
 
+from flux._files import private_dir
+
 __all__ = [
     "KEY_PREFIX",
     "hash_key",
@@ -60,7 +62,7 @@ def matches(key: str, stored_hash: str) -> bool:
 def write_private(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` readable and writable by this user only (0600), replacing
     the file atomically; its folder is created 0700."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(path.parent)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

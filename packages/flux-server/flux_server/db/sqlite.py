@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from flux._files import private_file
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
@@ -55,7 +56,8 @@ class SQLiteBackend:
 
     def __init__(self, url: sa.URL) -> None:
         assert url.database is not None
-        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only: it holds secrets (encrypted), token hashes, sources, inputs, outputs.
+        private_file(Path(url.database).expanduser())
         self.engine = create_async_engine(
             url, pool_size=4, max_overflow=8, connect_args={"timeout": 30}
         )
