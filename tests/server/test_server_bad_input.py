@@ -115,7 +115,8 @@ async def test_bad_events_are_refused_whole(prepared) -> None:
 
 
 async def test_unreachable_workflow_names_are_refused(server) -> None:
-    for name in ["with/slash", "tab\there", "x" * 300]:
+    # Before: " ", ".." and "a b" were accepted (awkward in URLs and on command lines).
+    for name in ["with/slash", "tab\there", "x" * 300, " ", "..", "a b", ".hidden", "-x", ""]:
         source = f"from flux import workflow\n@workflow.with_options(name={name!r})\n"
         source += "async def f(ctx): ...\n"
         response = await server.http.post(
@@ -123,3 +124,12 @@ async def test_unreachable_workflow_names_are_refused(server) -> None:
         )
         assert response.status_code == 400
         assert "name=" in response.json()["message"]
+
+
+async def test_a_function_name_that_is_no_workflow_name_needs_name(server) -> None:
+    source = "from flux import workflow\n@workflow\nasync def caf\u00e9(ctx): ...\n"
+    response = await server.http.post(
+        "/workflows", files={"file": ("f.py", source.encode(), "text/x-python")}
+    )
+    assert response.status_code == 400
+    assert "with_options(name=...)" in response.json()["message"]

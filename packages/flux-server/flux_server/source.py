@@ -17,14 +17,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flux.errors import FluxError, UsageError
-from flux.protocol import ResourceRequest, WorkflowOptions
+from flux.protocol import WORKFLOW_NAME_PATTERN, ResourceRequest, WorkflowOptions
 from pydantic import ValidationError
 
 __all__ = ["WorkflowDefinition", "file_secret_names", "read_workflows", "source_hash"]
 
 _SCHEDULE_FACTORIES = frozenset({"cron", "interval", "once"})
-# Names travel in URL paths (/workflows/{name}/...): no slashes, no control characters.
-_NAME = re.compile(r"[\w.\- ]{1,255}")
+_NAME = re.compile(WORKFLOW_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +158,8 @@ def _definition(
             literal = _literal(value)
             if not isinstance(literal, str) or not _NAME.fullmatch(literal):
                 raise UsageError(
-                    f"{where}: name= must be a string of 1 to 255 letters, digits, spaces, "
-                    "'_', '.' or '-'",
+                    f"{where}: name= must be a letter, digit or '_', then up to 254 letters, "
+                    "digits, '_', '.' or '-' (no spaces: names travel in URLs and commands)",
                     line=value.lineno,
                 )
             name = literal
@@ -180,6 +179,12 @@ def _definition(
             requests = _requests(value, where)
         else:
             settings[key] = _setting(value)
+    if not _NAME.fullmatch(name):
+        raise UsageError(
+            f"{filename} line {node.lineno}: workflow {node.name!r} needs a name of ASCII "
+            "letters, digits, '_', '.' and '-': give one with @workflow.with_options(name=...)",
+            line=node.lineno,
+        )
     options = WorkflowOptions(
         schedule=schedule, secret_requests=secret_requests, requests=requests, settings=settings
     )

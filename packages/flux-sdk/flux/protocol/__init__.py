@@ -111,6 +111,7 @@ from flux.protocol.workers import (
     WorkerRuntime,
 )
 from flux.protocol.workflows import (
+    WORKFLOW_NAME_PATTERN,
     ResourceRequest,
     WorkflowDetail,
     WorkflowOptions,
@@ -129,6 +130,7 @@ __all__ = [
     "PROTOCOL_VERSION",
     "SCHEDULE_RUN_FAILURES",
     "WORKER_NAME_PATTERN",
+    "WORKFLOW_NAME_PATTERN",
     "ApiKeyInfo",
     "ApiKeyRevoked",
     "CancelBatchRequest",

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from flux.protocol._base import UtcDateTime, WireModel
 
 __all__ = [
+    "WORKFLOW_NAME_PATTERN",
     "ResourceRequest",
     "WorkflowDetail",
     "WorkflowOptions",
@@ -19,6 +20,10 @@ __all__ = [
     "WorkflowVersion",
     "parse_size",
 ]
+
+WORKFLOW_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,254}$"
+"""A workflow's name: a letter, digit or ``_`` first, then letters, digits, ``_``, ``.`` and
+``-`` (no spaces, no ``/``: names travel in URL paths and on command lines)."""
 
 _UNITS = {
     "": 1,
