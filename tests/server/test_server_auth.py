@@ -330,3 +330,24 @@ async def test_the_console_logs_a_browser_in_with_a_key_in_a_cookie(keyed) -> No
     assert (await http.get("/console/workflows")).status_code == 401  # a revoked key
     out = await http.post("/console/logout", data={"csrf": csrf}, headers=origin)
     assert out.status_code == 303 and "flux_key" not in http.cookies
+
+
+# -- the OpenAPI document ---------------------------------------------------------------------
+
+
+async def test_the_openapi_document_declares_what_is_answered(server) -> None:
+    """Before: 200/201 and 422 only, no patterns. The fuzzing test holds the server to it."""
+    document = (await server.http.get("/openapi.json")).json()
+    secret = document["paths"]["/admin/secrets/{name}"]["get"]
+    assert {"400", "401", "403", "404", "413", "422", "426", "429"} <= set(secret["responses"])
+    assert secret["responses"]["404"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    run = document["paths"]["/workflows/{name}/run/{mode}"]["post"]
+    assert {"404", "409", "415"} <= set(run["responses"])
+    schemas = {p["name"]: p["schema"] for p in run["parameters"] if p["in"] == "path"}
+    assert schemas["mode"]["enum"] == ["sync", "async", "stream"]
+    assert schemas["name"]["pattern"].startswith("^[A-Za-z0-9_]")
+    health = document["paths"]["/health"]["get"]
+    assert "401" not in health["responses"] and "429" not in health["responses"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]

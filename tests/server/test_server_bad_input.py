@@ -49,6 +49,11 @@ CASES = [
     ("POST", "/workers/w1/release/nope", b'{"generation": 1}', "application/json", {404}),
     ("GET", "/workers/w1/secrets/{e}?names=bad%20name", None, None, {400}),
     ("GET", "/workers/w1/secrets/nope?names=A", None, None, {403}),
+    # Before: false was taken where the schema says integer (or number).
+    ("POST", "/executions/prune", b'{"older_than": false}', "application/json", {422}),
+    ("POST", "/executions/prune", b'{"older_than": 1e300}', "application/json", {422}),
+    ("POST", "/workers/w1/release/{e}", b'{"generation": true}', "application/json", {422}),
+    ("POST", "/workers/register", b'{"name": "w9", "capacity": true}', "application/json", {422}),
 ]
 
 

@@ -200,10 +200,13 @@ async def test_the_home_and_the_database_are_the_owners_only(start_server, tmp_p
     await server.register()  # something written: the WAL exists
     home = Path(server.options.home)
     database = tmp_path / "db" / "flux.db"
-    assert stat.S_IMODE(home.stat().st_mode) == 0o700
-    assert stat.S_IMODE(database.parent.stat().st_mode) == 0o700
+    assert _mode(home) == _mode(database.parent) == 0o700
     for path in (database, Path(f"{database}-wal"), home / TOKEN_FILE):
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        assert _mode(path) == 0o600, path
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
 
 
 def test_an_existing_database_readable_by_others_is_narrowed(tmp_path) -> None:

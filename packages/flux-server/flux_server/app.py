@@ -18,6 +18,7 @@ from flux_server.exposure import auth_required
 from flux_server.fastpath import FastPathMiddleware
 from flux_server.gate import GateMiddleware
 from flux_server.guard import GuardMiddleware
+from flux_server.openapi import install_openapi
 from flux_server.options import ServerOptions
 from flux_server.runtime import Runtime
 from flux_server.swagger import install_swagger
@@ -70,6 +71,7 @@ def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_openapi(app)
     install_swagger(app)
     install_console(app)
     # Added last, runs first: the guard (version, size limit) wraps the gate (who may call

@@ -37,7 +37,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, StrictInt
 
 from flux.domain import ExecutionEvent, ExecutionState
 from flux.errors import FluxError, ProtocolError, SerializationError
@@ -72,10 +72,10 @@ class ClaimResponse(WireModel):
     """Everything needed to (re)play the execution from the top."""
 
     execution_id: str
-    generation: int
+    generation: StrictInt
     workflow_id: str
     workflow_name: str
-    workflow_version: int
+    workflow_version: StrictInt
     source: str
     """The Python source of the registered file that defines the workflow; empty in a batched
     claim when the worker listed ``source_hash`` among its ``known_sources``."""
@@ -165,14 +165,14 @@ class ClaimBatchResponse(WireModel):
 
 
 class CheckpointRequest(WireModel):
-    generation: int
+    generation: StrictInt
     events: list[EventRecord] = Field(default_factory=list, max_length=100_000)
     output: OutputRecord | None = None
     """The workflow's output; sent with the terminal event (else that event's value is used)."""
 
 
 class CheckpointResponse(WireModel):
-    acknowledged: int
+    acknowledged: StrictInt
     """How many of the request's events are now stored (duplicates included)."""
     state: ExecutionState
 
@@ -191,7 +191,7 @@ class CheckpointResult(WireModel):
     """The outcome of one item, in request order: ``state`` when stored, else ``error``."""
 
     execution_id: str
-    acknowledged: int = 0
+    acknowledged: StrictInt = 0
     state: ExecutionState | None = None
     error: ErrorBody | None = None
 
@@ -201,7 +201,7 @@ class CheckpointBatchResponse(WireModel):
 
 
 class ReleaseRequest(WireModel):
-    generation: int
+    generation: StrictInt
     reason: str | None = None
 
 

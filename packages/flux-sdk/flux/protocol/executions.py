@@ -24,7 +24,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, StrictFloat, StrictInt
 
 from flux.domain import FINISHED_STATES, ExecutionState
 from flux.protocol._base import UtcDateTime, WireModel
@@ -86,7 +86,7 @@ class ExecutionStatus(WireModel):
     execution_id: str
     workflow_id: str
     workflow_name: str
-    workflow_version: int
+    workflow_version: StrictInt
     state: ExecutionState
     input: Any = None
     output: Any = None
@@ -121,14 +121,14 @@ class EventEntry(EventRecord):
     the log (not contiguous), what ``after=`` of the next page takes. ``value`` and ``view``
     are ``None`` unless payloads were asked for."""
 
-    position: int
+    position: StrictInt
 
 
 class EventPage(WireModel):
     """A page of ``GET /executions/{id}/events`` (protocol 1.5), oldest first."""
 
     items: list[EventEntry]
-    next_after: int | None = None
+    next_after: StrictInt | None = None
     """``after=`` for the next page when more events match now; ``None`` when this page
     reached the end of the log as it is (a running execution may add more later: ask again
     from the last item's ``position``)."""
@@ -140,7 +140,7 @@ class ExecutionStreamFrame(ExecutionFrame):
     ``position`` is the event's position, also the SSE ``id``: a client that reconnects with
     it as ``Last-Event-ID`` (or ``?after=``) gets only the frames after it."""
 
-    position: int
+    position: StrictInt
 
 
 class CancelBatchRequest(WireModel):
@@ -165,16 +165,20 @@ class CancelBatchResponse(WireModel):
     results: list[CancelResult]
 
 
+MAX_AGE = 1000 * 366 * 86400.0
+"""The largest ``older_than`` (a thousand years): a time that far back is no time at all."""
+
+
 class PruneRequest(WireModel):
     """``POST /executions/prune``: delete finished executions last updated more than
     ``older_than`` seconds ago (of ``workflow``, or of every workflow), with their events and
     schedule history. Running, paused and queued executions are never touched."""
 
-    older_than: float = Field(gt=0)
+    older_than: StrictFloat = Field(gt=0, le=MAX_AGE)
     workflow: str | None = None
 
 
 class PruneResponse(WireModel):
     """How many executions a prune deleted."""
 
-    deleted: int
+    deleted: StrictInt

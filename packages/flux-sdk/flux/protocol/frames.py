@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import StrictFloat, StrictInt
 from pydantic_core import from_json
 
 from flux.domain import ExecutionState
@@ -62,7 +63,7 @@ class ConnectedFrame(WireModel):
 
     EVENT: ClassVar[str] = "connected"
     name: str
-    heartbeat_interval: float
+    heartbeat_interval: StrictFloat
     server_time: UtcDateTime
 
 
@@ -72,7 +73,7 @@ class ExecutionScheduledFrame(WireModel):
     EVENT: ClassVar[str] = "execution.scheduled"
     execution_id: str
     workflow_name: str
-    workflow_version: int
+    workflow_version: StrictInt
 
 
 class ExecutionClaimedFrame(WireModel):

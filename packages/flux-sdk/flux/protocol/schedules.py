@@ -25,7 +25,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, StrictInt
 
 from flux.domain import ExecutionState
 from flux.protocol._base import UtcDateTime, WireModel
@@ -104,11 +104,11 @@ class ScheduleInfo(WireModel):
     auto: bool = False
     next_run_at: UtcDateTime | None = None
     last_run_at: UtcDateTime | None = None
-    run_count: int = 0
+    run_count: StrictInt = 0
     """Executions created by this schedule."""
-    failure_count: int = 0
+    failure_count: StrictInt = 0
     """Runs that failed, timed out or could not start."""
-    skip_count: int = 0
+    skip_count: StrictInt = 0
     catch_up: CatchUpPolicy | None = None
     """This schedule's catch-up policy; ``None``: the server's ``scheduling.catch_up``
     (protocol 1.6)."""

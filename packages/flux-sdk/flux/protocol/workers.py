@@ -9,7 +9,7 @@ executions the name held go back to the queue.
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, StrictFloat, StrictInt
 
 from flux.protocol._base import UtcDateTime, WireModel
 
@@ -31,19 +31,19 @@ WORKER_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 
 class GpuInfo(WireModel):
     name: str
-    memory_total: int = 0
-    memory_free: int = 0
+    memory_total: StrictInt = 0
+    memory_free: StrictInt = 0
 
 
 class WorkerResources(WireModel):
     """What the worker's machine has (bytes for sizes, percent for ``cpu_percent``)."""
 
-    cpu_count: int = 0
-    cpu_percent: float = 0.0
-    memory_total: int = 0
-    memory_available: int = 0
-    disk_total: int = 0
-    disk_free: int = 0
+    cpu_count: StrictInt = 0
+    cpu_percent: StrictFloat = 0.0
+    memory_total: StrictInt = 0
+    memory_available: StrictInt = 0
+    disk_total: StrictInt = 0
+    disk_free: StrictInt = 0
     gpus: list[GpuInfo] = []
 
 
@@ -65,7 +65,7 @@ class RegisterWorkerRequest(WireModel):
     runtime: WorkerRuntime = WorkerRuntime()
     resources: WorkerResources = WorkerResources()
     packages: list[PackageInfo] = []
-    capacity: int = Field(default=1, ge=1, le=100_000)
+    capacity: StrictInt = Field(default=1, ge=1, le=100_000)
     """How many executions this worker runs at once."""
 
 
@@ -73,7 +73,7 @@ class RegisterWorkerResponse(WireModel):
     name: str
     session_token: str
     """Send as ``Authorization: Bearer <session_token>`` on every worker call."""
-    heartbeat_interval: float
+    heartbeat_interval: StrictFloat
     """Seconds between ``POST /workers/{name}/heartbeat`` calls."""
     protocol_version: str
 
@@ -90,7 +90,7 @@ class HeartbeatRequest(WireModel):
 
 
 class HeartbeatResponse(WireModel):
-    heartbeat_interval: float
+    heartbeat_interval: StrictFloat
     held: list[str] = []
     """Executions the server recorded as held by this worker when it answered. It lags behind
     claims made while the heartbeat was in flight, so compare it only with executions claimed
@@ -106,8 +106,8 @@ class WorkerInfo(WireModel):
     name: str
     connected: bool
     last_heartbeat: UtcDateTime | None = None
-    capacity: int
-    running: int = 0
+    capacity: StrictInt
+    running: StrictInt = 0
     """Executions it holds now."""
     runtime: WorkerRuntime = WorkerRuntime()
     resources: WorkerResources = WorkerResources()

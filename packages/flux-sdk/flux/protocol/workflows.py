@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from packaging.requirements import InvalidRequirement, Requirement
-from pydantic import Field, field_validator
+from pydantic import Field, StrictFloat, StrictInt, field_validator
 
 from flux.protocol._base import UtcDateTime, WireModel
 
@@ -90,11 +90,11 @@ class ResourceRequest(WireModel):
     installed distributions must satisfy.
     """
 
-    cpu: float | None = Field(default=None, ge=0)
-    memory: int | None = Field(default=None, ge=0)
-    gpu: int | None = Field(default=None, ge=0)
-    disk: int | None = Field(default=None, ge=0)
-    gpu_memory: int | None = Field(default=None, ge=0)
+    cpu: StrictFloat | None = Field(default=None, ge=0)
+    memory: StrictInt | None = Field(default=None, ge=0)
+    gpu: StrictInt | None = Field(default=None, ge=0)
+    disk: StrictInt | None = Field(default=None, ge=0)
+    gpu_memory: StrictInt | None = Field(default=None, ge=0)
     packages: list[str] = []
 
     @field_validator("memory", "disk", "gpu_memory", mode="before")
@@ -140,7 +140,7 @@ class WorkflowOptions(WireModel):
 
 class WorkflowVersion(WireModel):
     id: str
-    version: int
+    version: StrictInt
     source_hash: str
     created_at: UtcDateTime
 
@@ -150,7 +150,7 @@ class WorkflowSummary(WireModel):
 
     id: str
     name: str
-    version: int
+    version: StrictInt
     source_hash: str
     options: WorkflowOptions = WorkflowOptions()
     created_at: UtcDateTime
