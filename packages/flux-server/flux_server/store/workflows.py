@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -129,7 +130,7 @@ class WorkflowStore:
             ],
         )
 
-    async def secrets_for(self, worker: str, execution_id: str) -> list[str] | None:
+    async def secrets_for(self, worker: str, execution_id: str) -> builtins.list[str] | None:
         """The secrets ``worker`` may be given for ``execution_id``: those its workflow version
         asked for (``secret_requests`` of the workflow and of the tasks in its file);
         ``None`` when the worker does not hold the execution."""
