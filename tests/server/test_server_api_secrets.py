@@ -176,3 +176,47 @@ async def test_workers_get_secrets_set_through_the_admin_api(server, caplog) -> 
         await other.ch.get_secrets(run.execution_id, ["API_KEY"])
     assert refused.value.status_code == 403
     assert VALUE not in caplog.text
+
+
+async def test_the_encryption_key_rotates_in_place(start_server, options, caplog) -> None:
+    from flux.secrets import decrypt_value, derive_key
+
+    old, new = options.encryption_key, "the-new-encryption-key-0123456789abcdef"
+    first = await start_server()
+    for name in ("API_KEY", "DB_URL"):
+        await first.client.set_secret(name, f"{VALUE} {name}")
+
+    # The new key, with the old one among the previous keys: re-encrypted on start.
+    caplog.set_level(logging.WARNING, logger="flux.server.secrets")
+    rotated = await start_server(encryption_key=new, previous_encryption_keys=(old,))
+    assert "re-encrypted 2 secret(s)" in caplog.text and VALUE not in caplog.text
+    assert await rotated.client.get_secret("DB_URL") == f"{VALUE} DB_URL"
+    async with rotated.runtime.db.read() as conn:
+        rows = (await conn.execute(sa.text("SELECT name, value FROM secrets"))).all()
+    for name, blob in rows:  # each opens with the new key alone now
+        assert decrypt_value(derive_key(new), name, blob) == f"{VALUE} {name}"
+
+    # Done: the new key alone starts; the old key alone does not.
+    assert await (await start_server(encryption_key=new)).client.get_secret("API_KEY")
+    with pytest.raises(UsageError, match="previous_encryption_keys"):
+        await start_server(encryption_key=old)
+
+
+async def test_a_rotation_that_cannot_open_a_secret_changes_nothing(start_server, options) -> None:
+    from flux.secrets import derive_key, encrypt_value
+
+    first = await start_server()
+    await first.client.set_secret("API_KEY", VALUE)
+    foreign = encrypt_value(derive_key("some-other-key-0123456789abcdef"), "ODD", 1)
+    await first.runtime.db.run_write(
+        lambda tx: tx.conn.execute(
+            sa.text("INSERT INTO secrets (name, value, updated_at) VALUES ('ODD', :v, :t)"),
+            {"v": foreign, "t": "2026-01-01T00:00:00+00:00"},
+        )
+    )
+    with pytest.raises(UsageError, match="'ODD' opens with neither"):
+        await start_server(
+            encryption_key="the-new-encryption-key-0123456789abcdef",
+            previous_encryption_keys=(options.encryption_key,),
+        )
+    assert await (await start_server()).client.get_secret("API_KEY") == VALUE

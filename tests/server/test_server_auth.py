@@ -351,3 +351,39 @@ async def test_the_openapi_document_declares_what_is_answered(server) -> None:
     health = document["paths"]["/health"]["get"]
     assert "401" not in health["responses"] and "429" not in health["responses"]
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+# -- the audit log ------------------------------------------------------------------------------
+
+
+async def test_key_secret_and_cancel_actions_are_audited_without_values(keyed, caplog) -> None:
+    import json
+    import logging
+
+    server, keys = keyed
+    caplog.set_level(logging.INFO, logger="flux.audit")
+    admin = {"Authorization": f"Bearer {keys[Role.ADMIN]}"}
+    http = server.http
+    value = "the-secret-value-never-logged"
+    await http.post("/admin/secrets", json={"name": "API_KEY", "value": value}, headers=admin)
+    await http.get("/admin/secrets/API_KEY", headers=admin)
+    await http.delete("/admin/secrets/API_KEY", headers=admin)
+    created = await http.post("/admin/keys", json={"name": "ci", "role": "viewer"}, headers=admin)
+    await http.delete(f"/admin/keys/{created.json()['id']}", headers=admin)
+    files = {"file": ("flows.py", HELLO, "text/x-python")}
+    await http.post("/workflows", files=files, headers=admin)
+    started = await http.post("/workflows/hello/run/async", json=1, headers=admin)
+    execution_id = started.json()["execution_id"]
+    await http.get(f"/workflows/hello/cancel/{execution_id}", headers=admin)
+    entries = [json.loads(r.getMessage()) for r in caplog.records if r.name == "flux.audit"]
+    actor = f"key 'k-admin' ({key_id_of(keys[Role.ADMIN])})"
+    assert [(e["action"], e["target"]) for e in entries] == [
+        ("secret.set", "API_KEY"),
+        ("secret.read", "API_KEY"),
+        ("secret.delete", "API_KEY"),
+        ("key.create", created.json()["id"]),
+        ("key.revoke", created.json()["id"]),
+        ("execution.cancel", execution_id),
+    ]
+    assert {e["actor"] for e in entries} == {actor} and all(e["at"] for e in entries)
+    assert value not in caplog.text and created.json()["key"] not in caplog.text

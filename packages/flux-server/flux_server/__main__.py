@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
         help="require API keys (default: server.auth, 'auto': off on loopback, on elsewhere)",
     )
     parser.add_argument(
+        "--tls-certfile", help="serve HTTPS with this certificate chain (PEM; server.tls_certfile)"
+    )
+    parser.add_argument("--tls-keyfile", help="the certificate's private key (server.tls_keyfile)")
+    parser.add_argument(
         "--insecure",
         action="store_true",
         help="allow authentication off on an address other than loopback (warned about loudly)",
@@ -59,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             overrides["auth"] = args.auth
         if args.insecure:
             overrides["insecure"] = True
+        for name in ("tls_certfile", "tls_keyfile"):
+            if getattr(args, name):
+                overrides[name] = getattr(args, name)
         url = getattr(args, "db_url", None) or args.database_url
         if url:
             overrides["database_url"] = url
@@ -92,9 +99,10 @@ def _serve(options: ServerOptions, level: str, log_format: str) -> int:
     from flux_server.app import create_app
     from flux_server.exposure import auth_required
     from flux_server.runtime import preflight
-    from flux_server.serving import serve
+    from flux_server.serving import check_tls, serve
 
     auth_required(options)  # refusals are one line (main catches FluxError)
+    check_tls(options)
     asyncio.run(preflight(options))
     app = create_app(options)
     settle_startup_objects()

@@ -37,7 +37,7 @@ from flux_server.store.server_state import check_secrets_key, recorded_key_finge
 from flux_server.tracing import execution_tracer
 from flux_server.watchers import Watchers
 
-__all__ = ["Runtime", "draining", "preflight", "secrets_key"]
+__all__ = ["Runtime", "draining", "preflight", "previous_keys", "secrets_key"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Runtime:
         self.workflows = WorkflowStore(self.db)
         self.executions = ExecutionStore(self.db)
         self.workers = WorkerStore(self.db)
-        self.secrets = SecretStore(self.db, self._secrets_key)
+        self.secrets = SecretStore(self.db, self._secrets_key, previous_keys(options))
         self.memory = MemoryStore(self.db)
         self.hub = WorkerHub()
         self.progress = ProgressHub(self.db.hint_replicas)
@@ -256,6 +256,13 @@ def draining(what: str, **details: Any) -> ApiError:
     )
 
 
+def previous_keys(options: ServerOptions) -> list[bytes]:
+    """The keys being rotated away from (``security.previous_encryption_keys``)."""
+    from flux.secrets import derive_key
+
+    return [derive_key(material) for material in options.previous_encryption_keys]
+
+
 def secrets_key(options: ServerOptions) -> bytes:
     """The key the server's secrets are encrypted with (:func:`flux.secrets.load_or_create_key`)."""
     from flux.secrets import load_or_create_key
@@ -300,4 +307,6 @@ async def _check_key(db: Database, options: ServerOptions) -> None:
                 "security.encryption_key (FLUX_SECURITY__ENCRYPTION_KEY) or that file",
                 expected=recorded,
             )
-    await check_secrets_key(db, await asyncio.to_thread(secrets_key, options))
+    await check_secrets_key(
+        db, await asyncio.to_thread(secrets_key, options), previous_keys(options)
+    )

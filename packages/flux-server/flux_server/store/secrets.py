@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import utcnow
 from flux.errors import SecretNotFoundError
-from flux.secrets import decrypt_value, encrypt_value, validate_secret_name
+from flux.secrets import encrypt_value, validate_secret_name
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from flux_server.db import Database
 from flux_server.db.tables import secrets
+from flux_server.store.key_rotation import decrypt_any
 
 __all__ = ["SecretStore"]
 
@@ -35,11 +36,15 @@ class SecretStore:
     db: the server database.
     load_key: returns the 32-byte secrets key; called once, off the event loop (it may read
         or create ``{home}/encryption.key``).
+    previous: keys being rotated away from: what one of them opens is read too.
     """
 
-    def __init__(self, db: Database, load_key: Callable[[], bytes]) -> None:
+    def __init__(
+        self, db: Database, load_key: Callable[[], bytes], previous: Sequence[bytes] = ()
+    ) -> None:
         self.db = db
         self._load_key = load_key
+        self._previous = list(previous)
         self._key: bytes | None = None
         self._key_lock = asyncio.Lock()
 
@@ -67,8 +72,8 @@ class SecretStore:
                 "`flux secrets set NAME VALUE`",
                 missing=missing,
             )
-        key = await self._get_key()
-        return {n: decrypt_value(key, n, rows[n]) for n in wanted}
+        keys = [await self._get_key(), *self._previous]
+        return {n: decrypt_any(keys, n, rows[n])[0] for n in wanted}
 
     async def get(self, name: str) -> Any:
         """Raises SecretNotFoundError, SecretDecryptionError (another key), UsageError (bad

@@ -4,6 +4,7 @@ fingerprint of the secrets key, and the digest of the workers' bootstrap token."
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from flux.domain import utcnow
@@ -73,24 +74,32 @@ async def recorded_key_fingerprint(db: Database) -> str | None:
     return await _read(db, _KEY)
 
 
-async def check_secrets_key(db: Database, key: bytes) -> None:
-    """Record this key's fingerprint if the database has none, else require the same one.
+async def check_secrets_key(db: Database, key: bytes, previous: Sequence[bytes] = ()) -> None:
+    """Record this key's fingerprint if the database has none, else require the same one, or
+    that of one of the ``previous`` keys: then every secret is re-encrypted with ``key``
+    (:mod:`flux_server.store.key_rotation`), as are any an interrupted rotation left.
 
     Raises:
         UsageError: the database's secrets were written with another key (a replica with its
             own generated ``encryption.key``, or a changed ``security.encryption_key``).
     """
+    from flux_server.store.key_rotation import rotate_secrets_key
+
     mine = key_fingerprint(key)
     recorded = await _record(db, _KEY, mine, replace=False) or mine
-    if recorded != mine:
-        raise UsageError(
-            f"this server's secrets key (fingerprint {mine}) is not the one this database's "
-            f"secrets were written with ({recorded}): give every server of one database the "
-            "same key, security.encryption_key (FLUX_SECURITY__ENCRYPTION_KEY), or the same "
-            "encryption.key file in its home",
-            fingerprint=mine,
-            expected=recorded,
-        )
+    if recorded == mine or recorded in {key_fingerprint(k) for k in previous}:
+        if previous:
+            await rotate_secrets_key(db, key, previous, mine)
+        return
+    raise UsageError(
+        f"this server's secrets key (fingerprint {mine}) is not the one this database's "
+        f"secrets were written with ({recorded}): give every server of one database the "
+        "same key, security.encryption_key (FLUX_SECURITY__ENCRYPTION_KEY), or the same "
+        "encryption.key file in its home; to rotate keys, give the old one in "
+        "security.previous_encryption_keys",
+        fingerprint=mine,
+        expected=recorded,
+    )
 
 
 async def recorded_token_digest(db: Database) -> str | None:
