@@ -247,3 +247,30 @@ def test_the_cli_never_imports_a_sibling_package() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "[]\n"
+
+
+@pytest.mark.parametrize(("command", "usage"), [("mcp", "flux-mcp"), ("worker", "flux-worker")])
+def test_start_mcp_and_worker_exec_before_the_cli_loads(command: str, usage: str) -> None:
+    """They pass their arguments on unchanged, so ``flux`` execs the program before importing
+    Typer and the command groups, which a start that must be ready in 2 s does not need."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "flux_cli", "start", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.startswith(f"usage: {usage}")
+    # Only the first process was started with -X importtime: these are the CLI's imports.
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert "flux_cli.components" in imported
+    assert not {"typer", "rich", "flux_cli.app"} & imported
+    # A global option takes the full path, to the same program.
+    full = subprocess.run(
+        [sys.executable, "-m", "flux_cli", "--debug", "start", command, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert full.stdout == done.stdout
