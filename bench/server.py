@@ -55,6 +55,8 @@ class Cluster:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.worker_args: list[str] = []
         """More ``flux-worker`` options for every worker started."""
+        self.headers: dict[str, str] = {}
+        """Sent with the cluster's own checks (an ``Authorization`` when authentication is on)."""
 
     def start(self, workers: int) -> None:
         log = open(self.home / "server.log", "ab")
@@ -74,7 +76,7 @@ class Cluster:
         self._wait(
             lambda: any(
                 w["name"] == name and w["connected"]
-                for w in httpx.get(f"{self.url}/workers", timeout=1).json()
+                for w in httpx.get(f"{self.url}/workers", headers=self.headers, timeout=1).json()
             )
         )
         return proc

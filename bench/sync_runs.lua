@@ -1,6 +1,7 @@
--- wrk script for bench/wrk.py: POST the URL's sync run `total` times in all over wrk's
--- connections, check each answer is a 200 with state COMPLETED, and stop after the last.
--- Arguments (after wrk's `--`): total, JSON body, protocol version.
+-- wrk script for bench/wrk.py: send the URL's request `total` times in all over wrk's
+-- connections (a sync run's POST, or a GET of an execution), check each answer is a 200 with
+-- state COMPLETED, and stop after the last.
+-- Arguments (after wrk's `--`): total, JSON body (empty for a GET), protocol version.
 
 local total, reserved = 0, 0
 answered, failed, failures = 0, 0, {} -- globals: done() reads them through thread:get
@@ -12,9 +13,13 @@ end
 
 function init(args)
   total = tonumber(args[1])
-  wrk.method = "POST"
-  wrk.body = args[2]
-  wrk.headers["Content-Type"] = "application/json"
+  if args[2] == "" then
+    wrk.method = "GET"
+  else
+    wrk.method = "POST"
+    wrk.body = args[2]
+    wrk.headers["Content-Type"] = "application/json"
+  end
   wrk.headers["X-Flux-Protocol"] = args[3]
 end
 

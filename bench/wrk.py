@@ -1,6 +1,6 @@
 """Load for the server benchmarks from wrk (https://github.com/wg/wrk, the Debian package
-``wrk``; ``make bench`` installs it): ``n`` sync runs of a workflow over ``concurrency``
-keep-alive connections, driven by ``bench/sync_runs.lua``.
+``wrk``; ``make bench`` installs it): ``n`` sync runs of a workflow (or ``n`` GETs of an
+execution) over ``concurrency`` keep-alive connections, driven by ``bench/sync_runs.lua``.
 
 wrk is written in C, so on a small machine the load takes little of the CPU the server and
 worker being measured need (see docs/decisions.md for how it compares with the Python
@@ -67,16 +67,36 @@ def executable() -> str:
 
 
 async def run_many(
-    url: str, workflow: str, input: Any, n: int, concurrency: int, timeout: float = 120
+    url: str,
+    workflow: str,
+    input: Any,
+    n: int,
+    concurrency: int,
+    timeout: float = 120,
+    headers: dict[str, str] | None = None,
 ) -> LoadResult:
     """Run ``workflow`` ``n`` times in sync mode over ``concurrency`` connections."""
     target = f"{url}/workflows/{quote(workflow, safe='')}/run/sync"
+    return await send_many(target, json.dumps(input), n, concurrency, timeout, headers)
+
+
+async def send_many(
+    target: str,
+    body: str | None,
+    n: int,
+    concurrency: int,
+    timeout: float = 120,
+    headers: dict[str, str] | None = None,
+) -> LoadResult:
+    """Send ``n`` requests to ``target`` over ``concurrency`` connections: POSTs of ``body``,
+    or GETs when it is ``None``; each answer must be a 200 naming state COMPLETED."""
     connections = max(1, min(concurrency, n))
+    extra = [part for name, value in (headers or {}).items() for part in ("-H", f"{name}: {value}")]
     # One wrk thread: it keeps thousands of requests a second going, and on a small machine
     # every further thread takes a core from the processes being measured.
     command = [executable(), "-t1", f"-c{connections}", f"-d{timeout:.0f}s",
-               f"--timeout={timeout:.0f}s", "-s", str(SCRIPT), target,
-               "--", str(n), json.dumps(input), PROTOCOL_VERSION]  # fmt: skip
+               f"--timeout={timeout:.0f}s", *extra, "-s", str(SCRIPT), target,
+               "--", str(n), body or "", PROTOCOL_VERSION]  # fmt: skip
     # wrk is this process's only child that exits (and is reaped) during the run, so the
     # children's CPU counters move by exactly its CPU.
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
