@@ -306,7 +306,8 @@ async def test_the_console_logs_a_browser_in_with_a_key_in_a_cookie(keyed) -> No
     http = server.http
     page = await http.get("/console/executions?state=FAILED")
     assert page.status_code == 303
-    assert page.headers["location"] == "/console/login?next=/console/executions"
+    # Back to the same page, filters included, after logging in.
+    assert page.headers["location"] == "/console/login?next=/console/executions%3Fstate%3DFAILED"
     login = await http.get("/console/login")
     assert login.status_code == 200 and "API key" in login.text
     csrf = http.cookies.get("flux_csrf")
@@ -327,7 +328,14 @@ async def test_the_console_logs_a_browser_in_with_a_key_in_a_cookie(keyed) -> No
     assert workflows.status_code == 200 and "k-operator (operator)" in workflows.text
     assert (await http.get("/workflows")).status_code == 401  # the cookie is the console's only
     await server.runtime.keys.revoke(key_id_of(keys[Role.OPERATOR]) or "")
-    assert (await http.get("/console/workflows")).status_code == 401  # a revoked key
+    stale = await http.get("/console/workflows")  # a revoked key: log in again
+    assert stale.status_code == 303
+    assert stale.headers["location"] == "/console/login?next=/console/workflows&expired=1"
+    assert "flux_key" not in http.cookies  # the answer removed the cookie
+    again = await http.get("/console/login?next=/console/workflows&expired=1")
+    assert "no longer valid" in again.text
+    revoked = await http.post("/console/login", data=form, headers=origin)
+    assert revoked.status_code == 401 and "flux_key" not in http.cookies
     out = await http.post("/console/logout", data={"csrf": csrf}, headers=origin)
     assert out.status_code == 303 and "flux_key" not in http.cookies
 

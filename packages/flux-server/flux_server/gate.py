@@ -145,9 +145,19 @@ class GateMiddleware:
             if principal is None:
                 if credential is not None:  # a guess; asking without one is not
                     self.limiter.failed(address)
-                elif method == "GET" and scope["path"].startswith(_CONSOLE):
-                    await _redirect(send, f"{_CONSOLE}/login?next={quote(scope['path'])}")
-                    return
+                if method == "GET" and scope["path"].startswith(_CONSOLE):
+                    # Back to the same page after logging in, its filters included.
+                    query = scope.get("query_string", b"").decode("latin-1")
+                    login = f"{_CONSOLE}/login?next=" + quote(
+                        scope["path"] + (f"?{query}" if query else "")
+                    )
+                    if credential is None:
+                        await _redirect(send, login)
+                        return
+                    if b"authorization" not in headers:
+                        # The browser's cookie holds a key revoked or expired since its login.
+                        await _redirect(send, login + "&expired=1", [(b"set-cookie", _FORGET_KEY)])
+                        return
                 reason = (
                     "this server requires an API key"
                     if credential is None
@@ -209,12 +219,22 @@ def _credential(headers: dict[bytes, str], path: str) -> str | None:
     return authorization
 
 
-async def _redirect(send: Send, location: str) -> None:
+_FORGET_KEY = (f"{KEY_COOKIE}=; Max-Age=0; Path={_CONSOLE}; HttpOnly; SameSite=strict").encode()
+"""A ``Set-Cookie`` value that removes the console's key cookie."""
+
+
+async def _redirect(
+    send: Send, location: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": 303,
-            "headers": [(b"location", location.encode()), (b"content-length", b"0")],
+            "headers": [
+                (b"location", location.encode()),
+                (b"content-length", b"0"),
+                *(extra or []),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": b""})

@@ -31,10 +31,11 @@ def _next(target: str) -> str:
 
 
 @router.get("/login")
-async def login_page(request: Request, next: str = "/console") -> Response:
+async def login_page(request: Request, next: str = "/console", expired: bool = False) -> Response:
     if not runtime_of(request).auth_required:
         return RedirectResponse("/console", 303)
-    return render_page(request, "login.html", next=_next(next), error=None)
+    error = "Your key is no longer valid (revoked or expired): log in again." if expired else None
+    return render_page(request, "login.html", next=_next(next), error=error)
 
 
 @router.post("/login")
