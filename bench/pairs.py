@@ -44,8 +44,11 @@ def _run(tree: Path, groups: list[str]) -> dict[str, tuple[float, str]]:
     """One run of the groups on ``tree``'s code: figure -> (value, unit)."""
     paths = [str(tree / "packages" / p) for p in PACKAGES if (tree / "packages" / p).is_dir()]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *paths])}
-    out = subprocess.run([sys.executable, "-m", "bench", *groups], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "bench", *groups], cwd=ROOT, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"the run on {tree} failed:\n{done.stderr[-3000:]}")
+    out = done.stdout
     figures = {}
     for line in out.splitlines():
         if line.startswith("calibration"):

@@ -90,7 +90,11 @@ class Cluster:
             except httpx.HTTPError:
                 pass
             time.sleep(0.05)
-        raise RuntimeError(f"cluster did not come up; see logs in {self.home}")
+        logs = "\n".join(
+            f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+            for path in sorted(self.home.glob("*.log"))
+        )
+        raise RuntimeError(f"cluster did not come up in {timeout:.0f} s:\n{logs}")
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -282,13 +286,30 @@ def main() -> list[tuple[str, float, str, str]]:
     if which in ("sqlite", "both"):
         rows += _run_backend("sqlite", lambda home: f"sqlite:///{home}/flux.db")
     if which in ("postgres", "both"):
-        created = _pg_database()
-        if created is None:
-            print("PostgreSQL not reachable: skipping the postgres figures", file=sys.stderr)
-        else:
-            url, name = created
+        if _pg_database_probe():
+            # A database per cluster: each cluster's home holds its own secrets key, which
+            # a server checks against the database's.
+            databases: list[str] = []
+
+            def fresh(home: Path) -> str:
+                created = _pg_database()
+                if created is None:
+                    raise RuntimeError("PostgreSQL stopped answering")
+                databases.append(created[1])
+                return created[0]
+
             try:
-                rows += _run_backend("postgres", lambda home: url)
+                rows += _run_backend("postgres", fresh)
             finally:
-                _drop_pg(name)
+                for name in databases:
+                    _drop_pg(name)
+        else:
+            print("PostgreSQL not reachable: skipping the postgres figures", file=sys.stderr)
     return rows
+
+
+def _pg_database_probe() -> bool:
+    created = _pg_database()
+    if created is not None:
+        _drop_pg(created[1])
+    return created is not None
