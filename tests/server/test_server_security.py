@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from flux.errors import ApiError
+from flux.domain import EventType
+from flux.errors import ApiError, ConflictError
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, RegisterWorkerRequest
 from flux_server import ServerOptions
 from flux_server.auth import TOKEN_FILE
-from server_support import BOOTSTRAP, JSON
+from server_support import BOOTSTRAP, JSON, record
 
 
 async def test_registration_needs_the_bootstrap_token(server) -> None:
@@ -190,6 +191,34 @@ async def test_a_worker_gets_only_the_secrets_its_execution_asked_for(server) ->
         "DB_URL": "value of DB_URL",
         "LLM_KEY": "value of LLM_KEY",
     }
+
+
+async def test_a_worker_cannot_touch_an_execution_another_worker_holds(server) -> None:
+    """With its own token on its own paths, w2 can neither claim, checkpoint nor read the
+    secrets of an execution w1 holds, and nothing it tried changed the execution."""
+    await server.client.set_secret("API_KEY", "value of API_KEY")
+    await server.register()
+    await server.register(SECRET_FLOWS)
+    w1 = await server.worker("w1")
+    w2 = await server.worker("w2", connect=False)
+    await server.client.run("uses_secrets")
+    held = await w1.take()
+    with pytest.raises(ConflictError, match="w1"):
+        await w2.claim(held.execution_id)
+    with pytest.raises(ConflictError):
+        started = [record(EventType.WORKFLOW_STARTED)]
+        await w2.checkpoint(held.execution_id, held.generation, started)
+    token = {"Authorization": f"Bearer {w2.ch.session_token}"}
+    url = f"/workers/w2/secrets/{held.execution_id}"
+    refused = await server.http.get(url, params={"names": "API_KEY"}, headers=token)
+    assert refused.status_code in (403, 409) and "value of" not in refused.text
+    # w1 still holds it: its secrets, its checkpoints, its result.
+    mine = {"Authorization": f"Bearer {w1.ch.session_token}"}
+    url = f"/workers/w1/secrets/{held.execution_id}"
+    granted = await server.http.get(url, params={"names": "API_KEY"}, headers=mine)
+    assert granted.json()["secrets"] == {"API_KEY": "value of API_KEY"}
+    await w1.finish(held, "done")
+    assert (await server.client.status("uses_secrets", held.execution_id)).output == "done"
 
 
 async def test_the_home_and_the_database_are_the_owners_only(start_server, tmp_path) -> None:

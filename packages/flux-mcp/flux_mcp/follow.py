@@ -16,14 +16,19 @@ from typing import cast
 import anyio
 from flux.client import AsyncFluxClient
 from flux.domain import FINISHED_STATES, EventType, ExecutionState
+from flux.errors import ApiError
 from flux.protocol import ExecutionStreamFrame
 
-__all__ = ["Report", "follow", "last_workflow_position"]
+__all__ = ["RECONNECTS", "Report", "follow", "last_workflow_position"]
 
 Report = Callable[[str], Awaitable[None]]
 """Sends one progress message (the notifications are numbered by :func:`follow`)."""
 
 _STOPS = FINISHED_STATES | {ExecutionState.PAUSED}
+RECONNECTS = 8
+"""Drops of the stream in a row (no frame between them) before following gives up."""
+_BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
+"""Seconds before opening the stream again, by the number of drops so far."""
 _WORKFLOW_TYPES = [t.value for t in EventType if t.is_workflow]
 
 
@@ -40,24 +45,50 @@ async def follow(
     finishes or pauses it (only one that finishes it with ``until_finished``); ``False`` when
     ``wait`` seconds passed first.
 
+    A stream that drops (the server restarted, a replica drained, the connection broke) is
+    opened again after the last frame seen, so no frame is reported twice or lost; after
+    :data:`RECONNECTS` drops in a row without a frame between them the error is raised.
+
     Raises:
-        flux.errors.ApiError: the stream could not be opened or broke.
+        flux.errors.ApiError: the stream could not be opened (unknown execution, refused),
+            or kept dropping.
     """
     stops = FINISHED_STATES if until_finished else _STOPS
     with anyio.move_on_after(wait):
-        # The stream is an async generator: closing it at once ends the HTTP request, where
-        # leaving it to the garbage collector would hold the connection open.
-        stream = cast(
-            "AsyncGenerator[ExecutionStreamFrame, None]",
-            flux.stream_execution(execution_id, after=after),
-        )
-        async with aclosing(stream) as frames:
-            async for frame in frames:
-                await report(_describe(frame))
-                if frame.state in stops:
+        drops = 0
+        while True:
+            # The stream is an async generator: closing it at once ends the HTTP request, where
+            # leaving it to the garbage collector would hold the connection open.
+            stream = cast(
+                "AsyncGenerator[ExecutionStreamFrame, None]",
+                flux.stream_execution(execution_id, after=after),
+            )
+            try:
+                async with aclosing(stream) as frames:
+                    async for frame in frames:
+                        drops = 0
+                        after = frame.position
+                        await report(_describe(frame))
+                        if frame.state in stops:
+                            return True
+                # The server ends a stream after its finishing frame (reported above, or
+                # before ``after``), or when it shuts down: which one, its state tells.
+                if (await flux.get_execution(execution_id)).state in stops:
                     return True
-        return True  # the stream ended: the server ends it only on a finished frame
+                if drops >= RECONNECTS:
+                    raise ApiError(f"the stream of execution {execution_id!r} kept ending", 0)
+            except ApiError as exc:
+                if not _dropped(exc) or drops >= RECONNECTS:
+                    raise
+            await anyio.sleep(_BACKOFF[min(drops, len(_BACKOFF) - 1)])
+            drops += 1
     return False
+
+
+def _dropped(exc: ApiError) -> bool:
+    """Whether ``exc`` is a stream lost on the way (worth opening again), not a refusal."""
+    status = exc.status_code or 0
+    return status == 0 or status >= 500
 
 
 def _describe(frame: ExecutionStreamFrame) -> str:
