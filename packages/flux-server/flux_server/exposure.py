@@ -7,6 +7,7 @@ unless told ``server.auth = "off"`` together with ``--insecure``.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 
@@ -23,8 +24,11 @@ AUTH_MODES = ("auto", "on", "off")
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
+@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a bind address) is reachable from this machine only."""
+    """Whether ``host`` (a bind address) is reachable from this machine only. Cached: the gate
+    asks it of every request's ``Host`` while authentication is off, and parsing an address
+    costs more than the rest of that check."""
     host = host.strip().strip("[]").lower()
     if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
         return True
