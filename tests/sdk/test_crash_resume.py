@@ -44,8 +44,12 @@ COMMON = """
 """
 
 RUN = """
-    import json, sys
+    import json, signal, sys
     import wfmod
+
+    # Ctrl-C as in a terminal: started from a background job (`make test &`), this process
+    # would inherit SIGINT ignored, and Python then never raises KeyboardInterrupt.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     wf = getattr(wfmod, sys.argv[1])
     arg = json.loads(sys.argv[2]) if len(sys.argv) > 2 else None

@@ -102,7 +102,9 @@ def get_execution(execution_id: str, detailed: bool) -> Call[ExecutionStatus]:
         "GET",
         f"/executions/{seg(execution_id)}",
         parse_model(ExecutionStatus),
-        params={"detailed": "true" if detailed else "false"},
+        # Not detailed is the server's default: without a query string the request is built
+        # from its template (see flux.client._http.RequestTemplates).
+        params={"detailed": "true"} if detailed else None,
     )
 
 
