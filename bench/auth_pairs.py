@@ -37,7 +37,7 @@ from pathlib import Path
 
 from flux.client import AsyncFluxClient
 
-from bench.server import ROOT, Cluster, _CpuMeter, _drop_pg, _pg_database
+from bench.server import ROOT, Cluster, _CpuMeter, _drop_pg, cluster_database
 from bench.wrk import send_many
 
 CONCURRENCY = {"read": 1, "run": 16}
@@ -54,14 +54,7 @@ def _clusters(database: str, home: Path) -> Iterator[dict[str, Cluster]]:
         for name in ("off", "on"):
             folder = home / name
             folder.mkdir()
-            url = f"sqlite:///{folder}/flux.db"
-            if database == "postgres":
-                created = _pg_database()
-                if created is None:
-                    raise RuntimeError("PostgreSQL does not answer at FLUX_TEST_PG")
-                url, db_name = created
-                databases.append(db_name)
-            cluster = Cluster(folder, url)
+            cluster = Cluster(folder, cluster_database(folder, database, databases))
             cluster.env["FLUX_SERVER__AUTH"] = name
             started[name] = cluster
             cluster.start(0)

@@ -50,7 +50,7 @@ from typing import Any
 import httpx
 from flux.client import AsyncFluxClient
 
-from bench.server import ROOT, Cluster, _CpuMeter, _drop_pg, _free_port, _pg_database
+from bench.server import ROOT, Cluster, _CpuMeter, _drop_pg, _free_port, cluster_database
 
 WORKLOADS = (("bench_one", 1), ("bench_tasks", 10))
 CONCURRENCY = 16
@@ -76,14 +76,7 @@ def _clusters(names: list[str], database: str, home: Path) -> Iterator[list[_Var
         for name in names:
             folder = home / name
             folder.mkdir()
-            url = f"sqlite:///{folder}/flux.db"
-            if database == "postgres":
-                created = _pg_database()
-                if created is None:
-                    raise RuntimeError("PostgreSQL does not answer at FLUX_TEST_PG")
-                url, db_name = created
-                databases.append(db_name)
-            variant = _Variant(name, Cluster(folder, url))
+            variant = _Variant(name, Cluster(folder, cluster_database(folder, database, databases)))
             _configure(variant)
             started.append(variant)
             variant.cluster.start(1)

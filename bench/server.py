@@ -239,6 +239,23 @@ def _pg_database() -> tuple[str, str] | None:
     return PG_ADMIN.rsplit("/", 1)[0] + "/" + name, name
 
 
+def cluster_database(folder: Path, database: str, created: list[str]) -> str:
+    """The database URL for a cluster whose home is ``folder``: a SQLite file there, or, with
+    ``database == "postgres"``, a new PostgreSQL database whose name is added to ``created``
+    (for :func:`_drop_pg` once the cluster stops).
+
+    Raises:
+        RuntimeError: PostgreSQL does not answer.
+    """
+    if database != "postgres":
+        return f"sqlite:///{folder}/flux.db"
+    made = _pg_database()
+    if made is None:
+        raise RuntimeError("PostgreSQL does not answer at FLUX_TEST_PG")
+    created.append(made[1])
+    return made[0]
+
+
 def _drop_pg(name: str) -> None:
     import psycopg
 
@@ -290,16 +307,10 @@ def main() -> list[tuple[str, float, str, str]]:
             # A database per cluster: each cluster's home holds its own secrets key, which
             # a server checks against the database's.
             databases: list[str] = []
-
-            def fresh(home: Path) -> str:
-                created = _pg_database()
-                if created is None:
-                    raise RuntimeError("PostgreSQL stopped answering")
-                databases.append(created[1])
-                return created[0]
-
             try:
-                rows += _run_backend("postgres", fresh)
+                rows += _run_backend(
+                    "postgres", lambda home: cluster_database(home, "postgres", databases)
+                )
             finally:
                 for name in databases:
                     _drop_pg(name)
