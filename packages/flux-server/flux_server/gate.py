@@ -19,7 +19,6 @@ as failures too. The caller is left in the scope for the routes (:func:`principa
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
 
@@ -31,6 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flux_server.access import ROUTE_ACCESS, Access, RouteTable, Rule, allows, routes_of
 from flux_server.browsers import foreign_origin, host_allowed, is_json
+from flux_server.guard import send_json
 from flux_server.limiter import FailureLimiter
 from flux_server.options import ServerOptions
 from flux_server.principals import ANONYMOUS, Principal
@@ -334,19 +334,7 @@ async def _refuse(
     body = ApiError(message, status, **details).to_dict()
     if code is not None:
         body["code"] = code
-    payload = json.dumps(body).encode()
     extra = list(headers or [])
     if status == 401:
         extra.append((b"www-authenticate", b"Bearer"))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    await send_json(send, status, body, extra)

@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from flux.errors import ProtocolError
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, check_compatible
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["GuardMiddleware"]
+__all__ = ["GuardMiddleware", "send_json"]
 
 _HEADER = PROTOCOL_HEADER.lower().encode()
 _VERSION = (_HEADER, PROTOCOL_VERSION.encode())
@@ -38,12 +39,12 @@ class GuardMiddleware:
                     check_compatible(value.decode("latin-1"), peer="client")
                 except ProtocolError as exc:
                     body = exc.to_dict()
-                    await _answer(send, 426, body)
+                    await send_json(send, 426, body)
                     return
             elif key == b"content-length":
                 length = value
         if length is not None and length.isdigit() and int(length) > self.limit:
-            await _answer(send, 413, self._too_large_body())
+            await send_json(send, 413, self._too_large_body())
             return
         if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
             body = {
@@ -52,7 +53,7 @@ class GuardMiddleware:
                 "message": "the URL contains a NUL character (%00), which no name or id can hold",
                 "details": {},
             }
-            await _answer(send, 400, body)
+            await send_json(send, 400, body)
             return
 
         received = 0
@@ -85,7 +86,7 @@ class GuardMiddleware:
             if not too_large:
                 raise
         if too_large and not started:
-            await _answer(send, 413, self._too_large_body())
+            await send_json(send, 413, self._too_large_body())
 
     def _too_large_body(self) -> dict[str, Any]:
         return {
@@ -97,7 +98,14 @@ class GuardMiddleware:
         }
 
 
-async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
+async def send_json(
+    send: Send,
+    status: int,
+    body: dict[str, Any],
+    headers: Sequence[tuple[bytes, bytes]] = (_VERSION,),
+) -> None:
+    """Answer a request from ASGI middleware, before any route: ``body`` as JSON, with
+    ``headers`` after the content type and length."""
     payload = json.dumps(body).encode()
     await send(
         {
@@ -106,7 +114,7 @@ async def _answer(send: Send, status: int, body: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
-                _VERSION,
+                *headers,
             ],
         }
     )
