@@ -22,7 +22,7 @@ from flux.protocol import (
 )
 
 if TYPE_CHECKING:
-    from flux.client._async import AsyncFluxClient
+    from flux.client._async_base import AsyncClientBase
 
 __all__ = ["AsyncWorkerChannel"]
 
@@ -37,7 +37,7 @@ class AsyncWorkerChannel:
     the execution) or a retryable error (see :func:`flux.client.is_retryable`).
     """
 
-    def __init__(self, client: AsyncFluxClient, name: str, session_token: str) -> None:
+    def __init__(self, client: AsyncClientBase, name: str, session_token: str) -> None:
         self.client = client
         self.name = name
         self.session_token = session_token
