@@ -21,7 +21,7 @@ WORKFLOWS = """
 import asyncio
 from pathlib import Path
 
-from flux import task, workflow
+from flux import call, task, workflow
 from flux.tasks import pause
 
 
@@ -49,6 +49,16 @@ async def recover(ctx):
     first = await double(1)
     await wait_for(ctx.input)
     return await double(first)
+
+
+@workflow
+async def child(ctx):
+    return await double(ctx.input)
+
+
+@workflow
+async def parent(ctx):
+    return await call("child", ctx.input)
 """
 
 CALLER_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -119,6 +129,47 @@ def test_pause_and_resume_on_another_worker_continue_the_callers_trace(tmp_path:
         assert all({"time", "level", "logger", "message"} <= set(line) for line in lines), log
     server_log = (cluster.home / "server.log").read_text()
     assert '"logger": "uvicorn.access"' in server_log
+
+
+@pytest.mark.parametrize("isolation", ["inprocess", "subprocess"])
+def test_a_subworkflow_is_traced_in_its_parents_trace(tmp_path: Path, isolation: str) -> None:
+    """The child execution's create span is a child of the parent's segment span (the worker
+    sends the segment's context with the call), so the caller's one trace holds the parent,
+    the child and their tasks."""
+    with (
+        OtlpReceiver() as receiver,
+        running_cluster(
+            tmp_path, WORKFLOWS, FLUX_WORKERS__ISOLATION=isolation, **receiver.env()
+        ) as cluster,
+    ):
+        with FluxClient(cluster.url, headers={"traceparent": CALLER}) as caller:
+            status = caller.run("parent", 4, mode="sync")
+        assert status.state is ExecutionState.COMPLETED and status.output == 8, cluster.tail()
+
+        def both() -> dict[str, ReceivedSpan] | None:
+            found = {
+                s.attributes["flux.workflow.name"]: s
+                for s in receiver.spans()
+                if s.name.startswith("flux.workflow.run")
+            }
+            creates = [s for s in receiver.spans() if s.name == "flux.execution.create"]
+            done = len(found) == 2 and len(creates) == 2 and tasks_under(receiver, found["child"])
+            return found if done else None
+
+        segments = wait_until(both, what="the parent's and the child's spans")
+        creates = {
+            s.attributes["flux.execution.id"]: s
+            for s in receiver.spans()
+            if s.name == "flux.execution.create"
+        }
+
+    parent, child = segments["parent"], segments["child"]
+    assert creates[status.execution_id].parent_span_id == CALLER_SPAN
+    child_create = creates[child.attributes["flux.execution.id"]]
+    assert child_create.parent_span_id == parent.span_id
+    assert child.parent_span_id == child_create.span_id
+    assert tasks_under(receiver, child) == ["flux.task.run double"]
+    assert {s.trace_id for s in receiver.spans()} == {CALLER_TRACE}
 
 
 def test_recovery_after_a_crash_replays_finished_tasks_without_spans(tmp_path: Path) -> None:

@@ -122,9 +122,13 @@ class _Client:
         return self.client.worker(self.header.worker_name, self.header.session_token)
 
     async def run_child(self, name: str, input: Any, execution_id: str) -> ExecutionStatus:
-        parent = self.header.claim.execution_id
+        header = self.header
         return await self._channel().run_child(
-            name, input, execution_id=execution_id, parent=parent
+            name,
+            input,
+            execution_id=execution_id,
+            parent=header.claim.execution_id,
+            traceparent=header.traceparent,
         )
 
     async def send(self, call: Call[T]) -> T:

@@ -234,7 +234,7 @@ class Executions:
                 )
             else:
                 try:
-                    runner = self._in_process(claim, checkpointer)
+                    runner = self._in_process(claim, checkpointer, segment)
                 except Exception as exc:
                     log.error("execution %s cannot run: %s", execution_id, exc)
                     started()
@@ -268,7 +268,9 @@ class Executions:
             self.running.pop(execution_id, None)
             self.progress.forget(execution_id)
 
-    def _in_process(self, claim: ClaimResponse, checkpointer: Checkpointer) -> WorkflowRun:
+    def _in_process(
+        self, claim: ClaimResponse, checkpointer: Checkpointer, segment: Segment | None
+    ) -> WorkflowRun:
         """Raises whatever loading the source or reading the history back raises."""
         wf = self.modules.load(
             claim.workflow_name, claim.workflow_version, claim.source_hash, claim.source
@@ -276,7 +278,11 @@ class Executions:
         ctx = context_from_claim(claim)
         services = ExecutionServices(
             self._secrets(claim.execution_id),
-            _Link(self.channel, claim.execution_id),
+            _Link(
+                self.channel,
+                claim.execution_id,
+                claim.traceparent if segment is None else segment.traceparent,
+            ),
             home=self.home,
             serializer=self.serializer,
         )
@@ -308,15 +314,24 @@ class _Link:
     """The server as one in-process execution reaches it: through the worker's channel now
     (it changes when the worker registers again), as its worker."""
 
-    __slots__ = ("_channel", "_parent")
+    __slots__ = ("_channel", "_parent", "_traceparent")
 
-    def __init__(self, channel: Callable[[], AsyncWorkerChannel], parent: str) -> None:
+    def __init__(
+        self, channel: Callable[[], AsyncWorkerChannel], parent: str, traceparent: str | None
+    ) -> None:
         self._channel = channel
         self._parent = parent
+        self._traceparent = traceparent
+        """The parent's segment (or stored trace): children start in the parent's trace."""
 
     async def run_child(self, name: str, input: Any, execution_id: str) -> ExecutionStatus:
-        channel = self._channel()
-        return await channel.run_child(name, input, execution_id=execution_id, parent=self._parent)
+        return await self._channel().run_child(
+            name,
+            input,
+            execution_id=execution_id,
+            parent=self._parent,
+            traceparent=self._traceparent,
+        )
 
     async def send(self, call: Call[T]) -> T:
         return await self._channel().send(call)

@@ -130,14 +130,29 @@ class AsyncWorkerChannel:
         return await self.client.send(dataclasses.replace(call, token=self.session_token))
 
     async def run_child(
-        self, name: str, input: Any, *, execution_id: str, parent: str
+        self,
+        name: str,
+        input: Any,
+        *,
+        execution_id: str,
+        parent: str,
+        traceparent: str | None = None,
     ) -> ExecutionStatus:
         """Start (or, when it exists, wait for) the child ``execution_id`` of the execution
         ``parent`` this worker holds, in sync mode: what a subworkflow call does. A server
         with authentication on lets a worker start children of what it holds only.
+        ``traceparent`` (the parent's segment) puts the child's trace in the parent's.
 
         Raises:
             ApiError: 403 when this worker does not hold ``parent``.
         """
-        call = calls.run(name, input, "sync", execution_id, parent=parent, token=self.session_token)
+        call = calls.run(
+            name,
+            input,
+            "sync",
+            execution_id,
+            parent=parent,
+            token=self.session_token,
+            traceparent=traceparent,
+        )
         return await self.client.send(call)

@@ -17,6 +17,7 @@ from flux.errors import (
     ProtocolError,
     error_class,
 )
+from flux.observability import TRACEPARENT
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, ErrorBody, check_compatible
 
 if TYPE_CHECKING:
@@ -42,10 +43,14 @@ def base_headers(extra: dict[str, str] | None, api_key: str | None = None) -> di
     return headers
 
 
-def request_headers(token: str | None, content_type: str | None) -> dict[str, str]:
+def request_headers(
+    token: str | None, content_type: str | None, traceparent: str | None = None
+) -> dict[str, str]:
     headers: dict[str, str] = {}
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
+    if traceparent is not None:
+        headers[TRACEPARENT] = traceparent
     if content_type is not None:
         headers["Content-Type"] = content_type
     return headers
@@ -63,8 +68,9 @@ class RequestTemplates:
     makes it: the first call of a shape (method, path, token, content type, whether it waits,
     whether it has a body) is built by ``build_request``, and later ones of that shape copy its
     URL, headers and timeout, with their own body and ``Content-Length``. Calls with query
-    parameters or files are always built by ``build_request``. (``build_request`` parses and
-    merges the URL and headers anew each time: a large part of a small POST's CPU.)
+    parameters, files or a ``traceparent`` are always built by ``build_request``.
+    (``build_request`` parses and merges the URL and headers anew each time: a large part of a
+    small POST's CPU.)
 
     The client's base URL, headers and timeout must not change once requests are built, and
     it must keep no cookies (a Cookie header would be copied).
@@ -82,7 +88,7 @@ class RequestTemplates:
 
     def build(self, call: Call[Any]) -> httpx.Request:
         """The request that sends ``call`` (its body read, as ``build_request``'s is)."""
-        if call.params or call.files:
+        if call.params or call.files or call.traceparent:
             return self._build(call)
         content = call.content or b""
         key = (call.method, call.path, call.token, call.content_type, call.wait, not content)
@@ -114,7 +120,7 @@ class RequestTemplates:
             params=call.params,
             content=call.content,
             files=call.files,
-            headers=request_headers(call.token, call.content_type),
+            headers=request_headers(call.token, call.content_type, call.traceparent),
             timeout=self._wait_timeout if call.wait else httpx.USE_CLIENT_DEFAULT,
         )
 

@@ -54,6 +54,8 @@ class Call(Generic[T]):
     files: Mapping[str, tuple[str, bytes, str]] | None = None
     token: str | None = None
     """Sent as ``Authorization: Bearer <token>``."""
+    traceparent: str | None = None
+    """Sent as the W3C ``traceparent`` header: the trace context the request belongs to."""
     wait: bool = False
     """The server may hold the answer back (sync modes): no read timeout."""
     idempotent: bool | None = None

@@ -76,9 +76,11 @@ def run(
     *,
     parent: str | None = None,
     token: str | None = None,
+    traceparent: str | None = None,
 ) -> Call[ExecutionStatus]:
     """``parent`` and ``token``: a worker starting a child of the execution ``parent`` it
-    holds, with its session token (protocol 1.9)."""
+    holds, with its session token (protocol 1.9); ``traceparent``: the trace the new
+    execution's joins (the parent's, for a child)."""
     mode = mode_of(mode, RunMode)
     if mode == RunMode.STREAM:
         raise UsageError("mode 'stream' answers with events: use stream() instead of run()")
@@ -94,6 +96,7 @@ def run(
         wait=mode == RunMode.SYNC,
         params=params,
         token=token,
+        traceparent=traceparent,
         idempotent=execution_id is not None,
     )
 
