@@ -1,0 +1,133 @@
+"""What the listing schema costs each execution on SQLite: the server's CPU per run with the
+execution-count triggers and the listing indexes in place, and with each taken away.
+
+    python -m bench.schema_pairs [ROUNDS] [RUNS]     # default: 4 rounds of 3,000 runs
+
+One cluster (a server on SQLite and one worker, capacity 64) runs for the whole session and
+is warmed up with 300 runs. Its schema is then changed while it runs, between batches, from
+this process (SQLite's connections see a changed schema and prepare their statements again),
+so every variant meets the same server, the same file and the machine in nearly the same
+moment: on a shared VM, runs minutes apart differ by more than what is measured. Each round
+runs one batch of RUNS one-task sync runs (``bench_one``, 16 connections from wrk) per
+variant, in an order reversed every other round, and reads the server's CPU (psutil).
+
+- **as migrated**: the schema at the migration head.
+- **no count triggers**: without the triggers that keep ``execution_counts``.
+- **no listing indexes**: without ``ix_executions_workflow_name_state_created_at`` and
+  ``ix_executions_worker_name_state_created_at``.
+- **0004 triggers**: the count triggers as revision 0004 made them (an insert-if-missing and
+  an update to add, where revision 0011 makes one upsert).
+
+Reported: each variant's median CPU per run, and the median over rounds of each round's
+ratio of "as migrated" to that variant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+from flux.client import AsyncFluxClient
+
+from bench.server import ROOT, Cluster
+from bench.wrk import run_many
+
+CONCURRENCY = 16
+WARMUP = 300
+VERSIONS = ROOT / "packages" / "flux-server" / "flux_server" / "db" / "migrations" / "versions"
+LISTING_INDEXES = {
+    "ix_executions_workflow_name_state_created_at": "workflow_name, state, created_at",
+    "ix_executions_worker_name_state_created_at": "worker_name, state, created_at",
+}
+
+
+def _revision(name: str) -> dict[str, Any]:
+    """The module-level names of a migration script (its SQL), without running it."""
+    namespace: dict[str, Any] = {}
+    text = (VERSIONS / name).read_text().split("def upgrade")[0]
+    exec(text.replace("from alembic import op", ""), namespace)
+    return namespace
+
+
+def _variants(db: Path) -> dict[str, tuple[Callable[[], None], Callable[[], None]]]:
+    """Each variant's change of the schema and the change back, as (apply, undo)."""
+    current = _revision("0011_count_upserts.py")
+    triggers = dict(zip(("insert", "update"), current["_triggers"](current["_ADD"]), strict=True))
+    old = dict(zip(("insert", "update"), current["_triggers"](current["_ADD_0004"]), strict=True))
+
+    def run(*statements: str) -> Callable[[], None]:
+        def apply() -> None:
+            with sqlite3.connect(db, timeout=60) as conn:
+                for statement in statements:
+                    conn.execute(statement)
+
+        return apply
+
+    drop_triggers = (
+        "DROP TRIGGER executions_counted_insert",
+        "DROP TRIGGER executions_counted_update",
+    )
+    return {
+        "no count triggers": (run(*drop_triggers), run(*triggers.values())),
+        "no listing indexes": (
+            run(*(f"DROP INDEX {name}" for name in LISTING_INDEXES)),
+            run(*(f"CREATE INDEX {n} ON executions ({c})" for n, c in LISTING_INDEXES.items())),
+        ),
+        "0004 triggers": (
+            run(*drop_triggers, *old.values()),
+            run(*drop_triggers, *triggers.values()),
+        ),
+    }
+
+
+async def main(rounds: int, runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        cluster = Cluster(home, f"sqlite:///{home}/flux.db")
+        try:
+            cluster.start(1)
+            async with AsyncFluxClient(cluster.url) as client:
+                await client.register_workflows(ROOT / "bench" / "workflows.py")
+            (await run_many(cluster.url, "bench_one", 1, WARMUP, CONCURRENCY)).raise_for_failures()
+            server = psutil.Process(cluster.procs[0].pid)
+            variants = _variants(home / "flux.db")
+            names = ["as migrated", *variants]
+            samples: dict[str, list[float]] = {name: [] for name in names}
+            for i in range(rounds):
+                for name in names if i % 2 == 0 else reversed(names):
+                    change = variants.get(name)
+                    if change is not None:
+                        change[0]()
+                    before = sum(server.cpu_times()[:2])
+                    result = await run_many(cluster.url, "bench_one", 1, runs, CONCURRENCY)
+                    result.raise_for_failures()
+                    spent = sum(server.cpu_times()[:2]) - before
+                    if change is not None:
+                        change[1]()
+                    samples[name].append(spent / runs * 1e6)
+                    print(f"round {i + 1} {name}: {samples[name][-1]:,.0f} us", file=sys.stderr)
+        finally:
+            cluster.stop()
+    base = samples["as migrated"]
+    print(f"\n{rounds} rounds of {runs} runs of bench_one: the server's CPU per run (SQLite)")
+    print("| variant | server CPU per run | as migrated / variant |")
+    print("|---|---:|---:|")
+    for name in names:
+        ratios = [a / b for a, b in zip(base, samples[name], strict=True)]
+        ratio = "" if name == "as migrated" else f"{statistics.median(ratios):.3f}"
+        print(f"| {name} | {statistics.median(samples[name]):,.0f} us | {ratio} |")
+
+
+if __name__ == "__main__":
+    started = time.monotonic()
+    args = [int(a) for a in sys.argv[1:3]]
+    asyncio.run(main(*(args + [4, 3000][len(args) :])))
+    print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
