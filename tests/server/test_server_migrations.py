@@ -120,12 +120,16 @@ async def test_counts_add_up_across_the_count_trigger_revision(tmp_path) -> None
             "created_at, updated_at) VALUES ('e9', 'w', 'flow', 1, 'FAILED', 0, 0)"
         )
         kept, real = await counts()
-        assert kept == real == [
-            ("flow", "COMPLETED", 1),
-            ("flow", "FAILED", 1),
-            ("flow", "RUNNING", 1),
-            ("flow", "SCHEDULED", 2),
-        ]
+        assert (
+            kept
+            == real
+            == [
+                ("flow", "COMPLETED", 1),
+                ("flow", "FAILED", 1),
+                ("flow", "RUNNING", 1),
+                ("flow", "SCHEDULED", 2),
+            ]
+        )
         await to("0010", down=True)
         await change("UPDATE executions SET state = 'CANCELLED' WHERE id = 'e2'")
         await change("DELETE FROM executions WHERE id = 'e9'")
