@@ -9,7 +9,7 @@ the table needs the admin role.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -215,13 +215,18 @@ class RouteMatch:
 
     rule: Rule | None
     template: str | None
-    parameters: dict[str, str]
+    parameters: Mapping[str, str]
+    """Read-only: a match is shared by every request to its path."""
     allowed: tuple[str, ...]
 
 
 class RouteTable:
     """Finds a request's entry with one regular expression per method, the templates in the
-    application's order (a request goes to the first route that takes it, as routing does)."""
+    application's order (a request goes to the first route that takes it, as routing does).
+    The answers for the last :attr:`REMEMBERED` (method, path) pairs are kept: a worker's
+    checkpoints and a client's runs ask for the same few paths again and again."""
+
+    REMEMBERED = 4096
 
     def __init__(self, routes: Iterable[tuple[str, str]], table: dict[tuple[str, str], Rule]):
         self._table = table
@@ -238,6 +243,7 @@ class RouteTable:
         self._allowed = {
             t: tuple(sorted(m for m, ts in by_method.items() if t in ts)) for t in self._templates
         }
+        self._seen: dict[tuple[str, str], RouteMatch | None] = {}
         self.unlisted = sorted(
             f"{m} {t}" for m, ts in by_method.items() if m != "HEAD" for t in ts
             if (m, t) not in table
@@ -246,6 +252,17 @@ class RouteTable:
 
     def match(self, method: str, path: str) -> RouteMatch | None:
         """The request's entry; ``None`` when no route has this path."""
+        key = (method, path)
+        try:
+            return self._seen[key]
+        except KeyError:
+            pass
+        if len(self._seen) >= self.REMEMBERED:
+            self._seen.clear()  # paths naming executions come and go: start again
+        found = self._seen[key] = self._match(method, path)
+        return found
+
+    def _match(self, method: str, path: str) -> RouteMatch | None:
         compiled = self._methods.get(method)
         if compiled is not None:
             found = _find(compiled, path)

@@ -83,6 +83,8 @@ class GateMiddleware:
         self.public_metrics = options.metrics_public
         self._table: RouteTable | None = None
         self._json: frozenset[tuple[str, str]] = frozenset()
+        self._hosts: dict[str | None, bool] = {}
+        """Whether each ``Host`` seen lately may be served while authentication is off."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,7 +95,7 @@ class GateMiddleware:
             k: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED
         }
         host = headers.get(b"host")
-        if not self.required and not host_allowed(host, self.allowed_hosts):
+        if not self.required and not self._host_allowed(host):
             await _refuse(
                 send,
                 403,
@@ -183,6 +185,15 @@ class GateMiddleware:
                 await _refuse(send, 415, problem)
                 return
         await self.app(scope, receive, self._counting(send, address))
+
+    def _host_allowed(self, host: str | None) -> bool:
+        hosts = self._hosts
+        allowed = hosts.get(host)
+        if allowed is None:
+            if len(hosts) >= 256:
+                hosts.clear()
+            allowed = hosts[host] = host_allowed(host, self.allowed_hosts)
+        return allowed
 
     def _counting(self, send: Send, address: str) -> Send:
         """``send``, counting a 401 answer (a worker's or bootstrap token the route refused)
