@@ -8,29 +8,15 @@ layers the options given on the command line and answers the questions the trans
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from flux.config import Configuration, MCPSettings
+from flux.network import is_loopback
 
-__all__ = ["LOOPBACK_NAMES", "McpConfig", "Transport", "is_loopback"]
+__all__ = ["McpConfig", "Transport"]
 
 Transport = Literal["stdio", "streamable-http", "sse"]
-
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
-"""Bind addresses that only this machine can reach."""
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` serves this machine only (``localhost``, ``127.x``, ``::1``)."""
-    name = host.strip("[]").lower()
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

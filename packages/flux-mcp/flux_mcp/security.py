@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from flux.client import AsyncFluxClient
 from flux.errors import ApiError, FluxError, UsageError
+from flux.network import is_loopback
 
-from flux_mcp.config import McpConfig, is_loopback
+from flux_mcp.config import McpConfig
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import AccessToken

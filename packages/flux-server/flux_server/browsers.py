@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from urllib.parse import urlsplit
 
-from flux_server.exposure import is_loopback
+from flux.network import is_loopback
 
 __all__ = ["foreign_origin", "host_allowed", "host_name", "is_json"]
 

@@ -7,35 +7,18 @@ unless told ``server.auth = "off"`` together with ``--insecure``.
 
 from __future__ import annotations
 
-import functools
-import ipaddress
 import logging
 
 from flux.errors import UsageError
+from flux.network import is_loopback
 
 from flux_server.options import ServerOptions
 
-__all__ = ["AUTH_MODES", "auth_required", "is_loopback", "warn_if_insecure"]
+__all__ = ["AUTH_MODES", "auth_required", "warn_if_insecure"]
 
 log = logging.getLogger("flux.server.security")
 
 AUTH_MODES = ("auto", "on", "off")
-
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
-
-
-@functools.lru_cache(maxsize=256)
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` (a bind address) is reachable from this machine only. Cached: the gate
-    asks it of every request's ``Host`` while authentication is off, and parsing an address
-    costs more than the rest of that check."""
-    host = host.strip().strip("[]").lower()
-    if host in _LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def auth_required(options: ServerOptions) -> bool:
