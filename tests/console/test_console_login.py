@@ -51,13 +51,19 @@ def test_a_browser_logs_in_follows_an_execution_and_is_logged_out(
     assert key_cookie["httpOnly"] and key_cookie["sameSite"] == "Strict"
     assert key_cookie["path"] == "/console"
 
-    # A viewer reads; a form that changes state is refused, naming the role it needs.
+    # A viewer reads; a form that changes state is refused: back on the form's page, which
+    # names the role it needs.
     console.open(f"/console/executions/{running.execution_id}")
     expect(console.page.locator("#live [data-state]")).to_have_text("RUNNING")
     console.page.get_by_role("link", name="Cancel…").click()
+    form_page = console.page.url
     console.page.get_by_role("button", name="Cancel 1 execution").click()
-    expect(console.page.locator("body")).to_contain_text("operator")
-    console.forget("status of 403")
+    notice = console.page.locator(".notice-error")
+    expect(notice).to_contain_text("needs the operator role")
+    expect(notice).to_contain_text("console-viewer")
+    assert console.page.url == form_page
+    console.page.reload()  # shown once
+    expect(console.page.locator(".notice-error")).to_have_count(0)
 
     # The live stream of a running execution goes through the same cookie.
     console.open(f"/console/executions/{running.execution_id}")

@@ -13,7 +13,7 @@ from flux.client import AsyncFluxClient
 from flux.config import ADMIN_KEY_FILE
 from flux.errors import ApiError, NotFoundError
 from flux.protocol import Role
-from flux_server import ServerOptions, create_app
+from flux_server import ServerOptions, create_app, notices
 from flux_server.access import ROUTE_ACCESS, Access, allows, routes_of
 from flux_server.keys import key_id_of
 from server_support import HELLO, JSON
@@ -100,6 +100,8 @@ async def test_each_route_answers_each_role_as_the_table_says(keyed, method, tem
             assert status == 401, role  # a key is no worker's token
         elif allows(rule, role):
             assert status not in (401, 403), (role, status)
+        elif template.startswith("/console") and method == "POST":
+            assert status == 303, (role, status)  # back to the form's page, saying why
         else:
             assert status == 403, (role, status)
 
@@ -338,6 +340,36 @@ async def test_the_console_logs_a_browser_in_with_a_key_in_a_cookie(keyed) -> No
     assert revoked.status_code == 401 and "flux_key" not in http.cookies
     out = await http.post("/console/logout", data={"csrf": csrf}, headers=origin)
     assert out.status_code == 303 and "flux_key" not in http.cookies
+
+
+async def test_a_console_form_a_role_may_not_send_goes_back_to_its_page_saying_why(
+    keyed,
+) -> None:
+    server, keys = keyed
+    headers = {
+        "Origin": "http://flux.test",
+        "Cookie": f"flux_csrf={CSRF}",
+        "Authorization": f"Bearer {keys[Role.VIEWER]}",
+    }
+    form = {"csrf": CSRF, "ids": "x1"}
+    page = "http://flux.test/console/executions/cancel?ids=x1"
+    answer = await server.http.post(
+        "/console/executions/cancel", data=form, headers={**headers, "Referer": page}
+    )
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/executions/cancel?ids=x1"
+    cookie = answer.headers["set-cookie"]
+    assert cookie.startswith("flux_flash=") and "Path=/console" in cookie and "HttpOnly" in cookie
+    notice = notices.decode(cookie.split(";")[0].split("=", 1)[1])
+    assert notice is not None and notice[0] == "error"
+    assert "needs the operator role" in notice[1] and "k-viewer" in notice[1]
+    for referer in ("https://evil.example/console/x", "http://flux.test/workflows", None):
+        elsewhere = await server.http.post(
+            "/console/executions/cancel",
+            data=form,
+            headers={**headers, **({"Referer": referer} if referer else {})},
+        )
+        assert elsewhere.headers["location"] == "/console", referer  # never off the console
 
 
 # -- the OpenAPI document ---------------------------------------------------------------------

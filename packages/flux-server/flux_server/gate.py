@@ -20,7 +20,7 @@ as failures too. The caller is left in the scope for the routes (:func:`principa
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import params
 from fastapi.routing import APIRoute
@@ -28,10 +28,12 @@ from flux.errors import ApiError
 from starlette.requests import Request, cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flux_server import notices
 from flux_server.access import ROUTE_ACCESS, Access, RouteTable, Rule, allows, routes_of
 from flux_server.browsers import foreign_origin, host_allowed, is_json
 from flux_server.guard import send_json
 from flux_server.limiter import FailureLimiter
+from flux_server.notices import NOTICE_COOKIE
 from flux_server.options import ServerOptions
 from flux_server.principals import ANONYMOUS, Principal
 
@@ -55,6 +57,7 @@ _WANTED = frozenset(
         b"content-length",
         b"transfer-encoding",
         b"cookie",
+        b"referer",
     }
 )
 _CONSOLE = "/console"
@@ -169,6 +172,10 @@ class GateMiddleware:
                 return
             refusal = await _refusal(runtime, principal, rule, scope, method, found)
             if refusal is not None:
+                if method == "POST" and scope["path"].startswith(_CONSOLE):
+                    # A console form this role may not send: back to its page, saying why.
+                    await _back_with_notice(send, scope, headers, refusal)
+                    return
                 await _refuse(send, 403, refusal)
                 return
             scope[_PRINCIPAL] = principal
@@ -232,6 +239,23 @@ def _credential(headers: dict[bytes, str], path: str) -> str | None:
 
 _FORGET_KEY = (f"{KEY_COOKIE}=; Max-Age=0; Path={_CONSOLE}; HttpOnly; SameSite=strict").encode()
 """A ``Set-Cookie`` value that removes the console's key cookie."""
+
+
+async def _back_with_notice(send: Send, scope: Scope, headers: dict[bytes, str], text: str) -> None:
+    """303 to the console page the form was sent from (its ``Referer``, when that is this
+    server's console; else the console's home), which shows ``text`` as an error once."""
+    back = _CONSOLE
+    referer = urlsplit(headers.get(b"referer", ""))
+    if referer.netloc.lower() == headers.get(b"host", "").lower() and (
+        referer.path == _CONSOLE or referer.path.startswith(_CONSOLE + "/")
+    ):
+        back = referer.path + (f"?{referer.query}" if referer.query else "")
+    secure = "; Secure" if scope.get("scheme") == "https" else ""
+    cookie = (
+        f"{NOTICE_COOKIE}={notices.encode('error', text)}; Path={_CONSOLE}; HttpOnly; "
+        f"SameSite=strict{secure}"
+    )
+    await _redirect(send, back, [(b"set-cookie", cookie.encode())])
 
 
 async def _redirect(

@@ -10,9 +10,7 @@ read nor make the browser send.
 
 from __future__ import annotations
 
-import base64
 import hmac
-import json
 import secrets
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,7 +19,9 @@ from fastapi import Request
 from flux.errors import ApiError
 from starlette.responses import Response
 
+from flux_server import notices
 from flux_server.gate import principal_of
+from flux_server.notices import NOTICE_COOKIE
 
 __all__ = [
     "CSRF_COOKIE",
@@ -38,7 +38,6 @@ __all__ = [
 
 CSRF_COOKIE = "flux_csrf"
 CSRF_FIELD = "csrf"
-_FLASH_COOKIE = "flux_flash"
 _PATH = "/console"
 
 HEADERS = {
@@ -120,23 +119,13 @@ def identify(request: Request) -> str | None:
 
 def flash(request: Request, response: Response, kind: str, text: str) -> None:
     """Show ``text`` once, on the next console page this browser opens (after a redirect)."""
-    raw = json.dumps([kind, text[:2000]]).encode()
-    set_cookie(request, response, _FLASH_COOKIE, base64.urlsafe_b64encode(raw).decode())
+    set_cookie(request, response, NOTICE_COOKIE, notices.encode(kind, text))
 
 
 def take_flash(request: Request) -> tuple[str, str] | None:
     """The notice a redirect left, if any (the answer then clears it)."""
-    raw = request.cookies.get(_FLASH_COOKIE)
-    if not raw:
-        return None
-    try:
-        kind, text = json.loads(base64.urlsafe_b64decode(raw.encode()))
-    except (ValueError, TypeError):
-        return None
-    if kind not in ("ok", "error") or not isinstance(text, str):
-        return None
-    return kind, text
+    return notices.decode(request.cookies.get(NOTICE_COOKIE))
 
 
 def clear_flash(response: Response) -> None:
-    response.delete_cookie(_FLASH_COOKIE, path=_PATH)
+    response.delete_cookie(NOTICE_COOKIE, path=_PATH)
