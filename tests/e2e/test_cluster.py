@@ -462,6 +462,11 @@ def test_workers_endpoint_reports_resources(flux) -> None:
     assert w1["resources"]["memory_total"] > 0
     assert w1["resources"]["gpus"] == []  # no GPU on CI: detected as none, not an error
     assert any(p["name"] == "flux-sdk" for p in w1["packages"])
+    # Stopped, it says so: disconnected at once, not after the 15 s of missed heartbeats.
+    assert stop_process(c.workers["w1"]) == 0
+    (w1,) = [w for w in httpx.get(f"{c.url}/workers").json() if w["name"] == "w1"]
+    assert w1["connected"] is False
+    assert "declared dead" not in (c.home / "server.log").read_text()
 
 
 def test_worker_with_a_wrong_bootstrap_token_exits_with_one_line(tmp_path: Path, marks) -> None:

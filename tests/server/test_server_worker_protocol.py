@@ -212,6 +212,29 @@ async def test_heartbeat_expiry_requeues_and_fences(start_server) -> None:
     assert (status.state, status.worker) == (ExecutionState.COMPLETED, "w2")
 
 
+async def test_a_worker_that_leaves_is_disconnected_at_once_and_its_work_requeued(
+    server,
+) -> None:
+    """Protocol 1.14: no waiting for missed heartbeats (the default timeout is long)."""
+    await server.register()
+    w1 = await server.worker("w1")
+    run = await server.client.run("hello", "x")
+    claim = await w1.take()
+    left = await w1.ch.leave()
+    assert left.released == [run.execution_id]
+    workers = {w.name: w for w in await server.client.list_workers()}
+    assert workers["w1"].connected is False and workers["w1"].running == 0
+    assert await w1.next_frame() is None  # its stream was closed
+    with pytest.raises(ConflictError):  # fenced: what it held runs elsewhere
+        await w1.checkpoint(
+            run.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
+        )
+    w2 = await server.worker("w2")
+    again = await w2.take()
+    assert again.execution_id == run.execution_id and again.generation > claim.generation
+    assert (await w1.ch.leave()).released == []  # said twice: nothing more happens
+
+
 async def test_heartbeat_lists_held_and_cancelling(server) -> None:
     await server.register()
     worker = await server.worker()

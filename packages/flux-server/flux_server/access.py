@@ -126,6 +126,7 @@ ROUTE_ACCESS: dict[tuple[str, str], Rule] = {
     ("POST", "/workers/{name}/checkpoints"): WORKER,
     ("POST", "/workers/{name}/release/{execution_id}"): WORKER,
     ("POST", "/workers/{name}/heartbeat"): WORKER,
+    ("POST", "/workers/{name}/leave"): WORKER,
     ("GET", "/workers/{name}/secrets/{execution_id}"): WORKER,
     ("POST", "/workers/{name}/progress/{execution_id}"): WORKER,
     ("GET", "/schedules"): VIEWER,

@@ -55,6 +55,8 @@ log = logging.getLogger("flux.worker")
 
 # Refusals of a registration that retrying cannot fix: a wrong token, name or version.
 _REGISTER_FATAL = frozenset({400, 401, 403, 422, 426})
+LEAVE_TIMEOUT = 5.0
+"""Seconds a stopping worker waits for the server to take its goodbye."""
 # The session is gone (the server restarted, or declared this worker dead): register again.
 _SESSION_GONE = frozenset({401, 403, 404})
 
@@ -239,7 +241,26 @@ class Worker:
             await self.executions.drain(self.drain_timeout)
             keepalive.stop()
             await self.sender.close()
+            await self._leave()
             await self.servers.aclose()
+
+    async def _leave(self) -> None:
+        """Tell the server this worker stops, once its checkpoints are sent: it shows it
+        disconnected at once. A server that cannot be told finds out when the heartbeats stop."""
+        if self.channel is None:
+            return
+        try:
+            async with asyncio.timeout(LEAVE_TIMEOUT):
+                left = await self.channel.leave()
+        except (FluxError, OSError, TimeoutError) as exc:
+            log.info("worker %s could not tell the server it stops: %s", self.name, exc)
+            return
+        if left.released:
+            log.warning(
+                "worker %s stopped holding %d execution(s); the server requeued them",
+                self.name,
+                len(left.released),
+            )
 
     def install_signal_handlers(self) -> None:
         """Drain on SIGTERM and SIGINT (where the loop supports signal handlers)."""

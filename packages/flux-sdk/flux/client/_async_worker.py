@@ -14,6 +14,7 @@ from flux.protocol import (
     ClaimBatchResponse,
     ExecutionStatus,
     HeartbeatResponse,
+    LeaveResponse,
     ProgressItem,
     ProgressResponse,
     ReleaseResponse,
@@ -107,6 +108,11 @@ class AsyncWorkerChannel:
         (see :class:`flux.protocol.HeartbeatRequest`)."""
         call = calls.heartbeat(self.name, self.session_token, resources, running)
         return await self.client.send(call)
+
+    async def leave(self) -> LeaveResponse:
+        """Say this worker stops (protocol 1.14): it is shown disconnected at once, and what it
+        still holds goes back to the queue (normally nothing, after a drain)."""
+        return await self.client.send(calls.leave(self.name, self.session_token))
 
     async def progress(self, execution_id: str, items: Sequence[ProgressItem]) -> ProgressResponse:
         """Hand over what a held execution's tasks published (protocol 1.10); the server

@@ -14,6 +14,7 @@ from flux.protocol import (
     ClaimResponse,
     EventRecord,
     HeartbeatResponse,
+    LeaveResponse,
     OutputRecord,
     ReleaseResponse,
     WorkerFrame,
@@ -86,6 +87,9 @@ class WorkerChannel:
     ) -> HeartbeatResponse:
         call = calls.heartbeat(self.name, self.session_token, resources, running)
         return self.client.send(call)
+
+    def leave(self) -> LeaveResponse:
+        return self.client.send(calls.leave(self.name, self.session_token))
 
     def get_secrets(self, execution_id: str, names: Sequence[str]) -> dict[str, Any]:
         call = calls.get_secrets(self.name, self.session_token, execution_id, names)

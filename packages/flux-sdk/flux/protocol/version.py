@@ -12,7 +12,7 @@ from flux.errors import ProtocolError
 
 __all__ = ["PROTOCOL_HEADER", "PROTOCOL_VERSION", "check_compatible", "major_of"]
 
-PROTOCOL_VERSION = "1.13"
+PROTOCOL_VERSION = "1.14"
 """1.1 added batched claims (``POST /workers/{name}/claims``); 1.2 the column-wise history a
 batched claim may ask for (``history_format="columns"``); 1.3 claims pushed on the worker
 stream (``GET /workers/{name}/connect?push=true``, the ``execution.claimed`` frame); 1.4 the
@@ -25,7 +25,8 @@ old finished executions pruned on request (``POST /executions/prune``); 1.8 ``GE
 (``POST /workers/{name}/progress/{id}``, ``task.progress`` frames on execution streams); 1.11
 long-term memory (``/memory/{scope}/{key}``); 1.12 ``?resume_id=`` on a resume (a repeat
 with the same id changes nothing); 1.13 API keys (``/admin/keys``), ``GET /auth/whoami`` and
-child runs started by a worker (``?parent=`` on ``POST /workflows/{name}/run/{mode}``)."""
+child runs started by a worker (``?parent=`` on ``POST /workflows/{name}/run/{mode}``); 1.14
+``POST /workers/{name}/leave``, a stopping worker's goodbye."""
 PROTOCOL_HEADER = "X-Flux-Protocol"
 
 

@@ -100,6 +100,15 @@ class HeartbeatResponse(WireModel):
     """Held executions whose cancellation was requested (a repeat of ``execution.cancelled``)."""
 
 
+class LeaveResponse(WireModel):
+    """``POST /workers/{name}/leave`` (protocol 1.14): a worker that stops says so, and is
+    shown disconnected at once instead of when its heartbeats are missed."""
+
+    released: list[str] = []
+    """Executions it still held, back in the queue (with a new generation) or, when they were
+    being cancelled, cancelled: normally none, a drained worker has let them go."""
+
+
 class WorkerInfo(WireModel):
     """``GET /workers``: one registered worker."""
 

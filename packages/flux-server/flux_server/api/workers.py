@@ -7,6 +7,7 @@ worker (401 otherwise, 403 with another worker's token).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -25,6 +26,7 @@ from flux.protocol import (
     HeartbeatRequest,
     HeartbeatResponse,
     KeepaliveFrame,
+    LeaveResponse,
     RegisterWorkerRequest,
     RegisterWorkerResponse,
     ReleaseRequest,
@@ -43,6 +45,8 @@ from flux_server.sse import event_stream, frame
 from flux_server.store.workers import WorkerRecord
 
 __all__ = ["router"]
+
+log = logging.getLogger("flux.server.workers")
 
 router = APIRouter(prefix="/workers", tags=["workers"], route_class=FluxRoute)
 
@@ -207,6 +211,16 @@ async def heartbeat(
             cancelling=cancelling,
         )
     )
+
+
+@router.post("/{name}/leave", response_model=LeaveResponse)
+async def leave(name: WorkerName, runtime: RuntimeDep) -> Response:
+    """This worker stops (protocol 1.14): it is disconnected at once (not when its heartbeats
+    are missed), whatever it still holds goes back to the queue, and its stream closes."""
+    released = await runtime.workers.leave(name)
+    if released:
+        log.warning("worker %r left holding %d execution(s): requeued", name, len(released))
+    return model_response(LeaveResponse(released=released))
 
 
 @router.get("/{name}/secrets/{execution_id}", response_model=SecretsResponse)

@@ -26,6 +26,17 @@ __all__ = ["WorkerRecord", "WorkerStore"]
 _K = workers.c
 _CONNECTED = sa.select(_K.connected).where(_K.name == sa.bindparam("b_name"))
 _UPDATE = sa.update(workers).where(_K.name == sa.bindparam("b_name"))
+_HELD_BY = sa.select(executions.c.id).where(
+    executions.c.worker_name == sa.bindparam("b_name"), executions.c.state.in_(HELD)
+)
+
+
+def _gone(tx: Tx[sa.Connection], names: list[str]) -> None:
+    """Workers ``names`` are no more: requeue what they held, close their streams."""
+    if names:
+        requeue_held(tx, names, utcnow())
+        for name in names:
+            tx.notify(drop_note(name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,11 +127,20 @@ class WorkerStore:
                     .returning(_K.name)
                 ).scalars()
             )
-            if names:
-                requeue_held(tx, names, utcnow())
-                for name in names:
-                    tx.notify(drop_note(name))
+            _gone(tx, names)
             return names
+
+        return await self.db.run_write(write)
+
+    async def leave(self, name: str) -> list[str]:
+        """``name`` stops: disconnected from now on, what it still holds requeued (as for a
+        dead worker), its streams closed on every replica. Returns the executions it held."""
+
+        def write(tx: Tx[sa.Connection]) -> list[str]:
+            held = list(tx.conn.execute(_HELD_BY, {"b_name": name}).scalars())
+            tx.conn.execute(_UPDATE, {"b_name": name, "connected": False})
+            _gone(tx, [name])
+            return held
 
         return await self.db.run_write(write)
 

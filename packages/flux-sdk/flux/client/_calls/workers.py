@@ -29,6 +29,7 @@ from flux.protocol import (
     EventRecord,
     HeartbeatRequest,
     HeartbeatResponse,
+    LeaveResponse,
     OutputRecord,
     RegisterWorkerRequest,
     RegisterWorkerResponse,
@@ -206,6 +207,16 @@ def heartbeat(
         content=model_body(body),
         content_type=JSON,
         token=token,
+    )
+
+
+def leave(name: str, token: str) -> Call[LeaveResponse]:
+    return Call(
+        "POST",
+        f"/workers/{seg(name)}/leave",
+        parse_model(LeaveResponse),
+        token=token,
+        idempotent=True,
     )
 
 
