@@ -16,6 +16,7 @@ from flux.client._http import (
     RequestTemplates,
     base_headers,
     check_response,
+    keepalive_limits,
     request_headers,
     unreachable,
 )
@@ -54,11 +55,7 @@ class AsyncClientBase:
         self._timeout = timeout
         self._headers = base_headers(headers, api_key)
         self._transport = transport
-        # Keep every connection alive: a worker checkpointing many executions at once would
-        # otherwise open and close connections (httpx keeps only 20 by default).
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
+        self._limits = keepalive_limits(max_connections)
         self._servers = Servers(server_urls(base_url))
         self._endpoints: dict[int, tuple[LeanClient, RequestTemplates]] = {}
         self._http, self._requests = self._endpoint(0)

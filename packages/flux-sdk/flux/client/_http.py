@@ -28,6 +28,7 @@ __all__ = [
     "base_headers",
     "check_response",
     "is_retryable",
+    "keepalive_limits",
     "request_headers",
     "unreachable",
 ]
@@ -41,6 +42,12 @@ def base_headers(extra: dict[str, str] | None, api_key: str | None = None) -> di
         headers["Authorization"] = f"Bearer {api_key}"
     headers.update(extra or {})
     return headers
+
+
+def keepalive_limits(max_connections: int) -> httpx.Limits:
+    """Every connection kept alive: a worker checkpointing many executions at once would
+    otherwise open and close connections (httpx keeps only 20 by default)."""
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
 
 
 def request_headers(

@@ -17,7 +17,13 @@ from httpx_sse import connect_sse
 
 from flux.client import _calls as calls
 from flux.client._calls import Call, StreamCall
-from flux.client._http import base_headers, check_response, request_headers, unreachable
+from flux.client._http import (
+    base_headers,
+    check_response,
+    keepalive_limits,
+    request_headers,
+    unreachable,
+)
 from flux.client._servers import (
     FAILOVER_STATUSES,
     Servers,
@@ -78,11 +84,7 @@ class FluxClient:
         self._timeout = timeout
         self._headers = base_headers(headers, api_key)
         self._transport = transport
-        # Keep every connection alive: a worker checkpointing many executions at once would
-        # otherwise open and close connections (httpx keeps only 20 by default).
-        self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
+        self._limits = keepalive_limits(max_connections)
         self._servers = Servers(server_urls(base_url))
         self._endpoints: dict[int, httpx.Client] = {}
         self._http = self._endpoint(0)
