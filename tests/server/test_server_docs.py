@@ -52,3 +52,11 @@ async def test_docs_examples_run(server, tmp_path, monkeypatch) -> None:
             await _run(block)
     finally:
         serving.cancel()
+
+
+def test_the_docs_name_the_protocol_version_the_server_answers_with() -> None:
+    from flux.protocol import PROTOCOL_VERSION
+
+    assert f"`X-Flux-Protocol: {PROTOCOL_VERSION}`" in DOCS.read_text()
+    minor = int(PROTOCOL_VERSION.split(".")[1])
+    assert f"1.{minor} " in DOCS.read_text()  # and what the latest minor version added
