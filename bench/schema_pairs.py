@@ -37,16 +37,12 @@ from typing import Any
 import psutil
 from flux.client import AsyncFluxClient
 
-from bench.server import ROOT, Cluster
+from bench.server import COUNT_TRIGGERS, LISTING_INDEXES, ROOT, Cluster
 from bench.wrk import run_many
 
 CONCURRENCY = 16
 WARMUP = 300
 VERSIONS = ROOT / "packages" / "flux-server" / "flux_server" / "db" / "migrations" / "versions"
-LISTING_INDEXES = {
-    "ix_executions_workflow_name_state_created_at": "workflow_name, state, created_at",
-    "ix_executions_worker_name_state_created_at": "worker_name, state, created_at",
-}
 
 
 def _revision(name: str) -> dict[str, Any]:
@@ -71,10 +67,7 @@ def _variants(db: Path) -> dict[str, tuple[Callable[[], None], Callable[[], None
 
         return apply
 
-    drop_triggers = (
-        "DROP TRIGGER executions_counted_insert",
-        "DROP TRIGGER executions_counted_update",
-    )
+    drop_triggers = tuple(f"DROP TRIGGER {name}" for name in COUNT_TRIGGERS[:2])
     return {
         "no count triggers": (run(*drop_triggers), run(*triggers.values())),
         "no listing indexes": (

@@ -9,6 +9,7 @@ import asyncio
 import os
 import secrets
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -64,6 +65,9 @@ class Cluster:
                "--port", str(self.port), "--database-url", self.database_url]  # fmt: skip
         self.procs.append(subprocess.Popen(cmd, env=self.env, stdout=log, stderr=log))
         self._wait(lambda: httpx.get(f"{self.url}/health", timeout=1).status_code == 200)
+        sqlite = self.database_url.startswith("sqlite:///")
+        if sqlite and os.environ.get("FLUX_BENCH_WITHOUT_LISTING_SCHEMA") == "1":
+            drop_listing_schema(Path(self.database_url.removeprefix("sqlite:///")))
         for i in range(workers):
             self.add_worker(f"bench-{i}")
 
@@ -105,6 +109,31 @@ class Cluster:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+LISTING_INDEXES = {
+    "ix_executions_workflow_name_state_created_at": "workflow_name, state, created_at",
+    "ix_executions_worker_name_state_created_at": "worker_name, state, created_at",
+}
+"""The indexes listing executions added (revision 0004), with their columns."""
+COUNT_TRIGGERS = (
+    "executions_counted_insert",
+    "executions_counted_update",
+    "executions_counted_delete",
+)
+"""The triggers that keep ``execution_counts`` (revisions 0004 and 0011)."""
+
+
+def drop_listing_schema(db: Path) -> None:
+    """Take what listing executions adds to every write (its indexes and count triggers) out
+    of a migrated SQLite file (``FLUX_BENCH_WITHOUT_LISTING_SCHEMA=1``), to compare a commit
+    from before listing with this one without it. Listings' counts are wrong from then on;
+    a file of a commit without them is left as it is."""
+    with sqlite3.connect(db, timeout=60) as conn:
+        for name in COUNT_TRIGGERS:
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for name in LISTING_INDEXES:
+            conn.execute(f"DROP INDEX IF EXISTS {name}")
 
 
 class _CpuMeter:
