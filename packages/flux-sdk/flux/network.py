@@ -3,7 +3,6 @@ its authentication and its ``Host`` checks) and flux-mcp (for its bearer tokens)
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 
 __all__ = ["LOOPBACK_NAMES", "is_loopback"]
@@ -12,11 +11,9 @@ LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost
 """Names that resolve to loopback on every system (and any name under ``.localhost``)."""
 
 
-@functools.lru_cache(maxsize=256)
 def is_loopback(host: str) -> bool:
     """Whether ``host`` (a name, an address, or an IPv6 address in brackets) is reachable from
-    this machine only. Cached: the server asks it of every request's ``Host`` while its
-    authentication is off, and parsing an address costs more than the rest of that check."""
+    this machine only. (The server's gate remembers its answer per ``Host`` header.)"""
     host = host.strip().strip("[]").lower()
     if host in LOOPBACK_NAMES or host.endswith(".localhost"):
         return True

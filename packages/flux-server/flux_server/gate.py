@@ -31,6 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from flux_server import notices
 from flux_server.access import ROUTE_ACCESS, Access, RouteTable, Rule, allows, routes_of
 from flux_server.browsers import foreign_origin, host_allowed, is_json
+from flux_server.cookies import CONSOLE_PATH, set_cookie_header
 from flux_server.guard import send_json
 from flux_server.limiter import FailureLimiter
 from flux_server.notices import NOTICE_COOKIE
@@ -60,7 +61,7 @@ _WANTED = frozenset(
         b"referer",
     }
 )
-_CONSOLE = "/console"
+_CONSOLE = CONSOLE_PATH
 KEY_COOKIE = "flux_key"
 """The console's cookie holding a browser's API key (see :mod:`flux_server.console.login`)."""
 HOW_TO_AUTHENTICATE = (
@@ -237,7 +238,7 @@ def _credential(headers: dict[bytes, str], path: str) -> str | None:
     return authorization
 
 
-_FORGET_KEY = (f"{KEY_COOKIE}=; Max-Age=0; Path={_CONSOLE}; HttpOnly; SameSite=strict").encode()
+_FORGET_KEY = set_cookie_header(KEY_COOKIE, "", secure=False, max_age=0)
 """A ``Set-Cookie`` value that removes the console's key cookie."""
 
 
@@ -250,12 +251,10 @@ async def _back_with_notice(send: Send, scope: Scope, headers: dict[bytes, str],
         referer.path == _CONSOLE or referer.path.startswith(_CONSOLE + "/")
     ):
         back = referer.path + (f"?{referer.query}" if referer.query else "")
-    secure = "; Secure" if scope.get("scheme") == "https" else ""
-    cookie = (
-        f"{NOTICE_COOKIE}={notices.encode('error', text)}; Path={_CONSOLE}; HttpOnly; "
-        f"SameSite=strict{secure}"
+    cookie = set_cookie_header(
+        NOTICE_COOKIE, notices.encode("error", text), secure=scope.get("scheme") == "https"
     )
-    await _redirect(send, back, [(b"set-cookie", cookie.encode())])
+    await _redirect(send, back, [(b"set-cookie", cookie)])
 
 
 async def _redirect(

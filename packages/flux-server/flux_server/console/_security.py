@@ -20,6 +20,7 @@ from flux.errors import ApiError
 from starlette.responses import Response
 
 from flux_server import notices
+from flux_server.cookies import CONSOLE_PATH, set_cookie_header
 from flux_server.gate import principal_of
 from flux_server.notices import NOTICE_COOKIE
 
@@ -38,7 +39,6 @@ __all__ = [
 
 CSRF_COOKIE = "flux_csrf"
 CSRF_FIELD = "csrf"
-_PATH = "/console"
 
 HEADERS = {
     "Content-Security-Policy": (
@@ -54,17 +54,11 @@ HEADERS = {
 never framed, never cached (pages show live state and carry a CSRF token)."""
 
 
-def set_cookie(request: Request, response: Response, name: str, value: str, **extra: Any) -> None:
-    """A cookie the console's pages alone get, that no script reads and no other site sends."""
-    response.set_cookie(
-        name,
-        value,
-        path=_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-        **extra,
-    )
+def set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    """A cookie the console's pages alone get, that no script reads and no other site sends
+    (:mod:`flux_server.cookies`)."""
+    header = set_cookie_header(name, value, secure=request.url.scheme == "https")
+    response.raw_headers.append((b"set-cookie", header))
 
 
 def csrf_token(request: Request) -> tuple[str, bool]:
@@ -128,4 +122,4 @@ def take_flash(request: Request) -> tuple[str, str] | None:
 
 
 def clear_flash(response: Response) -> None:
-    response.delete_cookie(NOTICE_COOKIE, path=_PATH)
+    response.delete_cookie(NOTICE_COOKIE, path=CONSOLE_PATH)

@@ -16,6 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from flux_server.console import _security
 from flux_server.console._render import render_page
 from flux_server.console._route import console_router, form_text, runtime_of
+from flux_server.cookies import CONSOLE_PATH
 from flux_server.gate import KEY_COOKIE
 
 __all__ = ["router"]
@@ -56,5 +57,5 @@ async def login(request: Request) -> Response:
 @router.post("/logout")
 async def logout(request: Request) -> Response:
     response = RedirectResponse("/console/login", 303)
-    response.delete_cookie(KEY_COOKIE, path="/console")
+    response.delete_cookie(KEY_COOKIE, path=CONSOLE_PATH)
     return response
