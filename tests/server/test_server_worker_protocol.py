@@ -181,7 +181,9 @@ async def test_queued_work_is_offered_when_a_worker_connects(server) -> None:
 
 
 async def test_heartbeat_expiry_requeues_and_fences(start_server) -> None:
-    server = await start_server(heartbeat_timeout=1.0)
+    # Three seconds, not one: the server runs in this test's event loop, and on a loaded CI
+    # machine a one-second stall once outlasted w2's heartbeats too (it was declared dead).
+    server = await start_server(heartbeat_timeout=3.0)
     await server.register()
     w1 = await server.worker("w1")
     run = await server.client.run("hello", "x")
