@@ -93,6 +93,15 @@ async def test_execute_sync_reports_progress_and_answers_the_output(
     assert values == sorted(values) and len(set(values)) == len(values)
     assert seen[-1][1] == f"execution {done['execution_id']} is COMPLETED"
     assert any(message and message.endswith("is RUNNING") for _, message in seen)
+    # Built from the start's answer and the finishing frame, it reads as the status does
+    # (updated_at aside: the finishing event's time there, the row's last write here).
+    async with connected(flux_cluster.url) as client:
+        status = await call(client, "get_execution_status", execution_id=done["execution_id"])
+    assert _but_time(done) == _but_time(status)
+
+
+def _but_time(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k != "updated_at"}
 
 
 async def test_input_may_be_a_json_text_and_a_chosen_id_starts_once(
@@ -144,6 +153,8 @@ async def test_a_failure_is_a_result_with_its_error_and_where_to_look(
         assert failed["error"]["type"] == "ValueError"
         assert "cannot handle 7" in failed["error"]["message"]
         assert "get_execution_events" in failed["next_step"]
+        status = await call(client, "get_execution_status", execution_id=failed["execution_id"])
+        assert _but_time(failed) == _but_time(status)
         events = await call(
             client,
             "get_execution_events",

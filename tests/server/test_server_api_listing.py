@@ -398,6 +398,8 @@ async def test_the_stream_reports_every_state_change_and_resumes_after_last_even
     assert [
         f async for f in server.client.stream_execution(run.execution_id, after=positions[4])
     ] == []
+    # Every stream, ended by the server or left by its client, stopped watching.
+    await wait_until_async(lambda: len(server.runtime.watchers) == 0, what="no watch left")
 
 
 async def test_stream_refusals(server) -> None:
@@ -413,6 +415,7 @@ async def test_stream_refusals(server) -> None:
         assert response.status_code == 400 and reason in response.json()["message"]
     missing = await server.http.get("/executions/nope/stream")
     assert missing.status_code == 404 and missing.json()["code"] == "execution_not_found"
+    assert len(server.runtime.watchers) == 0  # the refused stream's watch ended with it
     # A queued execution's stream stays open: cancelling it sends the last frame.
     frames = asyncio.create_task(take_frames(server, run.execution_id, 1))
     await server.client.cancel_executions([run.execution_id])

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from typing import cast
+from typing import NamedTuple, cast
 
 import anyio
 from flux.client import AsyncFluxClient
 from flux.domain import FINISHED_STATES, EventType, ExecutionState
 from flux.errors import ApiError
-from flux.protocol import ExecutionStreamFrame
+from flux.protocol import ExecutionStatus, ExecutionStreamFrame
 
-__all__ = ["RECONNECTS", "Report", "follow", "last_workflow_position"]
+__all__ = ["RECONNECTS", "Followed", "Report", "follow", "last_workflow_position"]
 
 Report = Callable[[str], Awaitable[None]]
 """Sends one progress message (the notifications are numbered by :func:`follow`)."""
@@ -32,6 +32,25 @@ _BACKOFF = (0.1, 0.25, 0.5, 1.0, 2.0)
 _WORKFLOW_TYPES = [t.value for t in EventType if t.is_workflow]
 
 
+class Followed(NamedTuple):
+    """How following ended: ``stopped`` when the execution finished or paused before the wait
+    ran out; ``end``, its finishing frame when the stream brought one (state, output and time:
+    with what the start answered, the whole result, without reading the execution again)."""
+
+    stopped: bool
+    end: ExecutionStreamFrame | None = None
+
+    def status(self, start: ExecutionStatus) -> ExecutionStatus | None:
+        """The execution's status at its end, from ``start`` (what starting, resuming or
+        cancelling it answered) and the finishing frame; ``None`` without one. Its
+        ``updated_at`` is the finishing event's time; the worker is not known."""
+        if self.end is None:
+            return None
+        end = self.end
+        update = {"state": end.state, "output": end.output, "updated_at": end.timestamp}
+        return start.model_copy(update={**update, "pauses": [], "worker": None, "events": None})
+
+
 async def follow(
     flux: AsyncFluxClient,
     execution_id: str,
@@ -40,10 +59,10 @@ async def follow(
     report: Report,
     after: int | None = None,
     until_finished: bool = False,
-) -> bool:
+) -> Followed:
     """Report each frame of the execution's stream after position ``after`` until one that
-    finishes or pauses it (only one that finishes it with ``until_finished``); ``False`` when
-    ``wait`` seconds passed first.
+    finishes or pauses it (only one that finishes it with ``until_finished``); not stopped
+    when ``wait`` seconds passed first.
 
     A stream that drops (the server restarted, a replica drained, the connection broke) is
     opened again after the last frame seen, so no frame is reported twice or lost; after
@@ -64,17 +83,25 @@ async def follow(
                 flux.stream_execution(execution_id, after=after),
             )
             try:
+                end = None
                 async with aclosing(stream) as frames:
                     async for frame in frames:
                         drops = 0
                         after = frame.position
                         await report(_describe(frame))
-                        if frame.state in stops:
-                            return True
+                        if frame.state in FINISHED_STATES:
+                            # The server ends the stream after this frame: reading on to its
+                            # end keeps the connection for the next call (closing it early
+                            # would cost a new one).
+                            end = frame
+                        elif frame.state in stops:
+                            return Followed(True)
+                if end is not None:
+                    return Followed(True, end)
                 # The server ends a stream after its finishing frame (reported above, or
                 # before ``after``), or when it shuts down: which one, its state tells.
                 if (await flux.get_execution(execution_id)).state in stops:
-                    return True
+                    return Followed(True)
                 if drops >= RECONNECTS:
                     raise ApiError(f"the stream of execution {execution_id!r} kept ending", 0)
             except ApiError as exc:
@@ -82,7 +109,7 @@ async def follow(
                     raise
             await anyio.sleep(_BACKOFF[min(drops, len(_BACKOFF) - 1)])
             drops += 1
-    return False
+    return Followed(False)
 
 
 def _dropped(exc: ApiError) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 __all__ = ["event_stream", "frame", "json_frame"]
@@ -24,8 +25,13 @@ def json_frame(event: str, data: bytes) -> bytes:
 
 
 def event_stream(
-    frames: AsyncIterator[bytes], headers: dict[str, str] | None = None
+    frames: AsyncIterator[bytes],
+    headers: dict[str, str] | None = None,
+    background: BackgroundTask | None = None,
 ) -> StreamingResponse:
     return StreamingResponse(
-        frames, media_type="text/event-stream", headers={**_HEADERS, **(headers or {})}
+        frames,
+        media_type="text/event-stream",
+        headers={**_HEADERS, **(headers or {})},
+        background=background,
     )

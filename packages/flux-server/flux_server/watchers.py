@@ -34,16 +34,25 @@ class Watchers:
     @contextmanager
     def watch(self, execution_id: str) -> Iterator[Watch]:
         """Subscribe to ``execution_id``; clear ``event`` before each wait."""
-        watch = Watch()
-        self._by_id.setdefault(execution_id, set()).add(watch)
+        watch = self.open(execution_id)
         try:
             yield watch
         finally:
-            waiting = self._by_id.get(execution_id)
-            if waiting is not None:
-                waiting.discard(watch)
-                if not waiting:
-                    del self._by_id[execution_id]
+            self.close(execution_id, watch)
+
+    def open(self, execution_id: str) -> Watch:
+        """Subscribe to ``execution_id`` until :meth:`close` (:meth:`watch` as two calls, for
+        a subscription that begins in a request and ends in its response's stream)."""
+        watch = Watch()
+        self._by_id.setdefault(execution_id, set()).add(watch)
+        return watch
+
+    def close(self, execution_id: str, watch: Watch) -> None:
+        waiting = self._by_id.get(execution_id)
+        if waiting is not None:
+            waiting.discard(watch)
+            if not waiting:
+                del self._by_id[execution_id]
 
     def changed(self, execution_id: str, state: str | None = None) -> None:
         for watch in self._by_id.get(execution_id, ()):

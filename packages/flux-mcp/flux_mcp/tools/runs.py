@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from flux.client import AsyncFluxClient
-from flux.protocol import EXECUTION_ID_PATTERN
+from flux.protocol import EXECUTION_ID_PATTERN, ExecutionStatus
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
@@ -80,7 +80,7 @@ def register(box: Toolbox) -> None:
         with flux_errors():
             started = await flux.run(workflow_name, input, execution_id=execution_id)
         await report(f"execution {started.execution_id} is {started.state.value}")
-        return await _followed(flux, started.execution_id, wait_s, report, after=None)
+        return await _followed(flux, started, wait_s, report, after=None)
 
     async def execute_workflow_async(
         workflow_name: WorkflowName, input: Input = None, execution_id: ChosenId = None
@@ -105,7 +105,7 @@ def register(box: Toolbox) -> None:
             after = await last_workflow_position(flux, execution_id)
             resumed = await flux.resume(paused.workflow_name, execution_id, input, pause=pause_name)
         await report(f"execution {execution_id} is {resumed.state.value}")
-        return await _followed(flux, execution_id, wait_s, report, after=after)
+        return await _followed(flux, resumed, wait_s, report, after=after)
 
     async def resume_workflow_async(
         execution_id: ExecutionId, input: ResumeInput = None, pause_name: PauseName = None
@@ -135,7 +135,7 @@ def register(box: Toolbox) -> None:
         await report(f"execution {execution_id} is {cancelled.state.value}")
         context = f"Cancelling execution {execution_id!r} was asked, but following it failed:"
         return await _followed(
-            flux, execution_id, wait_s, report, after=None, until_finished=True, context=context
+            flux, cancelled, wait_s, report, after=None, until_finished=True, context=context
         )
 
     box.add(
@@ -167,7 +167,7 @@ def register(box: Toolbox) -> None:
 
 async def _followed(
     flux: AsyncFluxClient,
-    execution_id: str,
+    start: ExecutionStatus,
     wait: float,
     report: Report,
     *,
@@ -175,14 +175,16 @@ async def _followed(
     until_finished: bool = False,
     context: str = "",
 ) -> ExecutionResult:
-    """Follow the execution (see :func:`follow`) and answer with its state then. A failure
+    """Follow the execution ``start`` answered for (see :func:`follow`) and answer with its
+    state then: from its finishing frame when the stream brought one, read otherwise. A failure
     after it started says so, with its id, so the model can look it up later."""
+    execution_id = start.execution_id
     context = context or f"Execution {execution_id!r} was started, but following it failed:"
     with flux_errors(context):
-        stopped = await follow(
+        followed = await follow(
             flux, execution_id, wait=wait, report=report, after=after, until_finished=until_finished
         )
-        status = await flux.get_execution(execution_id)
-    if stopped:
+        status = followed.status(start) or await flux.get_execution(execution_id)
+    if followed.stopped:
         return execution_result(status)
     return execution_result(status, note=f"Not finished after {wait:g} s of waiting.")

@@ -27,6 +27,7 @@ from flux.protocol import (
     ExecutionStatus,
     ExecutionStreamFrame,
 )
+from starlette.background import BackgroundTask
 from starlette.responses import Response
 
 from flux_server.api.deps import CallerDep, FluxRoute, RuntimeDep, model_response
@@ -34,6 +35,7 @@ from flux_server.audit import audit
 from flux_server.runtime import Runtime
 from flux_server.sse import event_stream, frame
 from flux_server.store import by_id, history, listing
+from flux_server.watchers import Watch
 
 __all__ = ["router"]
 
@@ -174,9 +176,18 @@ async def stream_execution(
         if last_event_id is not None
         else _count("after", after, 0, None, least=0)
     )
-    await runtime.executions.status(execution_id)  # 404 before the stream starts
-    frames = _frames(runtime, execution_id, start)
-    return event_stream(runtime.progress.merged(execution_id, frames))
+    watch = runtime.watchers.open(execution_id)  # before the first read: no change is missed
+    try:
+        found = await history.frames_after(runtime.db, execution_id, start)  # 404 here
+    except BaseException:
+        runtime.watchers.close(execution_id, watch)
+        raise
+    frames = _frames(runtime, execution_id, start, found, watch)
+    return event_stream(
+        runtime.progress.merged(execution_id, frames),
+        # Also when the stream never starts (the client left first).
+        background=BackgroundTask(runtime.watchers.close, execution_id, watch),
+    )
 
 
 @router.post("/{execution_id}/rerun", response_model=ExecutionStatus)
@@ -201,15 +212,20 @@ async def rerun_execution(
     )
 
 
-async def _frames(runtime: Runtime, execution_id: str, after: int) -> AsyncIterator[bytes]:
-    """The stream's frames from position ``after`` until a finished one, or until the server
-    drains (the client resumes the stream elsewhere from its last ``position``)."""
+async def _frames(
+    runtime: Runtime,
+    execution_id: str,
+    after: int,
+    found: history.Frames,
+    watch: Watch,
+) -> AsyncIterator[bytes]:
+    """The stream's frames, from those ``found`` by the request (read after ``watch`` began),
+    until a finished one, or until the server drains (the client resumes the stream elsewhere
+    from its last ``position``)."""
     keepalive = runtime.options.sse_keepalive
     finished_before = False
-    with runtime.watchers.watch(execution_id) as watch:
+    try:
         while True:
-            watch.event.clear()
-            found = await history.frames_after(runtime.db, execution_id, after)
             for data in found.frames:
                 yield _frame(data)
                 after = data.position
@@ -221,14 +237,18 @@ async def _frames(runtime: Runtime, execution_id: str, after: int) -> AsyncItera
                 if finished_before:
                     return
                 finished_before = True
-                continue
-            if runtime.stopping:
+            elif runtime.stopping:
                 return
-            try:
-                async with asyncio.timeout(min(keepalive, _RECHECK)):
-                    await watch.event.wait()
-            except TimeoutError:
-                yield b": keepalive\n\n"
+            else:
+                try:
+                    async with asyncio.timeout(min(keepalive, _RECHECK)):
+                        await watch.event.wait()
+                except TimeoutError:
+                    yield b": keepalive\n\n"
+            watch.event.clear()
+            found = await history.frames_after(runtime.db, execution_id, after)
+    finally:
+        runtime.watchers.close(execution_id, watch)
 
 
 def _frame(data: ExecutionStreamFrame) -> bytes:
