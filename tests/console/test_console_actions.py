@@ -37,6 +37,8 @@ def test_schedule_create_edit_pause_resume_delete(console: Console) -> None:
     with FluxClient(console.cluster.url) as flux:
         assert flux.get_schedule("nightly add").state == "paused"
     console.page.get_by_role("button", name="Resume").click()
+    # The form's answer first: a reload while its redirect is still loading has no page.
+    expect(console.page.locator(".notice")).to_contain_text("resumed schedule 'nightly add'")
     console.page.reload()
     expect(console.page.locator(".facts .schedule-state")).to_have_text("active")
 
