@@ -4,12 +4,17 @@ neither repeated nor lost."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 import pytest
 from flux.client import AsyncFluxClient
+from flux.domain import ExecutionState
+from flux.errors import ApiError
+from flux.protocol import ExecutionStreamFrame
+from flux_mcp.follow import follow
 from mcp_support import WORKFLOWS, connected
 
 from tests.support.cluster import FluxCluster, running_cluster, stop_process
@@ -65,3 +70,43 @@ async def test_execute_sync_survives_a_server_restart(restartable: FluxCluster) 
     assert messages[-1] == f"execution {done['execution_id']} is COMPLETED"
     async with AsyncFluxClient(cluster.url) as flux:
         assert (await flux.get_execution(done["execution_id"])).state == "COMPLETED"
+
+
+class _EndsThenBreaks:
+    """A Flux client whose execution stream brings the finishing frame, then breaks (the
+    connection lost while the rest of the body was read): the one case a live server cannot
+    be made to show on demand."""
+
+    def __init__(self) -> None:
+        self.streams = 0
+        self.reads = 0
+
+    async def stream_execution(
+        self, execution_id: str, *, after: int | None = None
+    ) -> AsyncIterator[ExecutionStreamFrame]:
+        self.streams += 1
+        yield ExecutionStreamFrame(
+            execution_id=execution_id,
+            state=ExecutionState.COMPLETED,
+            output="done",
+            timestamp=datetime.now(UTC),
+            position=3,
+        )
+        raise ApiError("peer closed connection", 0)
+
+    async def get_execution(self, execution_id: str) -> None:
+        self.reads += 1
+        raise AssertionError("a finished execution needs no read")
+
+
+async def test_a_stream_that_breaks_after_the_finishing_frame_still_finishes() -> None:
+    flux = _EndsThenBreaks()
+    reported: list[str] = []
+
+    async def report(message: str) -> None:
+        reported.append(message)
+
+    followed = await follow(flux, "e1", wait=10, report=report)  # type: ignore[arg-type]
+    assert followed.stopped and followed.end is not None and followed.end.output == "done"
+    assert (flux.streams, flux.reads) == (1, 0)  # neither opened again nor read
+    assert reported == ["execution e1 is COMPLETED"]

@@ -73,6 +73,7 @@ async def follow(
             or kept dropping.
     """
     stops = FINISHED_STATES if until_finished else _STOPS
+    end: ExecutionStreamFrame | None = None
     with anyio.move_on_after(wait):
         drops = 0
         while True:
@@ -83,7 +84,6 @@ async def follow(
                 flux.stream_execution(execution_id, after=after),
             )
             try:
-                end = None
                 async with aclosing(stream) as frames:
                     async for frame in frames:
                         drops = 0
@@ -92,7 +92,7 @@ async def follow(
                         if frame.state in FINISHED_STATES:
                             # The server ends the stream after this frame: reading on to its
                             # end keeps the connection for the next call (closing it early
-                            # would cost a new one).
+                            # would cost a new one). Whatever happens then, it finished.
                             end = frame
                         elif frame.state in stops:
                             return Followed(True)
@@ -105,11 +105,13 @@ async def follow(
                 if drops >= RECONNECTS:
                     raise ApiError(f"the stream of execution {execution_id!r} kept ending", 0)
             except ApiError as exc:
+                if end is not None:
+                    return Followed(True, end)
                 if not _dropped(exc) or drops >= RECONNECTS:
                     raise
             await anyio.sleep(_BACKOFF[min(drops, len(_BACKOFF) - 1)])
             drops += 1
-    return Followed(False)
+    return Followed(end is not None, end)
 
 
 def _dropped(exc: ApiError) -> bool:
