@@ -262,7 +262,7 @@ def test_paused_child_pauses_its_parent_and_a_replay_starts_no_other(
 ) -> None:
     """A child that pauses pauses its parent. Resuming the parent while the child still waits
     pauses it again (the same child, not a new one); once the child is resumed and done, the
-    parent's resume returns the child's output."""
+    parent goes on by itself (the server resumes it) and gets the child's output."""
     with _cluster(tmp_path, marks) as (c, client):
         c.start_worker("w1")
         started = client.run("asks_parent", "in", mode="async")
@@ -283,8 +283,10 @@ def test_paused_child_pauses_its_parent_and_a_replay_starts_no_other(
         assert _executions(c, "asks") == [(child_id, "PAUSED")]
         client.resume("asks", child_id, "yes", mode="async")
         _finished(client, "asks", child_id)
-        client.resume("asks_parent", parent_id, None, mode="async")
-        done = _finished(client, "asks_parent", parent_id)
+        done = _finished(client, "asks_parent", parent_id)  # no resume of the parent
         assert done.output == {"called": {"input": "in", "answer": "yes"}}, c.tail()
+        detail = client.status("asks_parent", parent_id, detailed=True)
+        kinds = [e.type for e in detail.events or []]
+        assert kinds.count("WORKFLOW_RESUMED") == 2  # the one asked for, the server's
         assert _lines(marks, "asks-runs") == [child_id]
         assert _executions(c, "asks") == [(child_id, "COMPLETED")]

@@ -14,7 +14,7 @@ from flux_server.db.tables import metadata
 
 
 def test_one_head() -> None:
-    assert heads() == ["0011"]
+    assert heads() == ["0012"]
 
 
 async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
@@ -35,7 +35,7 @@ async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
         await db.dispose()
     diff = [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
     assert diff == []
-    assert version == [("0011",)]
+    assert version == [("0012",)]
 
 
 async def test_on_postgresql_only_held_executions_are_indexed_by_worker(db_url: str) -> None:

@@ -97,7 +97,7 @@ async def test_an_empty_pause_name_is_refused(server) -> None:
 
 async def test_pause_events_are_read_through_their_own_index(server) -> None:
     """A paused status and a resume read only the pause events, not the whole history."""
-    from flux_server.store._client import _READ_PAUSE_EVENTS
+    from flux_server.store._rows import _READ_PAUSE_EVENTS
 
     db = server.runtime.db
     if not db.is_sqlite:

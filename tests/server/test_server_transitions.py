@@ -130,7 +130,7 @@ async def test_both_checkpoint_paths_move_executions_as_the_table_says(server, d
         items[state, event] = CheckpointItem(
             execution_id=execution_id, generation=generation, events=_events(event)
         )
-    moved, _ = await db.run_statement(
+    moved, _, _ = await db.run_statement(
         lambda tx: checkpoint_statement(tx, "w1", list(items.values()), utcnow(), lambda i: False)
     )
     for (state, event), item in items.items():

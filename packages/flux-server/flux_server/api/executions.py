@@ -82,7 +82,8 @@ async def run_workflow(
         None,
         pattern=EXECUTION_ID_PATTERN,
         description="a worker starting a child of the execution it holds with this id (with "
-        "its session token, where authentication is on; see docs/security.md)",
+        "its session token, where authentication is on; see docs/security.md); a parent "
+        "paused by this child goes on by itself once the child has finished",
     ),
 ) -> Response:
     """Start the latest version of ``name``; the JSON body is its input.
@@ -101,7 +102,11 @@ async def run_workflow(
     value = await json_body(request)
     workflow = await runtime.workflows.latest(name)
     status = await runtime.executions.create(
-        workflow, value, execution_id, caller_trace=request.headers.get(TRACEPARENT)
+        workflow,
+        value,
+        execution_id,
+        caller_trace=request.headers.get(TRACEPARENT),
+        parent_id=parent,
     )
     return await answer_run(runtime, status, run_mode, detailed)
 

@@ -70,6 +70,8 @@ executions = sa.Table(
     sa.Column("claimed_at", UTCDateTime),
     # The W3C traceparent every segment's trace continues from (revision 0008).
     sa.Column("traceparent", sa.String(55)),
+    # The execution that started this one as a subworkflow (revision 0012); NULL otherwise.
+    sa.Column("parent_id", sa.String(36)),
     sa.Index("ix_executions_state_created_at", "state", "created_at"),
     # (holder, state): what a worker holds now, without scanning everything it ever ran. On
     # PostgreSQL only held executions are in it (revision 0003).
@@ -85,6 +87,14 @@ executions = sa.Table(
         "ix_executions_workflow_name_state_created_at", "workflow_name", "state", "created_at"
     ),
     sa.Index("ix_executions_worker_name_state_created_at", "worker_name", "state", "created_at"),
+    # A parent's children by state (revision 0012): children only.
+    sa.Index(
+        "ix_executions_parent_id_state",
+        "parent_id",
+        "state",
+        sqlite_where=sa.text("parent_id IS NOT NULL"),
+        postgresql_where=sa.text("parent_id IS NOT NULL"),
+    ),
 )
 
 # How many executions each workflow has in each state (revision 0004), kept by triggers on

@@ -41,7 +41,15 @@ from flux_server.metrics import finished
 from flux_server.notes import DISPATCH, exec_note
 from flux_server.store._checkpoints_pg import checkpoint_statement, straight
 from flux_server.store._common import EventRow, b64, event_rows, merge_events
-from flux_server.store._rows import STATUS_COLUMNS, finish_cancelled, not_found, stale, status
+from flux_server.store._rows import (
+    STATUS_COLUMNS,
+    continue_parents,
+    finish_cancelled,
+    not_found,
+    parent_candidate,
+    stale,
+    status,
+)
 from flux_server.store._states import SETTLED
 
 __all__ = ["checkpoint", "checkpoint_many", "next_state"]
@@ -140,11 +148,13 @@ async def checkpoint_many(
 
     moved: dict[str, CheckpointResult] = {}
     if db.dialect == "postgresql" and straight(items):
-        moved, settled = await db.run_statement(
+        moved, settled, parents = await db.run_statement(
             lambda tx: checkpoint_statement(tx, worker, items, utcnow(), wanted)
         )
         for found in settled:  # committed: hand them to the waiters
             on_settled(found)
+        if parents:  # the statement is a transaction of its own: the parents in another
+            await db.run_write(lambda tx: continue_parents(tx, parents, utcnow()))
         if len(moved) == len(items):
             return [moved[item.execution_id] for item in items]
         items = [item for item in items if item.execution_id not in moved]
@@ -175,6 +185,7 @@ def _checkpoint_batch(
     inserts: list[EventRow] = []
     updates: dict[frozenset[str], list[dict[str, Any]]] = {}
     cancelled: list[Any] = []
+    parents: list[str] = []
     for item in items:
         execution_id = item.execution_id
         row = rows.get(execution_id)
@@ -205,6 +216,9 @@ def _checkpoint_batch(
             tx.notify(exec_note(execution_id, new))
             if new in SETTLED:
                 tx.notify(DISPATCH)
+            candidate = parent_candidate(execution_id, row.parent_id, new)
+            if candidate is not None:
+                parents.append(candidate)
         outcomes.append((item, new))
     merge_events(tx, inserts)
     for row in cancelled:
@@ -214,6 +228,8 @@ def _checkpoint_batch(
             _TOUCH.execute(conn, {"ids": [p["id"] for p in same_shape], "updated_at": now})
         else:
             _moved(shape).executemany(conn, same_shape)
+    if parents:
+        continue_parents(tx, parents, now)
     return outcomes
 
 
@@ -232,12 +248,15 @@ def _output(item: CheckpointItem) -> dict[str, Any]:
 # A checkpoint's statements (see ``merge_events`` for its events). On PostgreSQL the read
 # locks the rows, in one order for every transaction: no deadlock.
 _HELD_ROWS = Statement(
-    "SELECT id, state, workflow_name, worker_name, generation, created_at FROM executions "
-    "WHERE id IN (:ids) ORDER BY id",
-    postgresql="SELECT id, state, workflow_name, worker_name, generation, created_at "
-    "FROM executions WHERE id IN (:ids) ORDER BY id FOR UPDATE",
+    "SELECT id, state, workflow_name, worker_name, generation, created_at, parent_id "
+    "FROM executions WHERE id IN (:ids) ORDER BY id",
+    postgresql="SELECT id, state, workflow_name, worker_name, generation, created_at, "
+    "parent_id FROM executions WHERE id IN (:ids) ORDER BY id FOR UPDATE",
     lists=("ids",),
-    columns=("id", "state", "workflow_name", "worker_name", "generation", "created_at"),
+    columns=(
+        *("id", "state", "workflow_name", "worker_name", "generation", "created_at"),
+        "parent_id",
+    ),
     time_columns=("created_at",),
 )
 _PROGRESS = frozenset({"id", "updated_at"})

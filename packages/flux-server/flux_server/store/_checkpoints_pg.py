@@ -19,7 +19,7 @@ from flux_server.db.raw import Statement
 from flux_server.metrics import finished
 from flux_server.notes import DISPATCH, exec_note
 from flux_server.store._common import b64, check_records
-from flux_server.store._rows import status
+from flux_server.store._rows import parent_candidate, status
 from flux_server.store._states import (
     HELD,
     PROGRESS_MOVES,
@@ -77,7 +77,7 @@ WITH sent AS (
     WHERE x.id = held.id AND x.id = ANY(CAST(:ids AS text[]))
     RETURNING x.id, held.state AS was, x.state, x.workflow_id, x.workflow_name,
         x.workflow_version, x.input_view, x.output_view, x.created_at, x.updated_at,
-        x.worker_name
+        x.worker_name, x.parent_id
 ), added AS (
     INSERT INTO events (id, execution_id, type, source_id, name, scope, time, value, view)
     SELECT e.id, i.id, e.type, e.source_id, e.name, e.scope, e.time,
@@ -96,7 +96,7 @@ SELECT id, was, state, workflow_id, workflow_name, workflow_version,
     -- the views go into the status of a settled execution only: not parsed for the others
     CASE WHEN state IN ({settled}) THEN input_view END,
     CASE WHEN state IN ({settled}) THEN output_view END,
-    created_at, updated_at, worker_name
+    created_at, updated_at, worker_name, parent_id
 FROM moved
 """
 _CHECKPOINT_PG = Statement(
@@ -113,6 +113,7 @@ _CHECKPOINT_PG = Statement(
     columns=(
         *("id", "was", "state", "workflow_id", "workflow_name", "workflow_version"),
         *("input_view", "output_view", "created_at", "updated_at", "worker_name"),
+        "parent_id",
     ),
     time_columns=("created_at", "updated_at"),
 )
@@ -124,9 +125,10 @@ async def checkpoint_statement(
     items: Sequence[CheckpointItem],
     now: datetime,
     wanted: Callable[[str], bool],
-) -> tuple[dict[str, CheckpointResult], list[ExecutionStatus]]:
+) -> tuple[dict[str, CheckpointResult], list[ExecutionStatus], list[str]]:
     """:data:`_CHECKPOINT_PG` for ``items`` (see :func:`straight`): the results of the items
-    it stored, by execution id, and the statuses of those that settled and are ``wanted``.
+    it stored, by execution id, the statuses of those that settled and are ``wanted``, and
+    the executions :func:`~flux_server.store._rows.continue_parents` has to look at.
 
     Raises:
         UsageError: a value is not base64, or a text field holds a NUL character.
@@ -159,10 +161,14 @@ async def checkpoint_statement(
     counts = {item.execution_id: len(item.events) for item in items}
     results: dict[str, CheckpointResult] = {}
     settled: list[ExecutionStatus] = []
+    parents: list[str] = []
     for row in await _CHECKPOINT_PG.execute_async(tx.conn, params):
         state = ExecutionState(row.state)
         if state.value != row.was:
             tx.notify(exec_note(row.id, state))
+            candidate = parent_candidate(row.id, row.parent_id, state)
+            if candidate is not None:
+                parents.append(candidate)
             if state in FINISHED_STATES:
                 tx.record(finished(row.workflow_name, state, row.created_at, now))
             if state in SETTLED:
@@ -172,4 +178,4 @@ async def checkpoint_statement(
         results[row.id] = CheckpointResult.model_construct(
             execution_id=row.id, acknowledged=counts[row.id], state=state, error=None
         )
-    return results, settled
+    return results, settled, parents

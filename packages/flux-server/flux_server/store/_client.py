@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState, Trigger, move, utcnow
 from flux.errors import ConflictError, ExecutionNotFoundError, ExecutionStateError
-from flux.pauses import PAUSE_TASK, Pause, PauseRecord, choose_pause, waiting_pauses
+from flux.pauses import PAUSE_TASK, choose_pause
 from flux.protocol import EventRecord, ExecutionStatus, PauseInfo
 from flux.serialization import b64encode, dumps
 
@@ -22,15 +22,15 @@ from flux_server.metrics import Started
 from flux_server.notes import DISPATCH, cancel_note, exec_note
 from flux_server.store._common import new_id, server_event
 from flux_server.store._rows import (
-    BUMP,
     INSERT_EVENT,
-    REQUEUED,
     STATUS_COLUMNS,
     UPDATE,
     execution_not_found,
     finish_cancelled,
     locked,
+    requeue_resumed,
     status,
+    waiting_pauses_of,
 )
 from flux_server.store._states import QUEUED
 from flux_server.store.workflows import LatestWorkflow
@@ -60,6 +60,7 @@ _NEW_EXECUTION_COLUMNS = (
     "created_at",
     "updated_at",
     "traceparent",
+    "parent_id",
 )
 """What :func:`_new_execution` sets."""
 _INSERT_EXECUTION = Statement(
@@ -74,13 +75,6 @@ _READ_HISTORY_VIEWS = (
     .where(_E.execution_id == sa.bindparam("b_id"))
     .order_by(_E.seq)
 )
-# The name as a literal: both planners use the partial index ``ix_events_pause`` (revision
-# 0007) only for a query that repeats its condition word for word.
-_READ_PAUSE_EVENTS = (
-    sa.select(_E.type, _E.source_id, _E.scope, _E.time, _E.view)
-    .where(_E.execution_id == sa.bindparam("b_id"), sa.text(f"name = '{PAUSE_TASK}'"))
-    .order_by(_E.seq)
-)
 _MADE = sa.select(_E.seq).where(_E.id == sa.bindparam("b_id"))
 (_QUEUED,) = QUEUED
 
@@ -91,9 +85,11 @@ async def create(
     input: Any,
     execution_id: str | None = None,
     traceparent: str | None = None,
+    parent_id: str | None = None,
 ) -> ExecutionStatus:
     """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON;
-    ``traceparent`` the trace context its segments continue (stored as it is).
+    ``traceparent`` the trace context its segments continue (stored as it is); ``parent_id``
+    the execution that starts it as a subworkflow (see :func:`continue_parents`).
 
     With ``execution_id`` (chosen by the client) an existing execution of the same workflow
     with that id is returned as it is instead: starting is idempotent.
@@ -101,7 +97,7 @@ async def create(
     Raises:
         ConflictError: an execution of another workflow has ``execution_id``.
     """
-    row = _new_execution(workflow, input, execution_id, traceparent)
+    row = _new_execution(workflow, input, execution_id, traceparent, parent_id)
 
     def write(tx: Tx[sa.Connection]) -> ExecutionStatus | None:
         if execution_id is not None:
@@ -179,22 +175,14 @@ async def resume(
                 "resumed",
                 state=row.state,
             )
-        answered = choose_pause(execution_id, _waiting_pauses(tx.conn, execution_id), pause)
+        answered = choose_pause(execution_id, waiting_pauses_of(tx.conn, execution_id), pause)
         if answered is not None:
             completed = server_event(
                 execution_id, PAUSE_TASK, EventType.TASK_COMPLETED, now, blob, input
             )
             completed.update(source_id=answered.source_id, scope=answered.scope)
             tx.conn.execute(INSERT_EVENT, completed)
-        resumed = server_event(
-            execution_id, row.workflow_name, EventType.WORKFLOW_RESUMED, now, blob, input
-        )
-        if event_id is not None:
-            resumed["id"] = event_id
-        tx.conn.execute(INSERT_EVENT, resumed)
-        tx.conn.execute(BUMP, {"b_id": execution_id, **REQUEUED, "updated_at": now})
-        tx.notify(DISPATCH)
-        tx.notify(exec_note(execution_id, target))
+        requeue_resumed(tx, execution_id, row.workflow_name, now, blob, input, event_id)
         return read_status(tx.conn, execution_id, None, False)
 
     return await db.run_write(write)
@@ -251,17 +239,9 @@ def read_status(
     if answer.state is ExecutionState.PAUSED:
         answer.pauses = [
             PauseInfo.model_construct(name=p.name, data=p.data, paused_at=p.paused_at)
-            for p in _waiting_pauses(conn, execution_id)
+            for p in waiting_pauses_of(conn, execution_id)
         ]
     return answer
-
-
-def _waiting_pauses(conn: sa.Connection, execution_id: str) -> list[Pause]:
-    """The execution's pauses that wait for a resume, from its pause events' JSON views."""
-    rows = conn.execute(_READ_PAUSE_EVENTS, {"b_id": execution_id})
-    return waiting_pauses(
-        PauseRecord(EventType(r.type), r.source_id, r.scope, r.time, r.view) for r in rows
-    )
 
 
 def resume_event_id(execution_id: str, resume_id: str) -> str:
@@ -293,6 +273,7 @@ def _new_execution(
     input: Any,
     execution_id: str | None = None,
     traceparent: str | None = None,
+    parent_id: str | None = None,
 ) -> dict[str, Any]:
     now = utcnow()
     return {
@@ -308,6 +289,7 @@ def _new_execution(
         "created_at": now,
         "updated_at": now,
         "traceparent": traceparent,
+        "parent_id": parent_id,
     }
 
 

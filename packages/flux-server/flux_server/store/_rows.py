@@ -8,13 +8,16 @@ parameters (typed by the columns); ``b_``-prefixed parameters are the WHERE clau
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flux.domain import EventType, ExecutionState
+from flux.domain import FINISHED_STATES, EventType, ExecutionState, Trigger, move
 from flux.errors import ConflictError, ExecutionNotFoundError, NotFoundError
+from flux.pauses import PAUSE_TASK, Pause, PauseRecord, waiting_pauses
 from flux.protocol import EventRecord, ExecutionStatus
+from flux.serialization import dumps
 
 from flux_server.db import Tx
 from flux_server.db.tables import events, executions
@@ -29,16 +32,21 @@ __all__ = [
     "REQUEUED",
     "STATUS_COLUMNS",
     "UPDATE",
+    "continue_parents",
     "execution_not_found",
     "fenced",
     "finish_cancelled",
     "locked",
     "not_found",
+    "parent_candidate",
+    "requeue_resumed",
     "stale",
     "status",
+    "waiting_pauses_of",
 ]
 
 _C = executions.c
+_E = events.c
 
 STATUS_COLUMNS = (
     _C.id,
@@ -71,7 +79,25 @@ _READ_ROW = sa.select(_C.state, _C.workflow_name, _C.worker_name, _C.generation)
     _C.id == sa.bindparam("b_id")
 )
 _READ_ROW_LOCKED = _READ_ROW.with_for_update()
-_CANCEL = BUMP.returning(_C.created_at)
+_CANCEL = BUMP.returning(_C.created_at, _C.parent_id)
+# The name as a literal: both planners use the partial index ``ix_events_pause`` (revision
+# 0007) only for a query that repeats its condition word for word.
+_READ_PAUSE_EVENTS = (
+    sa.select(_E.type, _E.source_id, _E.scope, _E.time, _E.view)
+    .where(_E.execution_id == sa.bindparam("b_id"), sa.text(f"name = '{PAUSE_TASK}'"))
+    .order_by(_E.seq)
+)
+_PAUSED_PARENT = sa.select(_C.workflow_name).where(
+    _C.id == sa.bindparam("b_id"), _C.state == ExecutionState.PAUSED.value
+)
+_PAUSED_PARENT_LOCKED = _PAUSED_PARENT.with_for_update()
+_A_CHILD = sa.select(_C.id).where(_C.parent_id == sa.bindparam("b_id")).limit(1)
+_PAUSED_CHILD = (
+    sa.select(_C.id)
+    .where(_C.parent_id == sa.bindparam("b_id"), _C.state == ExecutionState.PAUSED.value)
+    .limit(1)
+)
+_NOTHING = dumps(None, "json")
 
 
 def status(row: Any, records: list[EventRecord] | None) -> ExecutionStatus:
@@ -130,7 +156,7 @@ def finish_cancelled(
         INSERT_EVENT,
         server_event(execution_id, workflow_name, EventType.WORKFLOW_CANCELLED, now, None, None),
     )
-    created_at = tx.conn.execute(
+    row = tx.conn.execute(
         _CANCEL,
         {
             "b_id": execution_id,
@@ -139,10 +165,77 @@ def finish_cancelled(
             "offered_at": None,
             "updated_at": now,
         },
-    ).scalar_one()
+    ).one()
     tx.notify(exec_note(execution_id, ExecutionState.CANCELLED))
     tx.notify(DISPATCH)
-    tx.record(finished(workflow_name, ExecutionState.CANCELLED, created_at, now))
+    tx.record(finished(workflow_name, ExecutionState.CANCELLED, row.created_at, now))
+    if row.parent_id is not None:
+        continue_parents(tx, [row.parent_id], now)
+
+
+def requeue_resumed(
+    tx: Tx[sa.Connection],
+    execution_id: str,
+    workflow_name: str,
+    now: datetime,
+    blob: bytes,
+    input: Any,
+    event_id: str | None = None,
+) -> None:
+    """Append the PAUSED execution's WORKFLOW_RESUMED (carrying ``input``; with ``event_id``
+    when the resume's id was chosen) and queue it again, fencing nothing: no one holds it."""
+    resumed = server_event(
+        execution_id, workflow_name, EventType.WORKFLOW_RESUMED, now, blob, input
+    )
+    if event_id is not None:
+        resumed["id"] = event_id
+    tx.conn.execute(INSERT_EVENT, resumed)
+    tx.conn.execute(BUMP, {"b_id": execution_id, **REQUEUED, "updated_at": now})
+    tx.notify(DISPATCH)
+    target = move(ExecutionState.PAUSED, Trigger.RESUME)
+    assert target is not None  # the transitions table lets a paused execution resume
+    tx.notify(exec_note(execution_id, target))
+
+
+def continue_parents(tx: Tx[sa.Connection], candidates: Iterable[str], now: datetime) -> list[str]:
+    """Resume each of ``candidates`` that waits for its subworkflows only: PAUSED, with a
+    child, none of its children PAUSED, and no pause of its own waiting (that one is a
+    person's to answer). Its replay then gets each finished child's result (and waits for a
+    running one). Called when a child finishes (with its parent) and when an execution pauses
+    (with itself: a child may have finished before the pause was recorded). Returns the ids
+    resumed.
+    """
+    resumed = []
+    locked_read = _PAUSED_PARENT if tx.conn.dialect.name == "sqlite" else _PAUSED_PARENT_LOCKED
+    for parent_id in sorted(set(candidates)):  # one order of locks for every transaction
+        params = {"b_id": parent_id}
+        if tx.conn.execute(_A_CHILD, params).first() is None:
+            continue  # no subworkflow: a pause of its own, which a person answers
+        name = tx.conn.execute(locked_read, params).scalar_one_or_none()
+        if name is None or tx.conn.execute(_PAUSED_CHILD, params).first() is not None:
+            continue
+        if waiting_pauses_of(tx.conn, parent_id):
+            continue
+        requeue_resumed(tx, parent_id, name, now, _NOTHING, None)
+        resumed.append(parent_id)
+    return resumed
+
+
+def parent_candidate(execution_id: str, parent_id: str | None, state: ExecutionState) -> str | None:
+    """The execution :func:`continue_parents` has to look at after this one moved to ``state``:
+    its parent when it finished, itself when it paused (a child it waits for may have
+    finished before); ``None`` otherwise."""
+    if state in FINISHED_STATES:
+        return parent_id
+    return execution_id if state is ExecutionState.PAUSED else None
+
+
+def waiting_pauses_of(conn: sa.Connection, execution_id: str) -> list[Pause]:
+    """The execution's pauses that wait for a resume, from its pause events' JSON views."""
+    rows = conn.execute(_READ_PAUSE_EVENTS, {"b_id": execution_id})
+    return waiting_pauses(
+        PauseRecord(EventType(r.type), r.source_id, r.scope, r.time, r.view) for r in rows
+    )
 
 
 def _no_execution(execution_id: str, workflow_name: str | None) -> str:

@@ -55,10 +55,12 @@ class ExecutionStore:
         execution_id: str | None = None,
         *,
         caller_trace: str | bytes | None = None,
+        parent_id: str | None = None,
     ) -> ExecutionStatus:
         """A new execution of ``workflow``, queued for dispatch. ``input`` is JSON;
         ``caller_trace`` the caller's ``traceparent`` header, the parent of its trace
-        (:mod:`flux_server.tracing`).
+        (:mod:`flux_server.tracing`); ``parent_id`` the execution that starts it as a
+        subworkflow.
 
         With ``execution_id`` (chosen by the client) an existing execution of the same
         workflow with that id is returned as it is instead: starting is idempotent.
@@ -68,10 +70,10 @@ class ExecutionStore:
         """
         caller = parse_traceparent(caller_trace)
         if self.tracer is None:
-            return await _client.create(self.db, workflow, input, execution_id, caller)
+            return await _client.create(self.db, workflow, input, execution_id, caller, parent_id)
         with self.tracer.creating(workflow, caller) as creation:
             status = await _client.create(
-                self.db, workflow, input, execution_id, creation.traceparent
+                self.db, workflow, input, execution_id, creation.traceparent, parent_id
             )
             creation.created(status.execution_id)
             return status

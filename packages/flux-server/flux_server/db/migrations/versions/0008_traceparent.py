@@ -26,5 +26,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("executions") as batch:
-        batch.drop_column("traceparent")
+    # A plain ALTER (SQLite 3.35+): batch mode would rebuild the table, losing the count
+    # triggers that revision 0004 put on it.
+    op.execute("ALTER TABLE executions DROP COLUMN traceparent")

@@ -1,0 +1,131 @@
+"""A parent paused by its subworkflow goes on by itself once that child has finished: the
+server resumes it in the transaction that finishes the child (or, on PostgreSQL's one-statement
+checkpoint, right after it), and also when the child had finished before the parent's pause
+was recorded. A parent with a pause of its own waiting is left to the person who answers it."""
+
+from __future__ import annotations
+
+from flux.domain import EventType, ExecutionState
+from flux.pauses import pause_value
+from server_support import record
+
+
+async def _child_of(server, parent_id: str, child_id: str) -> None:
+    """Start ``hello`` as a child of ``parent_id``, as a worker's subworkflow call does."""
+    answer = await server.http.post(
+        "/workflows/hello/run/async",
+        params={"execution_id": child_id, "parent": parent_id},
+        json="child",
+    )
+    assert answer.status_code == 200, answer.text
+
+
+async def _paused_by_child(server, worker):
+    """A parent that started child ``kid`` and paused with it (the child paused first)."""
+    run = await server.client.run("hello", "parent")
+    parent = await worker.take()
+    await worker.checkpoint(
+        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
+    )
+    await _child_of(server, run.execution_id, "kid")
+    child = await worker.take()
+    await worker.checkpoint(
+        child.execution_id,
+        child.generation,
+        [
+            record(EventType.WORKFLOW_STARTED),
+            *_pause_events("answer", "pause:a:0"),
+            record(EventType.WORKFLOW_PAUSED, "answer"),
+        ],
+    )
+    await worker.checkpoint(
+        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_PAUSED)]
+    )
+    return run.execution_id
+
+
+def _pause_events(name: str, source_id: str, data: object = None) -> list:
+    started = record(EventType.TASK_STARTED, name, name="pause", source_id=source_id)
+    paused = record(
+        EventType.TASK_PAUSED, pause_value(name, data), name="pause", source_id=source_id
+    )
+    return [started, paused]
+
+
+async def _state(server, execution_id: str) -> ExecutionState:
+    return (await server.client.get_execution(execution_id)).state
+
+
+async def test_a_parent_paused_by_its_child_goes_on_when_the_child_finishes(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    parent_id = await _paused_by_child(server, worker)
+    assert await _state(server, parent_id) == ExecutionState.PAUSED  # its child still waits
+
+    await server.client.resume("hello", "kid", "yes")
+    child = await worker.take()
+    await worker.finish(child, "done")
+    offer = await worker.next_offer()  # the parent, queued again by the server
+    assert offer.execution_id == parent_id
+    detail = await server.client.status("hello", parent_id, detailed=True)
+    assert [e.type for e in detail.events or []][-1] == EventType.WORKFLOW_RESUMED
+
+
+async def test_a_cancelled_child_lets_its_parent_go_on_too(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    parent_id = await _paused_by_child(server, worker)
+    await server.client.cancel("hello", "kid")
+    assert (await worker.next_offer()).execution_id == parent_id
+
+
+async def test_a_child_finished_before_its_parents_pause_resumes_it_at_once(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    run = await server.client.run("hello", "parent")
+    parent = await worker.take()
+    await worker.checkpoint(
+        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
+    )
+    await _child_of(server, run.execution_id, "quick")
+    await worker.finish(await worker.take(), "done")  # before the parent's pause is recorded
+    await worker.checkpoint(
+        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_PAUSED)]
+    )
+    assert await _state(server, run.execution_id) in (
+        ExecutionState.SCHEDULED,
+        ExecutionState.CLAIMED,
+    )
+
+
+async def test_a_parent_with_a_pause_of_its_own_waits_for_its_answer(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    run = await server.client.run("hello", "parent")
+    parent = await worker.take()
+    await worker.checkpoint(
+        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
+    )
+    await _child_of(server, run.execution_id, "side")
+    await worker.finish(await worker.take(), "done")
+    await worker.checkpoint(
+        parent.execution_id,
+        parent.generation,
+        [*_pause_events("approve", "pause:p:0"), record(EventType.WORKFLOW_PAUSED, "approve")],
+    )
+    status = await server.client.status("hello", run.execution_id)
+    assert status.state == ExecutionState.PAUSED
+    assert [p.name for p in status.pauses] == ["approve"]
+
+
+async def test_executions_started_otherwise_are_nobodys_children(server) -> None:
+    await server.register()
+    worker = await server.worker()
+    run = await server.client.run("hello", "alone")
+    claim = await worker.take()
+    await worker.checkpoint(
+        claim.execution_id,
+        claim.generation,
+        [record(EventType.WORKFLOW_STARTED), record(EventType.WORKFLOW_PAUSED)],
+    )
+    assert await _state(server, run.execution_id) == ExecutionState.PAUSED
