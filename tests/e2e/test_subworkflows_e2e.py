@@ -260,33 +260,44 @@ def test_child_on_the_dying_worker_replays_once_and_the_parent_waits_for_it(
 def test_paused_child_pauses_its_parent_and_a_replay_starts_no_other(
     tmp_path: Path, marks: Path
 ) -> None:
-    """A child that pauses pauses its parent. Resuming the parent while the child still waits
-    pauses it again (the same child, not a new one); once the child is resumed and done, the
-    parent goes on by itself (the server resumes it) and gets the child's output."""
+    """A child that pauses pauses its parent. Resuming the parent answers the child's pause
+    (as a local run does) and the parent gets the child's output; resuming the child instead
+    lets the parent go on by itself once the child is done. Each child runs once."""
     with _cluster(tmp_path, marks) as (c, client):
         c.start_worker("w1")
-        started = client.run("asks_parent", "in", mode="async")
-        parent_id = started.execution_id
 
-        def pauses() -> int:
+        def paused_with_its_child() -> tuple[str, str]:
+            parent_id = client.run("asks_parent", "in", mode="async").execution_id
+
+            def paused() -> bool:
+                detail = client.status("asks_parent", parent_id, detailed=True)
+                return [e.type for e in detail.events or []].count("WORKFLOW_PAUSED") == 1
+
+            wait_until(paused, what="the parent to pause with its child")
             detail = client.status("asks_parent", parent_id, detailed=True)
-            return [e.type for e in detail.events or []].count("WORKFLOW_PAUSED")
+            (call,) = [e for e in detail.events or [] if e.name == "call:asks"]
+            child_id = call.view["execution_id"]
+            assert call.type == "TASK_STARTED"
+            assert client.status("asks", child_id).state == ExecutionState.PAUSED
+            assert client.status("asks_parent", parent_id).pauses == []  # none of its own
+            return parent_id, child_id
 
-        wait_until(lambda: pauses() == 1, what="the parent to pause with its child")
-        (child_id,) = _lines(marks, "asks-runs")
-        assert client.status("asks", child_id).state == ExecutionState.PAUSED
-        detail = client.status("asks_parent", parent_id, detailed=True)
-        (call,) = [e for e in detail.events or [] if e.name == "call:asks"]
-        assert (call.type, call.view) == ("TASK_STARTED", {"execution_id": child_id})
+        # The parent resumed: the answer is the child's.
+        parent_id, child_id = paused_with_its_child()
         client.resume("asks_parent", parent_id, "for the parent", mode="async")
-        wait_until(lambda: pauses() == 2, what="the parent to pause again")
-        assert _executions(c, "asks") == [(child_id, "PAUSED")]
-        client.resume("asks", child_id, "yes", mode="async")
-        _finished(client, "asks", child_id)
-        done = _finished(client, "asks_parent", parent_id)  # no resume of the parent
+        done = _finished(client, "asks_parent", parent_id)
+        assert done.output == {"called": {"input": "in", "answer": "for the parent"}}, c.tail()
+        assert client.status("asks", child_id).state == ExecutionState.COMPLETED
+
+        # The child resumed: the parent goes on by itself (the server resumes it).
+        other_parent, other_child = paused_with_its_child()
+        client.resume("asks", other_child, "yes", mode="async")
+        done = _finished(client, "asks_parent", other_parent)  # no resume of the parent
         assert done.output == {"called": {"input": "in", "answer": "yes"}}, c.tail()
-        detail = client.status("asks_parent", parent_id, detailed=True)
-        kinds = [e.type for e in detail.events or []]
-        assert kinds.count("WORKFLOW_RESUMED") == 2  # the one asked for, the server's
-        assert _lines(marks, "asks-runs") == [child_id]
-        assert _executions(c, "asks") == [(child_id, "COMPLETED")]
+        detail = client.status("asks_parent", other_parent, detailed=True)
+        assert [e.type for e in detail.events or []].count("WORKFLOW_RESUMED") == 1
+
+        assert sorted(_lines(marks, "asks-runs")) == sorted([child_id, other_child])
+        assert sorted(_executions(c, "asks")) == sorted(
+            [(child_id, "COMPLETED"), (other_child, "COMPLETED")]
+        )

@@ -5,7 +5,9 @@ was recorded. A parent with a pause of its own waiting is left to the person who
 
 from __future__ import annotations
 
+import pytest
 from flux.domain import EventType, ExecutionState
+from flux.errors import ExecutionStateError
 from flux.pauses import pause_value
 from server_support import record
 
@@ -129,3 +131,19 @@ async def test_executions_started_otherwise_are_nobodys_children(server) -> None
         [record(EventType.WORKFLOW_STARTED), record(EventType.WORKFLOW_PAUSED)],
     )
     assert await _state(server, run.execution_id) == ExecutionState.PAUSED
+
+
+async def test_resuming_a_parent_paused_by_its_child_answers_the_childs_pause(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    parent_id = await _paused_by_child(server, worker)
+    with pytest.raises(ExecutionStateError, match="it waits at answer"):
+        await server.client.resume("hello", parent_id, "yes", pause="other")
+    resumed = await server.client.resume("hello", parent_id, "yes", pause="answer")
+    assert resumed.state == ExecutionState.SCHEDULED
+    child = await server.client.status("hello", "kid", detailed=True)
+    assert child.state == ExecutionState.SCHEDULED and child.pauses == []
+    answers = [e.view for e in child.events or [] if e.type == EventType.TASK_COMPLETED]
+    assert answers == ["yes"]  # its pause's answer
+    offered = {(await worker.next_offer()).execution_id for _ in range(2)}
+    assert offered == {parent_id, "kid"}  # both queued: the parent waits for its child again

@@ -6,12 +6,13 @@ Each operation is a synchronous function of one transaction, run by ``Database.r
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState, Trigger, move, utcnow
 from flux.errors import ConflictError, ExecutionNotFoundError, ExecutionStateError
-from flux.pauses import PAUSE_TASK, choose_pause
+from flux.pauses import PAUSE_TASK, Pause, choose_pause
 from flux.protocol import EventRecord, ExecutionStatus, PauseInfo
 from flux.serialization import b64encode, dumps
 
@@ -30,6 +31,7 @@ from flux_server.store._rows import (
     locked,
     requeue_resumed,
     status,
+    the_paused_child,
     waiting_pauses_of,
 )
 from flux_server.store._states import QUEUED
@@ -175,17 +177,37 @@ async def resume(
                 "resumed",
                 state=row.state,
             )
-        answered = choose_pause(execution_id, waiting_pauses_of(tx.conn, execution_id), pause)
-        if answered is not None:
-            completed = server_event(
-                execution_id, PAUSE_TASK, EventType.TASK_COMPLETED, now, blob, input
-            )
-            completed.update(source_id=answered.source_id, scope=answered.scope)
-            tx.conn.execute(INSERT_EVENT, completed)
+        waiting = waiting_pauses_of(tx.conn, execution_id)
+        child = None if waiting else the_paused_child(tx, execution_id)
+        if child is not None:
+            # Paused by its subworkflow: the answer is the child's (as a local run has it),
+            # and the parent replays to wait for the child again.
+            child_event = None if resume_id is None else resume_event_id(child.id, resume_id)
+            answered = choose_pause(child.id, waiting_pauses_of(tx.conn, child.id), pause)
+            _answer(tx, child.id, answered, now, blob, input)
+            requeue_resumed(tx, child.id, child.workflow_name, now, blob, input, child_event)
+        else:
+            _answer(tx, execution_id, choose_pause(execution_id, waiting, pause), now, blob, input)
         requeue_resumed(tx, execution_id, row.workflow_name, now, blob, input, event_id)
         return read_status(tx.conn, execution_id, None, False)
 
     return await db.run_write(write)
+
+
+def _answer(
+    tx: Tx[sa.Connection],
+    execution_id: str,
+    answered: Pause | None,
+    now: datetime,
+    blob: bytes,
+    input: Any,
+) -> None:
+    """Record ``input`` as the answer of the waiting pause ``answered`` (none: nothing)."""
+    if answered is None:
+        return
+    completed = server_event(execution_id, PAUSE_TASK, EventType.TASK_COMPLETED, now, blob, input)
+    completed.update(source_id=answered.source_id, scope=answered.scope)
+    tx.conn.execute(INSERT_EVENT, completed)
 
 
 async def cancel(db: Database, workflow_name: str, execution_id: str) -> ExecutionStatus:

@@ -42,6 +42,7 @@ __all__ = [
     "requeue_resumed",
     "stale",
     "status",
+    "the_paused_child",
     "waiting_pauses_of",
 ]
 
@@ -92,10 +93,11 @@ _PAUSED_PARENT = sa.select(_C.workflow_name).where(
 )
 _PAUSED_PARENT_LOCKED = _PAUSED_PARENT.with_for_update()
 _A_CHILD = sa.select(_C.id).where(_C.parent_id == sa.bindparam("b_id")).limit(1)
-_PAUSED_CHILD = (
-    sa.select(_C.id)
+_PAUSED_CHILDREN = (
+    sa.select(_C.id, _C.workflow_name)
     .where(_C.parent_id == sa.bindparam("b_id"), _C.state == ExecutionState.PAUSED.value)
-    .limit(1)
+    .order_by(_C.id)
+    .limit(2)
 )
 _NOTHING = dumps(None, "json")
 
@@ -212,13 +214,27 @@ def continue_parents(tx: Tx[sa.Connection], candidates: Iterable[str], now: date
         if tx.conn.execute(_A_CHILD, params).first() is None:
             continue  # no subworkflow: a pause of its own, which a person answers
         name = tx.conn.execute(locked_read, params).scalar_one_or_none()
-        if name is None or tx.conn.execute(_PAUSED_CHILD, params).first() is not None:
+        if name is None or tx.conn.execute(_PAUSED_CHILDREN, params).first() is not None:
             continue
         if waiting_pauses_of(tx.conn, parent_id):
             continue
         requeue_resumed(tx, parent_id, name, now, _NOTHING, None)
         resumed.append(parent_id)
     return resumed
+
+
+def the_paused_child(tx: Tx[sa.Connection], parent_id: str) -> Any:
+    """The one PAUSED child of ``parent_id`` (id and workflow name), locked for this
+    transaction; ``None`` when none or several are paused."""
+    children = tx.conn.execute(_PAUSED_CHILDREN, {"b_id": parent_id}).all()
+    if len(children) != 1:
+        return None
+    (child,) = children
+    if tx.conn.dialect.name != "sqlite":  # lock it, then make sure it still waits
+        state = _read_locked(tx, child.id).state
+        if state != ExecutionState.PAUSED.value:
+            return None
+    return child
 
 
 def parent_candidate(execution_id: str, parent_id: str | None, state: ExecutionState) -> str | None:
