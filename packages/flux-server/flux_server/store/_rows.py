@@ -80,6 +80,7 @@ _READ_ROW = sa.select(_C.state, _C.workflow_name, _C.worker_name, _C.generation)
     _C.id == sa.bindparam("b_id")
 )
 _READ_ROW_LOCKED = _READ_ROW.with_for_update()
+_READ_ROW_SKIP_LOCKED = _READ_ROW.with_for_update(skip_locked=True)
 _CANCEL = BUMP.returning(_C.created_at, _C.parent_id)
 # The name as a literal: both planners use the partial index ``ix_events_pause`` (revision
 # 0007) only for a query that repeats its condition word for word.
@@ -230,9 +231,11 @@ def the_paused_child(tx: Tx[sa.Connection], parent_id: str) -> Any:
     if len(children) != 1:
         return None
     (child,) = children
-    if tx.conn.dialect.name != "sqlite":  # lock it, then make sure it still waits
-        state = _read_locked(tx, child.id).state
-        if state != ExecutionState.PAUSED.value:
+    if tx.conn.dialect.name != "sqlite":
+        # Lock it, unless a transaction that finishes it holds it: that one locks the parent
+        # next (the other order), so waiting could deadlock; the resume then answers no one.
+        now = tx.conn.execute(_READ_ROW_SKIP_LOCKED, {"b_id": child.id}).first()
+        if now is None or now.state != ExecutionState.PAUSED.value:
             return None
     return child
 
