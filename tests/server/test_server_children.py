@@ -147,3 +147,39 @@ async def test_resuming_a_parent_paused_by_its_child_answers_the_childs_pause(se
     assert answers == ["yes"]  # its pause's answer
     offered = {(await worker.next_offer()).execution_id for _ in range(2)}
     assert offered == {parent_id, "kid"}  # both queued: the parent waits for its child again
+
+
+async def test_a_parent_paused_by_two_children_names_them_instead_of_guessing(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    run = await server.client.run("hello", "parent")
+    parent = await worker.take()
+    await worker.checkpoint(
+        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
+    )
+    for kid in ("kid-a", "kid-b"):  # two branches of a parallel, each calling a child
+        await _child_of(server, run.execution_id, kid)
+        child = await worker.take()
+        await worker.checkpoint(
+            child.execution_id,
+            child.generation,
+            [
+                record(EventType.WORKFLOW_STARTED),
+                *_pause_events("answer", "pause:a:0"),
+                record(EventType.WORKFLOW_PAUSED, "answer"),
+            ],
+        )
+    await worker.checkpoint(
+        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_PAUSED)]
+    )
+    with pytest.raises(
+        ExecutionStateError, match=r"2 paused subworkflows \(kid-a, kid-b\)"
+    ) as info:
+        await server.client.resume("hello", run.execution_id, "yes")
+    assert info.value.status_code == 409 and info.value.details["children"] == ["kid-a", "kid-b"]
+    assert await _state(server, run.execution_id) == ExecutionState.PAUSED  # nothing changed
+
+    for kid in ("kid-a", "kid-b"):
+        await server.client.resume("hello", kid, "yes")
+        await worker.finish(await worker.take(), "done")
+    assert (await worker.next_offer()).execution_id == run.execution_id  # after the last one

@@ -14,7 +14,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from flux.domain import FINISHED_STATES, EventType, ExecutionState, Trigger, move
-from flux.errors import ConflictError, ExecutionNotFoundError, NotFoundError
+from flux.errors import ConflictError, ExecutionNotFoundError, ExecutionStateError, NotFoundError
 from flux.pauses import PAUSE_TASK, Pause, PauseRecord, waiting_pauses
 from flux.protocol import EventRecord, ExecutionStatus
 from flux.serialization import dumps
@@ -98,7 +98,7 @@ _PAUSED_CHILDREN = (
     sa.select(_C.id, _C.workflow_name)
     .where(_C.parent_id == sa.bindparam("b_id"), _C.state == ExecutionState.PAUSED.value)
     .order_by(_C.id)
-    .limit(2)
+    .limit(20)
 )
 _NOTHING = dumps(None, "json")
 
@@ -226,10 +226,24 @@ def continue_parents(tx: Tx[sa.Connection], candidates: Iterable[str], now: date
 
 def the_paused_child(tx: Tx[sa.Connection], parent_id: str) -> Any:
     """The one PAUSED child of ``parent_id`` (id and workflow name), locked for this
-    transaction; ``None`` when none or several are paused."""
+    transaction; ``None`` when none is paused.
+
+    Raises:
+        ExecutionStateError: several are paused (which one a resume answers is not known);
+            ``details["children"]`` lists their ids (up to 20).
+    """
     children = tx.conn.execute(_PAUSED_CHILDREN, {"b_id": parent_id}).all()
-    if len(children) != 1:
+    if not children:
         return None
+    if len(children) > 1:
+        ids = [c.id for c in children]
+        raise ExecutionStateError(
+            f"execution {parent_id!r} waits for {len(ids)} paused subworkflows "
+            f"({', '.join(ids)}); resume each of them (it goes on by itself once they have "
+            "finished)",
+            execution_id=parent_id,
+            children=ids,
+        )
     (child,) = children
     if tx.conn.dialect.name != "sqlite":
         # Lock it, unless a transaction that finishes it holds it: that one locks the parent
