@@ -16,6 +16,7 @@ import httpx
 from flux.client import AsyncFluxClient, AsyncWorkerChannel
 from flux.domain import EventType, ExecutionEvent
 from flux.errors import ApiError, ConflictError, NotFoundError, error_class
+from flux.pauses import pause_value
 from flux.protocol import (
     CheckpointItem,
     CheckpointResult,
@@ -114,6 +115,17 @@ def record(
     type: EventType, value: Any = None, *, name: str = "hello", source_id: str = "wf"
 ) -> EventRecord:
     return EventRecord.from_event(ExecutionEvent(type, source_id, name, value), "json")
+
+
+def pause_events(name: str, source_id: str, data: Any = None, scope: str = "") -> list[EventRecord]:
+    """A pause's two events as a run records them: its task started, then paused with
+    ``data`` (``scope``: a branch's, as ``parallel`` gives them)."""
+    started = record(EventType.TASK_STARTED, name, name="pause", source_id=source_id)
+    paused = record(
+        EventType.TASK_PAUSED, pause_value(name, data), name="pause", source_id=source_id
+    )
+    started.scope = paused.scope = scope
+    return [started, paused]
 
 
 class FakeWorker:

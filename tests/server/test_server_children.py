@@ -8,8 +8,7 @@ from __future__ import annotations
 import pytest
 from flux.domain import EventType, ExecutionState
 from flux.errors import ExecutionStateError
-from flux.pauses import pause_value
-from server_support import record
+from server_support import pause_events, record
 
 
 async def _child_of(server, parent_id: str, child_id: str) -> None:
@@ -22,36 +21,39 @@ async def _child_of(server, parent_id: str, child_id: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-async def _paused_by_child(server, worker):
-    """A parent that started child ``kid`` and paused with it (the child paused first)."""
+async def _running_parent(server, worker):
+    """A ``hello`` execution claimed by ``worker`` and started: the parent of the tests."""
     run = await server.client.run("hello", "parent")
     parent = await worker.take()
     await worker.checkpoint(
         parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
     )
-    await _child_of(server, run.execution_id, "kid")
+    return run, parent
+
+
+async def _paused_child(server, worker, parent_id: str, child_id: str) -> None:
+    """Start ``child_id`` as a child of ``parent_id``; it runs and pauses at ``answer``."""
+    await _child_of(server, parent_id, child_id)
     child = await worker.take()
     await worker.checkpoint(
         child.execution_id,
         child.generation,
         [
             record(EventType.WORKFLOW_STARTED),
-            *_pause_events("answer", "pause:a:0"),
+            *pause_events("answer", "pause:a:0"),
             record(EventType.WORKFLOW_PAUSED, "answer"),
         ],
     )
+
+
+async def _paused_by_child(server, worker):
+    """A parent that started child ``kid`` and paused with it (the child paused first)."""
+    run, parent = await _running_parent(server, worker)
+    await _paused_child(server, worker, run.execution_id, "kid")
     await worker.checkpoint(
         parent.execution_id, parent.generation, [record(EventType.WORKFLOW_PAUSED)]
     )
     return run.execution_id
-
-
-def _pause_events(name: str, source_id: str, data: object = None) -> list:
-    started = record(EventType.TASK_STARTED, name, name="pause", source_id=source_id)
-    paused = record(
-        EventType.TASK_PAUSED, pause_value(name, data), name="pause", source_id=source_id
-    )
-    return [started, paused]
 
 
 async def _state(server, execution_id: str) -> ExecutionState:
@@ -84,11 +86,7 @@ async def test_a_cancelled_child_lets_its_parent_go_on_too(server) -> None:
 async def test_a_child_finished_before_its_parents_pause_resumes_it_at_once(server) -> None:
     await server.register()
     worker = await server.worker(capacity=8)
-    run = await server.client.run("hello", "parent")
-    parent = await worker.take()
-    await worker.checkpoint(
-        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
-    )
+    run, parent = await _running_parent(server, worker)
     await _child_of(server, run.execution_id, "quick")
     await worker.finish(await worker.take(), "done")  # before the parent's pause is recorded
     await worker.checkpoint(
@@ -103,17 +101,13 @@ async def test_a_child_finished_before_its_parents_pause_resumes_it_at_once(serv
 async def test_a_parent_with_a_pause_of_its_own_waits_for_its_answer(server) -> None:
     await server.register()
     worker = await server.worker(capacity=8)
-    run = await server.client.run("hello", "parent")
-    parent = await worker.take()
-    await worker.checkpoint(
-        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
-    )
+    run, parent = await _running_parent(server, worker)
     await _child_of(server, run.execution_id, "side")
     await worker.finish(await worker.take(), "done")
     await worker.checkpoint(
         parent.execution_id,
         parent.generation,
-        [*_pause_events("approve", "pause:p:0"), record(EventType.WORKFLOW_PAUSED, "approve")],
+        [*pause_events("approve", "pause:p:0"), record(EventType.WORKFLOW_PAUSED, "approve")],
     )
     status = await server.client.status("hello", run.execution_id)
     assert status.state == ExecutionState.PAUSED
@@ -152,23 +146,9 @@ async def test_resuming_a_parent_paused_by_its_child_answers_the_childs_pause(se
 async def test_a_parent_paused_by_two_children_names_them_instead_of_guessing(server) -> None:
     await server.register()
     worker = await server.worker(capacity=8)
-    run = await server.client.run("hello", "parent")
-    parent = await worker.take()
-    await worker.checkpoint(
-        parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
-    )
+    run, parent = await _running_parent(server, worker)
     for kid in ("kid-a", "kid-b"):  # two branches of a parallel, each calling a child
-        await _child_of(server, run.execution_id, kid)
-        child = await worker.take()
-        await worker.checkpoint(
-            child.execution_id,
-            child.generation,
-            [
-                record(EventType.WORKFLOW_STARTED),
-                *_pause_events("answer", "pause:a:0"),
-                record(EventType.WORKFLOW_PAUSED, "answer"),
-            ],
-        )
+        await _paused_child(server, worker, run.execution_id, kid)
     await worker.checkpoint(
         parent.execution_id, parent.generation, [record(EventType.WORKFLOW_PAUSED)]
     )

@@ -5,17 +5,7 @@ from __future__ import annotations
 import pytest
 from flux.domain import EventType, ExecutionState
 from flux.errors import ExecutionStateError
-from flux.pauses import pause_value
-from server_support import record
-
-
-def _pause_events(name: str, source_id: str, scope: str, data: object) -> list:
-    started = record(EventType.TASK_STARTED, name, name="pause", source_id=source_id)
-    paused = record(
-        EventType.TASK_PAUSED, pause_value(name, data), name="pause", source_id=source_id
-    )
-    started.scope = paused.scope = scope
-    return [started, paused]
+from server_support import pause_events, record
 
 
 async def _two_pauses(server, worker) -> tuple[str, object]:
@@ -26,8 +16,8 @@ async def _two_pauses(server, worker) -> tuple[str, object]:
         claim.generation,
         [
             record(EventType.WORKFLOW_STARTED),
-            *_pause_events("finance", "pause:f:0", "[0]", {"amount": 120}),
-            *_pause_events("legal", "pause:l:0", "[1]", None),
+            *pause_events("finance", "pause:f:0", {"amount": 120}, "[0]"),
+            *pause_events("legal", "pause:l:0", None, "[1]"),
             record(EventType.WORKFLOW_PAUSED, "finance"),
         ],
     )
