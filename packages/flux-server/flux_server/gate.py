@@ -61,7 +61,6 @@ _WANTED = frozenset(
         b"referer",
     }
 )
-_CONSOLE = CONSOLE_PATH
 KEY_COOKIE = "flux_key"
 """The console's cookie holding a browser's API key (see :mod:`flux_server.console.login`)."""
 HOW_TO_AUTHENTICATE = (
@@ -151,10 +150,10 @@ class GateMiddleware:
             if principal is None:
                 if credential is not None:  # a guess; asking without one is not
                     self.limiter.failed(address)
-                if method == "GET" and scope["path"].startswith(_CONSOLE):
+                if method == "GET" and scope["path"].startswith(CONSOLE_PATH):
                     # Back to the same page after logging in, its filters included.
                     query = scope.get("query_string", b"").decode("latin-1")
-                    login = f"{_CONSOLE}/login?next=" + quote(
+                    login = f"{CONSOLE_PATH}/login?next=" + quote(
                         scope["path"] + (f"?{query}" if query else "")
                     )
                     if credential is None:
@@ -173,7 +172,7 @@ class GateMiddleware:
                 return
             refusal = await _refusal(runtime, principal, rule, scope, method, found)
             if refusal is not None:
-                if method == "POST" and scope["path"].startswith(_CONSOLE):
+                if method == "POST" and scope["path"].startswith(CONSOLE_PATH):
                     # A console form this role may not send: back to its page, saying why.
                     await _back_with_notice(send, scope, headers, refusal)
                     return
@@ -231,7 +230,7 @@ def _credential(headers: dict[bytes, str], path: str) -> str | None:
     """The request's ``Authorization``; on a console page without one, the browser's key
     from the console's cookie, as that header."""
     authorization = headers.get(b"authorization")
-    if authorization is None and path.startswith(_CONSOLE) and b"cookie" in headers:
+    if authorization is None and path.startswith(CONSOLE_PATH) and b"cookie" in headers:
         key = cookie_parser(headers[b"cookie"]).get(KEY_COOKIE)
         if key:
             return f"Bearer {key}"
@@ -245,10 +244,10 @@ _FORGET_KEY = set_cookie_header(KEY_COOKIE, "", secure=False, max_age=0)
 async def _back_with_notice(send: Send, scope: Scope, headers: dict[bytes, str], text: str) -> None:
     """303 to the console page the form was sent from (its ``Referer``, when that is this
     server's console; else the console's home), which shows ``text`` as an error once."""
-    back = _CONSOLE
+    back = CONSOLE_PATH
     referer = urlsplit(headers.get(b"referer", ""))
     if referer.netloc.lower() == headers.get(b"host", "").lower() and (
-        referer.path == _CONSOLE or referer.path.startswith(_CONSOLE + "/")
+        referer.path == CONSOLE_PATH or referer.path.startswith(CONSOLE_PATH + "/")
     ):
         back = referer.path + (f"?{referer.query}" if referer.query else "")
     cookie = set_cookie_header(

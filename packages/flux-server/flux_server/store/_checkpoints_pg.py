@@ -96,7 +96,11 @@ SELECT id, was, state, workflow_id, workflow_name, workflow_version,
     -- the views go into the status of a settled execution only: not parsed for the others
     CASE WHEN state IN ({settled}) THEN input_view END,
     CASE WHEN state IN ({settled}) THEN output_view END,
-    created_at, updated_at, worker_name, parent_id
+    created_at, updated_at, worker_name, parent_id,
+    -- a paused execution that started children may be theirs to resume (continue_parents);
+    -- one without goes through no second transaction
+    CASE WHEN state = 'PAUSED' THEN EXISTS (
+        SELECT 1 FROM executions c WHERE c.parent_id = moved.id) ELSE false END
 FROM moved
 """
 _CHECKPOINT_PG = Statement(
@@ -114,6 +118,7 @@ _CHECKPOINT_PG = Statement(
         *("id", "was", "state", "workflow_id", "workflow_name", "workflow_version"),
         *("input_view", "output_view", "created_at", "updated_at", "worker_name"),
         "parent_id",
+        "has_children",
     ),
     time_columns=("created_at", "updated_at"),
 )
@@ -166,7 +171,7 @@ async def checkpoint_statement(
         state = ExecutionState(row.state)
         if state.value != row.was:
             tx.notify(exec_note(row.id, state))
-            candidate = parent_candidate(row.id, row.parent_id, state)
+            candidate = parent_candidate(row.id, row.parent_id, state, row.has_children)
             if candidate is not None:
                 parents.append(candidate)
             if state in FINISHED_STATES:

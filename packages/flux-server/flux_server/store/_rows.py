@@ -254,13 +254,15 @@ def the_paused_child(tx: Tx[sa.Connection], parent_id: str) -> Any:
     return child
 
 
-def parent_candidate(execution_id: str, parent_id: str | None, state: ExecutionState) -> str | None:
+def parent_candidate(
+    execution_id: str, parent_id: str | None, state: ExecutionState, has_children: bool = True
+) -> str | None:
     """The execution :func:`continue_parents` has to look at after this one moved to ``state``:
-    its parent when it finished, itself when it paused (a child it waits for may have
-    finished before); ``None`` otherwise."""
+    its parent when it finished, itself when it paused and may have children (a child it
+    waits for may have finished before); ``None`` otherwise."""
     if state in FINISHED_STATES:
         return parent_id
-    return execution_id if state is ExecutionState.PAUSED else None
+    return execution_id if state is ExecutionState.PAUSED and has_children else None
 
 
 def waiting_pauses_of(conn: sa.Connection, execution_id: str) -> list[Pause]:
