@@ -10,11 +10,11 @@ from alembic.migration import MigrationContext
 from flux_server.__main__ import main
 from flux_server.db import Database, upgrade
 from flux_server.db.migrate import VERSION_TABLE, heads
-from flux_server.db.tables import metadata
+from flux_server.db.tables import compared_on, metadata
 
 
 def test_one_head() -> None:
-    assert heads() == ["0012"]
+    assert heads() == ["0013"]
 
 
 async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
@@ -25,7 +25,14 @@ async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
         async with db.read() as conn:
             diff = await conn.run_sync(
                 lambda sync: compare_metadata(
-                    MigrationContext.configure(sync, opts={"compare_type": True}), metadata
+                    MigrationContext.configure(
+                        sync,
+                        opts={
+                            "compare_type": True,
+                            "include_object": compared_on(sync.dialect.name),
+                        },
+                    ),
+                    metadata,
                 )
             )
             version = (
@@ -35,12 +42,24 @@ async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
         await db.dispose()
     diff = [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
     assert diff == []
-    assert version == [("0012",)]
+    assert version == [("0013",)]
 
 
-async def test_on_postgresql_only_held_executions_are_indexed_by_worker(db_url: str) -> None:
-    """Revision 0003: the (worker_name, state) index holds held executions only on
-    PostgreSQL; SQLite, whose planner would not use such an index, keeps the full one."""
+_OFFERED_LOAD = (
+    "SELECT offered_to, count(*) FROM executions WHERE offered_to IN ('a', 'b') "
+    "AND state = 'SCHEDULED' GROUP BY offered_to"
+)
+_HELD_LOAD = (
+    "SELECT worker_name, count(*) FROM executions WHERE worker_name IN ('a', 'b') "
+    "AND state IN ('CLAIMED', 'RUNNING', 'CANCELLING') GROUP BY worker_name"
+)
+
+
+async def test_the_indexes_by_worker_hold_what_their_queries_read(db_url: str) -> None:
+    """Revision 0013. PostgreSQL's (worker_name, state) index holds held executions only
+    (revision 0003); SQLite has none, and answers a worker's held executions from the listing
+    index (worker_name, state, created_at). On both, the (offered_to, state) index holds
+    offered executions only, and SQLite's planner uses it for a worker's offers."""
     db = Database(db_url)
     try:
         await upgrade(db)
@@ -49,14 +68,59 @@ async def test_on_postgresql_only_held_executions_are_indexed_by_worker(db_url: 
                 query = "SELECT indexdef FROM pg_indexes WHERE indexname = :name"
             else:
                 query = "SELECT sql FROM sqlite_master WHERE name = :name"
-            params = {"name": "ix_executions_worker_name_state"}
-            [definition] = (await conn.execute(sa.text(query), params)).scalars().all()
+            definitions = {
+                name: (await conn.execute(sa.text(query), {"name": name})).scalars().all()
+                for name in ("ix_executions_worker_name_state", "ix_executions_offered_to_state")
+            }
+            plans = {}
+            if db.dialect == "sqlite":
+                for sql in (_OFFERED_LOAD, _HELD_LOAD):
+                    rows = (await conn.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"))).all()
+                    plans[sql] = " ".join(str(row[-1]) for row in rows)
     finally:
         await db.dispose()
+    [offered] = definitions["ix_executions_offered_to_state"]
+    assert "offered_to IS NOT NULL" in offered, offered
     if db.dialect == "postgresql":
-        assert "WHERE" in definition and "CANCELLING" in definition, definition
+        [held] = definitions["ix_executions_worker_name_state"]
+        assert "WHERE" in held and "CANCELLING" in held, held
     else:
-        assert "WHERE" not in definition.upper(), definition
+        assert definitions["ix_executions_worker_name_state"] == []
+        assert "ix_executions_offered_to_state" in plans[_OFFERED_LOAD], plans
+        assert "ix_executions_worker_name_state_created_at" in plans[_HELD_LOAD], plans
+
+
+async def test_revision_0013_comes_back_on_downgrade(db_url: str) -> None:
+    from alembic import command
+    from flux_server.db.migrate import alembic_config
+
+    db = Database(db_url)
+    names = ("ix_executions_worker_name_state", "ix_executions_offered_to_state")
+
+    async def to(revision: str, down: bool = False) -> dict[str, bool]:
+        """Each index: whether it is there, and partial (or absent: not in the answer)."""
+        move = command.downgrade if down else command.upgrade
+        async with db.write() as tx:
+            await tx.conn.run_sync(lambda c: move(alembic_config(c), revision))
+        if db.dialect == "postgresql":
+            query = "SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN :names"
+        else:
+            query = "SELECT name, sql FROM sqlite_master WHERE name IN :names"
+        statement = sa.text(query).bindparams(sa.bindparam("names", expanding=True))
+        async with db.read() as conn:
+            found = await conn.execute(statement, {"names": names})
+            return {name: "WHERE" in sql.upper() for name, sql in found}
+
+    pg = db.dialect == "postgresql"
+    try:
+        # Ends at the head: PostgreSQL's test database is shared by the tests that follow.
+        before = {names[0]: pg, names[1]: False}
+        after = ({names[0]: True} if pg else {}) | {names[1]: True}
+        assert await to("head") == after
+        assert await to("0012", down=True) == before
+        assert await to("head") == after
+    finally:
+        await db.dispose()
 
 
 def test_db_upgrade_command(tmp_path, capsys) -> None:

@@ -3,12 +3,17 @@ keep the two in step (``tests/server/test_migrations.py`` compares them)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 
 from flux_server.db.types import JSON_TYPE, IsoDateTime, UTCDateTime
 
 __all__ = [
+    "POSTGRESQL_ONLY",
     "api_keys",
+    "compared_on",
     "events",
     "execution_count_changes",
     "execution_counts",
@@ -22,6 +27,20 @@ __all__ = [
     "workers",
     "workflows",
 ]
+
+POSTGRESQL_ONLY = frozenset({"ix_executions_worker_name_state"})
+"""Indexes only PostgreSQL has (each one's ``ddl_if`` says so)."""
+
+
+def compared_on(dialect: str) -> Callable[..., bool]:
+    """Alembic's ``include_object`` for a database of ``dialect``: what it has of the
+    tables (another dialect's indexes are left out of the comparison)."""
+
+    def include(obj: Any, name: str | None, type_: str, *_: Any) -> bool:
+        return not (type_ == "index" and name in POSTGRESQL_ONLY and dialect != "postgresql")
+
+    return include
+
 
 metadata = sa.MetaData(
     naming_convention={
@@ -73,15 +92,22 @@ executions = sa.Table(
     # The execution that started this one as a subworkflow (revision 0012); NULL otherwise.
     sa.Column("parent_id", sa.String(36)),
     sa.Index("ix_executions_state_created_at", "state", "created_at"),
-    # (holder, state): what a worker holds now, without scanning everything it ever ran. On
-    # PostgreSQL only held executions are in it (revision 0003).
+    # (holder, state) of held executions only: what a worker holds now, on PostgreSQL
+    # (revision 0003). SQLite answers the same from the listing index below (revision 0013).
     sa.Index(
         "ix_executions_worker_name_state",
         "worker_name",
         "state",
         postgresql_where=sa.text("state IN ('CLAIMED', 'RUNNING', 'CANCELLING')"),
+    ).ddl_if(dialect="postgresql"),
+    # What is offered to a worker now (a claim clears offered_to): offered ones only (0013).
+    sa.Index(
+        "ix_executions_offered_to_state",
+        "offered_to",
+        "state",
+        sqlite_where=sa.text("offered_to IS NOT NULL"),
+        postgresql_where=sa.text("offered_to IS NOT NULL"),
     ),
-    sa.Index("ix_executions_offered_to_state", "offered_to", "state"),
     # Listings newest first (revision 0004): a state's executions of a workflow, of a worker.
     sa.Index(
         "ix_executions_workflow_name_state_created_at", "workflow_name", "state", "created_at"

@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import context
 from flux_server.db.migrate import VERSION_TABLE
-from flux_server.db.tables import metadata
+from flux_server.db.tables import compared_on, metadata
 from flux_server.db.urls import sync_url
 
 config = context.config
@@ -25,7 +25,8 @@ _OPTIONS: dict[str, Any] = {
 
 
 def _run(connection: sa.Connection) -> None:
-    context.configure(connection=connection, **_OPTIONS)
+    include = compared_on(connection.dialect.name)
+    context.configure(connection=connection, include_object=include, **_OPTIONS)
     with context.begin_transaction():
         context.run_migrations()
 
