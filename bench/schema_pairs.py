@@ -2,6 +2,7 @@
 execution-count triggers and the listing indexes in place, and with each taken away.
 
     python -m bench.schema_pairs [ROUNDS] [RUNS]     # default: 4 rounds of 3,000 runs
+    python -m bench.schema_pairs writes [ROUNDS] [N] # SQLite alone; default 8 rounds of 5,000
 
 One cluster (a server on SQLite and one worker, capacity 64) runs for the whole session and
 is warmed up with 300 runs. Its schema is then changed while it runs, between batches, from
@@ -17,9 +18,18 @@ variant, in an order reversed every other round, and reads the server's CPU (psu
   ``ix_executions_worker_name_state_created_at``.
 - **0004 triggers**: the count triggers as revision 0004 made them (an insert-if-missing and
   an update to add, where revision 0011 makes one upsert).
+- **0012 indexes**: the indexes of executions by worker and by offer as they were before
+  revision 0013 (a full ``(worker_name, state)`` index beside the listing one, and every row
+  in the ``(offered_to, state)`` index, where revision 0013 keeps offered ones only).
 
 Reported: each variant's median CPU per run, and the median over rounds of each round's
 ratio of "as migrated" to that variant.
+
+``writes`` measures the same variants without a server, in this process: a migrated SQLite
+file per variant, then, per round and variant, the writes of N executions' lives in batches
+of 50 (insert, offer, claim, running, completed; a transaction per step, as the server's
+writer groups them) and the CPU they took (``time.process_time``). No HTTP, no event loop,
+no other thread: what SQLite itself spends on the schema, with far less noise.
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from flux.client import AsyncFluxClient
 from bench.server import COUNT_TRIGGERS, LISTING_INDEXES, ROOT, Cluster
 from bench.wrk import run_many
 
+BY_WORKER, OFFERED = "ix_executions_worker_name_state", "ix_executions_offered_to_state"
 CONCURRENCY = 16
 WARMUP = 300
 VERSIONS = ROOT / "packages" / "flux-server" / "flux_server" / "db" / "migrations" / "versions"
@@ -77,6 +88,19 @@ def _variants(db: Path) -> dict[str, tuple[Callable[[], None], Callable[[], None
         "0004 triggers": (
             run(*drop_triggers, *old.values()),
             run(*drop_triggers, *triggers.values()),
+        ),
+        "0012 indexes": (
+            run(
+                f"CREATE INDEX {BY_WORKER} ON executions (worker_name, state)",
+                f"DROP INDEX {OFFERED}",
+                f"CREATE INDEX {OFFERED} ON executions (offered_to, state)",
+            ),
+            run(
+                f"DROP INDEX {BY_WORKER}",
+                f"DROP INDEX {OFFERED}",
+                f"CREATE INDEX {OFFERED} ON executions (offered_to, state) "
+                "WHERE offered_to IS NOT NULL",
+            ),
         ),
     }
 
@@ -119,8 +143,70 @@ async def main(rounds: int, runs: int) -> None:
         print(f"| {name} | {statistics.median(samples[name]):,.0f} us | {ratio} |")
 
 
+_LIFE = (
+    "INSERT INTO executions (id, workflow_id, workflow_name, workflow_version, state, "
+    "generation, created_at, updated_at) VALUES (:id, 'w', 'flow', 1, 'SCHEDULED', 0, :t, :t)",
+    "UPDATE executions SET offered_to = 'worker', offered_at = :t WHERE id = :id",
+    "UPDATE executions SET state = 'CLAIMED', worker_name = 'worker', offered_to = NULL, "
+    "offered_at = NULL, generation = generation + 1, claimed_at = :t WHERE id = :id",
+    "UPDATE executions SET state = 'RUNNING', updated_at = :t WHERE id = :id",
+    "UPDATE executions SET state = 'COMPLETED', updated_at = :t WHERE id = :id",
+)
+"""One execution's writes, from its creation to its end (the columns its states move)."""
+
+
+def writes(rounds: int, n: int) -> None:
+    from flux_server.__main__ import main as server_main
+
+    with tempfile.TemporaryDirectory() as tmp:
+        migrated = Path(tmp) / "migrated.db"
+        if server_main(["db", "upgrade", "--database-url", f"sqlite:///{migrated}"]) != 0:
+            raise SystemExit("migrating a SQLite file failed")
+        conns: dict[str, sqlite3.Connection] = {}
+        for name in ["as migrated", *_variants(migrated)]:
+            path = Path(tmp) / f"{len(conns)}.db"
+            path.write_bytes(migrated.read_bytes())
+            change = _variants(path).get(name)
+            if change is not None:
+                change[0]()
+            conns[name] = conn = sqlite3.connect(path, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "INSERT INTO workflows (id, name, version, source, source_hash, options, "
+                "created_at) VALUES ('w', 'flow', 1, '', '', '{}', 0)"
+            )
+        names = list(conns)
+        samples: dict[str, list[float]] = {name: [] for name in names}
+        made = 0
+        for i in range(rounds):
+            for name in names if i % 2 == 0 else reversed(names):
+                conn, started = conns[name], time.process_time()
+                for first in range(made, made + n, 50):
+                    rows = [{"id": f"{j:012d}", "t": time.time()} for j in range(first, first + 50)]
+                    for statement in _LIFE:
+                        conn.execute("BEGIN")
+                        conn.executemany(statement, rows)
+                        conn.execute("COMMIT")
+                samples[name].append((time.process_time() - started) / n * 1e6)
+                made += n
+        for conn in conns.values():
+            conn.close()
+    base = samples["as migrated"]
+    print(f"\n{rounds} rounds of {n} executions' writes, SQLite alone: CPU per execution")
+    print("| variant | CPU per execution | as migrated / variant |")
+    print("|---|---:|---:|")
+    for name in names:
+        ratios = [a / b for a, b in zip(base, samples[name], strict=True)]
+        ratio = "" if name == "as migrated" else f"{statistics.median(ratios):.3f}"
+        print(f"| {name} | {statistics.median(samples[name]):,.1f} us | {ratio} |")
+
+
 if __name__ == "__main__":
     started = time.monotonic()
-    args = [int(a) for a in sys.argv[1:3]]
-    asyncio.run(main(*(args + [4, 3000][len(args) :])))
+    if sys.argv[1:2] == ["writes"]:
+        args = [int(a) for a in sys.argv[2:4]]
+        writes(*(args + [8, 5000][len(args) :]))
+    else:
+        args = [int(a) for a in sys.argv[1:3]]
+        asyncio.run(main(*(args + [4, 3000][len(args) :])))
     print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
