@@ -1,13 +1,17 @@
 """A parent paused by its subworkflow goes on by itself once that child has finished: the
 server resumes it in the transaction that finishes the child (or, on PostgreSQL's one-statement
 checkpoint, right after it), and also when the child had finished before the parent's pause
-was recorded. A parent with a pause of its own waiting is left to the person who answers it."""
+was recorded. A parent with a pause of its own waiting is left to the person who answers it.
+A parent left paused by a server that ended between the two transactions is found later."""
 
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState
 from flux.errors import ExecutionStateError
+from flux_server.liveness import Liveness
+from flux_server.store._checkpoints import continue_stranded
 from server_support import pause_events, record
 
 
@@ -163,3 +167,69 @@ async def test_a_parent_paused_by_two_children_names_them_instead_of_guessing(se
         await server.client.resume("hello", kid, "yes")
         await worker.finish(await worker.take(), "done")
     assert (await worker.next_offer()).execution_id == run.execution_id  # after the last one
+
+
+async def _started(server, worker, execution_id: str):
+    """A ``hello`` execution with the id given, claimed by ``worker`` and started."""
+    answer = await server.http.post(
+        "/workflows/hello/run/async", params={"execution_id": execution_id}, json="parent"
+    )
+    assert answer.status_code == 200, answer.text
+    claim = await worker.take()
+    await worker.checkpoint(
+        claim.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
+    )
+    return claim
+
+
+async def _lose_the_continuation(server, child_id: str) -> None:
+    """What a server that ended between PostgreSQL's one-statement checkpoint finishing
+    ``child_id`` and the transaction continuing its parent leaves: the child finished, the
+    parent still paused."""
+    async with server.runtime.db.write() as tx:
+        await tx.conn.execute(
+            sa.text("UPDATE executions SET state = 'COMPLETED' WHERE id = :id"), {"id": child_id}
+        )
+
+
+async def test_a_parent_a_lost_server_left_paused_is_resumed_by_the_next_look(server) -> None:
+    await server.register()
+    worker = await server.worker(capacity=8)
+    parent_id = await _paused_by_child(server, worker)
+    await _lose_the_continuation(server, "kid")
+    assert await _state(server, parent_id) == ExecutionState.PAUSED
+
+    runtime = server.runtime
+    liveness = Liveness(runtime.workers, runtime.executions, 30.0, 1.0)  # as a server starts
+    assert await liveness.check_parents() == [parent_id]
+    assert (await worker.next_offer()).execution_id == parent_id
+    assert await liveness.check_parents() == []  # the next look is a minute away
+    assert await runtime.executions.continue_stranded_parents() == []  # and finds nothing
+
+
+async def test_the_look_for_parents_left_paused_passes_those_a_person_must_answer(
+    server,
+) -> None:
+    """Batches of one: the first parent in id order waits for a person (its own pause), the
+    two after it were left paused; the look goes past the first and resumes the others."""
+    await server.register()
+    worker = await server.worker(capacity=8)
+    own = await _started(server, worker, "parent-a")
+    await _child_of(server, "parent-a", "kid-a")
+    await worker.finish(await worker.take(), "done")
+    await worker.checkpoint(
+        own.execution_id,
+        own.generation,
+        [*pause_events("approve", "pause:p:0"), record(EventType.WORKFLOW_PAUSED, "approve")],
+    )
+    for name in ("b", "c"):
+        parent = await _started(server, worker, f"parent-{name}")
+        await _paused_child(server, worker, f"parent-{name}", f"kid-{name}")
+        await worker.checkpoint(
+            parent.execution_id, parent.generation, [record(EventType.WORKFLOW_PAUSED)]
+        )
+        await _lose_the_continuation(server, f"kid-{name}")
+
+    resumed = await continue_stranded(server.runtime.db, batch=1)
+    assert resumed == ["parent-b", "parent-c"]
+    assert await _state(server, "parent-a") == ExecutionState.PAUSED

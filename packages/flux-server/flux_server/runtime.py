@@ -74,7 +74,9 @@ class Runtime:
             options.sweep_interval,
             chore=self.chore,
         )
-        self.liveness = Liveness(self.workers, options.heartbeat_timeout, options.liveness_interval)
+        self.liveness = Liveness(
+            self.workers, self.executions, options.heartbeat_timeout, options.liveness_interval
+        )
         self.schedules = ScheduleStore(self.db, self.workflows, options.scheduling)
         self.scheduler = Scheduler(self.db, self.executions, self.workflows, options.scheduling)
         self.retention = Retention(self.db, options.retention)

@@ -49,10 +49,11 @@ from flux_server.store._rows import (
     parent_candidate,
     stale,
     status,
+    stranded_parents,
 )
 from flux_server.store._states import SETTLED
 
-__all__ = ["checkpoint", "checkpoint_many", "next_state"]
+__all__ = ["checkpoint", "checkpoint_many", "continue_stranded", "next_state"]
 
 Outcome = ExecutionState | ConflictError | NotFoundError
 """An item's new state, or why it was refused."""
@@ -165,6 +166,25 @@ async def checkpoint_many(
         rest = iter(results)
         return [moved.get(i.execution_id) or next(rest) for i in original]
     return results
+
+
+async def continue_stranded(db: Database, batch: int = 100) -> list[str]:
+    """Resume every parent left paused after its last child finished (see
+    :func:`~flux_server.store._rows.stranded_parents`), a batch per transaction; the ids
+    resumed."""
+    resumed: list[str] = []
+    after = ""
+    while True:
+
+        def write(tx: Tx[sa.Connection], after: str = after) -> tuple[list[str], list[str]]:
+            found = stranded_parents(tx.conn, after, batch)
+            return found, continue_parents(tx, found, utcnow()) if found else []
+
+        found, done = await db.run_write(write)
+        resumed += done
+        if len(found) < batch:
+            return resumed
+        after = found[-1]
 
 
 def _checkpoint_batch(

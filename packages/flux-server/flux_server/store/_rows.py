@@ -42,6 +42,7 @@ __all__ = [
     "requeue_resumed",
     "stale",
     "status",
+    "stranded_parents",
     "the_paused_child",
     "waiting_pauses_of",
 ]
@@ -99,6 +100,21 @@ _PAUSED_CHILDREN = (
     .where(_C.parent_id == sa.bindparam("b_id"), _C.state == ExecutionState.PAUSED.value)
     .order_by(_C.id)
     .limit(20)
+)
+_CHILD = executions.alias("child")
+_STRANDED = (
+    sa.select(_C.id)
+    .where(
+        _C.state == ExecutionState.PAUSED.value,
+        _C.id > sa.bindparam("b_after"),
+        sa.exists().where(_CHILD.c.parent_id == _C.id),
+        ~sa.exists().where(
+            _CHILD.c.parent_id == _C.id,
+            _CHILD.c.state.not_in([s.value for s in FINISHED_STATES]),
+        ),
+    )
+    .order_by(_C.id)
+    .limit(sa.bindparam("b_limit"))
 )
 _NOTHING = dumps(None, "json")
 
@@ -222,6 +238,15 @@ def continue_parents(tx: Tx[sa.Connection], candidates: Iterable[str], now: date
         requeue_resumed(tx, parent_id, name, now, _NOTHING, None)
         resumed.append(parent_id)
     return resumed
+
+
+def stranded_parents(conn: sa.Connection, after: str, limit: int) -> list[str]:
+    """Up to ``limit`` PAUSED executions (ids above ``after``, in order) with children, all
+    of them finished: what :func:`continue_parents` resumes unless a pause of its own waits.
+    Normally none; one is left when the transaction that was to continue it after a child
+    finished was lost (PostgreSQL's one-statement checkpoint, then the server's end)."""
+    params = {"b_after": after, "b_limit": limit}
+    return list(conn.execute(_STRANDED, params).scalars())
 
 
 def the_paused_child(tx: Tx[sa.Connection], parent_id: str) -> Any:
