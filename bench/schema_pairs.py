@@ -133,14 +133,20 @@ async def main(rounds: int, runs: int) -> None:
                     print(f"round {i + 1} {name}: {samples[name][-1]:,.0f} us", file=sys.stderr)
         finally:
             cluster.stop()
+    title = f"{rounds} rounds of {runs} runs of bench_one: the server's CPU per run (SQLite)"
+    _table(title, "server CPU per run", samples, ",.0f")
+
+
+def _table(title: str, what: str, samples: dict[str, list[float]], format: str) -> None:
+    """Each variant's median, and the median of each round's ratio of "as migrated" to it."""
     base = samples["as migrated"]
-    print(f"\n{rounds} rounds of {runs} runs of bench_one: the server's CPU per run (SQLite)")
-    print("| variant | server CPU per run | as migrated / variant |")
+    print(f"\n{title}")
+    print(f"| variant | {what} | as migrated / variant |")
     print("|---|---:|---:|")
-    for name in names:
-        ratios = [a / b for a, b in zip(base, samples[name], strict=True)]
+    for name, values in samples.items():
+        ratios = [a / b for a, b in zip(base, values, strict=True)]
         ratio = "" if name == "as migrated" else f"{statistics.median(ratios):.3f}"
-        print(f"| {name} | {statistics.median(samples[name]):,.0f} us | {ratio} |")
+        print(f"| {name} | {statistics.median(values):{format}} us | {ratio} |")
 
 
 _LIFE = (
@@ -191,14 +197,8 @@ def writes(rounds: int, n: int) -> None:
                 made += n
         for conn in conns.values():
             conn.close()
-    base = samples["as migrated"]
-    print(f"\n{rounds} rounds of {n} executions' writes, SQLite alone: CPU per execution")
-    print("| variant | CPU per execution | as migrated / variant |")
-    print("|---|---:|---:|")
-    for name in names:
-        ratios = [a / b for a, b in zip(base, samples[name], strict=True)]
-        ratio = "" if name == "as migrated" else f"{statistics.median(ratios):.3f}"
-        print(f"| {name} | {statistics.median(samples[name]):,.1f} us | {ratio} |")
+    title = f"{rounds} rounds of {n} executions' writes, SQLite alone: CPU per execution"
+    _table(title, "CPU per execution", samples, ",.1f")
 
 
 if __name__ == "__main__":

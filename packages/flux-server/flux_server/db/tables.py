@@ -42,6 +42,13 @@ def compared_on(dialect: str) -> Callable[..., bool]:
     return include
 
 
+def _not_null_only(name: str, first: str, *rest: str) -> sa.Index:
+    """An index of the rows whose ``first`` column is not NULL (partial on both databases:
+    a query for ``first = ?`` implies its condition)."""
+    where = sa.text(f"{first} IS NOT NULL")
+    return sa.Index(name, first, *rest, sqlite_where=where, postgresql_where=where)
+
+
 metadata = sa.MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -101,26 +108,14 @@ executions = sa.Table(
         postgresql_where=sa.text("state IN ('CLAIMED', 'RUNNING', 'CANCELLING')"),
     ).ddl_if(dialect="postgresql"),
     # What is offered to a worker now (a claim clears offered_to): offered ones only (0013).
-    sa.Index(
-        "ix_executions_offered_to_state",
-        "offered_to",
-        "state",
-        sqlite_where=sa.text("offered_to IS NOT NULL"),
-        postgresql_where=sa.text("offered_to IS NOT NULL"),
-    ),
+    _not_null_only("ix_executions_offered_to_state", "offered_to", "state"),
     # Listings newest first (revision 0004): a state's executions of a workflow, of a worker.
     sa.Index(
         "ix_executions_workflow_name_state_created_at", "workflow_name", "state", "created_at"
     ),
     sa.Index("ix_executions_worker_name_state_created_at", "worker_name", "state", "created_at"),
     # A parent's children by state (revision 0012): children only.
-    sa.Index(
-        "ix_executions_parent_id_state",
-        "parent_id",
-        "state",
-        sqlite_where=sa.text("parent_id IS NOT NULL"),
-        postgresql_where=sa.text("parent_id IS NOT NULL"),
-    ),
+    _not_null_only("ix_executions_parent_id_state", "parent_id", "state"),
 )
 
 # How many executions each workflow has in each state (revision 0004), kept by triggers on
