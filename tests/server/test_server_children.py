@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from flux.domain import EventType, ExecutionState
 from flux.errors import ExecutionStateError
 from flux_server.liveness import Liveness
-from flux_server.store._checkpoints import continue_stranded
 from server_support import pause_events, record
 
 
@@ -25,9 +24,10 @@ async def _child_of(server, parent_id: str, child_id: str) -> None:
     assert answer.status_code == 200, answer.text
 
 
-async def _running_parent(server, worker):
-    """A ``hello`` execution claimed by ``worker`` and started: the parent of the tests."""
-    run = await server.client.run("hello", "parent")
+async def _running_parent(server, worker, execution_id: str | None = None):
+    """A ``hello`` execution (with the id given, if one is) claimed by ``worker`` and started:
+    the parent of the tests."""
+    run = await server.client.run("hello", "parent", execution_id=execution_id)
     parent = await worker.take()
     await worker.checkpoint(
         parent.execution_id, parent.generation, [record(EventType.WORKFLOW_STARTED)]
@@ -169,19 +169,6 @@ async def test_a_parent_paused_by_two_children_names_them_instead_of_guessing(se
     assert (await worker.next_offer()).execution_id == run.execution_id  # after the last one
 
 
-async def _started(server, worker, execution_id: str):
-    """A ``hello`` execution with the id given, claimed by ``worker`` and started."""
-    answer = await server.http.post(
-        "/workflows/hello/run/async", params={"execution_id": execution_id}, json="parent"
-    )
-    assert answer.status_code == 200, answer.text
-    claim = await worker.take()
-    await worker.checkpoint(
-        claim.execution_id, claim.generation, [record(EventType.WORKFLOW_STARTED)]
-    )
-    return claim
-
-
 async def _lose_the_continuation(server, child_id: str) -> None:
     """What a server that ended between PostgreSQL's one-statement checkpoint finishing
     ``child_id`` and the transaction continuing its parent leaves: the child finished, the
@@ -214,7 +201,7 @@ async def test_the_look_for_parents_left_paused_passes_those_a_person_must_answe
     two after it were left paused; the look goes past the first and resumes the others."""
     await server.register()
     worker = await server.worker(capacity=8)
-    own = await _started(server, worker, "parent-a")
+    _, own = await _running_parent(server, worker, "parent-a")
     await _child_of(server, "parent-a", "kid-a")
     await worker.finish(await worker.take(), "done")
     await worker.checkpoint(
@@ -223,13 +210,13 @@ async def test_the_look_for_parents_left_paused_passes_those_a_person_must_answe
         [*pause_events("approve", "pause:p:0"), record(EventType.WORKFLOW_PAUSED, "approve")],
     )
     for name in ("b", "c"):
-        parent = await _started(server, worker, f"parent-{name}")
+        _, parent = await _running_parent(server, worker, f"parent-{name}")
         await _paused_child(server, worker, f"parent-{name}", f"kid-{name}")
         await worker.checkpoint(
             parent.execution_id, parent.generation, [record(EventType.WORKFLOW_PAUSED)]
         )
         await _lose_the_continuation(server, f"kid-{name}")
 
-    resumed = await continue_stranded(server.runtime.db, batch=1)
+    resumed = await server.runtime.executions.continue_stranded_parents(batch=1)
     assert resumed == ["parent-b", "parent-c"]
     assert await _state(server, "parent-a") == ExecutionState.PAUSED

@@ -11,7 +11,6 @@ import sqlalchemy as sa
 from flux_server.db.types import JSON_TYPE, IsoDateTime, UTCDateTime
 
 __all__ = [
-    "POSTGRESQL_ONLY",
     "api_keys",
     "compared_on",
     "events",
@@ -28,18 +27,25 @@ __all__ = [
     "workflows",
 ]
 
-POSTGRESQL_ONLY = frozenset({"ix_executions_worker_name_state"})
-"""Indexes only PostgreSQL has (each one's ``ddl_if`` says so)."""
+_POSTGRESQL_ONLY: set[str] = set()
+"""The names of the indexes only PostgreSQL has (:func:`_on_postgresql_only`)."""
 
 
 def compared_on(dialect: str) -> Callable[..., bool]:
     """Alembic's ``include_object`` for a database of ``dialect``: what it has of the
-    tables (another dialect's indexes are left out of the comparison)."""
+    tables (another dialect's indexes are left out of the comparison, which does not read
+    ``ddl_if``)."""
 
     def include(obj: Any, name: str | None, type_: str, *_: Any) -> bool:
-        return not (type_ == "index" and name in POSTGRESQL_ONLY and dialect != "postgresql")
+        return not (type_ == "index" and name in _POSTGRESQL_ONLY and dialect != "postgresql")
 
     return include
+
+
+def _on_postgresql_only(index: sa.Index) -> sa.Index:
+    """``index``, created on PostgreSQL only (and compared there only)."""
+    _POSTGRESQL_ONLY.add(str(index.name))
+    return index.ddl_if(dialect="postgresql")
 
 
 def _not_null_only(name: str, first: str, *rest: str) -> sa.Index:
@@ -101,12 +107,14 @@ executions = sa.Table(
     sa.Index("ix_executions_state_created_at", "state", "created_at"),
     # (holder, state) of held executions only: what a worker holds now, on PostgreSQL
     # (revision 0003). SQLite answers the same from the listing index below (revision 0013).
-    sa.Index(
-        "ix_executions_worker_name_state",
-        "worker_name",
-        "state",
-        postgresql_where=sa.text("state IN ('CLAIMED', 'RUNNING', 'CANCELLING')"),
-    ).ddl_if(dialect="postgresql"),
+    _on_postgresql_only(
+        sa.Index(
+            "ix_executions_worker_name_state",
+            "worker_name",
+            "state",
+            postgresql_where=sa.text("state IN ('CLAIMED', 'RUNNING', 'CANCELLING')"),
+        )
+    ),
     # What is offered to a worker now (a claim clears offered_to): offered ones only (0013).
     _not_null_only("ix_executions_offered_to_state", "offered_to", "state"),
     # Listings newest first (revision 0004): a state's executions of a workflow, of a worker.

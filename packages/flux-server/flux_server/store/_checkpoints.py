@@ -168,23 +168,24 @@ async def checkpoint_many(
     return results
 
 
-async def continue_stranded(db: Database, batch: int = 100) -> list[str]:
+async def continue_stranded(db: Database, batch: int) -> list[str]:
     """Resume every parent left paused after its last child finished (see
-    :func:`~flux_server.store._rows.stranded_parents`), a batch per transaction; the ids
-    resumed."""
+    :func:`~flux_server.store._rows.stranded_parents`), ``batch`` at most per transaction;
+    the ids resumed."""
     resumed: list[str] = []
     after = ""
     while True:
-
-        def write(tx: Tx[sa.Connection], after: str = after) -> tuple[list[str], list[str]]:
-            found = stranded_parents(tx.conn, after, batch)
-            return found, continue_parents(tx, found, utcnow()) if found else []
-
-        found, done = await db.run_write(write)
+        found, done = await db.run_write(functools.partial(_stranded, after=after, batch=batch))
         resumed += done
         if len(found) < batch:
             return resumed
         after = found[-1]
+
+
+def _stranded(tx: Tx[sa.Connection], after: str, batch: int) -> tuple[list[str], list[str]]:
+    """One batch of :func:`continue_stranded`: (the parents found, those resumed)."""
+    found = stranded_parents(tx.conn, after, batch)
+    return found, continue_parents(tx, found, utcnow())
 
 
 def _checkpoint_batch(

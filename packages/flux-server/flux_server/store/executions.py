@@ -211,12 +211,13 @@ class ExecutionStore:
         """
         return await _offers.offer(self.db, targets, claim_timeout)
 
-    async def continue_stranded_parents(self) -> list[str]:
+    async def continue_stranded_parents(self, batch: int = 100) -> list[str]:
         """Resume parents paused by subworkflows that have all finished, which the checkpoint
         that finished the last of them would have resumed had its server not ended between
-        that checkpoint and the next transaction (PostgreSQL's one-statement checkpoint);
-        the ids resumed. :class:`~flux_server.liveness.Liveness` runs it now and then."""
-        return await _checkpoints.continue_stranded(self.db)
+        that checkpoint and the next transaction (PostgreSQL's one-statement checkpoint),
+        ``batch`` at most per transaction; the ids resumed.
+        :class:`~flux_server.liveness.Liveness` runs it now and then."""
+        return await _checkpoints.continue_stranded(self.db, batch)
 
     async def withdraw_offers(self, worker: str) -> None:
         """Forget unclaimed offers to ``worker`` (its stream closed) so others get them now."""
