@@ -14,7 +14,8 @@ Tracing is on when, and only when:
   ``otlp``).
 
 Unlike OpenTelemetry's own default (``otlp`` when nothing is set), nothing set means off, so
-a process pays nothing unless it is asked to trace. The exporter itself reads the other
+a process pays nothing unless it is asked to trace. OTLP is OpenTelemetry's exporter with
+Flux's encoder (:mod:`flux.otlp`). The exporter itself reads the other
 standard variables (endpoint, headers, timeout, compression); the SDK reads the sampler
 (``OTEL_TRACES_SAMPLER``) and the resource (``OTEL_SERVICE_NAME``,
 ``OTEL_RESOURCE_ATTRIBUTES``).
@@ -32,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span
+    from opentelemetry.trace import SpanContext
 
 __all__ = [
     "TRACEPARENT",
     "context_of",
     "parse_traceparent",
     "requested_exporters",
+    "span_context_of",
     "trace_id_of",
     "traceparent_of",
     "tracer_provider",
@@ -166,10 +168,10 @@ def _make_provider(
     for name in sorted(exporters):
         exporter: SpanExporter
         if name == "otlp":
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from flux.otlp import OTLPExporter
 
             _check_protocol()
-            exporter = OTLPSpanExporter()
+            exporter = OTLPExporter()
         else:
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -189,26 +191,34 @@ def _check_protocol() -> None:
             return
 
 
-def context_of(traceparent: str | None) -> Context | None:
-    """An OpenTelemetry context whose current span is the remote span ``traceparent`` names
-    (a parent for new spans); ``None`` for a missing or invalid one."""
+def span_context_of(traceparent: str | None) -> SpanContext | None:
+    """The remote span context ``traceparent`` names; ``None`` for a missing or invalid one."""
     parsed = parse_traceparent(traceparent)
     if parsed is None:
         return None
     from opentelemetry import trace
 
-    span_context = trace.SpanContext(
+    return trace.SpanContext(
         trace_id=int(parsed[3:35], 16),
         span_id=int(parsed[36:52], 16),
         is_remote=True,
         trace_flags=trace.TraceFlags(int(parsed[53:55], 16)),
     )
+
+
+def context_of(traceparent: str | None) -> Context | None:
+    """An OpenTelemetry context whose current span is the remote span ``traceparent`` names
+    (a parent for new spans); ``None`` for a missing or invalid one."""
+    span_context = span_context_of(traceparent)
+    if span_context is None:
+        return None
+    from opentelemetry import trace
+
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
 
 
-def traceparent_of(span: Span) -> str | None:
-    """``span``'s context as a ``traceparent``; ``None`` for an invalid (no-op) span."""
-    context = span.get_span_context()
+def traceparent_of(context: SpanContext) -> str | None:
+    """A span's context as a ``traceparent``; ``None`` for an invalid one."""
     if not context.is_valid:
         return None
     return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"

@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from flux.observability import context_of, traceparent_of, tracer_provider
+from flux.observability import span_context_of, traceparent_of, tracer_provider
 
 from flux_server.version import SERVER_VERSION
 
 if TYPE_CHECKING:
+    from flux.spans import OpenSpan
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span
 
     from flux_server.store.workflows import LatestWorkflow
 
@@ -43,24 +43,26 @@ class Creation:
 
     __slots__ = ("span", "traceparent")
 
-    def __init__(self, span: Span) -> None:
+    def __init__(self, span: OpenSpan) -> None:
         self.span = span
-        self.traceparent = traceparent_of(span)
-        """What the execution stores: this span's context (``None`` when not sampled in)."""
+        self.traceparent = traceparent_of(span.context)
+        """What the execution stores: this span's context (flagged unsampled when the sampler
+        left it out, so that the workers leave the execution's segments out too)."""
 
     def created(self, execution_id: str) -> None:
         """The execution is ``execution_id`` (when the client chose the id of an execution
         that was there already, that one, which keeps its own trace)."""
-        self.span.set_attribute("flux.execution.id", execution_id)
+        self.span.set_attributes({"flux.execution.id": execution_id})
 
 
 class ExecutionTracer:
     """Opens the ``flux.execution.create`` span of each new execution."""
 
     def __init__(self, provider: TracerProvider) -> None:
+        from flux.spans import SpanMaker
         from opentelemetry import trace
 
-        self.tracer = provider.get_tracer("flux_server", SERVER_VERSION)
+        self.spans = SpanMaker(provider, "flux_server", SERVER_VERSION)
         self._producer = trace.SpanKind.PRODUCER
         self._error = trace.StatusCode.ERROR
 
@@ -72,9 +74,9 @@ class ExecutionTracer:
         trace; ``attributes`` add to the workflow's. An error escaping the block is recorded
         on the span, which ends with it. (Not made the current span: nothing the create
         calls makes spans, and attaching a context costs each create.)"""
-        span = self.tracer.start_span(
+        span = self.spans.start(
             CREATE_SPAN,
-            context=context_of(caller),
+            span_context_of(caller),
             kind=self._producer,
             attributes={
                 "flux.workflow.name": workflow.name,

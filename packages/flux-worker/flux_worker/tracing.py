@@ -26,15 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 from flux.domain import WORKFLOW_EVENTS, EventType, ExecutionEvent
 from flux.errors import FluxError
-from flux.observability import context_of, trace_id_of, traceparent_of, tracer_provider
+from flux.observability import span_context_of, traceparent_of, tracer_provider
 
 if TYPE_CHECKING:
     from flux._runtime import Checkpointer
     from flux.context import ExecutionContext
     from flux.protocol.claims import ClaimResponse
     from flux.protocol.events import EventRecord
+    from flux.spans import OpenSpan
     from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.trace import Span
 
     Event = ExecutionEvent | EventRecord
     """What a segment observes: domain events (in-process runs) or records (a child's)."""
@@ -84,13 +84,14 @@ class WorkerTracer:
     """Opens a :class:`Segment` per claim a worker runs."""
 
     def __init__(self, provider: TracerProvider, worker_name: str) -> None:
+        from flux.spans import SpanMaker
         from opentelemetry import context, trace
 
         # Held here: an import statement in each segment's code costs more than its spans'
         # bookkeeping, and OpenTelemetry is imported only once a worker traces.
         self.trace = trace
         self.context = context
-        self.tracer = provider.get_tracer("flux_worker")
+        self.spans = SpanMaker(provider, "flux_worker")
         self.worker_name = worker_name
 
     def segment(self, claim: ClaimResponse) -> Segment:
@@ -98,9 +99,9 @@ class WorkerTracer:
 
 
 class _Task:
-    """A task's run in this segment. Its span starts only once it is needed (the task ended,
-    or a task it called needs a parent), with every attribute known by then: what a span
-    costs is mostly per attribute call, and most tasks end in the batch that starts them."""
+    """A task's run in this segment. Its span is made only once it is needed (the task
+    ended, or a task it called needs a parent): most tasks end in the batch that starts
+    them, and a task's span is then made and ended at once."""
 
     __slots__ = ("attempt", "name", "notes", "parent", "source_id", "span", "start")
 
@@ -112,7 +113,7 @@ class _Task:
         self.start = start
         self.attempt = attempt
         self.parent = parent
-        self.span: Span | None = None
+        self.span: OpenSpan | None = None
         self.notes: list[tuple[Event, int]] = []
         """Retries, fallbacks, rollbacks and their failures (with the attempt then), for
         the span's events."""
@@ -125,7 +126,7 @@ class Segment:
     def __init__(self, tracer: WorkerTracer, claim: ClaimResponse) -> None:
         trace = tracer.trace
         self.api = tracer
-        self.tracer = tracer.tracer
+        self.spans = tracer.spans
         self.start = time.time_ns()
         resumed = False
         replayed: set[str] = set()
@@ -142,9 +143,9 @@ class Segment:
         self.unfinished = {k: v for k, v in started.items() if k not in replayed}
         """Tasks the history shows started and not finished: run again in this segment
         (from their start time and attempt so far)."""
-        self.span = self.tracer.start_span(
+        self.span = self.spans.start(
             f"{SEGMENT_SPAN} {claim.workflow_name}",
-            context=context_of(claim.traceparent),
+            span_context_of(claim.traceparent),
             kind=trace.SpanKind.CONSUMER,
             start_time=self.start,
             attributes={
@@ -162,22 +163,13 @@ class Segment:
             self.span.add_event(
                 "flux.replay", {"flux.replay.tasks": len(replayed)}, timestamp=self.start
             )
-        span_context = self.span.get_span_context()
-        self.trace_id = (
-            f"{span_context.trace_id:032x}"
-            if span_context.is_valid
-            else trace_id_of(claim.traceparent)
-        )
+        self.trace_id = f"{self.span.context.trace_id:032x}"
         """The trace this segment is in, for log lines."""
-        self._claimed_trace = claim.traceparent
+        self.traceparent = traceparent_of(self.span.context)
+        """The segment's context: what a child process's spans (and logs) continue."""
         self.tasks: dict[str, _Task] = {}
         self.state: str | None = None
-        self._token = tracer.context.attach(trace.set_span_in_context(self.span))
-
-    @property
-    def traceparent(self) -> str | None:
-        """The segment's context: what a child process's spans (and logs) continue."""
-        return traceparent_of(self.span) or self._claimed_trace
+        self._token = tracer.context.attach(self.span.as_current())
 
     def checkpointer(self, inner: Checkpointer) -> Checkpointer:
         """``inner`` (a run's checkpointer), showing this segment every event saved (unless
@@ -223,18 +215,18 @@ class Segment:
         else:
             start, attempt = self.unfinished.get(source_id, (self.start, 1))
             start = max(start, self.start)
-        parent = self.tasks.get(_BRANCH.sub("", event.scope))
+        scope = event.scope
+        parent = self.tasks.get(_BRANCH.sub("", scope) if scope.endswith("]") else scope)
         task = self.tasks[source_id] = _Task(event.name, source_id, start, attempt, parent)
         return task
 
-    def _started(self, task: _Task, attributes: dict[str, Any] | None = None) -> Span:
-        """``task``'s span with ``attributes``, started now if it has not been (its
-        parent's first)."""
+    def _started(self, task: _Task, attributes: dict[str, Any] | None = None) -> OpenSpan:
+        """``task``'s span with ``attributes``, made now if it has not been (its parent's
+        first)."""
         if task.span is None:
             parent = self.span if task.parent is None else self._started(task.parent)
-            task.span = span = self.tracer.start_span(
+            task.span = span = parent.child(
                 f"{TASK_SPAN} {task.name}",
-                context=self.api.trace.set_span_in_context(parent),
                 start_time=task.start,
                 attributes={"flux.task.id": task.source_id, **(attributes or {})},
             )
@@ -245,7 +237,7 @@ class Segment:
             task.span.set_attributes(attributes)
         return task.span
 
-    def _end(self, task: _Task, outcome: str) -> Span:
+    def _end(self, task: _Task, outcome: str) -> OpenSpan:
         return self._started(
             task, {"flux.task.attempt": task.attempt, "flux.task.outcome": outcome}
         )
@@ -258,7 +250,7 @@ class Segment:
             self._end(task, "interrupted").end(end_time=now)
         self.tasks.clear()
         state = self.state or "INTERRUPTED"
-        self.span.set_attribute("flux.execution.state", state)
+        self.span.set_attributes({"flux.execution.state": state})
         if state == "FAILED":
             self.span.set_status(self.api.trace.StatusCode.ERROR, "the execution failed")
         self.span.end(end_time=now)
@@ -304,7 +296,7 @@ def _ns(event: Event) -> int:
     return int(event.time.timestamp() * 1e9)
 
 
-def _note(span: Span, event: Event, attempt: int) -> None:
+def _note(span: OpenSpan, event: Event, attempt: int) -> None:
     """A retry, fallback or rollback (started, or failed) of the span's task."""
     attributes = {"flux.task.attempt": attempt}
     mark = _TASK_MARKS.get(event.type)
@@ -314,14 +306,14 @@ def _note(span: Span, event: Event, attempt: int) -> None:
         span.add_event(mark, attributes, timestamp=_ns(event))
 
 
-def _record_failure(span: Span, event: Event) -> None:
+def _record_failure(span: OpenSpan, event: Event) -> None:
     from opentelemetry.trace import StatusCode
 
     _record_exception(span, event, None)
     span.set_status(StatusCode.ERROR, _describe(event))
 
 
-def _record_exception(span: Span, event: Event, attributes: dict[str, Any] | None) -> None:
+def _record_exception(span: OpenSpan, event: Event, attributes: dict[str, Any] | None) -> None:
     """The exception ``event`` carries, as the span's ``exception`` event: the exception
     itself in-process (with its traceback), its type and message from a child's record."""
     value = event.value

@@ -1,0 +1,254 @@
+"""Spans as an OTLP/HTTP request body, and the exporter that sends them.
+
+OpenTelemetry's own OTLP encoder builds a protobuf object per span, per attribute and per
+value, then copies them into the request, and hashes the span's resource for each span to
+group them: about as much CPU per span as the engine spends running a no-op task.
+:func:`encode` writes the same ``ExportTraceServiceRequest`` straight to protobuf's wire
+format (a few microseconds per span, an attribute's bytes reused once seen) and
+:class:`OTLPExporter` is the SDK's OTLP/HTTP exporter with this encoder in place of its own:
+its configuration (``OTEL_EXPORTER_OTLP_*``: endpoint, headers, timeout, compression,
+certificates), its HTTP session and its retries are the SDK's. A test keeps the two
+encoders' messages equal; the figures are in docs/decisions.md.
+
+Imported only when a process traces (OpenTelemetry is an optional extra).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.trace import SpanKind
+
+__all__ = ["OTLPExporter", "encode"]
+
+log = logging.getLogger("flux.otlp")
+
+_fixed64 = struct.Struct("<Q").pack
+_fixed32 = struct.Struct("<I").pack
+_double = struct.Struct("<d").pack
+_HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
+"""``SpanFlags``: whether the parent is remote is known; it is."""
+_MAX_CACHED = 4096
+"""Encoded attributes, names and keys kept for reuse."""
+_SCALARS = frozenset({str, int, bool, float})
+
+
+def _varint(value: int) -> bytes:
+    if value < 0:
+        value += 1 << 64  # int64: two's complement, ten bytes
+    if value < 0x80:
+        return bytes((value,))
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(tag: int, data: bytes) -> bytes:
+    """A length-delimited field (``tag`` is the field's number and wire type together)."""
+    size = len(data)
+    if size < 0x80:
+        return bytes((tag, size)) + data
+    return bytes((tag,)) + _varint(size) + data
+
+
+def _value(value: Any) -> bytes:
+    """An ``AnyValue``'s content."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x10\x01" if value else b"\x10\x00"
+    if isinstance(value, str):
+        return _field(0x0A, value.encode())
+    if isinstance(value, int):
+        return b"\x18" + _varint(value)
+    if isinstance(value, float):
+        return b"\x21" + _double(value)
+    if isinstance(value, bytes):
+        return _field(0x3A, value)
+    if isinstance(value, Sequence):
+        return _field(0x2A, b"".join(_field(0x0A, _value(v)) for v in value))
+    if isinstance(value, Mapping):
+        return _field(0x32, b"".join(_key_value(0x0A, str(k), v) for k, v in value.items()))
+    raise TypeError(f"an attribute value of type {type(value).__name__}")
+
+
+_keys: dict[str, bytes] = {}
+
+
+def _key_value(tag: int, key: str, value: Any) -> bytes:
+    name = _keys.get(key)
+    if name is None:
+        name = _field(0x0A, key.encode())
+        if len(_keys) < _MAX_CACHED:
+            _keys[key] = name
+    return _field(tag, name + _field(0x12, _value(value)))
+
+
+class _Attributes:
+    """Attributes as repeated ``KeyValue`` fields. A scalar's bytes are kept once encoded
+    (names, outcomes and workflow names repeat from span to span; the kept ones are
+    forgotten all at once when there are too many, so that values seen only once, such as
+    ids, do not keep out the ones that repeat)."""
+
+    def __init__(self) -> None:
+        self.known: dict[tuple[int, str, type, Any], bytes] = {}
+
+    def encode(self, tag: int, attributes: Mapping[str, Any] | None) -> list[bytes]:
+        if not attributes:
+            return []
+        known = self.known
+        out = []
+        for key, value in attributes.items():
+            kind = value.__class__
+            if kind in _SCALARS and (kind is not str or len(value) <= 128):
+                index = (tag, key, kind, value)
+                encoded = known.get(index)
+                if encoded is None:
+                    if len(known) >= _MAX_CACHED:
+                        known.clear()
+                    encoded = known[index] = _key_value(tag, key, value)
+            else:
+                try:
+                    encoded = _key_value(tag, key, value)
+                except TypeError as error:  # as the SDK's encoder: left out, and said
+                    log.error("cannot encode attribute %s: %s", key, error)
+                    continue
+            out.append(encoded)
+        return out
+
+
+_attributes = _Attributes()
+
+
+_ids = struct.Struct(">HQQHQ").pack
+"""A span's trace id (two halves) and span id, each after its field's tag and length."""
+_parent_id = struct.Struct(">HQ").pack
+_times = struct.Struct("<BQBQ").pack
+_KINDS = {kind: bytes((0x30, kind.value + 1)) for kind in SpanKind}
+"""The protocol's ``SpanKind`` counts UNSPECIFIED first."""
+_NO_STATUS = b"\x7a\x00"
+_FLAGS = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE)
+_FLAGS_REMOTE = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
+_LOW = (1 << 64) - 1
+_names: dict[str, bytes] = {}
+
+
+def _span(span: ReadableSpan) -> bytes:
+    context = span.context
+    assert context is not None  # a span the SDK's pipeline ends always has one
+    parent = span.parent
+    trace_id = context.trace_id
+    parts = [_ids(0x0A10, trace_id >> 64, trace_id & _LOW, 0x1208, context.span_id)]
+    if context.trace_state:
+        state = ",".join(f"{k}={v}" for k, v in context.trace_state.items())
+        parts.append(_field(0x1A, state.encode()))
+    if parent is not None:
+        parts.append(_parent_id(0x2208, parent.span_id))
+    name = _names.get(span.name)
+    if name is None:
+        name = _field(0x2A, span.name.encode())
+        if len(_names) < _MAX_CACHED:
+            _names[span.name] = name
+    parts += (name, _KINDS[span.kind], _times(0x39, span.start_time or 0, 0x41, span.end_time or 0))
+    parts += _attributes.encode(0x4A, span.attributes)
+    if span.dropped_attributes:
+        parts += (b"\x50", _varint(span.dropped_attributes))
+    for event in span.events:
+        body = [b"\x09", _fixed64(event.timestamp), _field(0x12, event.name.encode())]
+        body += _attributes.encode(0x1A, event.attributes)
+        if event.dropped_attributes:
+            body += (b"\x20", _varint(event.dropped_attributes))
+        parts.append(_field(0x5A, b"".join(body)))
+    if span.dropped_events:
+        parts += (b"\x60", _varint(span.dropped_events))
+    for link in span.links:
+        linked = link.context
+        body = [_ids(0x0A10, linked.trace_id >> 64, linked.trace_id & _LOW, 0x1208, linked.span_id)]
+        body += _attributes.encode(0x22, link.attributes)
+        if link.dropped_attributes:
+            body += (b"\x28", _varint(link.dropped_attributes))
+        body.append(b"\x35" + _fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)))
+        parts.append(_field(0x6A, b"".join(body)))
+    if span.dropped_links:
+        parts += (b"\x70", _varint(span.dropped_links))
+    status = span.status
+    code = status.status_code.value
+    if code or status.description:
+        message = b"" if not status.description else _field(0x12, status.description.encode())
+        parts.append(_field(0x7A, message + (b"\x18" + _varint(code) if code else b"")))
+    else:
+        parts.append(_NO_STATUS)
+    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS)
+    return _field(0x12, b"".join(parts))
+
+
+def _scope_spans(scope: Any, spans: list[bytes]) -> bytes:
+    """A ``ScopeSpans`` field: ``scope`` (an ``InstrumentationScope`` or ``None``) and its
+    encoded spans."""
+    if scope is None:
+        return _field(0x12, b"\x0a\x00" + b"".join(spans))
+    head = [_field(0x0A, scope.name.encode())]
+    if scope.version:
+        head.append(_field(0x12, scope.version.encode()))
+    head += _attributes.encode(0x1A, scope.attributes)
+    schema = _field(0x1A, scope.schema_url.encode()) if scope.schema_url else b""
+    return _field(0x12, _field(0x0A, b"".join(head)) + b"".join(spans) + schema)
+
+
+def encode(spans: Sequence[ReadableSpan]) -> bytes:
+    """The ``ExportTraceServiceRequest`` of ``spans`` in protobuf's wire format: the same
+    message as OpenTelemetry's encoder makes, spans grouped by resource and then by
+    instrumentation scope (by identity: the SDK's spans share their tracer's objects)."""
+    groups: dict[int, tuple[Any, dict[int, tuple[Any, list[bytes]]]]] = {}
+    for span in spans:
+        resource, scope = span.resource, span.instrumentation_scope
+        group = groups.get(id(resource))
+        if group is None:
+            group = groups[id(resource)] = (resource, {})
+        of_scope = group[1].get(id(scope))
+        if of_scope is None:
+            of_scope = group[1][id(scope)] = (scope, [])
+        of_scope[1].append(_span(span))
+    out = []
+    for resource, scopes in groups.values():
+        body = [_field(0x0A, b"".join(_attributes.encode(0x0A, resource.attributes)))]
+        body += (_scope_spans(scope, encoded) for scope, encoded in scopes.values())
+        if resource.schema_url:
+            body.append(_field(0x1A, resource.schema_url.encode()))
+        out.append(_field(0x0A, b"".join(body)))
+    return b"".join(out)
+
+
+class OTLPExporter(OTLPSpanExporter):
+    """OpenTelemetry's OTLP/HTTP span exporter, encoding with :func:`encode`.
+
+    Everything but the encoding is the SDK's: this reaches its HTTP client, which it holds
+    as ``_client`` (checked at construction: an SDK without it exports with its own encoder,
+    as it would without Flux)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        client = getattr(self, "_client", None)
+        self._send = getattr(client, "export", None)
+        if self._send is None:
+            log.warning("this OpenTelemetry SDK exports spans with its own (slower) encoder")
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if self._send is None or getattr(self, "_shutdown", False):
+            return super().export(spans)
+        try:
+            body = encode(spans)
+        except Exception:  # never the caller's problem: the batch is lost, and said
+            log.exception("cannot encode %d spans for OTLP", len(spans))
+            return SpanExportResult.FAILURE
+        result = self._send(body)
+        return SpanExportResult.SUCCESS if result.success else SpanExportResult.FAILURE

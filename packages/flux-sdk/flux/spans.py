@@ -1,0 +1,241 @@
+"""The server's and the worker's own spans, made without the SDK's span objects.
+
+OpenTelemetry's ``Tracer.start_span`` and ``Span.end`` cost as much per span as the engine
+spends running a no-op task (a lock, bounded containers, a context, a callback per
+processor, per attribute call). Flux's own spans need none of that: each is made once,
+from facts known at its start and at its end. :class:`SpanMaker` therefore keeps a span as
+plain fields (:class:`OpenSpan`) and, when it ends, hands one finished ``ReadableSpan`` to
+the tracer's span processor, ``SpanProcessor.on_end`` being the SDK's own interface between
+spans and exporters. Everything else is the tracer's: its sampler decides (with the
+parent's context, as for any span), its id generator names the span, its resource and
+processors (batching, exporters) are those of the application's spans, and
+``OTEL_SPAN_*_LIMIT`` bound events and attribute values as they do there. Spans the task
+code makes go through the SDK as usual, as children of these.
+
+One difference from the SDK's spans: processors are not shown the span when it starts
+(``on_start``), only when it ends. The figures are in docs/decisions.md.
+
+Imported only when a process traces (OpenTelemetry is an optional extra).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, Tracer
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.sdk.trace import TracerProvider
+
+__all__ = ["OpenSpan", "SpanMaker"]
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
+_RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
+"""W3C Trace Context level 2's flag (an SDK that knows it sets it as it does here)."""
+_UNSET = Status(StatusCode.UNSET)
+
+
+class SpanMaker:
+    """Makes spans for one instrumentation scope of a tracer provider."""
+
+    def __init__(self, provider: TracerProvider, name: str, version: str | None = None) -> None:
+        tracer = provider.get_tracer(name, version)
+        if not isinstance(tracer, Tracer):  # the SDK's: its sampler, ids and processors
+            raise TypeError(f"{type(provider).__name__} does not make the SDK's tracers")
+        self.sampler = tracer.sampler
+        self.ids = tracer.id_generator
+        self.resource = tracer.resource
+        self.processor = tracer.span_processor
+        self.scope = InstrumentationScope(name, version)
+        limits = SpanLimits()
+        self.max_events = limits.max_events
+        self.max_length = limits.max_attribute_length
+
+    def start(
+        self,
+        name: str,
+        parent: SpanContext | None,
+        *,
+        kind: SpanKind = SpanKind.INTERNAL,
+        start_time: int | None = None,
+        attributes: dict[str, Any] | None = None,
+    ) -> OpenSpan:
+        """A span that starts at ``start_time`` (ns; now by default), a child of ``parent``
+        (a valid context, local or remote) or the first of a new trace."""
+        if parent is not None and not parent.is_valid:
+            parent = None
+        if parent is None:
+            trace_id, context = self.ids.generate_trace_id(), None
+            random = self.ids.is_trace_id_random()
+        else:
+            trace_id = parent.trace_id
+            context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
+            random = bool(parent.trace_flags & _RANDOM)
+        decision = self.sampler.should_sample(context, trace_id, name, kind, attributes)
+        flags = _SAMPLED if decision.decision.is_sampled() else _UNSAMPLED
+        if random and _RANDOM:
+            flags = TraceFlags(flags | _RANDOM)
+        span_context = SpanContext(
+            trace_id,
+            self.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=decision.trace_state,
+        )
+        recording = decision.decision.is_recording()
+        return OpenSpan(
+            self,
+            name,
+            span_context,
+            parent,
+            kind,
+            time.time_ns() if start_time is None else start_time,
+            dict(decision.attributes or {}) if recording else None,
+        )
+
+
+class OpenSpan:
+    """A span until it ends: its context is fixed (children can name it as their parent),
+    its attributes, events and status may still change. A span the sampler drops records
+    nothing and is never exported; nor are its children."""
+
+    __slots__ = (
+        "attributes",
+        "context",
+        "events",
+        "kind",
+        "maker",
+        "name",
+        "parent",
+        "recording",
+        "start_time",
+        "status",
+    )
+
+    def __init__(
+        self,
+        maker: SpanMaker,
+        name: str,
+        context: SpanContext,
+        parent: SpanContext | None,
+        kind: SpanKind,
+        start_time: int,
+        attributes: dict[str, Any] | None,
+    ) -> None:
+        self.maker = maker
+        self.name = name
+        self.context = context
+        self.parent = parent
+        self.kind = kind
+        self.start_time = start_time
+        self.recording = attributes is not None
+        """Whether the sampler kept the span (a span left out records nothing)."""
+        self.attributes = attributes
+        """``None`` when the span does not record, or has ended."""
+        self.events: list[Event] = []
+        self.status = _UNSET
+
+    def is_recording(self) -> bool:
+        return self.attributes is not None
+
+    def child(
+        self, name: str, *, start_time: int | None = None, attributes: dict[str, Any] | None = None
+    ) -> OpenSpan:
+        """A span under this one, kept when this one is: its sampler is not asked again, as
+        a parent-based sampler (the SDK's default) would follow the parent's decision."""
+        context = self.context
+        span_context = SpanContext(
+            context.trace_id,
+            self.maker.ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=context.trace_flags,
+            trace_state=context.trace_state,
+        )
+        return OpenSpan(
+            self.maker,
+            name,
+            span_context,
+            context,
+            SpanKind.INTERNAL,
+            time.time_ns() if start_time is None else start_time,
+            (attributes or {}) if self.recording else None,
+        )
+
+    def as_current(self) -> Context:
+        """A context whose current span is this one (to parent spans the SDK makes)."""
+        return trace.set_span_in_context(trace.NonRecordingSpan(self.context))
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        if self.attributes is not None:
+            self.attributes.update(attributes)
+
+    def add_event(
+        self, name: str, attributes: dict[str, Any] | None = None, timestamp: int | None = None
+    ) -> None:
+        if self.attributes is not None:
+            at = time.time_ns() if timestamp is None else timestamp
+            self.events.append(Event(name, self._bounded(attributes), at))
+
+    def record_exception(
+        self,
+        error: BaseException,
+        attributes: dict[str, Any] | None = None,
+        timestamp: int | None = None,
+    ) -> None:
+        """``error`` as the span's ``exception`` event, as the SDK records one."""
+        kind = type(error)
+        qualified = kind.__qualname__
+        if kind.__module__ and kind.__module__ != "builtins":
+            qualified = f"{kind.__module__}.{qualified}"
+        described = {
+            "exception.type": qualified,
+            "exception.message": str(error),
+            "exception.stacktrace": "".join(traceback.format_exception(error)),
+            "exception.escaped": "False",
+            **(attributes or {}),
+        }
+        self.add_event("exception", described, timestamp)
+
+    def set_status(self, code: StatusCode, description: str | None = None) -> None:
+        if self.attributes is not None:
+            self.status = Status(code, description if code is StatusCode.ERROR else None)
+
+    def end(self, end_time: int | None = None) -> None:
+        """The span as it is now goes to the span processor (once: a span ends once)."""
+        attributes, self.attributes = self.attributes, None
+        if attributes is None:
+            return
+        maker = self.maker
+        events = self.events
+        if maker.max_events is not None and len(events) > maker.max_events:
+            events = events[len(events) - maker.max_events :]  # as the SDK's: the latest
+        maker.processor.on_end(
+            ReadableSpan(
+                self.name,
+                context=self.context,
+                parent=self.parent,
+                resource=maker.resource,
+                attributes=self._bounded(attributes),
+                events=events,
+                kind=self.kind,
+                status=self.status,
+                start_time=self.start_time,
+                end_time=time.time_ns() if end_time is None else end_time,
+                instrumentation_scope=maker.scope,
+            )
+        )
+
+    def _bounded(self, attributes: dict[str, Any] | None) -> dict[str, Any]:
+        """``attributes`` with string values cut to ``OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT``."""
+        limit = self.maker.max_length
+        if not attributes or limit is None:
+            return attributes or {}
+        return {k: v[:limit] if isinstance(v, str) else v for k, v in attributes.items()}

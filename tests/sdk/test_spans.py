@@ -1,0 +1,141 @@
+"""flux.spans: a span made from plain fields reaches the span processors as the SDK's own
+span would, sampler, ids, limits and exception events included."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from flux.observability import span_context_of
+from flux.spans import SpanMaker
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import SpanKind, StatusCode
+
+CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+UNSAMPLED_CALLER = CALLER[:-2] + "00"
+
+
+def _provider(**options: object) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "t"}), **options)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _fields(span: ReadableSpan) -> dict[str, object]:
+    """What an exporter reads of a span, but its ids and times."""
+    return {
+        "name": span.name,
+        "kind": span.kind,
+        "parent": span.parent,
+        "trace_id": span.context.trace_id if span.context else None,
+        "flags": span.context.trace_flags if span.context else None,
+        "attributes": dict(span.attributes or {}),
+        "events": [(e.name, dict(e.attributes or {}), e.timestamp) for e in span.events],
+        "status": (span.status.status_code, span.status.description),
+        "resource": span.resource.attributes,
+        "scope": (span.instrumentation_scope.name, span.instrumentation_scope.version)
+        if span.instrumentation_scope
+        else None,
+        "times": (span.start_time, span.end_time),
+    }
+
+
+def test_a_span_reaches_the_processors_as_the_sdks_own_would() -> None:
+    provider, exporter = _provider()
+    parent = span_context_of(CALLER)
+    error = ValueError("no")
+
+    sdk = provider.get_tracer("flux_test", "1.0").start_span(
+        "work",
+        context=trace.set_span_in_context(trace.NonRecordingSpan(parent)),
+        kind=SpanKind.CONSUMER,
+        attributes={"a": 1},
+        start_time=10,
+    )
+    ours = SpanMaker(provider, "flux_test", "1.0").start(
+        "work", parent, kind=SpanKind.CONSUMER, attributes={"a": 1}, start_time=10
+    )
+    for span in (sdk, ours):
+        span.set_attributes({"b": "two"})
+        span.add_event("mark", {"n": 3}, timestamp=11)
+        span.record_exception(error, {"flux.task.attempt": 2}, timestamp=12)
+        span.set_status(StatusCode.ERROR, "ValueError: no")
+        span.end(end_time=20)
+
+    made_by_sdk, made_here = exporter.get_finished_spans()
+    assert _fields(made_here) == _fields(made_by_sdk)
+    assert made_here.context is not None and made_here.context.span_id != parent.span_id
+
+
+def test_a_child_is_in_its_parents_trace_and_follows_its_decision() -> None:
+    provider, exporter = _provider()
+    root = SpanMaker(provider, "flux_test").start("root", None)
+    child = root.child("child", attributes={"k": "v"})
+    grandchild = child.child("grandchild")
+    for span in (grandchild, child, root):
+        span.end()
+
+    made = {s.name: s for s in exporter.get_finished_spans()}
+    assert made["root"].parent is None
+    assert made["child"].parent == root.context
+    assert made["grandchild"].parent == child.context
+    assert {s.context.trace_id for s in made.values() if s.context} == {root.context.trace_id}
+    assert made["child"].attributes == {"k": "v"}
+
+
+@pytest.mark.parametrize(
+    ("sampler", "caller"),
+    [
+        (ALWAYS_OFF, None),
+        (ParentBased(TraceIdRatioBased(0.0)), None),
+        (None, UNSAMPLED_CALLER),  # the default: a parent left out leaves its children out
+    ],
+)
+def test_what_the_sampler_leaves_out_records_nothing_and_is_never_exported(
+    sampler: object, caller: str | None
+) -> None:
+    provider, exporter = _provider(**({} if sampler is None else {"sampler": sampler}))
+    span = SpanMaker(provider, "flux_test").start("left out", span_context_of(caller))
+    child = span.child("child")
+    for each in (span, child):
+        assert not each.is_recording()
+        assert not each.context.trace_flags.sampled
+        each.set_attributes({"a": 1})
+        each.add_event("e")
+        each.end()
+    assert exporter.get_finished_spans() == ()
+    if caller is not None:
+        assert f"{span.context.trace_id:032x}" == caller[3:35]
+
+
+def test_a_span_ends_once() -> None:
+    provider, exporter = _provider()
+    span = SpanMaker(provider, "flux_test").start("once", None)
+    span.end()
+    span.end()
+    span.set_attributes({"late": True})
+    assert len(exporter.get_finished_spans()) == 1
+    assert "late" not in (exporter.get_finished_spans()[0].attributes or {})
+
+
+def test_the_span_limits_of_the_environment_apply(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_SPAN_EVENT_COUNT_LIMIT", "2")
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "4")
+    provider, exporter = _provider()
+    span = SpanMaker(provider, "flux_test").start("bounded", None, attributes={"s": "abcdefgh"})
+    for n in range(5):
+        span.add_event(f"e{n}", {"v": "123456"})
+    span.end()
+    (made,) = exporter.get_finished_spans()
+    assert made.attributes == {"s": "abcd"}
+    assert [(e.name, dict(e.attributes or {})) for e in made.events] == [
+        ("e3", {"v": "1234"}),
+        ("e4", {"v": "1234"}),
+    ]
