@@ -2,12 +2,13 @@
 (exporting over OTLP/HTTP to a receiver on loopback), and on with one trace in ten sampled.
 
     python -m bench.tracing_pairs [ROUNDS] [RUNS]     # default: 5 rounds of 1,000
-    python -m bench.tracing_pairs spans               # the SDK's own cost per span
+    python -m bench.tracing_pairs spans               # a span's cost: the SDK's and Flux's
 
-Each round starts three clusters at once, one per variant, each a fresh server (SQLite), one
-worker (capacity 64) and a home of its own, and warms them up with 50 executions. Then, per
-workload, RUNS executions run on the three clusters at the same time (16 concurrent sync runs
-each, from this process), so that every variant meets the machine in the same state (on this
+Each round runs two pairs, off against on and off against sampled. A pair starts two
+clusters at once, each a fresh server (SQLite), one worker (capacity 64) and a home of its
+own, warms them up with 50 executions and waits until their first spans are exported. Then,
+per workload, RUNS executions run on both clusters at the same time (16 concurrent sync runs
+each, from this process), so that both variants meet the machine in the same state (on this
 shared VM, runs one after another differed by more than the cost measured), and the
 server's and the worker's CPU (psutil) of each cluster is read. Workloads: ``bench_one`` (one
 task) and ``bench_tasks`` with 10 tasks. On means ``OTEL_EXPORTER_OTLP_ENDPOINT`` set and
@@ -15,9 +16,9 @@ nothing else (spans exported in batches of up to 512, at least every 5 s: the SD
 defaults); sampled adds ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` and
 ``OTEL_TRACES_SAMPLER_ARG=0.1``. After each workload every cluster idles the same 5.5 s
 before its CPU is read, so that the last batch is exported (and counted) first. A variant's
-change is the median of its rounds' changes from the same round's off. The receivers run in
-this process: their CPU, like the load's, is not counted; they count the spans they get, to
-check that every execution was traced.
+change is the median of its pairs' changes from the off of the same pair. The receivers run
+in this process: their CPU, like the load's, is not counted; they count the spans they get,
+to check that every execution was traced.
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ async def _measure(clusters: dict[str, Cluster], runs: int) -> Figures:
         for client in clients.values():
             await client.register_workflows(ROOT / "bench" / "workflows.py")
         await asyncio.gather(*(_load(c, "bench_one", 1, WARMUP) for c in clients.values()))
+        await asyncio.sleep(SETTLE)  # the first export (its imports, its connection) too
         figures: Figures = {variant: {} for variant in clusters}
         for name, tasks in WORKLOADS:
             meters = {variant: _CpuMeter(cluster) for variant, cluster in clusters.items()}
@@ -125,16 +127,16 @@ async def _measure(clusters: dict[str, Cluster], runs: int) -> Figures:
     return figures
 
 
-def _round(receivers: dict[str, Receiver], runs: int) -> Figures:
+def _round(receivers: dict[str, Receiver], runs: int, variants: tuple[str, ...]) -> Figures:
     with contextlib.ExitStack() as stack:
         clusters: dict[str, Cluster] = {}
-        for variant, extra in VARIANTS.items():
+        for variant in variants:
             home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             cluster = Cluster(home, f"sqlite:///{home}/flux.db")
             cluster.env = {k: v for k, v in cluster.env.items() if not k.startswith("OTEL_")}
             if variant in receivers:
                 cluster.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receivers[variant].url
-                cluster.env.update(extra)
+                cluster.env.update(VARIANTS[variant])
             stack.callback(cluster.stop)
             cluster.start(1)
             clusters[variant] = cluster
@@ -146,40 +148,48 @@ def main(argv: list[str]) -> None:
     runs = int(argv[1]) if len(argv) > 1 else 1000
     receivers = {variant: Receiver() for variant in VARIANTS if variant != "off"}
     samples: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    changes: dict[tuple[str, str], list[float]] = {}
     expected = (2 + 1) * WARMUP + sum((2 + t) * runs for _, t in WORKLOADS)
     for turn in range(rounds):
-        before = receivers["on"].spans
-        figures = _round(receivers, runs)
-        if receivers["on"].spans - before < expected:
-            raise RuntimeError(f"{receivers['on'].spans - before} spans, expected {expected}")
-        for variant, by_workload in figures.items():
-            for name, cpu in by_workload.items():
+        for variant in receivers:
+            before = receivers["on"].spans
+            figures = _round(receivers, runs, ("off", variant))
+            if variant == "on" and receivers["on"].spans - before < expected:
+                raise RuntimeError(f"{receivers['on'].spans - before} spans, expected {expected}")
+            for name, cpu in figures[variant].items():
                 samples.setdefault((variant, name), []).append(cpu)
-            shown = ", ".join(f"{n} {s + w:,.0f} us" for n, (s, w) in by_workload.items())
-            print(f"round {turn + 1} {variant:>7}: {shown}", flush=True)
-    print(f"\n{rounds} rounds of {runs} executions per workload: medians of CPU per execution")
-    print("and of each round's change from that round's off")
+                samples.setdefault(("off", name), []).append(figures["off"][name])
+                off = sum(figures["off"][name])
+                changes.setdefault((variant, name), []).append(sum(cpu) / off - 1)
+            shown = ", ".join(
+                f"{n} {sum(figures['off'][n]):,.0f} -> {sum(c):,.0f} us"
+                for n, c in figures[variant].items()
+            )
+            print(f"round {turn + 1} off, {variant:>7}: {shown}", flush=True)
+    print(f"\n{rounds} rounds of {runs} executions per workload and pair: medians of CPU per")
+    print("execution and of each pair's change from its off")
     print("| workload | variant | server | worker | server + worker | change |")
     print("|---|---|---:|---:|---:|---:|")
     for name, tasks in WORKLOADS:
-        offs = samples[("off", name)]
         for variant in VARIANTS:
-            values = samples[(variant, name)]
-            server, worker, both = _medians(values)
-            changes = [
-                (s + w) / (so + wo) - 1 for (s, w), (so, wo) in zip(values, offs, strict=True)
-            ]
-            change = "" if variant == "off" else f"{statistics.median(changes) * 100:+.1f} %"
+            server, worker, both = _medians(samples[(variant, name)])
+            change = ""
+            if variant != "off":
+                change = f"{statistics.median(changes[(variant, name)]) * 100:+.1f} %"
             print(
                 f"| {name} ({tasks} task{'s' if tasks > 1 else ''}) | {variant} "
                 f"| {server:,.0f} us | {worker:,.0f} us | {both:,.0f} us | {change} |"
             )
 
 
-def span_floor(n: int = 20_000) -> tuple[float, float]:
-    """What the OpenTelemetry SDK itself costs per span, in this process, with no Flux code:
-    microseconds to start and end a span of three attributes (a task's), and to encode it
-    for OTLP (in batches of 512, as the batch processor exports them)."""
+def span_floor(n: int = 20_000) -> dict[str, float]:
+    """What a span costs, in this process, without the rest of Flux: microseconds to make one
+    of a task's shape (three attributes, a parent) and to encode it for OTLP (in batches of
+    512, as the batch processor exports them), with the SDK's ``Tracer`` and encoder and
+    with Flux's (:mod:`flux.spans`, :mod:`flux.otlp`), side by side."""
+    from flux.otlp import encode
+    from flux.spans import SpanMaker
+    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
 
@@ -192,18 +202,32 @@ def span_floor(n: int = 20_000) -> tuple[float, float]:
     provider = TracerProvider()
     provider.add_span_processor(Keep())
     tracer = provider.get_tracer("bench")
-    attributes = {"flux.task.id": "noop:" + "0" * 64 + ":0", "flux.task.attempt": 1}
-    started = time.process_time()
-    for _ in range(n):
-        span = tracer.start_span("flux.task.run noop", attributes=attributes, start_time=1)
-        span.set_attribute("flux.task.outcome", "completed")
-        span.end(end_time=2)
-    made = time.process_time() - started
-    started = time.process_time()
-    for i in range(0, n, 512):
-        encode_spans(ended[i : i + 512]).SerializeToString()
-    encoded = time.process_time() - started
-    return made / n * 1e6, encoded / n * 1e6
+    maker = SpanMaker(provider, "bench")
+    segment = maker.start("flux.workflow.run bench", None)
+    parent = trace.set_span_in_context(trace.NonRecordingSpan(segment.context))
+    task_id = "noop:" + "0" * 64 + ":"
+    figures: dict[str, float] = {}
+    for name, make in (
+        ("SDK", lambda i: tracer.start_span("flux.task.run noop", parent, start_time=1)),
+        ("Flux", lambda i: segment.child("flux.task.run noop", start_time=1)),
+    ):
+        started = time.process_time()
+        for i in range(n):
+            span = make(i)
+            span.set_attributes({"flux.task.id": f"{task_id}{i}", "flux.task.attempt": 1})
+            span.set_attributes({"flux.task.outcome": "completed"})
+            span.end(end_time=2)
+        figures[f"{name} make"] = (time.process_time() - started) / n * 1e6
+    spans = ended[n:]
+    for name, encoder in (
+        ("SDK", lambda batch: encode_spans(batch).SerializePartialToString()),
+        ("Flux", encode),
+    ):
+        started = time.process_time()
+        for i in range(0, n, 512):
+            encoder(spans[i : i + 512])
+        figures[f"{name} encode"] = (time.process_time() - started) / n * 1e6
+    return figures
 
 
 def _medians(values: list[tuple[float, float]]) -> tuple[float, float, float]:
@@ -216,11 +240,12 @@ def _medians(values: list[tuple[float, float]]) -> tuple[float, float, float]:
 if __name__ == "__main__":
     started = time.monotonic()
     if sys.argv[1:] == ["spans"]:
-        made, encoded = zip(*(span_floor() for _ in range(5)), strict=True)
-        print(
-            f"SDK per span: {statistics.median(made):.1f} us to start and end, "
-            f"{statistics.median(encoded):.1f} us to encode for OTLP (medians of 5)"
-        )
+        rounds = [span_floor() for _ in range(5)]
+        median = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        for what in ("make", "encode"):
+            sdk, flux = median[f"SDK {what}"], median[f"Flux {what}"]
+            print(f"per span, {what}: SDK {sdk:.1f} us, Flux {flux:.1f} us ({sdk / flux:.1f}x)")
+        print("(medians of 5)")
     else:
         main(sys.argv[1:])
     print(f"({time.monotonic() - started:.0f} s)", file=sys.stderr)
