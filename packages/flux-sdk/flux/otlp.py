@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -35,7 +35,6 @@ _double = struct.Struct("<d").pack
 _HAS_IS_REMOTE, _IS_REMOTE = 0x100, 0x200
 """``SpanFlags``: whether the parent is remote is known; it is."""
 _MAX_CACHED = 4096
-"""Encoded attributes, names and keys kept for reuse."""
 _SCALARS = frozenset({str, int, bool, float})
 
 
@@ -81,52 +80,47 @@ def _value(value: Any) -> bytes:
     raise TypeError(f"an attribute value of type {type(value).__name__}")
 
 
-_keys: dict[str, bytes] = {}
+_encoded: dict[Any, bytes] = {}
+"""Bytes already encoded: field names, span names, and attributes of small scalar values
+(names, outcomes and workflow names repeat from span to span). Forgotten all at once when
+there are too many, so that values seen once, such as ids, do not keep out those that
+repeat."""
+
+
+def _memo(key: Any, make: Callable[..., bytes], *args: Any) -> bytes:
+    """``make(*args)``, encoded once for ``key``."""
+    found = _encoded.get(key)
+    if found is None:
+        if len(_encoded) >= _MAX_CACHED:
+            _encoded.clear()
+        found = _encoded[key] = make(*args)
+    return found
+
+
+def _text(tag: int, text: str) -> bytes:
+    return _field(tag, text.encode())
 
 
 def _key_value(tag: int, key: str, value: Any) -> bytes:
-    name = _keys.get(key)
-    if name is None:
-        name = _field(0x0A, key.encode())
-        if len(_keys) < _MAX_CACHED:
-            _keys[key] = name
+    name = _memo(key, _text, 0x0A, key)
     return _field(tag, name + _field(0x12, _value(value)))
 
 
-class _Attributes:
-    """Attributes as repeated ``KeyValue`` fields. A scalar's bytes are kept once encoded
-    (names, outcomes and workflow names repeat from span to span; the kept ones are
-    forgotten all at once when there are too many, so that values seen only once, such as
-    ids, do not keep out the ones that repeat)."""
-
-    def __init__(self) -> None:
-        self.known: dict[tuple[int, str, type, Any], bytes] = {}
-
-    def encode(self, tag: int, attributes: Mapping[str, Any] | None) -> list[bytes]:
-        if not attributes:
-            return []
-        known = self.known
-        out = []
-        for key, value in attributes.items():
-            kind = value.__class__
-            if kind in _SCALARS and (kind is not str or len(value) <= 128):
-                index = (tag, key, kind, value)
-                encoded = known.get(index)
-                if encoded is None:
-                    if len(known) >= _MAX_CACHED:
-                        known.clear()
-                    encoded = known[index] = _key_value(tag, key, value)
-            else:
-                try:
-                    encoded = _key_value(tag, key, value)
-                except TypeError as error:  # as the SDK's encoder: left out, and said
-                    log.error("cannot encode attribute %s: %s", key, error)
-                    continue
-            out.append(encoded)
-        return out
-
-
-_attributes = _Attributes()
+def _attributes(tag: int, attributes: Mapping[str, Any] | None) -> list[bytes]:
+    """``attributes`` as repeated ``KeyValue`` fields of field ``tag``."""
+    if not attributes:
+        return []
+    out = []
+    for key, value in attributes.items():
+        kind = value.__class__
+        if kind in _SCALARS and (kind is not str or len(value) <= 128):
+            out.append(_memo((tag, key, kind, value), _key_value, tag, key, value))
+            continue
+        try:
+            out.append(_key_value(tag, key, value))
+        except TypeError as error:  # as the SDK's encoder: left out, and said
+            log.error("cannot encode attribute %s: %s", key, error)
+    return out
 
 
 _ids = struct.Struct(">HQQHQ").pack
@@ -139,7 +133,6 @@ _NO_STATUS = b"\x7a\x00"
 _FLAGS = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE)
 _FLAGS_REMOTE = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 _LOW = (1 << 64) - 1
-_names: dict[str, bytes] = {}
 
 
 def _span(span: ReadableSpan) -> bytes:
@@ -153,18 +146,14 @@ def _span(span: ReadableSpan) -> bytes:
         parts.append(_field(0x1A, state.encode()))
     if parent is not None:
         parts.append(_parent_id(0x2208, parent.span_id))
-    name = _names.get(span.name)
-    if name is None:
-        name = _field(0x2A, span.name.encode())
-        if len(_names) < _MAX_CACHED:
-            _names[span.name] = name
+    name = _memo((0x2A, span.name), _text, 0x2A, span.name)
     parts += (name, _KINDS[span.kind], _times(0x39, span.start_time or 0, 0x41, span.end_time or 0))
-    parts += _attributes.encode(0x4A, span.attributes)
+    parts += _attributes(0x4A, span.attributes)
     if span.dropped_attributes:
         parts += (b"\x50", _varint(span.dropped_attributes))
     for event in span.events:
         body = [b"\x09", _fixed64(event.timestamp), _field(0x12, event.name.encode())]
-        body += _attributes.encode(0x1A, event.attributes)
+        body += _attributes(0x1A, event.attributes)
         if event.dropped_attributes:
             body += (b"\x20", _varint(event.dropped_attributes))
         parts.append(_field(0x5A, b"".join(body)))
@@ -173,7 +162,7 @@ def _span(span: ReadableSpan) -> bytes:
     for link in span.links:
         linked = link.context
         body = [_ids(0x0A10, linked.trace_id >> 64, linked.trace_id & _LOW, 0x1208, linked.span_id)]
-        body += _attributes.encode(0x22, link.attributes)
+        body += _attributes(0x22, link.attributes)
         if link.dropped_attributes:
             body += (b"\x28", _varint(link.dropped_attributes))
         body.append(b"\x35" + _fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)))
@@ -199,7 +188,7 @@ def _scope_spans(scope: Any, spans: list[bytes]) -> bytes:
     head = [_field(0x0A, scope.name.encode())]
     if scope.version:
         head.append(_field(0x12, scope.version.encode()))
-    head += _attributes.encode(0x1A, scope.attributes)
+    head += _attributes(0x1A, scope.attributes)
     schema = _field(0x1A, scope.schema_url.encode()) if scope.schema_url else b""
     return _field(0x12, _field(0x0A, b"".join(head)) + b"".join(spans) + schema)
 
@@ -220,7 +209,7 @@ def encode(spans: Sequence[ReadableSpan]) -> bytes:
         of_scope[1].append(_span(span))
     out = []
     for resource, scopes in groups.values():
-        body = [_field(0x0A, b"".join(_attributes.encode(0x0A, resource.attributes)))]
+        body = [_field(0x0A, b"".join(_attributes(0x0A, resource.attributes)))]
         body += (_scope_spans(scope, encoded) for scope, encoded in scopes.values())
         if resource.schema_url:
             body.append(_field(0x1A, resource.schema_url.encode()))

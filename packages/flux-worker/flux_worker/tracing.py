@@ -126,7 +126,6 @@ class Segment:
     def __init__(self, tracer: WorkerTracer, claim: ClaimResponse) -> None:
         trace = tracer.trace
         self.api = tracer
-        self.spans = tracer.spans
         self.start = time.time_ns()
         resumed = False
         replayed: set[str] = set()
@@ -143,7 +142,7 @@ class Segment:
         self.unfinished = {k: v for k, v in started.items() if k not in replayed}
         """Tasks the history shows started and not finished: run again in this segment
         (from their start time and attempt so far)."""
-        self.span = self.spans.start(
+        self.span = tracer.spans.start(
             f"{SEGMENT_SPAN} {claim.workflow_name}",
             span_context_of(claim.traceparent),
             kind=trace.SpanKind.CONSUMER,

@@ -24,7 +24,7 @@ from flux_server.db.tables import events, executions
 from flux_server.metrics import finished
 from flux_server.notes import DISPATCH, exec_note
 from flux_server.store._common import server_event
-from flux_server.store._states import QUEUED
+from flux_server.store._states import FINISHED, QUEUED
 
 __all__ = [
     "BUMP",
@@ -110,7 +110,7 @@ _STRANDED = (
         sa.exists().where(_CHILD.c.parent_id == _C.id),
         ~sa.exists().where(
             _CHILD.c.parent_id == _C.id,
-            _CHILD.c.state.not_in([s.value for s in FINISHED_STATES]),
+            _CHILD.c.state.not_in(FINISHED),
         ),
     )
     .order_by(_C.id)
