@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import statistics
 import sys
 import tempfile
@@ -186,7 +187,10 @@ def span_floor(n: int = 20_000) -> dict[str, float]:
     """What a span costs, in this process, without the rest of Flux: microseconds to make one
     of a task's shape (three attributes, a parent) and to encode it for OTLP (in batches of
     512, as the batch processor exports them), with the SDK's ``Tracer`` and encoder and
-    with Flux's (:mod:`flux.spans`, :mod:`flux.otlp`), side by side."""
+    with Flux's (:mod:`flux.spans`, :mod:`flux.otlp`), side by side. The garbage collector
+    is off while they are timed: with Python's default thresholds a collection of the
+    spans kept so far falls inside one loop or the other by chance (the server and the
+    worker collect far less often, ``flux._gc``)."""
     from flux.otlp import encode
     from flux.spans import SpanMaker
     from opentelemetry import trace
@@ -240,6 +244,7 @@ def _medians(values: list[tuple[float, float]]) -> tuple[float, float, float]:
 if __name__ == "__main__":
     started = time.monotonic()
     if sys.argv[1:] == ["spans"]:
+        gc.disable()
         rounds = [span_floor() for _ in range(5)]
         median = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
         for what in ("make", "encode"):
