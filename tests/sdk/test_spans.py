@@ -14,7 +14,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -139,3 +139,78 @@ def test_the_span_limits_of_the_environment_apply(monkeypatch: pytest.MonkeyPatc
         ("e3", {"v": "1234"}),
         ("e4", {"v": "1234"}),
     ]
+
+
+class _Asked(ParentBased):
+    """A sampler that behaves as the default one but is not one of the SDK's own classes:
+    a maker asks it for every span."""
+
+
+SAMPLERS = {
+    "default": ParentBased(ALWAYS_ON),
+    "parentbased_always_off": ParentBased(ALWAYS_OFF),
+    "parentbased_traceidratio": ParentBased(TraceIdRatioBased(0.5)),
+    "always_on": ALWAYS_ON,
+    "always_off": ALWAYS_OFF,
+    "traceidratio": TraceIdRatioBased(0.5),
+    "remote parents ignored": ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON),
+    "a subclass": _Asked(ALWAYS_ON),
+}
+STATE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-"
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS.values(), ids=SAMPLERS.keys())
+def test_where_the_sampler_is_not_asked_its_answer_is_the_same(sampler: object) -> None:
+    """A maker skips the sampler where the SDK's own sampler classes are known to decide
+    without looking (a new trace under always-on, a remote parent under parent-based): the
+    spans are those asking it would have made, trace state included."""
+    provider, _ = _provider(sampler=sampler)
+    skipping = SpanMaker(provider, "flux_test")
+    asking = SpanMaker(provider, "flux_test")
+    asking.roots, asking.follows_remote = None, False
+    parents: list[trace.SpanContext | None] = [None]
+    for flags in ("01", "00"):
+        remote = span_context_of(STATE + flags)
+        assert remote is not None
+        parents.append(remote)
+        parents.append(
+            trace.SpanContext(
+                remote.trace_id,
+                remote.span_id,
+                is_remote=True,
+                trace_flags=remote.trace_flags,
+                trace_state=trace.TraceState([("vendor", "x")]),
+            )
+        )
+        local = trace.SpanContext(remote.trace_id, remote.span_id, False, remote.trace_flags)
+        parents.append(local)
+    for parent in parents * 8:  # ratio samplers: several trace ids for a new trace
+        ids = skipping.ids
+        trace_id = parent.trace_id if parent else ids.generate_trace_id()
+        for maker in (skipping, asking):
+            maker.ids = _Fixed(trace_id)
+        made = [m.start("s", parent, attributes={"a": 1}) for m in (skipping, asking)]
+        skipping.ids = asking.ids = ids
+        first, second = made
+        assert first.context.trace_flags == second.context.trace_flags
+        assert first.context.trace_state == second.context.trace_state
+        assert first.is_recording() == second.is_recording()
+        assert first.attributes == second.attributes
+    if isinstance(sampler, _Asked) or sampler is SAMPLERS["traceidratio"]:
+        assert skipping.roots is None and not skipping.follows_remote
+
+
+class _Fixed:
+    """An id generator whose trace id is fixed, so that a ratio sampler decides alike."""
+
+    def __init__(self, trace_id: int) -> None:
+        self.trace_id = trace_id
+
+    def generate_trace_id(self) -> int:
+        return self.trace_id
+
+    def generate_span_id(self) -> int:
+        return 7
+
+    def is_trace_id_random(self) -> bool:
+        return True

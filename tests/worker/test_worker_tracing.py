@@ -63,6 +63,32 @@ async def chatty(ctx):
     await noisy()
 
 
+@task
+async def current_span() -> list:
+    from opentelemetry import trace
+
+    context = trace.get_current_span().get_span_context()
+    return [f"{context.trace_id:032x}", f"{context.span_id:016x}", context.trace_flags.sampled]
+
+
+@task
+async def linger(seconds: float) -> None:
+    import asyncio
+
+    await asyncio.sleep(seconds)
+
+
+@workflow
+async def lingering(ctx):
+    await double(1)
+    await linger(ctx.input)
+
+
+@workflow
+async def spanning(ctx):
+    return await current_span()
+
+
 @workflow
 async def failing(ctx):
     await double(1)
@@ -431,3 +457,100 @@ async def test_an_execution_sampled_out_makes_no_span_anywhere(tmp_path: Path) -
             assert w.executions.tracer is not None
     assert status.state is ExecutionState.FAILED
     assert spans.get_finished_spans() == ()
+
+
+@pytest.mark.parametrize("kept", [True, False], ids=["sampled", "sampled out"])
+async def test_spans_task_code_makes_are_children_of_the_segment(
+    tmp_path: Path, kept: bool
+) -> None:
+    """While a task runs, the current span is its segment's (sampled), or the execution's
+    trace left out (a parent-based sampler then leaves the task code's spans out too)."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON if kept else ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    options = ServerOptions(
+        database_url=f"sqlite:///{tmp_path}/flux.db",
+        home=tmp_path / "home",
+        bootstrap_token=BOOTSTRAP,
+        encryption_key="test-encryption-key-material-0123456789",
+        tracer_provider=provider,
+    )
+    caller = CALLER if kept else CALLER[:-2] + "00"
+    async with (
+        serve_in_process(create_app(options)) as transport,
+        AsyncFluxClient("http://flux.test", transport=transport) as client,
+        AsyncFluxClient(
+            "http://flux.test", transport=transport, headers={"traceparent": caller}
+        ) as calling,
+    ):
+        await client.register_workflows(FLOWS, filename="flows.py")
+        async with worker(transport, "w1", provider):
+            status = await calling.run("spanning", None, mode="sync")
+    assert status.state is ExecutionState.COMPLETED
+    trace_id, span_id, sampled = status.output
+    assert trace_id == CALLER[3:35]
+    assert sampled is kept
+    if kept:
+        [segment] = named(spans, "flux.workflow.run")
+        assert segment.context is not None and f"{segment.context.span_id:016x}" == span_id
+    else:
+        assert spans.get_finished_spans() == ()
+        assert span_id != "0" * 16
+
+
+async def test_spans_of_finished_tasks_go_out_while_a_long_task_runs(
+    client: AsyncFluxClient, transport: Any, provider: TracerProvider, spans: InMemorySpanExporter
+) -> None:
+    """A segment makes its spans in batches, but never holds a finished task's span for
+    much longer than a second, even when nothing else happens in the run."""
+    async with worker(transport, "w1", provider):
+        status = await client.run("lingering", 30, mode="async")
+
+        def double_is_out() -> bool:
+            return bool(named(spans, "flux.task.run double"))
+
+        await wait_until_async(double_is_out, what="the first task's span", timeout=10)
+        running = await client.get_execution(status.execution_id)
+        assert running.state is ExecutionState.RUNNING
+        assert named(spans, "flux.workflow.run") == []
+        await client.cancel("lingering", status.execution_id)
+
+
+def test_a_segment_makes_its_spans_once_it_holds_enough_events(
+    provider: TracerProvider, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events wait in the segment for their spans, up to ``HOLD_EVENTS`` of them."""
+    from flux.domain import EventType as E
+    from flux.domain import ExecutionEvent
+    from flux.protocol import ClaimResponse
+    from flux_worker import tracing
+
+    monkeypatch.setattr(tracing, "HOLD_EVENTS", 4)
+    claim = ClaimResponse(
+        execution_id="e1",
+        generation=1,
+        workflow_id="wf",
+        workflow_name="flow",
+        workflow_version=1,
+        source="",
+        source_hash="h",
+        input=None,
+        events=[],
+        state=ExecutionState.CLAIMED,
+        traceparent=CALLER,
+    )
+    segment = tracing.WorkerTracer(provider, "w9").segment(claim)
+    segment.observe([ExecutionEvent(E.WORKFLOW_STARTED, "e1", "flow")])
+    segment.observe([ExecutionEvent(E.TASK_STARTED, "a", "a")])
+    segment.observe([ExecutionEvent(E.TASK_COMPLETED, "a", "a", 1)])
+    assert spans.get_finished_spans() == ()  # three held
+    segment.observe([ExecutionEvent(E.TASK_STARTED, "b", "b")])
+    assert [s.name for s in spans.get_finished_spans()] == ["flux.task.run a"]
+    segment.end()
+    assert [s.name for s in spans.get_finished_spans()] == [
+        "flux.task.run a",
+        "flux.task.run b",
+        "flux.workflow.run flow",
+    ]

@@ -196,14 +196,26 @@ def span_context_of(traceparent: str | None) -> SpanContext | None:
     parsed = parse_traceparent(traceparent)
     if parsed is None:
         return None
+    trace = _trace or _load_trace()
+    return trace.SpanContext(
+        int(parsed[3:35], 16),
+        int(parsed[36:52], 16),
+        True,
+        trace.TraceFlags(int(parsed[53:55], 16)),
+    )
+
+
+_trace: Any = None
+"""``opentelemetry.trace``, once a trace context has been read (an import statement in
+:func:`span_context_of` costs more than the rest of it, once per segment a worker runs)."""
+
+
+def _load_trace() -> Any:
+    global _trace
     from opentelemetry import trace
 
-    return trace.SpanContext(
-        trace_id=int(parsed[3:35], 16),
-        span_id=int(parsed[36:52], 16),
-        is_remote=True,
-        trace_flags=trace.TraceFlags(int(parsed[53:55], 16)),
-    )
+    _trace = trace
+    return trace
 
 
 def context_of(traceparent: str | None) -> Context | None:

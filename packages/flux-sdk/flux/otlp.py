@@ -113,7 +113,7 @@ def _attributes(tag: int, attributes: Mapping[str, Any] | None) -> list[bytes]:
     out = []
     for key, value in attributes.items():
         kind = value.__class__
-        if kind in _SCALARS and (kind is not str or len(value) <= 128):
+        if kind in _SCALARS and (kind is not str or len(value) <= 32):
             out.append(_memo((tag, key, kind, value), _key_value, tag, key, value))
             continue
         try:

@@ -7,7 +7,9 @@ from facts known at its start and at its end. :class:`SpanMaker` therefore keeps
 plain fields (:class:`OpenSpan`) and, when it ends, hands one finished ``ReadableSpan`` to
 the tracer's span processor, ``SpanProcessor.on_end`` being the SDK's own interface between
 spans and exporters. Everything else is the tracer's: its sampler decides (with the
-parent's context, as for any span), its id generator names the span, its resource and
+parent's context, as for any span; where one of the SDK's own sampler classes decides
+from the parent's flag alone, as a parent-based one does under a remote parent, that
+answer is taken without the call), its id generator names the span, its resource and
 processors (batching, exporters) are those of the application's spans, and
 ``OTEL_SPAN_*_LIMIT`` bound events and attribute values as they do there. Spans the task
 code makes go through the SDK as usual, as children of these.
@@ -26,12 +28,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, Tracer
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, StaticSampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context
     from opentelemetry.sdk.trace import TracerProvider
 
 __all__ = ["OpenSpan", "SpanMaker"]
@@ -41,6 +44,11 @@ _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)
 """W3C Trace Context level 2's flag (an SDK that knows it sets it as it does here)."""
 _UNSET = Status(StatusCode.UNSET)
+_NO_PARENT = Context()
+"""What the sampler is shown for the first span of a trace (not the current context)."""
+_STATIC = {"AlwaysOnSampler": True, "AlwaysOffSampler": False}
+"""The SDK's samplers that decide the same for every span, by their descriptions."""
+_FOLLOWS_REMOTE = "remoteParentSampled:AlwaysOnSampler,remoteParentNotSampled:AlwaysOffSampler"
 
 
 class SpanMaker:
@@ -51,6 +59,10 @@ class SpanMaker:
         if not isinstance(tracer, Tracer):  # the SDK's: its sampler, ids and processors
             raise TypeError(f"{type(provider).__name__} does not make the SDK's tracers")
         self.sampler = tracer.sampler
+        self.roots, self.follows_remote = _foreseen(tracer.sampler)
+        """What the sampler decides for every new trace (``None``: unknown), and whether it
+        follows a remote parent's decision. Where its answer is known, it is not asked (a
+        test compares them): asking costs a context and a chain of calls per span."""
         self.ids = tracer.id_generator
         self.resource = tracer.resource
         self.processor = tracer.span_processor
@@ -58,6 +70,15 @@ class SpanMaker:
         limits = SpanLimits()
         self.max_events = limits.max_events
         self.max_length = limits.max_attribute_length
+
+    def decided(self, parent: SpanContext | None) -> bool | None:
+        """Whether the sampler keeps a span under ``parent`` (a valid context, or ``None``
+        for a new trace), where that is known without asking it; else ``None``."""
+        if parent is None:
+            return self.roots
+        if self.follows_remote and parent.is_remote:
+            return parent.trace_flags.sampled
+        return None
 
     def start(
         self,
@@ -72,15 +93,28 @@ class SpanMaker:
         (a valid context, local or remote) or the first of a new trace."""
         if parent is not None and not parent.is_valid:
             parent = None
+        decided = self.decided(parent)
         if parent is None:
-            trace_id, context = self.ids.generate_trace_id(), None
+            trace_id = self.ids.generate_trace_id()
             random = self.ids.is_trace_id_random()
+            trace_state = None
         else:
             trace_id = parent.trace_id
-            context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
             random = bool(parent.trace_flags & _RANDOM)
-        decision = self.sampler.should_sample(context, trace_id, name, kind, attributes)
-        flags = _SAMPLED if decision.decision.is_sampled() else _UNSAMPLED
+            trace_state = parent.trace_state
+        if decided is not None:
+            sampled = decided
+            kept = dict(attributes or {}) if sampled else None
+        else:
+            context = (
+                _NO_PARENT
+                if parent is None
+                else trace.set_span_in_context(trace.NonRecordingSpan(parent))
+            )
+            decision = self.sampler.should_sample(context, trace_id, name, kind, attributes)
+            sampled, trace_state = decision.decision.is_sampled(), decision.trace_state
+            kept = dict(decision.attributes or {}) if decision.decision.is_recording() else None
+        flags = _SAMPLED if sampled else _UNSAMPLED
         if random and _RANDOM:
             flags = TraceFlags(flags | _RANDOM)
         span_context = SpanContext(
@@ -88,9 +122,8 @@ class SpanMaker:
             self.ids.generate_span_id(),
             is_remote=False,
             trace_flags=flags,
-            trace_state=decision.trace_state,
+            trace_state=trace_state,
         )
-        recording = decision.decision.is_recording()
         return OpenSpan(
             self,
             name,
@@ -98,7 +131,7 @@ class SpanMaker:
             parent,
             kind,
             time.time_ns() if start_time is None else start_time,
-            dict(decision.attributes or {}) if recording else None,
+            kept,
         )
 
 
@@ -239,3 +272,19 @@ class OpenSpan:
         if not attributes or limit is None:
             return attributes or {}
         return {k: v[:limit] if isinstance(v, str) else v for k, v in attributes.items()}
+
+
+def _foreseen(sampler: Sampler) -> tuple[bool | None, bool]:
+    """What ``sampler`` decides, where that is known without asking it: for the first span
+    of a trace (keep, drop, or ``None``: ask), and for a child of a remote parent (``True``:
+    as the parent decided, ``False``: ask). Known for the SDK's own classes (never a
+    subclass), whose behaviour their descriptions name: those ``OTEL_TRACES_SAMPLER``
+    makes are ``always_on``, ``always_off`` and the ``parentbased_*`` ones."""
+    described = sampler.get_description()
+    if type(sampler) is StaticSampler and described in _STATIC:
+        # Decides the same for every span: a remote parent is followed only if it agrees.
+        return _STATIC[described], False
+    if type(sampler) is ParentBased:
+        root = described.removeprefix("ParentBased{root:").split(",", 1)[0]
+        return _STATIC.get(root), _FOLLOWS_REMOTE in described
+    return None, False

@@ -12,8 +12,6 @@ Attributes never carry inputs, outputs or secrets.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from flux.observability import span_context_of, traceparent_of, tracer_provider
@@ -39,11 +37,14 @@ def execution_tracer(provider: TracerProvider | None) -> ExecutionTracer | None:
 
 
 class Creation:
-    """An execution being created under its ``flux.execution.create`` span."""
+    """An execution being created under its ``flux.execution.create`` span: a context
+    manager, which ends the span when the create is done (an error escaping it is recorded
+    on the span)."""
 
-    __slots__ = ("span", "traceparent")
+    __slots__ = ("span", "traceparent", "tracer")
 
-    def __init__(self, span: OpenSpan) -> None:
+    def __init__(self, tracer: ExecutionTracer, span: OpenSpan) -> None:
+        self.tracer = tracer
         self.span = span
         self.traceparent = traceparent_of(span.context)
         """What the execution stores: this span's context (flagged unsampled when the sampler
@@ -54,6 +55,18 @@ class Creation:
         that was there already, that one, which keeps its own trace)."""
         self.span.set_attributes({"flux.execution.id": execution_id})
 
+    def __enter__(self) -> Creation:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, _: Any
+    ) -> None:
+        span = self.span
+        if error is not None:
+            span.record_exception(error)
+            span.set_status(self.tracer.error, f"{type(error).__name__}: {error}")
+        span.end()
+
 
 class ExecutionTracer:
     """Opens the ``flux.execution.create`` span of each new execution."""
@@ -63,32 +76,24 @@ class ExecutionTracer:
         from opentelemetry import trace
 
         self.spans = SpanMaker(provider, "flux_server", SERVER_VERSION)
-        self._producer = trace.SpanKind.PRODUCER
-        self._error = trace.StatusCode.ERROR
+        self.producer = trace.SpanKind.PRODUCER
+        self.error = trace.StatusCode.ERROR
 
-    @contextmanager
-    def creating(
-        self, workflow: LatestWorkflow, caller: str | None, **attributes: Any
-    ) -> Iterator[Creation]:
-        """The span of one create, a child of ``caller`` (a valid ``traceparent``) or a new
-        trace; ``attributes`` add to the workflow's. An error escaping the block is recorded
-        on the span, which ends with it. (Not made the current span: nothing the create
-        calls makes spans, and attaching a context costs each create.)"""
-        span = self.spans.start(
-            CREATE_SPAN,
-            span_context_of(caller),
-            kind=self._producer,
-            attributes={
-                "flux.workflow.name": workflow.name,
-                "flux.workflow.version": workflow.version,
-                **attributes,
-            },
+    def creating(self, workflow: LatestWorkflow, caller: str | None, **attributes: Any) -> Creation:
+        """The span of one create (use it as a context manager), a child of ``caller`` (a
+        valid ``traceparent``) or a new trace; ``attributes`` add to the workflow's. (Not made
+        the current span: nothing the create calls makes spans, and attaching a context
+        costs each create.)"""
+        return Creation(
+            self,
+            self.spans.start(
+                CREATE_SPAN,
+                span_context_of(caller),
+                kind=self.producer,
+                attributes={
+                    "flux.workflow.name": workflow.name,
+                    "flux.workflow.version": workflow.version,
+                    **attributes,
+                },
+            ),
         )
-        try:
-            yield Creation(span)
-        except BaseException as exc:
-            span.record_exception(exc)
-            span.set_status(self._error, f"{type(exc).__name__}: {exc}")
-            raise
-        finally:
-            span.end()

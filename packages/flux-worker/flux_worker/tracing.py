@@ -19,6 +19,8 @@ it ended. Spans the task code makes itself are children of the segment's span.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -35,11 +37,14 @@ if TYPE_CHECKING:
     from flux.protocol.events import EventRecord
     from flux.spans import OpenSpan
     from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.trace import SpanContext
 
     Event = ExecutionEvent | EventRecord
     """What a segment observes: domain events (in-process runs) or records (a child's)."""
 
-__all__ = ["SEGMENT_SPAN", "TASK_SPAN", "Segment", "WorkerTracer", "worker_tracer"]
+__all__ = ["SEGMENT_SPAN", "TASK_SPAN", "Segment", "TracedSegment", "WorkerTracer", "worker_tracer"]
+
+log = logging.getLogger("flux.worker")
 
 SEGMENT_SPAN = "flux.workflow.run"
 TASK_SPAN = "flux.task.run"
@@ -69,6 +74,11 @@ _SEGMENT_ENDS = {
     _E.WORKFLOW_PAUSED: "PAUSED",
     _E.WORKFLOW_CANCELLED: "CANCELLED",
 }
+HOLD_NS = 1_000_000_000
+"""How long a segment holds the events it observes, at most, before it makes their spans
+(nanoseconds; measured when the next events come, or when it ends)."""
+HOLD_EVENTS = 1024
+"""How many events a segment holds, at most, before it makes their spans."""
 _BRANCH = re.compile(r"(\[\d+\])+$")
 """The branch suffixes of a scope (``<task>[i]``, a branch of ``parallel`` in that task)."""
 
@@ -93,9 +103,40 @@ class WorkerTracer:
         self.context = context
         self.spans = SpanMaker(provider, "flux_worker")
         self.worker_name = worker_name
+        self.holding: set[TracedSegment] = set()
+        """Segments holding events whose spans are not made yet."""
+        self._ticker: asyncio.Task[None] | None = None
+
+    def hold(self, segment: TracedSegment) -> None:
+        """``segment`` started holding events: they are made into spans within about
+        :data:`HOLD_NS`, even if no other event comes before (a long task after short ones)."""
+        self.holding.add(segment)
+        if self._ticker is None or self._ticker.done():
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop: spans are made with the next events, or at the end
+                return
+            self._ticker = loop.create_task(self._tick(), name="flux-spans")
+
+    async def _tick(self) -> None:
+        while self.holding:
+            await asyncio.sleep(HOLD_NS / 1e9)
+            due = time.monotonic_ns() - HOLD_NS
+            for segment in [s for s in self.holding if s.held_since <= due]:
+                try:
+                    segment.make_spans()
+                except Exception:  # a span is never worth a run: said, and left out
+                    log.exception("cannot make the spans of execution %s", segment.execution_id)
 
     def segment(self, claim: ClaimResponse) -> Segment:
-        return Segment(self, claim)
+        """The claim's segment: a :class:`TracedSegment`, or, when the sampler is known to
+        leave it out (the execution's trace is unsampled and the sampler follows a remote
+        parent), a plain :class:`Segment`, which makes nothing: most segments, where one
+        trace in N is sampled."""
+        parent = span_context_of(claim.traceparent)
+        if parent is not None and claim.traceparent and self.spans.decided(parent) is False:
+            return Segment(self, claim.traceparent, parent)
+        return TracedSegment(self, claim, parent)
 
 
 class _Task:
@@ -120,17 +161,50 @@ class _Task:
 
 
 class Segment:
-    """The spans of one claimed segment: its own, open from the claim until :meth:`end`,
-    and one per task run in it, made from the events :meth:`observe` is shown."""
+    """A claimed segment whose spans the sampler leaves out, as known from the execution's
+    trace context before anything is made (an unsampled trace, under a parent-based
+    sampler): nothing is recorded. The trace is the current context while it runs, so that
+    spans the task code makes are left out too, as children of an unsampled parent."""
 
-    def __init__(self, tracer: WorkerTracer, claim: ClaimResponse) -> None:
+    recording = False
+
+    def __init__(self, tracer: WorkerTracer, traceparent: str, parent: SpanContext) -> None:
+        self.api = tracer
+        self.trace_id = f"{parent.trace_id:032x}"
+        self.traceparent = traceparent
+        trace = tracer.trace
+        self._token = tracer.context.attach(
+            trace.set_span_in_context(trace.NonRecordingSpan(parent))
+        )
+
+    def checkpointer(self, inner: Checkpointer) -> Checkpointer:
+        """``inner`` (a run's checkpointer), showing this segment every event saved (unless
+        its spans are not kept)."""
+        return inner
+
+    def observe(self, events: Sequence[Event]) -> None:
+        """Make spans of the events a run recorded (in order, each batch once)."""
+
+    def end(self) -> None:
+        """End the segment now."""
+        self.api.context.detach(self._token)
+
+
+class TracedSegment(Segment):
+    """The spans of one claimed segment: its own, open from the claim until :meth:`end`,
+    and one per task run in it, made from the events :meth:`observe` is shown. (Its
+    sampler may still leave them out, when it has to be asked.)"""
+
+    def __init__(
+        self, tracer: WorkerTracer, claim: ClaimResponse, parent: SpanContext | None
+    ) -> None:
         trace = tracer.trace
         self.api = tracer
         self.start = time.time_ns()
         resumed = False
         replayed: set[str] = set()
         started: dict[str, list[int]] = {}
-        for kind, source_id, at in _history(claim):
+        for kind, source_id, at in _history(claim):  # nothing, for a first segment
             if kind in WORKFLOW_EVENTS:
                 resumed = resumed or kind is _E.WORKFLOW_STARTED
             elif kind is _E.TASK_STARTED:
@@ -142,9 +216,10 @@ class Segment:
         self.unfinished = {k: v for k, v in started.items() if k not in replayed}
         """Tasks the history shows started and not finished: run again in this segment
         (from their start time and attempt so far)."""
+        self.execution_id = claim.execution_id
         self.span = tracer.spans.start(
             f"{SEGMENT_SPAN} {claim.workflow_name}",
-            span_context_of(claim.traceparent),
+            parent,
             kind=trace.SpanKind.CONSUMER,
             start_time=self.start,
             attributes={
@@ -162,23 +237,40 @@ class Segment:
             self.span.add_event(
                 "flux.replay", {"flux.replay.tasks": len(replayed)}, timestamp=self.start
             )
-        self.trace_id = f"{self.span.context.trace_id:032x}"
-        """The trace this segment is in, for log lines."""
-        self.traceparent = traceparent_of(self.span.context)
+        self.traceparent = traceparent = traceparent_of(self.span.context) or ""
         """The segment's context: what a child process's spans (and logs) continue."""
+        self.trace_id = traceparent[3:35]
+        """The trace this segment is in, for log lines."""
         self.tasks: dict[str, _Task] = {}
         self.state: str | None = None
+        self.held: list[Event] = []
+        """Events observed whose spans are not made yet."""
+        self.held_since = 0
         self._token = tracer.context.attach(self.span.as_current())
 
     def checkpointer(self, inner: Checkpointer) -> Checkpointer:
-        """``inner`` (a run's checkpointer), showing this segment every event saved (unless
-        its spans are not kept)."""
         return _Observed(inner, self) if self.recording else inner
 
     def observe(self, events: Sequence[Event]) -> None:
-        """Make spans of the events a run recorded (in order, each batch once)."""
+        """Keep the events a run recorded: their spans are made when the segment ends, or
+        once events have waited about a second (:data:`HOLD_NS`), all of them in one go.
+        (Made one batch at a time, in between the run's own work, the same spans cost
+        several times as much CPU: each would meet the code and data it needs gone from
+        the processor's caches; docs/benchmarks.md, "Tracing".)"""
         if not self.recording:
             return
+        held = self.held
+        if not held:
+            self.held_since = time.monotonic_ns()
+            self.api.hold(self)
+        held.extend(events)
+        if len(held) >= HOLD_EVENTS or time.monotonic_ns() - self.held_since >= HOLD_NS:
+            self.make_spans()
+
+    def make_spans(self) -> None:
+        """Spans of the events held so far, in their order."""
+        events, self.held = self.held, []
+        self.api.holding.discard(self)
         for event in events:
             kind = event.type
             if kind in WORKFLOW_EVENTS:
@@ -245,6 +337,8 @@ class Segment:
         """End the segment now: tasks still open were interrupted (the run paused or was
         cancelled around them, or the worker let the execution go)."""
         now = time.time_ns()
+        if self.held:
+            self.make_spans()
         for task in self.tasks.values():
             self._end(task, "interrupted").end(end_time=now)
         self.tasks.clear()
@@ -288,7 +382,7 @@ def _history(claim: ClaimResponse) -> Iterable[tuple[EventType, str, int]]:
         events = claim.history()
     except FluxError:  # unreadable: the run fails with the reason, and nothing replays
         return ()
-    return ((e.type, e.source_id, _ns(e)) for e in events)
+    return ((e.type, e.source_id, _ns(e)) for e in events) if events else ()
 
 
 def _ns(event: Event) -> int:

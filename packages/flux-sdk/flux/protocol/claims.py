@@ -107,16 +107,23 @@ class ClaimResponse(WireModel):
             SerializationError: a value cannot be read back here (the message names the event).
             ProtocolError: the history is malformed, or did not come column by column.
         """
-        if self._unreadable is not None:
-            raise self._unreadable
-        if self._history is None:
-            if self.history_columns is None:
-                raise ProtocolError(
-                    f"the claim of execution {self.execution_id!r} carries no history columns; "
-                    "claim with history_format='columns' (claims pushed on the stream have them)"
-                )
-            self._history = decode_columns(self.history_columns.model_dump())
-        return self._history
+        # Read from pydantic's store of private values directly: each read of a private
+        # attribute goes through pydantic's __getattr__, and a worker reads this for every
+        # run it starts (its context, its trace, its metrics).
+        private = self.__pydantic_private__
+        assert private is not None
+        history: list[ExecutionEvent] | None = private["_history"]
+        if history is not None:
+            return history
+        if private["_unreadable"] is not None:
+            raise private["_unreadable"]
+        if self.history_columns is None:
+            raise ProtocolError(
+                f"the claim of execution {self.execution_id!r} carries no history columns; "
+                "claim with history_format='columns' (claims pushed on the stream have them)"
+            )
+        history = private["_history"] = decode_columns(self.history_columns.model_dump())
+        return history
 
     @classmethod
     def from_wire(cls, data: dict[str, Any], *, decode_history: bool = False) -> ClaimResponse:
