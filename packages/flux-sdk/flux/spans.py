@@ -117,21 +117,16 @@ class SpanMaker:
         flags = _SAMPLED if sampled else _UNSAMPLED
         if random and _RANDOM:
             flags = TraceFlags(flags | _RANDOM)
-        span_context = SpanContext(
-            trace_id,
-            self.ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=flags,
-            trace_state=trace_state,
-        )
+        span_id = self.ids.generate_span_id()
         return OpenSpan(
             self,
             name,
-            span_context,
+            SpanContext(trace_id, span_id, False, flags, trace_state),
             parent,
             kind,
             time.time_ns() if start_time is None else start_time,
             kept,
+            (trace_id, span_id, flags),
         )
 
 
@@ -144,6 +139,7 @@ class OpenSpan:
         "attributes",
         "context",
         "events",
+        "ids",
         "kind",
         "maker",
         "name",
@@ -162,8 +158,11 @@ class OpenSpan:
         kind: SpanKind,
         start_time: int,
         attributes: dict[str, Any] | None,
+        ids: tuple[int, int, TraceFlags],
     ) -> None:
         self.maker = maker
+        self.ids = ids
+        """The context's trace id, span id and flags (read without its properties)."""
         self.name = name
         self.context = context
         self.parent = parent
@@ -185,22 +184,23 @@ class OpenSpan:
         """A span under this one, kept when this one is: its sampler is not asked again, as
         a parent-based sampler (the SDK's default) would follow the parent's decision."""
         context = self.context
-        span_context = SpanContext(
-            context.trace_id,
-            self.maker.ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=context.trace_flags,
-            trace_state=context.trace_state,
-        )
+        trace_id, _, flags = self.ids
+        span_id = self.maker.ids.generate_span_id()
         return OpenSpan(
             self.maker,
             name,
-            span_context,
+            SpanContext(trace_id, span_id, False, flags, context.trace_state),
             context,
             SpanKind.INTERNAL,
             time.time_ns() if start_time is None else start_time,
             (attributes or {}) if self.recording else None,
+            (trace_id, span_id, flags),
         )
+
+    def traceparent(self) -> str:
+        """The span's context as a W3C ``traceparent``."""
+        trace_id, span_id, flags = self.ids
+        return f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
 
     def as_current(self) -> Context:
         """A context whose current span is this one (to parent spans the SDK makes)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from flux.observability import span_context_of, traceparent_of, tracer_provider
+from flux.observability import span_context_of, tracer_provider
 
 from flux_server.version import SERVER_VERSION
 
@@ -46,7 +46,7 @@ class Creation:
     def __init__(self, tracer: ExecutionTracer, span: OpenSpan) -> None:
         self.tracer = tracer
         self.span = span
-        self.traceparent = traceparent_of(span.context)
+        self.traceparent = span.traceparent()
         """What the execution stores: this span's context (flagged unsampled when the sampler
         left it out, so that the workers leave the execution's segments out too)."""
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from flux.domain import WORKFLOW_EVENTS, EventType, ExecutionEvent
 from flux.errors import FluxError
-from flux.observability import span_context_of, traceparent_of, tracer_provider
+from flux.observability import span_context_of, tracer_provider
 
 if TYPE_CHECKING:
     from flux._runtime import Checkpointer
@@ -201,6 +201,50 @@ class TracedSegment(Segment):
         trace = tracer.trace
         self.api = tracer
         self.start = time.time_ns()
+        self.execution_id = claim.execution_id
+        self.unfinished: dict[str, list[int]] = {}
+        """Tasks the history shows started and not finished: run again in this segment
+        (from their start time and attempt so far)."""
+        attributes = {
+            "flux.workflow.name": claim.workflow_name,
+            "flux.workflow.version": claim.workflow_version,
+            "flux.execution.id": claim.execution_id,
+            "flux.execution.segment": claim.generation,
+            "flux.worker.name": tracer.worker_name,
+        }
+        self._claim: ClaimResponse | None = claim
+        """The claim, until its history is read: with the segment's first spans, unless the
+        sampler must be asked (it is shown every attribute known at the start)."""
+        replayed = 0 if tracer.spans.decided(parent) is not None else self._read_history(attributes)
+        self.span = tracer.spans.start(
+            f"{SEGMENT_SPAN} {claim.workflow_name}",
+            parent,
+            kind=trace.SpanKind.CONSUMER,
+            start_time=self.start,
+            attributes=attributes,
+        )
+        self.recording = self.span.is_recording()
+        """Whether this segment's spans are kept (sampled): if not, no task span is made."""
+        if self.recording:
+            self._replayed(replayed)
+        self.traceparent = traceparent = self.span.traceparent()
+        """The segment's context: what a child process's spans (and logs) continue."""
+        self.trace_id = traceparent[3:35]
+        """The trace this segment is in, for log lines."""
+        self.tasks: dict[str, _Task] = {}
+        self.state: str | None = None
+        self.held: list[Event] = []
+        """Events observed whose spans are not made yet."""
+        self.held_since = 0
+        self._token = tracer.context.attach(self.span.as_current())
+
+    def _read_history(self, attributes: dict[str, Any]) -> int:
+        """What the claim's history says about this segment, once: whether it resumes the
+        execution (into ``attributes``), which tasks it runs again (:attr:`unfinished`),
+        and how many it replays (returned)."""
+        claim, self._claim = self._claim, None
+        if claim is None:
+            return 0
         resumed = False
         replayed: set[str] = set()
         started: dict[str, list[int]] = {}
@@ -214,39 +258,19 @@ class TracedSegment(Segment):
             elif kind in _FINISHED:
                 replayed.add(source_id)
         self.unfinished = {k: v for k, v in started.items() if k not in replayed}
-        """Tasks the history shows started and not finished: run again in this segment
-        (from their start time and attempt so far)."""
-        self.execution_id = claim.execution_id
-        self.span = tracer.spans.start(
-            f"{SEGMENT_SPAN} {claim.workflow_name}",
-            parent,
-            kind=trace.SpanKind.CONSUMER,
-            start_time=self.start,
-            attributes={
-                "flux.workflow.name": claim.workflow_name,
-                "flux.workflow.version": claim.workflow_version,
-                "flux.execution.id": claim.execution_id,
-                "flux.execution.segment": claim.generation,
-                "flux.execution.resumed": resumed,
-                "flux.worker.name": tracer.worker_name,
-            },
-        )
-        self.recording = self.span.is_recording()
-        """Whether this segment's spans are kept (sampled): if not, no task span is made."""
-        if replayed and self.recording:
-            self.span.add_event(
-                "flux.replay", {"flux.replay.tasks": len(replayed)}, timestamp=self.start
-            )
-        self.traceparent = traceparent = traceparent_of(self.span.context) or ""
-        """The segment's context: what a child process's spans (and logs) continue."""
-        self.trace_id = traceparent[3:35]
-        """The trace this segment is in, for log lines."""
-        self.tasks: dict[str, _Task] = {}
-        self.state: str | None = None
-        self.held: list[Event] = []
-        """Events observed whose spans are not made yet."""
-        self.held_since = 0
-        self._token = tracer.context.attach(self.span.as_current())
+        attributes["flux.execution.resumed"] = resumed
+        return len(replayed)
+
+    def _history_onto_span(self) -> None:
+        """:meth:`_read_history`, onto the segment's span (when its spans are made)."""
+        if self._claim is not None:
+            attributes: dict[str, Any] = {}
+            self._replayed(self._read_history(attributes))
+            self.span.set_attributes(attributes)
+
+    def _replayed(self, count: int) -> None:
+        if count:
+            self.span.add_event("flux.replay", {"flux.replay.tasks": count}, timestamp=self.start)
 
     def checkpointer(self, inner: Checkpointer) -> Checkpointer:
         return _Observed(inner, self) if self.recording else inner
@@ -271,6 +295,7 @@ class TracedSegment(Segment):
         """Spans of the events held so far, in their order."""
         events, self.held = self.held, []
         self.api.holding.discard(self)
+        self._history_onto_span()
         for event in events:
             kind = event.type
             if kind in WORKFLOW_EVENTS:
@@ -339,6 +364,8 @@ class TracedSegment(Segment):
         now = time.time_ns()
         if self.held:
             self.make_spans()
+        elif self.recording:
+            self._history_onto_span()
         for task in self.tasks.values():
             self._end(task, "interrupted").end(end_time=now)
         self.tasks.clear()
@@ -353,21 +380,17 @@ class TracedSegment(Segment):
 class _Observed:
     """A run's checkpointer that shows its segment each batch of events once it is saved."""
 
-    __slots__ = ("inner", "segment")
+    __slots__ = ("finish", "flush", "inner", "segment")
 
     def __init__(self, inner: Checkpointer, segment: Segment) -> None:
         self.inner = inner
         self.segment = segment
+        self.flush = inner.flush  # the inner ones themselves: no coroutine of their own
+        self.finish = inner.finish
 
     def save(self, ctx: ExecutionContext[Any], events: list[ExecutionEvent]) -> None:
         self.inner.save(ctx, events)
         self.segment.observe(events)
-
-    async def flush(self) -> None:
-        await self.inner.flush()
-
-    async def finish(self, ctx: ExecutionContext[Any]) -> None:
-        await self.inner.finish(ctx)
 
 
 def _history(claim: ClaimResponse) -> Iterable[tuple[EventType, str, int]]:
