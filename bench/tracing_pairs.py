@@ -3,6 +3,7 @@
 
     python -m bench.tracing_pairs [ROUNDS] [RUNS]     # default: 5 rounds of 1,000
     python -m bench.tracing_pairs spans               # a span's cost: the SDK's and Flux's
+    FLUX_BENCH_BEFORE=<clone>/packages python -m bench.tracing_pairs before on [ROUNDS] [RUNS]
 
 Each round runs two pairs, off against on and off against sampled. A pair starts two
 clusters at once, each a fresh server (SQLite), one worker (capacity 64) and a home of its
@@ -19,6 +20,11 @@ before its CPU is read, so that the last batch is exported (and counted) first. 
 change is the median of its pairs' changes from the off of the same pair. The receivers run
 in this process: their CPU, like the load's, is not counted; they count the spans they get,
 to check that every execution was traced.
+
+``before`` compares two versions of the code: each round starts three clusters at once,
+off, the variant with another checkout's packages (``FLUX_BENCH_BEFORE``) and the variant
+with this one's, the order reversed every other round; each side's change is from the off
+of its round.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 import statistics
 import sys
 import tempfile
@@ -128,20 +135,62 @@ async def _measure(clusters: dict[str, Cluster], runs: int) -> Figures:
     return figures
 
 
-def _round(receivers: dict[str, Receiver], runs: int, variants: tuple[str, ...]) -> Figures:
+def _round(
+    receivers: dict[str, Receiver],
+    runs: int,
+    variants: tuple[str, ...],
+    packages: dict[str, Path] | None = None,
+) -> Figures:
+    """``variants`` measured at once, each a cluster of its own; a cluster named in
+    ``packages`` runs the code there (a checkout's ``packages``), its name's part before a
+    space being its variant."""
     with contextlib.ExitStack() as stack:
         clusters: dict[str, Cluster] = {}
-        for variant in variants:
+        for name in variants:
+            variant = name.split(" ")[0]
             home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
             cluster = Cluster(home, f"sqlite:///{home}/flux.db")
             cluster.env = {k: v for k, v in cluster.env.items() if not k.startswith("OTEL_")}
             if variant in receivers:
                 cluster.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = receivers[variant].url
                 cluster.env.update(VARIANTS[variant])
+            if packages and name in packages:
+                cluster.env["PYTHONPATH"] = os.pathsep.join(
+                    str(packages[name] / p) for p in ("flux-sdk", "flux-server", "flux-worker")
+                )
             stack.callback(cluster.stop)
             cluster.start(1)
-            clusters[variant] = cluster
+            clusters[name] = cluster
         return asyncio.run(_measure(clusters, runs))
+
+
+def before(argv: list[str]) -> None:
+    """This checkout's cost of a variant against another checkout's, in the same rounds."""
+    variant = argv[0] if argv else "on"
+    rounds = int(argv[1]) if len(argv) > 1 else 5
+    runs = int(argv[2]) if len(argv) > 2 else 1000
+    packages = {f"{variant} before": Path(os.environ["FLUX_BENCH_BEFORE"])}
+    receivers = {variant: Receiver()}
+    sides = (f"{variant} before", f"{variant} after")
+    changes: dict[tuple[str, str], list[float]] = {}
+    for turn in range(rounds):
+        order = ("off", *sides) if turn % 2 == 0 else (*reversed(sides), "off")
+        figures = _round(receivers, runs, order, packages)
+        for name, _ in WORKLOADS:
+            off = sum(figures["off"][name])
+            for side in sides:
+                changes.setdefault((name, side), []).append(sum(figures[side][name]) / off - 1)
+            shown = ", ".join(f"{side} {sum(figures[side][name]):,.0f}" for side in order)
+            print(f"round {turn + 1} {name}: {shown} us", flush=True)
+    print(f"\n{rounds} rounds of {runs} executions per workload: medians of each side's change")
+    print("| workload | variant | before | after |")
+    print("|---|---|---:|---:|")
+    for name, tasks in WORKLOADS:
+        before_, after = (statistics.median(changes[(name, side)]) * 100 for side in sides)
+        print(
+            f"| {name} ({tasks} task{'s' if tasks > 1 else ''}) | {variant} "
+            f"| {before_:+.1f} % | {after:+.1f} % |"
+        )
 
 
 def main(argv: list[str]) -> None:
@@ -243,7 +292,9 @@ def _medians(values: list[tuple[float, float]]) -> tuple[float, float, float]:
 
 if __name__ == "__main__":
     started = time.monotonic()
-    if sys.argv[1:] == ["spans"]:
+    if sys.argv[1:2] == ["before"]:
+        before(sys.argv[2:])
+    elif sys.argv[1:] == ["spans"]:
         gc.disable()
         rounds = [span_floor() for _ in range(5)]
         median = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}

@@ -3,6 +3,8 @@ span would, sampler, ids, limits and exception events included."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 pytest.importorskip("opentelemetry.sdk")
@@ -14,7 +16,13 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (
+    ALWAYS_OFF,
+    ALWAYS_ON,
+    ParentBased,
+    ParentBasedTraceIdRatio,
+    TraceIdRatioBased,
+)
 from opentelemetry.trace import SpanKind, StatusCode
 
 CALLER = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -142,8 +150,18 @@ def test_the_span_limits_of_the_environment_apply(monkeypatch: pytest.MonkeyPatc
 
 
 class _Asked(ParentBased):
-    """A sampler that behaves as the default one but is not one of the SDK's own classes:
-    a maker asks it for every span."""
+    """A sampler that decides for itself (here as the default one would): a maker asks it
+    for every span."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> Any:
+        return super().should_sample(*args, **kwargs)
+
+
+class _Described(ParentBased):
+    """A sampler that keeps ParentBased's decision but describes itself otherwise."""
+
+    def get_description(self) -> str:
+        return "ParentBased{root:AlwaysOnSampler,remoteParentSampled:AlwaysOnSampler}"
 
 
 SAMPLERS = {
@@ -154,7 +172,9 @@ SAMPLERS = {
     "always_off": ALWAYS_OFF,
     "traceidratio": TraceIdRatioBased(0.5),
     "remote parents ignored": ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON),
-    "a subclass": _Asked(ALWAYS_ON),
+    "a subclass deciding for itself": _Asked(ALWAYS_ON),
+    "a subclass describing itself": _Described(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON),
+    "parentbased_traceidratio (environment)": ParentBasedTraceIdRatio(0.5),
 }
 STATE = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-"
 
@@ -196,8 +216,20 @@ def test_where_the_sampler_is_not_asked_its_answer_is_the_same(sampler: object) 
         assert first.context.trace_state == second.context.trace_state
         assert first.is_recording() == second.is_recording()
         assert first.attributes == second.attributes
-    if isinstance(sampler, _Asked) or sampler is SAMPLERS["traceidratio"]:
+    if isinstance(sampler, _Asked | _Described) or sampler is SAMPLERS["traceidratio"]:
         assert skipping.roots is None and not skipping.follows_remote
+    if isinstance(sampler, ParentBasedTraceIdRatio):
+        assert skipping.follows_remote  # what OTEL_TRACES_SAMPLER makes is foreseen
+
+
+def test_the_samplers_the_environment_makes_are_foreseen(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every parent-based sampler ``OTEL_TRACES_SAMPLER`` names follows a remote parent
+    without being asked (the quiet segments of an unsampled trace depend on it)."""
+    for name in ("parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"):
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER", name)
+        monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+        maker = SpanMaker(TracerProvider(), "flux_test")
+        assert maker.follows_remote, name
 
 
 class _Fixed:

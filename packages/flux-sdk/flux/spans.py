@@ -277,14 +277,24 @@ class OpenSpan:
 def _foreseen(sampler: Sampler) -> tuple[bool | None, bool]:
     """What ``sampler`` decides, where that is known without asking it: for the first span
     of a trace (keep, drop, or ``None``: ask), and for a child of a remote parent (``True``:
-    as the parent decided, ``False``: ask). Known for the SDK's own classes (never a
-    subclass), whose behaviour their descriptions name: those ``OTEL_TRACES_SAMPLER``
-    makes are ``always_on``, ``always_off`` and the ``parentbased_*`` ones."""
+    as the parent decided, ``False``: ask). Known for the SDK's own static and parent-based
+    samplers, and classes that keep both their decision and their description (which names
+    the delegates) as the SDK wrote them, such as ``ParentBasedTraceIdRatio``: together,
+    every sampler ``OTEL_TRACES_SAMPLER`` makes but ``traceidratio``."""
+    kind = type(sampler)
     described = sampler.get_description()
-    if type(sampler) is StaticSampler and described in _STATIC:
+    if _as_written(kind, StaticSampler) and described in _STATIC:
         # Decides the same for every span: a remote parent is followed only if it agrees.
         return _STATIC[described], False
-    if type(sampler) is ParentBased:
+    if _as_written(kind, ParentBased):
         root = described.removeprefix("ParentBased{root:").split(",", 1)[0]
         return _STATIC.get(root), _FOLLOWS_REMOTE in described
     return None, False
+
+
+def _as_written(kind: type[Sampler], sdk: type[Sampler]) -> bool:
+    return (
+        issubclass(kind, sdk)
+        and kind.should_sample is sdk.should_sample
+        and kind.get_description is sdk.get_description
+    )
