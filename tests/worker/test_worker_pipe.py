@@ -4,25 +4,11 @@ the other side's reader, and nothing else accepted."""
 from __future__ import annotations
 
 import pytest
-from flux.domain import ExecutionState
-from flux.protocol import ClaimResponse
 from flux_worker import pipe
 from pydantic import ValidationError
-from worker_support import columns, record
+from worker_support import claim, columns, record
 
-CLAIM = ClaimResponse(
-    execution_id="e1",
-    generation=3,
-    workflow_id="wf",
-    workflow_name="hello",
-    workflow_version=1,
-    source="",
-    source_hash="ab" * 32,
-    input=None,
-    events=[],
-    state=ExecutionState.CLAIMED,
-    history_columns=columns([record("done")]),
-)
+CLAIM = claim(generation=3, history_columns=columns([record("done")]))
 
 
 def test_each_side_reads_what_the_other_writes() -> None:

@@ -110,16 +110,29 @@ def provider(spans: InMemorySpanExporter) -> TracerProvider:
     return provider
 
 
-@pytest.fixture
-async def transport(tmp_path: Path, provider: TracerProvider) -> AsyncIterator[Any]:
-    """An in-process server that traces into ``provider``, with the flows registered."""
-    options = ServerOptions(
+def server_options(tmp_path: Path, provider: TracerProvider) -> ServerOptions:
+    """An in-process server's options, tracing into ``provider``."""
+    return ServerOptions(
         database_url=f"sqlite:///{tmp_path}/flux.db",
         home=tmp_path / "home",
         bootstrap_token=BOOTSTRAP,
         encryption_key="test-encryption-key-material-0123456789",
         tracer_provider=provider,
     )
+
+
+def sampling(sampler: Any) -> tuple[TracerProvider, InMemorySpanExporter]:
+    """A provider with ``sampler``, and the exporter its spans go to."""
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    return provider, spans
+
+
+@pytest.fixture
+async def transport(tmp_path: Path, provider: TracerProvider) -> AsyncIterator[Any]:
+    """An in-process server that traces into ``provider``, with the flows registered."""
+    options = server_options(tmp_path, provider)
     async with serve_in_process(create_app(options)) as transport:
         async with AsyncFluxClient("http://flux.test", transport=transport) as client:
             await client.register_workflows(FLOWS, filename="flows.py")
@@ -339,8 +352,9 @@ def test_a_task_an_earlier_segment_started_is_traced_from_this_segments_start(
     back: exceptions come from their views), for a history that stopped inside a task."""
     from flux.domain import EventType as E
     from flux.domain import ExecutionEvent
-    from flux.protocol import ClaimResponse, EventRecord
+    from flux.protocol import EventRecord
     from flux_worker.tracing import WorkerTracer
+    from worker_support import claim as make_claim
     from worker_support import columns
 
     def event(kind: E, source_id: str, value: Any = None) -> EventRecord:
@@ -353,17 +367,10 @@ def test_a_task_an_earlier_segment_started_is_traced_from_this_segments_start(
         event(E.TASK_STARTED, "b"),
         event(E.TASK_RETRY_STARTED, "b"),
     ]
-    claim = ClaimResponse(
-        execution_id="e1",
+    claim = make_claim(
         generation=3,
-        workflow_id="wf",
         workflow_name="flow",
         workflow_version=2,
-        source="",
-        source_hash="h",
-        input=None,
-        events=[],
-        state=ExecutionState.CLAIMED,
         history_columns=columns(history),
         traceparent=CALLER,
     )
@@ -437,16 +444,8 @@ async def test_an_execution_sampled_out_makes_no_span_anywhere(tmp_path: Path) -
     """The sampler leaves it out at the create; the workers follow (and make no task span)."""
     from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    spans = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(TraceIdRatioBased(0.0)))
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    options = ServerOptions(
-        database_url=f"sqlite:///{tmp_path}/flux.db",
-        home=tmp_path / "home",
-        bootstrap_token=BOOTSTRAP,
-        encryption_key="test-encryption-key-material-0123456789",
-        tracer_provider=provider,
-    )
+    provider, spans = sampling(ParentBased(TraceIdRatioBased(0.0)))
+    options = server_options(tmp_path, provider)
     async with (
         serve_in_process(create_app(options)) as transport,
         AsyncFluxClient("http://flux.test", transport=transport) as client,
@@ -467,16 +466,8 @@ async def test_spans_task_code_makes_are_children_of_the_segment(
     trace left out (a parent-based sampler then leaves the task code's spans out too)."""
     from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
-    spans = InMemorySpanExporter()
-    provider = TracerProvider(sampler=ParentBased(ALWAYS_ON if kept else ALWAYS_OFF))
-    provider.add_span_processor(SimpleSpanProcessor(spans))
-    options = ServerOptions(
-        database_url=f"sqlite:///{tmp_path}/flux.db",
-        home=tmp_path / "home",
-        bootstrap_token=BOOTSTRAP,
-        encryption_key="test-encryption-key-material-0123456789",
-        tracer_provider=provider,
-    )
+    provider, spans = sampling(ParentBased(ALWAYS_ON if kept else ALWAYS_OFF))
+    options = server_options(tmp_path, provider)
     caller = CALLER if kept else CALLER[:-2] + "00"
     async with (
         serve_in_process(create_app(options)) as transport,
@@ -524,23 +515,11 @@ def test_a_segment_makes_its_spans_once_it_holds_enough_events(
     """Events wait in the segment for their spans, up to ``HOLD_EVENTS`` of them."""
     from flux.domain import EventType as E
     from flux.domain import ExecutionEvent
-    from flux.protocol import ClaimResponse
     from flux_worker import tracing
+    from worker_support import claim as make_claim
 
     monkeypatch.setattr(tracing, "HOLD_EVENTS", 4)
-    claim = ClaimResponse(
-        execution_id="e1",
-        generation=1,
-        workflow_id="wf",
-        workflow_name="flow",
-        workflow_version=1,
-        source="",
-        source_hash="h",
-        input=None,
-        events=[],
-        state=ExecutionState.CLAIMED,
-        traceparent=CALLER,
-    )
+    claim = make_claim(workflow_name="flow", traceparent=CALLER)
     segment = tracing.WorkerTracer(provider, "w9").segment(claim)
     segment.observe([ExecutionEvent(E.WORKFLOW_STARTED, "e1", "flow")])
     segment.observe([ExecutionEvent(E.TASK_STARTED, "a", "a")])

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flux.client import AsyncFluxClient, AsyncWorkerChannel
-from flux.domain import EventType, ExecutionEvent
+from flux.domain import EventType, ExecutionEvent, ExecutionState
 from flux.protocol import (
     CheckpointBatchResponse,
     CheckpointItem,
@@ -127,3 +127,21 @@ class Recording:
             for item in request
             if item.execution_id == execution_id
         ]
+
+
+def claim(**fields: Any) -> ClaimResponse:
+    """A claim of execution ``e1`` of ``hello`` (generation 1, no history), with ``fields``
+    in place of those."""
+    defaults: dict[str, Any] = {
+        "execution_id": "e1",
+        "generation": 1,
+        "workflow_id": "wf",
+        "workflow_name": "hello",
+        "workflow_version": 1,
+        "source": "",
+        "source_hash": "ab" * 32,
+        "input": None,
+        "events": [],
+        "state": ExecutionState.CLAIMED,
+    }
+    return ClaimResponse(**{**defaults, **fields})
