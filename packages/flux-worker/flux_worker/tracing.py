@@ -7,10 +7,12 @@ execution, on whichever worker and however much later, is in the same trace. Und
 ``flux.task.run <task>`` span per task run in the segment, nested as the tasks were.
 
 Task spans are derived from the events the run records, with the events' own times, as they
-go to the outbox (:meth:`Segment.observe`): the engine needs no hook, and runs in a child
-process (subprocess isolation) are traced the same way from the events they send. A replayed
-task (finished in an earlier segment) records nothing, so it makes no span; the segment's
-``flux.replay`` event counts them.
+go to the outbox (:meth:`TracedSegment.observe`), in batches (at the segment's end, or about
+a second after the events): the engine needs no hook, and runs in a child process
+(subprocess isolation) are traced the same way from the events they send. A replayed task
+(finished in an earlier segment) records nothing, so it makes no span; the segment's
+``flux.replay`` event counts them. A segment of a trace the sampler leaves out
+(:class:`Segment`) makes nothing.
 
 Attributes never carry inputs, outputs or secrets: names, ids, attempts, outcomes, states;
 a failure's exception (type, message and, in-process, its traceback) is recorded on the span
