@@ -77,8 +77,9 @@ _SEGMENT_ENDS = {
     _E.WORKFLOW_CANCELLED: "CANCELLED",
 }
 HOLD_NS = 1_000_000_000
-"""How long a segment holds the events it observes, at most, before it makes their spans
-(nanoseconds; measured when the next events come, or when it ends)."""
+"""How long a segment holds the events it observes before it makes their spans
+(nanoseconds): checked when the next events come, and by the worker's timer every
+``HOLD_NS``, so spans are made within twice that."""
 HOLD_EVENTS = 1024
 """How many events a segment holds, at most, before it makes their spans."""
 _BRANCH = re.compile(r"(\[\d+\])+$")
