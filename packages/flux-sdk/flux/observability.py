@@ -42,7 +42,6 @@ __all__ = [
     "requested_exporters",
     "span_context_of",
     "trace_id_of",
-    "traceparent_of",
     "tracer_provider",
     "tracing_requested",
 ]
@@ -224,13 +223,5 @@ def context_of(traceparent: str | None) -> Context | None:
     span_context = span_context_of(traceparent)
     if span_context is None:
         return None
-    from opentelemetry import trace
-
+    trace = _trace or _load_trace()
     return trace.set_span_in_context(trace.NonRecordingSpan(span_context))
-
-
-def traceparent_of(context: SpanContext) -> str | None:
-    """A span's context as a ``traceparent``; ``None`` for an invalid one."""
-    if not context.is_valid:
-        return None
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"

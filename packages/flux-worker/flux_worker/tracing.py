@@ -136,9 +136,10 @@ class WorkerTracer:
         leave it out (the execution's trace is unsampled and the sampler follows a remote
         parent), a plain :class:`Segment`, which makes nothing: most segments, where one
         trace in N is sampled."""
-        parent = span_context_of(claim.traceparent)
-        if parent is not None and claim.traceparent and self.spans.decided(parent) is False:
-            return Segment(self, claim.traceparent, parent)
+        traceparent = claim.traceparent
+        parent = span_context_of(traceparent)
+        if traceparent and parent is not None and self.spans.decided(parent) is False:
+            return Segment(self, traceparent, parent)
         return TracedSegment(self, claim, parent)
 
 
@@ -181,15 +182,15 @@ class Segment:
         )
 
     def checkpointer(self, inner: Checkpointer) -> Checkpointer:
-        """``inner`` (a run's checkpointer), showing this segment every event saved (unless
-        its spans are not kept)."""
+        """The run's checkpointer: ``inner``, or one that shows this segment every event
+        saved when it makes spans of them."""
         return inner
 
     def observe(self, events: Sequence[Event]) -> None:
-        """Make spans of the events a run recorded (in order, each batch once)."""
+        """The events a run recorded (in order, each batch once): nothing to make here."""
 
     def end(self) -> None:
-        """End the segment now."""
+        """End the segment now: the trace stops being the current context."""
         self.api.context.detach(self._token)
 
 
