@@ -214,3 +214,30 @@ def test_recovery_after_a_crash_replays_finished_tasks_without_spans(tmp_path: P
     # double(1) finished on w1: replayed, no span. wait_for had not: it runs again.
     assert recovered.event("flux.replay") == [{"flux.replay.tasks": 1}]
     assert ran == ["flux.task.run double", "flux.task.run wait_for"]
+
+
+def test_the_environments_sampler_follows_the_callers_decision_everywhere(tmp_path: Path) -> None:
+    """``parentbased_traceidratio`` from the environment, ratio 0: a caller's sampled trace is
+    kept by the server and every worker, an unsampled one (or none) makes no span anywhere,
+    and the executions run as usual."""
+    sampler = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0"}
+    with (
+        OtlpReceiver() as receiver,
+        running_cluster(tmp_path, WORKFLOWS, **receiver.env(), **sampler) as cluster,
+    ):
+        left_out = []
+        for headers in ({"traceparent": CALLER[:-2] + "00"}, {}):
+            with FluxClient(cluster.url, headers=headers) as client:
+                status = client.run("child", 1, mode="sync")
+            assert status.state is ExecutionState.COMPLETED, cluster.tail()
+            left_out.append(status.execution_id)
+        with FluxClient(cluster.url, headers={"traceparent": CALLER}) as caller:
+            kept = caller.run("child", 2, mode="sync")
+        assert kept.output == 4
+        [segment] = wait_until(lambda: segments(receiver, kept.execution_id), what="the spans")
+        wait_until(lambda: tasks_under(receiver, segment), what="the kept segment's task")
+        # Spans leave each process in order: the executions before it would be in by now.
+        assert {s.trace_id for s in receiver.spans()} == {CALLER_TRACE}
+        assert not [
+            s for s in receiver.spans() if s.attributes.get("flux.execution.id") in left_out
+        ]
