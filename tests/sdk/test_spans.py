@@ -246,3 +246,101 @@ class _Fixed:
 
     def is_trace_id_random(self) -> bool:
         return True
+
+
+class _Recorder(InMemorySpanExporter):
+    """An in-memory exporter that also counts its calls (how the spans were batched)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[int] = []
+
+    def export(self, spans: Any) -> Any:
+        self.calls.append(len(spans))
+        return super().export(spans)
+
+
+def _batching(**options: object) -> tuple[TracerProvider, _Recorder]:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    exporter = _Recorder()
+    provider = TracerProvider(**options)  # type: ignore[arg-type]
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
+    return provider, exporter
+
+
+def test_spans_go_to_processors_that_do_not_batch_as_they_end() -> None:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider, exporter = _provider()
+    provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))  # and one that does
+    maker = SpanMaker(provider, "flux_test")
+    assert maker.ended is None
+    maker.start("one", None).end()
+    assert [s.name for s in exporter.get_finished_spans()] == ["one"]
+
+
+def test_where_every_processor_batches_ended_spans_are_handed_over_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flux import spans
+
+    monkeypatch.setattr(spans, "HAND_OVER_SPANS", 3)
+    provider, exporter = _batching()
+    maker = SpanMaker(provider, "flux_test")
+    for name in ("a", "b"):
+        maker.start(name, span_context_of(CALLER), attributes={"n": name}).end(end_time=5)
+    provider.force_flush()
+    assert exporter.get_finished_spans() == ()  # held by the maker, not the processor
+    maker.start("c", None).end()
+    provider.force_flush()
+    assert [s.name for s in exporter.get_finished_spans()] == ["a", "b", "c"]
+    a = exporter.get_finished_spans()[0]
+    assert (dict(a.attributes or {}), a.end_time, a.parent) == (
+        {"n": "a"},
+        5,
+        span_context_of(CALLER),
+    )
+    maker.start("d", None).end()
+    maker.hand_over()
+    provider.force_flush()
+    assert [s.name for s in exporter.get_finished_spans()][-1] == "d"
+
+
+def test_held_spans_are_handed_over_within_about_a_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import time
+
+    from flux import spans
+
+    monkeypatch.setattr(spans, "HOLD_SECONDS", 0.05)
+    provider, exporter = _batching()
+    maker = SpanMaker(provider, "flux_test")
+    for round_ in range(2):  # the timer waits again once it has handed spans over
+        maker.start(f"late {round_}", None).end()
+        deadline = time.monotonic() + 5
+        while len(exporter.get_finished_spans()) <= round_ and time.monotonic() < deadline:
+            provider.force_flush()
+            time.sleep(0.01)
+    assert [s.name for s in exporter.get_finished_spans()] == ["late 0", "late 1"]
+
+
+def test_held_spans_are_exported_when_the_process_exits(tmp_path: Any) -> None:
+    """The maker's exit handler runs before the provider's shuts the exporters down."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "exits.py"
+    script.write_text(
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter\n"
+        "from flux.spans import SpanMaker\n"
+        "provider = TracerProvider()\n"
+        "provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))\n"
+        "SpanMaker(provider, 'flux_test').start('held at exit', None).end()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert '"name": "held at exit"' in done.stdout

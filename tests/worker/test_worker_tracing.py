@@ -533,3 +533,75 @@ def test_a_segment_makes_its_spans_once_it_holds_enough_events(
         "flux.task.run b",
         "flux.workflow.run flow",
     ]
+
+
+def batching() -> tuple[TracerProvider, InMemorySpanExporter]:
+    """A provider whose spans are batched (as the ``OTEL_*`` environment's are), and the
+    exporter its spans go to when it is flushed."""
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(spans, schedule_delay_millis=60_000))
+    return provider, spans
+
+
+def test_where_spans_are_batched_ended_segments_make_their_spans_together(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flux.domain import EventType as E
+    from flux.domain import ExecutionEvent
+    from flux_worker import tracing
+    from worker_support import claim as make_claim
+
+    monkeypatch.setattr(tracing, "FINISH_SEGMENTS", 2)
+    provider, spans = batching()
+    tracer = tracing.WorkerTracer(provider, "w9")
+
+    def one(execution_id: str) -> tracing.Segment:
+        segment = tracer.segment(
+            make_claim(execution_id=execution_id, workflow_name="flow", traceparent=CALLER)
+        )
+        segment.observe(
+            [
+                ExecutionEvent(E.WORKFLOW_STARTED, execution_id, "flow"),
+                ExecutionEvent(E.TASK_STARTED, "a", "a"),
+                ExecutionEvent(E.TASK_COMPLETED, "a", "a", 1),
+                ExecutionEvent(E.WORKFLOW_COMPLETED, execution_id, "flow"),
+            ]
+        )
+        segment.end()
+        return segment
+
+    first = one("e1")
+    assert [segment for segment, _ in tracer.ended] == [first]
+    one("e2")
+    assert tracer.ended == []
+    tracer.flush()
+    provider.force_flush()
+    made = sorted(
+        (s.attributes or {}).get("flux.execution.id", s.name) for s in spans.get_finished_spans()
+    )
+    assert made == ["e1", "e2", "flux.task.run a", "flux.task.run a"]
+    assert {s.attributes["flux.execution.state"] for s in named(spans, "flux.workflow.run")} == {
+        "COMPLETED"
+    }
+
+
+async def test_a_worker_that_stops_hands_over_the_spans_it_holds(tmp_path: Path) -> None:
+    """Spans held to be made or handed over together are not lost when the worker (or the
+    server) stops: they reach the processors then."""
+    provider, spans = batching()
+    options = server_options(tmp_path, provider)
+    async with serve_in_process(create_app(options)) as transport:
+        async with AsyncFluxClient("http://flux.test", transport=transport) as client:
+            await client.register_workflows(FLOWS, filename="flows.py")
+            async with worker(transport, "w1", provider):
+                done = await client.run("spanning", None, mode="sync")
+            assert done.state is ExecutionState.COMPLETED
+            provider.force_flush()
+            assert [s.name for s in named(spans, "flux.workflow.run")] == [
+                "flux.workflow.run spanning"
+            ]
+    provider.force_flush()
+    assert [s.name for s in named(spans, "flux.execution.create")] == ["flux.execution.create"]

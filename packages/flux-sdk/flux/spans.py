@@ -22,14 +22,19 @@ Imported only when a process traces (OpenTelemetry is an optional extra).
 
 from __future__ import annotations
 
+import atexit
+import threading
 import time
 import traceback
+import weakref
+from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, Tracer
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, SpanProcessor, Tracer
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, StaticSampler
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
@@ -37,7 +42,12 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, Trace
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
-__all__ = ["OpenSpan", "SpanMaker"]
+__all__ = ["HAND_OVER_SPANS", "HOLD_SECONDS", "OpenSpan", "SpanMaker"]
+
+HAND_OVER_SPANS = 128
+"""How many ended spans a maker holds, at most, before it hands them to the processors."""
+HOLD_SECONDS = 1.0
+"""How long, at most, an ended span waits to be handed to the processors."""
 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSAMPLED = TraceFlags(TraceFlags.DEFAULT)
@@ -70,6 +80,40 @@ class SpanMaker:
         limits = SpanLimits()
         self.max_events = limits.max_events
         self.max_length = limits.max_attribute_length
+        self.ended: deque[tuple[OpenSpan, dict[str, Any], int]] | None = (
+            deque() if _batches(self.processor) else None
+        )
+        """Ended spans not handed to the processors yet, when every processor batches
+        anyway (``None``: each goes at its end): they are handed over together
+        (:meth:`hand_over`), which costs a fraction of one at a time."""
+        self._due = threading.Event()
+        self._timer: threading.Thread | None = None
+        if self.ended is not None:
+            if not _holding:  # after the provider's own exit handler: runs before it
+                atexit.register(_hand_over_all)
+            _holding.add(self)
+
+    def hand_over(self) -> None:
+        """Hand every ended span held so far to the processors (any thread may call it)."""
+        ended = self.ended
+        if ended is None:
+            return
+        processor = self.processor
+        while True:
+            try:
+                span, attributes, end_time = ended.popleft()
+            except IndexError:
+                return
+            processor.on_end(span.finished(attributes, end_time))
+
+    def _held(self) -> None:
+        """A span was held while none was: hand it over within :data:`HOLD_SECONDS`."""
+        if self._timer is None:
+            self._timer = threading.Thread(
+                target=_hand_over_later, args=(weakref.ref(self),), name="flux-spans", daemon=True
+            )
+            self._timer.start()
+        self._due.set()
 
     def decided(self, parent: SpanContext | None) -> bool | None:
         """Whether the sampler keeps a span under ``parent`` (a valid context, or ``None``
@@ -242,28 +286,42 @@ class OpenSpan:
             self.status = Status(code, description if code is StatusCode.ERROR else None)
 
     def end(self, end_time: int | None = None) -> None:
-        """The span as it is now goes to the span processor (once: a span ends once)."""
+        """The span as it is now goes to the span processor (once: a span ends once), now or,
+        where every processor batches, with the maker's next :meth:`SpanMaker.hand_over`."""
         attributes, self.attributes = self.attributes, None
         if attributes is None:
             return
+        if end_time is None:
+            end_time = time.time_ns()
+        maker = self.maker
+        ended = maker.ended
+        if ended is None:
+            maker.processor.on_end(self.finished(attributes, end_time))
+            return
+        ended.append((self, attributes, end_time))
+        if len(ended) >= HAND_OVER_SPANS:
+            maker.hand_over()
+        elif len(ended) == 1:
+            maker._held()
+
+    def finished(self, attributes: dict[str, Any], end_time: int) -> ReadableSpan:
+        """The span as the processors take it."""
         maker = self.maker
         events = self.events
         if maker.max_events is not None and len(events) > maker.max_events:
             events = events[len(events) - maker.max_events :]  # as the SDK's: the latest
-        maker.processor.on_end(
-            ReadableSpan(
-                self.name,
-                context=self.context,
-                parent=self.parent,
-                resource=maker.resource,
-                attributes=self._bounded(attributes),
-                events=events,
-                kind=self.kind,
-                status=self.status,
-                start_time=self.start_time,
-                end_time=time.time_ns() if end_time is None else end_time,
-                instrumentation_scope=maker.scope,
-            )
+        return ReadableSpan(
+            self.name,
+            context=self.context,
+            parent=self.parent,
+            resource=maker.resource,
+            attributes=self._bounded(attributes),
+            events=events,
+            kind=self.kind,
+            status=self.status,
+            start_time=self.start_time,
+            end_time=end_time,
+            instrumentation_scope=maker.scope,
         )
 
     def _bounded(self, attributes: dict[str, Any] | None) -> dict[str, Any]:
@@ -298,3 +356,39 @@ def _as_written(kind: type[Sampler], sdk: type[Sampler]) -> bool:
         and kind.should_sample is sdk.should_sample
         and kind.get_description is sdk.get_description
     )
+
+
+def _batches(processor: SpanProcessor) -> bool:
+    """Whether every processor of ``processor`` (the provider's, which calls each of its
+    own in turn) batches spans before they are exported."""
+    processors = getattr(processor, "_span_processors", (processor,))
+    return bool(processors) and all(isinstance(p, BatchSpanProcessor) for p in processors)
+
+
+def _hand_over_later(ref: weakref.ref[SpanMaker]) -> None:
+    """A maker's timer: hands its spans over :data:`HOLD_SECONDS` after one was held."""
+    while True:
+        maker = ref()
+        if maker is None:
+            return
+        due = maker._due
+        del maker
+        if not due.wait(HOLD_SECONDS * 60):
+            continue
+        due.clear()
+        time.sleep(HOLD_SECONDS)
+        maker = ref()
+        if maker is None:
+            return
+        maker.hand_over()
+        del maker
+
+
+_holding: weakref.WeakSet[SpanMaker] = weakref.WeakSet()
+"""Makers that may hold ended spans: all are handed over when the process exits, before
+the providers shut down (their exit handlers were registered before this one's)."""
+
+
+def _hand_over_all() -> None:
+    for maker in list(_holding):
+        maker.hand_over()

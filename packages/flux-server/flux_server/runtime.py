@@ -202,6 +202,8 @@ class Runtime:
             await asyncio.wait(tasks, timeout=10)
         self._tasks.clear()
         await self.db.dispose()
+        if self.executions.tracer is not None:  # the create spans it holds, to the exporters
+            self.executions.tracer.spans.hand_over()
 
     def _spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=f"flux-{name}")

@@ -22,6 +22,7 @@ it ended. Spans the task code makes itself are children of the segment's span.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import re
 import time
@@ -82,6 +83,8 @@ HOLD_NS = 1_000_000_000
 ``HOLD_NS``, so spans are made within twice that."""
 HOLD_EVENTS = 1024
 """How many events a segment holds, at most, before it makes their spans."""
+FINISH_SEGMENTS = 32
+"""How many ended segments the worker holds, at most, before it makes their spans."""
 _BRANCH = re.compile(r"(\[\d+\])+$")
 """The branch suffixes of a scope (``<task>[i]``, a branch of ``parallel`` in that task)."""
 
@@ -108,12 +111,45 @@ class WorkerTracer:
         self.worker_name = worker_name
         self.holding: set[TracedSegment] = set()
         """Segments holding events whose spans are not made yet."""
+        self.ended: list[tuple[TracedSegment, int]] = []
+        """Segments that ended (and when) whose spans are not made yet."""
         self._ticker: asyncio.Task[None] | None = None
+        atexit.register(self.flush)  # after the span maker's: runs before it
+
+    def flush(self) -> None:
+        """Hand every span of the segments that ended to the span processors."""
+        self.finish()
+        self.spans.hand_over()
+
+    def finish(self) -> None:
+        """Make the spans of every segment that ended."""
+        ended, self.ended = self.ended, []
+        for segment, at in ended:
+            try:
+                segment.finish(at)
+            except Exception:  # a span is never worth a run: said, and left out
+                log.exception("cannot make the spans of execution %s", segment.execution_id)
+
+    def ending(self, segment: TracedSegment, at: int) -> None:
+        """``segment`` ended at ``at``: its spans are made now, or, where the span processors
+        batch anyway, with those of the next segments to end, or within about
+        :data:`HOLD_NS`."""
+        if self.spans.ended is None:
+            segment.finish(at)
+            return
+        self.ended.append((segment, at))
+        if len(self.ended) >= FINISH_SEGMENTS:
+            self.finish()
+        else:
+            self._tick_soon()
 
     def hold(self, segment: TracedSegment) -> None:
         """``segment`` started holding events: they are made into spans within about
         :data:`HOLD_NS`, even if no other event comes before (a long task after short ones)."""
         self.holding.add(segment)
+        self._tick_soon()
+
+    def _tick_soon(self) -> None:
         if self._ticker is None or self._ticker.done():
             try:
                 loop = asyncio.get_running_loop()
@@ -122,8 +158,9 @@ class WorkerTracer:
             self._ticker = loop.create_task(self._tick(), name="flux-spans")
 
     async def _tick(self) -> None:
-        while self.holding:
+        while self.holding or self.ended:
             await asyncio.sleep(HOLD_NS / 1e9)
+            self.finish()
             due = time.monotonic_ns() - HOLD_NS
             for segment in [s for s in self.holding if s.held_since <= due]:
                 try:
@@ -363,9 +400,15 @@ class TracedSegment(Segment):
         )
 
     def end(self) -> None:
-        """End the segment now: tasks still open were interrupted (the run paused or was
-        cancelled around them, or the worker let the execution go)."""
-        now = time.time_ns()
+        """End the segment now (its spans are made a little later, with other segments'):
+        tasks still open were interrupted (the run paused or was cancelled around them, or
+        the worker let the execution go)."""
+        self.api.context.detach(self._token)
+        self.api.ending(self, time.time_ns())
+
+    def finish(self, now: int) -> None:
+        """Make the spans of the segment, which ended at ``now``."""
+        self.api.holding.discard(self)
         if self.held:
             self.make_spans()
         elif self.recording:
@@ -378,7 +421,6 @@ class TracedSegment(Segment):
         if state == "FAILED":
             self.span.set_status(self.api.trace.StatusCode.ERROR, "the execution failed")
         self.span.end(end_time=now)
-        self.api.context.detach(self._token)
 
 
 class _Observed:

@@ -216,6 +216,8 @@ class Worker:
         try:
             await self._serve()
         finally:
+            if self.executions.tracer is not None:  # the spans it still holds, to the exporters
+                self.executions.tracer.flush()
             if self.metrics is not None:
                 self.metrics.close()
 
