@@ -160,3 +160,28 @@ def test_the_exporter_sends_the_encoded_spans_to_the_configured_endpoint(
     exporter.shutdown()
     assert exporter.export(spans) is SpanExportResult.FAILURE  # as the SDK's, once shut down
     assert len(receiver) == 1
+
+
+def test_spans_flux_makes_are_encoded_from_their_fields_to_the_same_message() -> None:
+    from flux.spans import FinishedSpan, SpanMaker
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "flux-test"}))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    maker = SpanMaker(provider, "flux_test", "1.0")
+    segment = maker.start("segment", REMOTE, kind=SpanKind.CONSUMER, attributes={"n": 1})
+    segment.add_event("flux.replay", {"flux.replay.tasks": 3}, timestamp=5)
+    task = segment.child("task", start_time=6, attributes={"flux.task.id": "t" * 40})
+    try:
+        raise ValueError("it broke")
+    except ValueError as error:
+        task.record_exception(error, {"flux.task.attempt": 2}, timestamp=7)
+    task.set_status(StatusCode.ERROR, "ValueError: it broke")
+    task.end(end_time=8)
+    segment.set_attributes({"flux.execution.state": "FAILED", "ok": False, "d": 0.5})
+    segment.end()
+    maker.start("root", None, kind=SpanKind.PRODUCER, attributes={"s": "é" * 10}).end()
+    spans = list(exporter.get_finished_spans())
+    assert [type(s) for s in spans] == [FinishedSpan] * 3
+    _same(spans)
+    _same(spans)  # again, with every attribute's bytes known from the first time
