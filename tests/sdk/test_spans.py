@@ -248,25 +248,20 @@ class _Fixed:
         return True
 
 
-class _Recorder(InMemorySpanExporter):
-    """An in-memory exporter that also counts its calls (how the spans were batched)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[int] = []
-
-    def export(self, spans: Any) -> Any:
-        self.calls.append(len(spans))
-        return super().export(spans)
-
-
-def _batching(**options: object) -> tuple[TracerProvider, _Recorder]:
+def _batching(
+    monkeypatch: pytest.MonkeyPatch, **constants: float
+) -> tuple[TracerProvider, InMemorySpanExporter, SpanMaker]:
+    """A maker on a provider whose processor batches (and exports when flushed), with
+    ``constants`` of :mod:`flux.spans` set for the test."""
+    from flux import spans
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    exporter = _Recorder()
-    provider = TracerProvider(**options)  # type: ignore[arg-type]
+    for name, value in constants.items():
+        monkeypatch.setattr(spans, name, value)
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
-    return provider, exporter
+    return provider, exporter, SpanMaker(provider, "flux_test")
 
 
 def test_spans_go_to_processors_that_do_not_batch_as_they_end() -> None:
@@ -283,11 +278,7 @@ def test_spans_go_to_processors_that_do_not_batch_as_they_end() -> None:
 def test_where_every_processor_batches_ended_spans_are_handed_over_together(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from flux import spans
-
-    monkeypatch.setattr(spans, "HAND_OVER_SPANS", 3)
-    provider, exporter = _batching()
-    maker = SpanMaker(provider, "flux_test")
+    provider, exporter, maker = _batching(monkeypatch, HAND_OVER_SPANS=3)
     for name in ("a", "b"):
         maker.start(name, span_context_of(CALLER), attributes={"n": name}).end(end_time=5)
     provider.force_flush()
@@ -312,11 +303,7 @@ def test_held_spans_are_handed_over_within_about_a_second(
 ) -> None:
     import time
 
-    from flux import spans
-
-    monkeypatch.setattr(spans, "HOLD_SECONDS", 0.05)
-    provider, exporter = _batching()
-    maker = SpanMaker(provider, "flux_test")
+    provider, exporter, maker = _batching(monkeypatch, HOLD_SECONDS=0.05)
     for round_ in range(2):  # the timer waits again once it has handed spans over
         maker.start(f"late {round_}", None).end()
         deadline = time.monotonic() + 5
