@@ -314,7 +314,8 @@ def test_held_spans_are_handed_over_within_about_a_second(
 
 
 def test_held_spans_are_exported_when_the_process_exits(tmp_path: Any) -> None:
-    """The maker's exit handler runs before the provider's shuts the exporters down."""
+    """The makers' exit handler runs before the providers' shut the exporters down, also
+    for a provider made after another maker (whose handler was registered before it)."""
     import subprocess
     import sys
 
@@ -323,6 +324,9 @@ def test_held_spans_are_exported_when_the_process_exits(tmp_path: Any) -> None:
         "from opentelemetry.sdk.trace import TracerProvider\n"
         "from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter\n"
         "from flux.spans import SpanMaker\n"
+        "first = TracerProvider()\n"
+        "first.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))\n"
+        "SpanMaker(first, 'flux_first').start('first', None).end()\n"
         "provider = TracerProvider()\n"
         "provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))\n"
         "SpanMaker(provider, 'flux_test').start('held at exit', None).end()\n"
@@ -330,4 +334,5 @@ def test_held_spans_are_exported_when_the_process_exits(tmp_path: Any) -> None:
     done = subprocess.run(
         [sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=True
     )
+    assert '"name": "first"' in done.stdout
     assert '"name": "held at exit"' in done.stdout

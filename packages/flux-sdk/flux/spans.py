@@ -89,9 +89,10 @@ class SpanMaker:
         self._due = threading.Event()
         self._timer: threading.Thread | None = None
         if self.ended is not None:
-            if not _holding:  # after the provider's own exit handler: runs before it
-                atexit.register(_hand_over_all)
-            _holding.add(self)
+            # Last of the exit handlers so far, so it runs before theirs, this provider's
+            # shutdown included (a later maker moves it again).
+            atexit.unregister(_hand_over_all)
+            atexit.register(_hand_over_all)
 
     def hand_over(self) -> None:
         """Hand every ended span held so far to the processors (any thread may call it)."""
@@ -103,11 +104,14 @@ class SpanMaker:
             try:
                 span, attributes, end_time = ended.popleft()
             except IndexError:
-                return
+                break
             processor.on_end(span.finished(attributes, end_time))
+        if not ended:
+            _holding.discard(self)
 
     def _held(self) -> None:
         """A span was held while none was: hand it over within :data:`HOLD_SECONDS`."""
+        _holding.add(self)
         if self._timer is None:
             self._timer = threading.Thread(
                 target=_hand_over_later, args=(weakref.ref(self),), name="flux-spans", daemon=True
@@ -419,9 +423,10 @@ def _hand_over_later(ref: weakref.ref[SpanMaker]) -> None:
         del maker
 
 
-_holding: weakref.WeakSet[SpanMaker] = weakref.WeakSet()
-"""Makers that may hold ended spans: all are handed over when the process exits, before
-the providers shut down (their exit handlers were registered before this one's)."""
+_holding: set[SpanMaker] = set()
+"""Makers holding ended spans (kept alive until they hand them over, even if their owner
+dropped them): all are handed over when the process exits, before the providers shut down
+(their exit handlers were registered before this one's)."""
 
 
 def _hand_over_all() -> None:

@@ -26,6 +26,7 @@ import atexit
 import logging
 import re
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -114,7 +115,9 @@ class WorkerTracer:
         self.ended: list[tuple[TracedSegment, int]] = []
         """Segments that ended (and when) whose spans are not made yet."""
         self._ticker: asyncio.Task[None] | None = None
-        atexit.register(self.flush)  # after the span maker's: runs before it
+        # After the span maker's exit handler, so before it: segments' spans, then their
+        # hand-over (a weak reference: a tracer that is gone has nothing left to make).
+        atexit.register(_flush_at_exit, weakref.ref(self))
 
     def flush(self) -> None:
         """Hand every span of the segments that ended to the span processors."""
@@ -175,9 +178,16 @@ class WorkerTracer:
         trace in N is sampled."""
         traceparent = claim.traceparent
         parent = span_context_of(traceparent)
-        if traceparent and parent is not None and self.spans.decided(parent) is False:
+        decided = self.spans.decided(parent)
+        if traceparent and parent is not None and decided is False:
             return Segment(self, traceparent, parent)
-        return TracedSegment(self, claim, parent)
+        return TracedSegment(self, claim, parent, decided)
+
+
+def _flush_at_exit(ref: weakref.ref[WorkerTracer]) -> None:
+    tracer = ref()
+    if tracer is not None:
+        tracer.flush()
 
 
 class _Task:
@@ -237,8 +247,13 @@ class TracedSegment(Segment):
     sampler may still leave them out, when it has to be asked.)"""
 
     def __init__(
-        self, tracer: WorkerTracer, claim: ClaimResponse, parent: SpanContext | None
+        self,
+        tracer: WorkerTracer,
+        claim: ClaimResponse,
+        parent: SpanContext | None,
+        decided: bool | None,
     ) -> None:
+        """``decided``: what :meth:`flux.spans.SpanMaker.decided` says of ``parent``."""
         trace = tracer.trace
         self.api = tracer
         self.start = time.time_ns()
@@ -256,7 +271,7 @@ class TracedSegment(Segment):
         self._claim: ClaimResponse | None = claim
         """The claim, until its history is read: with the segment's first spans, unless the
         sampler must be asked (it is shown every attribute known at the start)."""
-        replayed = 0 if tracer.spans.decided(parent) is not None else self._read_history(attributes)
+        replayed = 0 if decided is not None else self._read_history(attributes)
         self.span = tracer.spans.start(
             f"{SEGMENT_SPAN} {claim.workflow_name}",
             parent,
