@@ -190,6 +190,19 @@ async def test_an_expired_key_is_refused(keyed) -> None:
     assert (await server.http.get("/workflows", headers=headers)).status_code == 401
 
 
+async def test_a_key_that_expires_after_its_first_use_is_refused(keyed, monkeypatch) -> None:
+    """A key the server has seen (and remembers) stops working the moment it expires."""
+    server, _ = keyed
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    key = (await server.runtime.keys.create("brief", Role.VIEWER, expires_at=expires)).key
+    headers = {"Authorization": f"Bearer {key}"}
+    for _ in range(2):
+        assert (await server.http.get("/workflows", headers=headers)).status_code == 200
+    later = expires + timedelta(seconds=1)
+    monkeypatch.setattr("flux_server.principals.utcnow", lambda: later)
+    assert (await server.http.get("/workflows", headers=headers)).status_code == 401
+
+
 def _db_time(server, value: datetime):
     return value.timestamp() if server.runtime.db.is_sqlite else value
 

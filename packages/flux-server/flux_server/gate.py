@@ -307,25 +307,32 @@ async def _refusal(
     found: Any,
 ) -> str | None:
     """Why ``principal`` may not make this request; ``None`` when it may."""
-    where = f"{method} {found.template}" if found is not None else f"{method} {scope['path']}"
     if rule is None:  # no such route: the application answers 404 to anyone authenticated
         return None
-    if principal.kind == "worker":
-        if rule.access == Access.AUTHENTICATED or rule.workers:
+    if principal.kind != "worker":
+        if allows(rule, principal.role):
             return None
-        if rule.child_runs:
-            parent = _query_value(scope, "parent")
-            if parent is not None and await runtime.executions.holds(principal.name, parent):
-                return None
-            return (
-                f"{principal.describe()} may call {where} only to start a child of an execution "
-                "it holds (?parent=<that execution's id>)"
-            )
-        return f"{principal.describe()} may call its own /workers routes only, not {where}"
-    if allows(rule, principal.role):
+        role = principal.role.value if principal.role is not None else "none"
+        where = _where(method, found, scope)
+        return f"{where} needs the {rule.access.value} role; {principal.describe()} has {role}"
+    if rule.access == Access.AUTHENTICATED or rule.workers:
         return None
-    role = principal.role.value if principal.role is not None else "none"
-    return f"{where} needs the {rule.access.value} role; {principal.describe()} has {role}"
+    if rule.child_runs:
+        parent = _query_value(scope, "parent")
+        if parent is not None and await runtime.executions.holds(principal.name, parent):
+            return None
+        where = _where(method, found, scope)
+        return (
+            f"{principal.describe()} may call {where} only to start a child of an execution "
+            "it holds (?parent=<that execution's id>)"
+        )
+    where = _where(method, found, scope)
+    return f"{principal.describe()} may call its own /workers routes only, not {where}"
+
+
+def _where(method: str, found: Any, scope: Scope) -> str:
+    """The request as a refusal names it (``GET /executions/{execution_id}``)."""
+    return f"{method} {found.template if found is not None else scope['path']}"
 
 
 def _query_value(scope: Scope, name: str) -> str | None:

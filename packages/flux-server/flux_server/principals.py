@@ -11,7 +11,7 @@ from flux.protocol import Role, WhoAmI
 
 from flux_server.auth import Authenticator, bearer
 from flux_server.keys import key_id_of, matches
-from flux_server.store.keys import KeyStore
+from flux_server.store.keys import KeyRecord, KeyStore
 
 __all__ = ["ANONYMOUS", "Principal", "PrincipalResolver"]
 
@@ -53,17 +53,39 @@ ANONYMOUS = Principal(kind="anonymous", name="anonymous", role=Role.ADMIN)
 """Every caller while authentication is off."""
 
 
+_KNOWN_LIMIT = 10_000
+
+
 class PrincipalResolver:
     """Turns a bearer token into a :class:`Principal`: an API key (``flux_<id>_...``) by its id
-    and hash, anything else as a worker's session token."""
+    and hash, anything else as a worker's session token.
+
+    A key's header, once checked, is remembered with its principal: a client sends the same
+    header with every request, and checking it again (parsing, SHA-256, the comparison, a new
+    principal) cost more than the rest of the gate. The memo holds checked headers only, is
+    looked up by the header's string hash (salted per process, so its timing says nothing an
+    attacker can steer), and an entry counts only while the key store still holds the same
+    record (a revocation, here or on a replica, makes the store forget it) and the key has not
+    expired."""
 
     def __init__(self, keys: KeyStore, workers: Authenticator) -> None:
         self._keys = keys
         self._workers = workers
+        self._known: dict[str, tuple[KeyRecord, Principal]] = {}
 
     async def resolve(self, authorization: str | None) -> Principal | None:
         """The caller, or ``None`` when the header holds no credential this server accepts
         (missing, malformed, unknown, expired or revoked)."""
+        if not authorization:
+            return None
+        known = self._known.get(authorization)
+        if known is not None:
+            seen, principal = known
+            if self._keys.is_current(seen) and (
+                seen.expires_at is None or utcnow() < seen.expires_at
+            ):
+                return principal
+            del self._known[authorization]
         token = bearer(authorization)
         if token is None:
             return None
@@ -74,10 +96,15 @@ class PrincipalResolver:
         record = await self._keys.find(key_id)
         if record is None or not matches(token, record.key_hash) or not record.usable(utcnow()):
             return None
-        return Principal(
+        principal = Principal(
             kind="key",
             name=record.name,
             role=record.role,
             key_id=record.id,
             expires_at=record.expires_at,
         )
+        if self._keys.is_current(record):
+            if len(self._known) >= _KNOWN_LIMIT:
+                self._known.clear()
+            self._known[authorization] = (record, principal)
+        return principal

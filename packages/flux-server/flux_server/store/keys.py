@@ -53,6 +53,11 @@ class KeyStore:
         """A key changed (revoked), here or on a replica: read it again next time."""
         self._cache.pop(key_id, None)
 
+    def is_current(self, record: KeyRecord) -> bool:
+        """Whether ``record`` is still this store's copy of its key (not forgotten since it
+        was found)."""
+        return self._cache.get(record.id) is record
+
     async def find(self, key_id: str) -> KeyRecord | None:
         """The key with this id, revoked and expired ones included; ``None`` when unknown."""
         record = self._cache.get(key_id)
