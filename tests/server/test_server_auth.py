@@ -18,6 +18,8 @@ from flux_server.access import ROUTE_ACCESS, Access, allows, routes_of
 from flux_server.keys import key_id_of
 from server_support import HELLO, JSON
 
+from tests.support.waiting import wait_until_async
+
 DOCS = Path(__file__).parents[2] / "docs" / "security.md"
 ROLES = (Role.VIEWER, Role.OPERATOR, Role.ADMIN)
 
@@ -201,6 +203,25 @@ async def test_a_key_that_expires_after_its_first_use_is_refused(keyed, monkeypa
     later = expires + timedelta(seconds=1)
     monkeypatch.setattr("flux_server.principals.utcnow", lambda: later)
     assert (await server.http.get("/workflows", headers=headers)).status_code == 401
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_key_revoked_on_one_replica_is_refused_by_another(start_server) -> None:
+    """Replica B has checked (and remembers) the key; A revokes it; B refuses it as soon as
+    A's note arrives."""
+    a = await start_server(auth="on")
+    b = await start_server(auth="on")
+    created = await a.runtime.keys.create("roaming", Role.VIEWER)
+    headers = {"Authorization": f"Bearer {created.key}"}
+    for _ in range(2):
+        assert (await b.http.get("/workflows", headers=headers)).status_code == 200
+    await a.runtime.keys.revoke(created.id)
+
+    async def refused() -> bool:
+        return (await b.http.get("/workflows", headers=headers)).status_code == 401
+
+    await wait_until_async(refused, what="replica B refusing the revoked key", interval=0.1)
 
 
 def _db_time(server, value: datetime):
