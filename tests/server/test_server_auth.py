@@ -15,6 +15,7 @@ from flux.errors import ApiError, NotFoundError
 from flux.protocol import Role
 from flux_server import ServerOptions, create_app, notices
 from flux_server.access import ROUTE_ACCESS, Access, allows, routes_of
+from flux_server.db.notifier import listener_name
 from flux_server.keys import key_id_of
 from server_support import HELLO, JSON
 
@@ -222,6 +223,38 @@ async def test_a_key_revoked_on_one_replica_is_refused_by_another(start_server) 
         return (await b.http.get("/workflows", headers=headers)).status_code == 401
 
     await wait_until_async(refused, what="replica B refusing the revoked key", interval=0.1)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_replica_that_lost_its_listener_forgets_what_it_may_have_missed(
+    start_server,
+) -> None:
+    """A revocation whose note B never heard (B's LISTEN connection was down): once B
+    listens again it checks keys and worker tokens against the database anew."""
+    a = await start_server(auth="on")
+    b = await start_server(auth="on")
+    created = await a.runtime.keys.create("unheard", Role.VIEWER)
+    headers = {"Authorization": f"Bearer {created.key}"}
+    assert (await b.http.get("/workflows", headers=headers)).status_code == 200
+    async with a.runtime.db.write() as tx:  # revoked without a note: as if B missed it
+        await tx.conn.execute(
+            sa.text("UPDATE api_keys SET revoked_at = :t WHERE id = :id"),
+            {"t": datetime.now(UTC), "id": created.id},
+        )
+    assert (await b.http.get("/workflows", headers=headers)).status_code == 200  # B remembers
+    async with a.runtime.db.write() as tx:
+        await tx.conn.execute(
+            sa.text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = :n"
+            ),
+            {"n": listener_name(b.runtime.db.origin)},
+        )
+
+    async def refused() -> bool:
+        return (await b.http.get("/workflows", headers=headers)).status_code == 401
+
+    await wait_until_async(refused, what="B refusing the key once it listens again", interval=0.1)
 
 
 def _db_time(server, value: datetime):

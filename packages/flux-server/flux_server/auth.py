@@ -172,3 +172,7 @@ class Authenticator:
     def forget(self, token_hash: str) -> None:
         """A session ended (re-registration): stop accepting its token."""
         self._owners.pop(token_hash, None)
+
+    def forget_all(self) -> None:
+        """Notes may have been missed: check every token against the database again."""
+        self._owners.clear()

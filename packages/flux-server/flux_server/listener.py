@@ -10,7 +10,7 @@ import psycopg
 
 from flux_server.db import Database
 from flux_server.db.notifier import NOTIFY_CHANNEL, listener_name
-from flux_server.notes import DISPATCH
+from flux_server.notes import MISSED
 
 __all__ = ["listen"]
 
@@ -30,7 +30,7 @@ async def listen(db: Database, deliver: Callable[[str], None], ready: asyncio.Ev
                 delay = 0.1
                 ready.set()
                 # Whatever was sent while we were not listening may have been missed.
-                deliver(DISPATCH)
+                deliver(MISSED)
                 async for notice in conn.notifies():
                     origin, _, note = notice.payload.partition("|")
                     if origin != db.origin:

@@ -15,6 +15,9 @@ through ``NOTIFY`` (:mod:`flux_server.listener`). A note is ``<kind>`` or ``<kin
 ``schedules``              a schedule changed: the scheduler re-reads its next wake-up
 ``progress:<piece>``       a piece of a ``task.progress`` frame for this replica's streams
                            (:mod:`flux_server.progress`; sent to other replicas only)
+``missed``                 this replica (re)connected its listener and may have missed
+                           notes: forget every cache a note would clear, look for work
+                           (delivered to itself by :mod:`flux_server.listener`, never sent)
 ========================== =======================================================
 
 :data:`HINT_KINDS` are the hot-path notes, hints another replica can afford to miss.
@@ -33,6 +36,7 @@ __all__ = [
     "EXEC",
     "HINT_KINDS",
     "KEY",
+    "MISSED",
     "PROGRESS",
     "SCHEDULES",
     "TOKEN",
@@ -55,6 +59,7 @@ DROP = "drop"
 WORKFLOWS = "workflows"
 SCHEDULES = "schedules"
 PROGRESS = "progress"
+MISSED = "missed"
 
 HINT_KINDS = (DISPATCH, f"{EXEC}:", f"{CANCEL}:", f"{PROGRESS}:")
 """Prefixes of the notes that are hints: frequent, and covered by fallbacks when lost (the

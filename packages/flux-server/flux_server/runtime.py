@@ -245,6 +245,15 @@ class Runtime:
             self.scheduler.wake()
         elif kind == notes.PROGRESS:
             self.progress.receive(subject)
+        elif kind == notes.MISSED:
+            # A revoked key or session token, a new workflow version, a changed schedule may
+            # have gone unheard: what the notes would have cleared is read again.
+            self.keys.forget_all()
+            if self.auth is not None:
+                self.auth.forget_all()
+            self.workflows.invalidate()
+            self.scheduler.wake()
+            self.dispatcher.wake()
         else:
             log.debug("ignoring unknown note %r", note)
 

@@ -53,6 +53,10 @@ class KeyStore:
         """A key changed (revoked), here or on a replica: read it again next time."""
         self._cache.pop(key_id, None)
 
+    def forget_all(self) -> None:
+        """Notes may have been missed: read every key again next time."""
+        self._cache.clear()
+
     def is_current(self, record: KeyRecord) -> bool:
         """Whether ``record`` is still this store's copy of its key (not forgotten since it
         was found)."""
