@@ -137,8 +137,34 @@ _FLAGS_REMOTE = b"\x85\x01" + _fixed32(_HAS_IS_REMOTE | _IS_REMOTE)
 _LOW = (1 << 64) - 1
 
 
-def _flux_span(span: FinishedSpan) -> bytes:
-    """:func:`_span` of a span Flux made, read from its fields at once."""
+_NOTHING_DROPPED = (0, 0, 0)
+
+
+def _span(span: ReadableSpan) -> bytes:
+    """One ``Span`` field: a span Flux made is read from its fields at once, any other
+    through the SDK's properties (with its links and dropped counts, which Flux's spans
+    never have)."""
+    fields: tuple[Any, ...]
+    links: Sequence[Any]
+    if type(span) is FinishedSpan:
+        fields, links, dropped = span.fields, (), _NOTHING_DROPPED
+    else:
+        context = span.context
+        assert context is not None  # a span the SDK's pipeline ends always has one
+        fields = (
+            (context.trace_id, context.span_id, context.trace_flags),
+            context.trace_state,
+            span.parent,
+            span.name,
+            span.kind,
+            span.start_time or 0,
+            span.end_time or 0,
+            span.attributes,
+            span.events,
+            span.status,
+        )
+        links = span.links
+        dropped = (span.dropped_attributes, span.dropped_events, span.dropped_links)
     (
         (trace_id, span_id, _),
         trace_state,
@@ -150,7 +176,8 @@ def _flux_span(span: FinishedSpan) -> bytes:
         attributes,
         events,
         status,
-    ) = span.fields
+    ) = fields
+    dropped_attributes, dropped_events, dropped_links = dropped
     parts = [_ids(0x0A10, trace_id >> 64, trace_id & _LOW, 0x1208, span_id)]
     if trace_state:
         parts.append(_field(0x1A, ",".join(f"{k}={v}" for k, v in trace_state.items()).encode()))
@@ -158,8 +185,16 @@ def _flux_span(span: FinishedSpan) -> bytes:
         parts.append(_parent_id(0x2208, parent.span_id))
     parts += (_memo((0x2A, name), _text, 0x2A, name), _KINDS[kind], _times(0x39, start, 0x41, end))
     parts += _attributes(0x4A, attributes)
+    if dropped_attributes:
+        parts += (b"\x50", _varint(dropped_attributes))
     for event in events:
         parts.append(_event(event))
+    if dropped_events:
+        parts += (b"\x60", _varint(dropped_events))
+    for link in links:
+        parts.append(_link(link))
+    if dropped_links:
+        parts += (b"\x70", _varint(dropped_links))
     parts.append(_status(status))
     parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS)
     return _field(0x12, b"".join(parts))
@@ -173,49 +208,22 @@ def _event(event: Any) -> bytes:
     return _field(0x5A, b"".join(body))
 
 
+def _link(link: Any) -> bytes:
+    linked = link.context
+    body = [_ids(0x0A10, linked.trace_id >> 64, linked.trace_id & _LOW, 0x1208, linked.span_id)]
+    body += _attributes(0x22, link.attributes)
+    if link.dropped_attributes:
+        body += (b"\x28", _varint(link.dropped_attributes))
+    body.append(b"\x35" + _fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)))
+    return _field(0x6A, b"".join(body))
+
+
 def _status(status: Any) -> bytes:
     code = status.status_code.value
     if code or status.description:
         message = b"" if not status.description else _field(0x12, status.description.encode())
         return _field(0x7A, message + (b"\x18" + _varint(code) if code else b""))
     return _NO_STATUS
-
-
-def _span(span: ReadableSpan) -> bytes:
-    if type(span) is FinishedSpan:
-        return _flux_span(span)
-    context = span.context
-    assert context is not None  # a span the SDK's pipeline ends always has one
-    parent = span.parent
-    trace_id = context.trace_id
-    parts = [_ids(0x0A10, trace_id >> 64, trace_id & _LOW, 0x1208, context.span_id)]
-    if context.trace_state:
-        state = ",".join(f"{k}={v}" for k, v in context.trace_state.items())
-        parts.append(_field(0x1A, state.encode()))
-    if parent is not None:
-        parts.append(_parent_id(0x2208, parent.span_id))
-    name = _memo((0x2A, span.name), _text, 0x2A, span.name)
-    parts += (name, _KINDS[span.kind], _times(0x39, span.start_time or 0, 0x41, span.end_time or 0))
-    parts += _attributes(0x4A, span.attributes)
-    if span.dropped_attributes:
-        parts += (b"\x50", _varint(span.dropped_attributes))
-    for event in span.events:
-        parts.append(_event(event))
-    if span.dropped_events:
-        parts += (b"\x60", _varint(span.dropped_events))
-    for link in span.links:
-        linked = link.context
-        body = [_ids(0x0A10, linked.trace_id >> 64, linked.trace_id & _LOW, 0x1208, linked.span_id)]
-        body += _attributes(0x22, link.attributes)
-        if link.dropped_attributes:
-            body += (b"\x28", _varint(link.dropped_attributes))
-        body.append(b"\x35" + _fixed32(_HAS_IS_REMOTE | (_IS_REMOTE if linked.is_remote else 0)))
-        parts.append(_field(0x6A, b"".join(body)))
-    if span.dropped_links:
-        parts += (b"\x70", _varint(span.dropped_links))
-    parts.append(_status(span.status))
-    parts.append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS)
-    return _field(0x12, b"".join(parts))
 
 
 def _scope_spans(scope: Any, spans: list[bytes]) -> bytes:
