@@ -295,6 +295,20 @@ async def test_worker_token_failures_count_too(start_server) -> None:
     assert blocked.status_code == 429
 
 
+async def test_failed_console_logins_count_too(start_server) -> None:
+    server = await start_server(auth="on", auth_failure_limit=2, auth_failure_window=600)
+    good = (await server.runtime.keys.create("ok", Role.VIEWER)).key
+    http = server.http
+    await http.get("/console/login")
+    form = {"csrf": http.cookies.get("flux_csrf"), "key": "nope", "next": "/console"}
+    origin = {"Origin": "http://flux.test"}
+    for _ in range(2):
+        assert (await http.post("/console/login", data=form, headers=origin)).status_code == 401
+    # The address guessed too often: its next key is not looked at.
+    refused = await http.get("/workflows", headers={"Authorization": f"Bearer {good}"})
+    assert refused.status_code == 429
+
+
 # -- the admin key ------------------------------------------------------------------------------
 
 

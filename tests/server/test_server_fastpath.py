@@ -312,6 +312,42 @@ def _fallbacks(caplog: pytest.LogCaptureFixture) -> list[str]:
     return messages
 
 
+async def test_the_guard_and_the_gate_answer_fast_routes_too(server, caplog) -> None:
+    """The fast path asks the guard's and the gate's checks itself: their refusals, each with
+    the server's version header, and nothing created."""
+    await server.register()
+    http = server.http
+    run = "/workflows/hello/run/async"
+    refusals = [
+        ({PROTOCOL_HEADER: "99.0"}, 426),
+        ({"Origin": "https://evil.example"}, 403),
+        ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Host": "rebound.example"}, 403),
+        ({"Content-Type": "text/plain"}, 415),
+    ]
+    for headers, status in refusals:
+        refused = await http.post(run, content=b"1", headers={**JSON, **headers})
+        assert refused.status_code == status, headers
+        assert refused.headers[PROTOCOL_HEADER] == PROTOCOL_VERSION, headers
+        assert refused.json()["message"], headers
+    assert await _executions(server) == 0
+
+    # A body of unannounced length goes the long way, where the guard watches it.
+    caplog.set_level(logging.DEBUG, logger=LOGGER)
+
+    async def chunks() -> Any:
+        yield b'"Wor'
+        yield b'ld"'
+
+    streamed = await http.post(run, content=chunks(), headers=JSON)
+    assert streamed.status_code == 200 and streamed.json()["input"] == "World"
+    assert streamed.headers[PROTOCOL_HEADER] == PROTOCOL_VERSION
+    assert _fallbacks(caplog) == [
+        f"POST {run!r} goes on to the route: a body of unannounced length (the guard watches it)"
+    ]
+    assert await _executions(server) == 1
+
+
 async def test_a_fallback_is_logged_with_its_reason(server, caplog) -> None:
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     worker, claim = await _held(server)

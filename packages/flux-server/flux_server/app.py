@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from flux.protocol import PROTOCOL_HEADER
 from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp
 
 from flux_server.api import ROUTERS
 from flux_server.console import install_console
@@ -45,6 +46,14 @@ def http_telemetry() -> TelemetryConfig:
     if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return {}  # FastAPI's defaults
     return {"tracing": False, "metrics": False, "logs": False}
+
+
+def _front(app: ASGIApp, options: ServerOptions, required: bool) -> ASGIApp:
+    """What stands in front of the routes: the guard (version, size limit) wraps the gate (who
+    may call what), and the fast path, in front of both, asks them itself."""
+    gate = GateMiddleware(app, options=options, required=required)
+    guard = GuardMiddleware(gate, max_request_bytes=options.max_request_bytes)
+    return FastPathMiddleware(guard, guard=guard, gate=gate)
 
 
 def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
@@ -92,11 +101,8 @@ def create_app(settings: FluxSettings | ServerOptions | None = None) -> FastAPI:
     install_openapi(app)
     install_swagger(app)
     install_console(app)
-    # Added last, runs first: the guard (version, size limit) wraps the gate (who may call
-    # what), which wraps the fast path; CORS, when configured, answers preflights before all.
-    app.add_middleware(FastPathMiddleware)
-    app.add_middleware(GateMiddleware, options=options, required=required)
-    app.add_middleware(GuardMiddleware, max_request_bytes=options.max_request_bytes)
+    # CORS, when configured (added last, runs first), answers preflights before all.
+    app.add_middleware(_front, options=options, required=required)
     if options.cors_origins:
         app.add_middleware(
             CORSMiddleware,

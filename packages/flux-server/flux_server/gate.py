@@ -1,5 +1,6 @@
-"""ASGI middleware in front of every route (the fast path included): who is calling, and may
-they.
+"""ASGI middleware in front of every route: who is calling, and may they. Its checks
+(:meth:`GateMiddleware.check`) are the fast path's too, which asks them itself
+(:mod:`flux_server.fastpath`).
 
 For each request, before the application sees it:
 
@@ -14,11 +15,13 @@ For each request, before the application sees it:
    route's entry in :data:`flux_server.access.ROUTE_ACCESS` (403 naming the role needed).
 
 Worker routes and registration check their own tokens, as they always did; their 401s count
-as failures too. The caller is left in the scope for the routes (:func:`principal_of`).
+as failures too, as do a route's own 401s (a failed console login). The caller is left in
+the scope for the routes (:func:`principal_of`).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -32,7 +35,7 @@ from flux_server import notices
 from flux_server.access import ROUTE_ACCESS, Access, RouteTable, Rule, allows, routes_of
 from flux_server.browsers import foreign_origin, host_allowed, is_json
 from flux_server.cookies import CONSOLE_PATH, set_cookie_header
-from flux_server.guard import send_json
+from flux_server.guard import Answer, send_json
 from flux_server.limiter import FailureLimiter
 from flux_server.notices import NOTICE_COOKIE
 from flux_server.options import ServerOptions
@@ -48,19 +51,6 @@ __all__ = ["GateMiddleware", "principal_of"]
 _PRINCIPAL = "flux.principal"
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _OWN_TOKENS = frozenset({Access.WORKER, Access.BOOTSTRAP})
-_WANTED = frozenset(
-    {
-        b"host",
-        b"origin",
-        b"sec-fetch-site",
-        b"authorization",
-        b"content-type",
-        b"content-length",
-        b"transfer-encoding",
-        b"cookie",
-        b"referer",
-    }
-)
 KEY_COOKIE = "flux_key"
 """The console's cookie holding a browser's API key (see :mod:`flux_server.console.login`)."""
 HOW_TO_AUTHENTICATE = (
@@ -86,63 +76,72 @@ class GateMiddleware:
         self.public_metrics = options.metrics_public
         self._table: RouteTable | None = None
         self._json: frozenset[tuple[str, str]] = frozenset()
-        self._hosts: dict[str | None, bool] = {}
+        self._hosts: dict[bytes | None, bool] = {}
         """Whether each ``Host`` seen lately may be served while authentication is off."""
+        self._types: dict[bytes, bool] = {}
+        """Whether each ``Content-Type`` seen lately is JSON."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        refusal = await self.check(scope)
+        if refusal is not None:
+            await refusal(send)
+            return
+        await self.app(scope, receive, self._counting(send, _address(scope)))
+
+    async def check(self, scope: Scope) -> Answer | None:
+        """The gate's answer to an HTTP request (a refusal, a redirect to the console's login,
+        or ``OPTIONS``' and 405's ``Allow``); ``None`` when it may go on, the caller then in
+        the scope (:func:`principal_of`). A 401 the route itself answers (a worker's token)
+        is counted by :meth:`__call__`, not here."""
         table = self._table or self._build(scope["app"])
-        headers: dict[bytes, str] = {
-            k: v.decode("latin-1") for k, v in scope["headers"] if k in _WANTED
-        }
+        headers = dict(scope["headers"])  # values decoded where read: most are not
         host = headers.get(b"host")
         if not self.required and not self._host_allowed(host):
-            await _refuse(
-                send,
+            host = _text(host)
+            return _refusing(
                 403,
                 f"this server does not answer to the host name {host!r} while its "
                 "authentication is off (a web page may have pointed that name at this machine); "
                 "use localhost, or add the name to server.allowed_hosts",
             )
-            return
         method: str = scope["method"]
         found = table.match(method, scope["path"])
         if found is not None and (method == "OPTIONS" or found.rule is None):
-            await _allow(send, method, found.allowed)
-            return
+            return partial(_allow, method=method, allowed=found.allowed)
         rule = found.rule if found is not None else None
         changes = method not in _SAFE or (rule is not None and rule.changes_state)
-        if changes and foreign_origin(
-            headers.get(b"origin"),
-            headers.get(b"sec-fetch-site"),
-            host,
-            scope.get("scheme", "http"),
-            self.trusted_origins,
+        origin, fetch_site = headers.get(b"origin"), headers.get(b"sec-fetch-site")
+        if (
+            changes
+            and (origin is not None or fetch_site is not None)  # else no browser's
+            and foreign_origin(
+                _text(origin),
+                _text(fetch_site),
+                _text(host),
+                scope.get("scheme", "http"),
+                self.trusted_origins,
+            )
         ):
-            page = headers.get(b"origin") or "another site"
-            await _refuse(
-                send,
+            page = _text(origin) or "another site"
+            return _refusing(
                 403,
                 f"cross-origin request refused: a page of {page} may not {method} here; allow "
                 "its origin in server.cors_origins if it should",
             )
-            return
         if rule is not None and rule.access == Access.PUBLIC:
-            await self.app(scope, receive, send)
-            return
+            return None
         address = _address(scope)
-        wait = self.limiter.retry_after(address)
+        wait = self.limiter.retry_after(address) if self.limiter else None
         if wait is not None and (self.required or rule is None or rule.access in _OWN_TOKENS):
-            await _refuse(
-                send,
+            return _refusing(
                 429,
                 f"too many failed authentications from {address}; try again in {wait} s",
                 headers=[(b"retry-after", str(wait).encode())],
                 retry_after=wait,
             )
-            return
         if self.required and (rule is None or rule.access not in _OWN_TOKENS):
             runtime: Runtime = scope["app"].state.runtime
             credential = _credential(headers, scope["path"])
@@ -157,27 +156,26 @@ class GateMiddleware:
                         scope["path"] + (f"?{query}" if query else "")
                     )
                     if credential is None:
-                        await _redirect(send, login)
-                        return
+                        return partial(_redirect, location=login)
                     if b"authorization" not in headers:
                         # The browser's cookie holds a key revoked or expired since its login.
-                        await _redirect(send, login + "&expired=1", [(b"set-cookie", _FORGET_KEY)])
-                        return
+                        return partial(
+                            _redirect,
+                            location=login + "&expired=1",
+                            extra=[(b"set-cookie", _FORGET_KEY)],
+                        )
                 reason = (
                     "this server requires an API key"
                     if credential is None
                     else "the API key is unknown, expired or revoked"
                 )
-                await _refuse(send, 401, f"{reason}: {HOW_TO_AUTHENTICATE}")
-                return
+                return _refusing(401, f"{reason}: {HOW_TO_AUTHENTICATE}")
             refusal = await _refusal(runtime, principal, rule, scope, method, found)
             if refusal is not None:
                 if method == "POST" and scope["path"].startswith(CONSOLE_PATH):
                     # A console form this role may not send: back to its page, saying why.
-                    await _back_with_notice(send, scope, headers, refusal)
-                    return
-                await _refuse(send, 403, refusal)
-                return
+                    return partial(_back_with_notice, scope=scope, text=refusal)
+                return _refusing(403, refusal)
             scope[_PRINCIPAL] = principal
         # A worker's calls carry its token, which no page can make a browser send: only
         # requests that ambient credentials (none, while authentication is off) may carry
@@ -187,20 +185,42 @@ class GateMiddleware:
             and (method, found.template) in self._json
             and (rule is None or rule.access not in _OWN_TOKENS)
         ):
-            problem = _json_problem(headers)
+            problem = self._json_problem(headers)
             if problem is not None:
-                await _refuse(send, 415, problem)
-                return
-        await self.app(scope, receive, self._counting(send, address))
+                return _refusing(415, problem)
+        return None
 
-    def _host_allowed(self, host: str | None) -> bool:
+    def _host_allowed(self, host: bytes | None) -> bool:
         hosts = self._hosts
         allowed = hosts.get(host)
         if allowed is None:
             if len(hosts) >= 256:
                 hosts.clear()
-            allowed = hosts[host] = host_allowed(host, self.allowed_hosts)
+            allowed = hosts[host] = host_allowed(_text(host), self.allowed_hosts)
         return allowed
+
+    def _json_problem(self, headers: dict[bytes, bytes]) -> str | None:
+        """Why the request's body is not one a JSON endpoint takes; ``None`` when it is."""
+        content_type = headers.get(b"content-type")
+        if content_type is not None:
+            known = self._types.get(content_type)
+            if known is None:
+                if len(self._types) >= 64:
+                    self._types.clear()
+                known = self._types[content_type] = is_json(_text(content_type))
+            if known:
+                return None
+            return (
+                "this endpoint takes JSON: send 'Content-Type: application/json', "
+                f"not {_text(content_type)!r}"
+            )
+        has_body = b"transfer-encoding" in headers or headers.get(b"content-length", b"0") not in (
+            b"0",
+            b"",
+        )
+        if has_body:
+            return "this endpoint takes JSON: send 'Content-Type: application/json' with the body"
+        return None
 
     def _counting(self, send: Send, address: str) -> Send:
         """``send``, counting a 401 answer (a worker's or bootstrap token the route refused)
@@ -226,27 +246,33 @@ class GateMiddleware:
         return self._table
 
 
-def _credential(headers: dict[bytes, str], path: str) -> str | None:
+def _text(value: bytes | None) -> str | None:
+    """A header's value as text (``None`` when the request has none)."""
+    return None if value is None else value.decode("latin-1")
+
+
+def _credential(headers: dict[bytes, bytes], path: str) -> str | None:
     """The request's ``Authorization``; on a console page without one, the browser's key
     from the console's cookie, as that header."""
     authorization = headers.get(b"authorization")
     if authorization is None and path.startswith(CONSOLE_PATH) and b"cookie" in headers:
-        key = cookie_parser(headers[b"cookie"]).get(KEY_COOKIE)
+        key = cookie_parser(headers[b"cookie"].decode("latin-1")).get(KEY_COOKIE)
         if key:
             return f"Bearer {key}"
-    return authorization
+    return _text(authorization)
 
 
 _FORGET_KEY = set_cookie_header(KEY_COOKIE, "", secure=False, max_age=0)
 """A ``Set-Cookie`` value that removes the console's key cookie."""
 
 
-async def _back_with_notice(send: Send, scope: Scope, headers: dict[bytes, str], text: str) -> None:
+async def _back_with_notice(send: Send, scope: Scope, text: str) -> None:
     """303 to the console page the form was sent from (its ``Referer``, when that is this
     server's console; else the console's home), which shows ``text`` as an error once."""
     back = CONSOLE_PATH
-    referer = urlsplit(headers.get(b"referer", ""))
-    if referer.netloc.lower() == headers.get(b"host", "").lower() and (
+    headers = dict(scope["headers"])
+    referer = urlsplit(headers.get(b"referer", b"").decode("latin-1"))
+    if referer.netloc.lower() == headers.get(b"host", b"").decode("latin-1").lower() and (
         referer.path == CONSOLE_PATH or referer.path.startswith(CONSOLE_PATH + "/")
     ):
         back = referer.path + (f"?{referer.query}" if referer.query else "")
@@ -279,23 +305,6 @@ def _takes_json(route: APIRoute) -> bool:
         return True
     bodies = route.dependant.body_params
     return bool(bodies) and not any(isinstance(p.field_info, params.Form) for p in bodies)
-
-
-def _json_problem(headers: dict[bytes, str]) -> str | None:
-    content_type = headers.get(b"content-type")
-    if content_type is not None:
-        if is_json(content_type):
-            return None
-        return (
-            f"this endpoint takes JSON: send 'Content-Type: application/json', not {content_type!r}"
-        )
-    has_body = b"transfer-encoding" in headers or headers.get(b"content-length", "0") not in (
-        "0",
-        "",
-    )
-    if has_body:
-        return "this endpoint takes JSON: send 'Content-Type: application/json' with the body"
-    return None
 
 
 async def _refusal(
@@ -360,6 +369,11 @@ async def _allow(send: Send, method: str, allowed: tuple[str, ...]) -> None:
         headers=[allow],
         code="method_not_allowed",
     )
+
+
+def _refusing(status: int, message: str, **options: Any) -> Answer:
+    """:func:`_refuse`'s answer, to send later."""
+    return partial(_refuse, status=status, message=message, **options)
 
 
 async def _refuse(

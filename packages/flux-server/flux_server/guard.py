@@ -5,55 +5,51 @@
 - A body larger than ``max_request_bytes`` gets 413, whether announced by Content-Length or
   discovered while streaming.
 - Every answer carries the server's ``X-Flux-Protocol``.
+
+:meth:`GuardMiddleware.check` judges a request from its headers and URL, for this middleware
+and for the fast path (:mod:`flux_server.fastpath`), which stands in front of it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 from typing import Any
 
 from flux.errors import ProtocolError
 from flux.protocol import PROTOCOL_HEADER, PROTOCOL_VERSION, check_compatible
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["GuardMiddleware", "send_json"]
+__all__ = ["VERSION_HEADER", "Answer", "GuardMiddleware", "send_json"]
 
 _HEADER = PROTOCOL_HEADER.lower().encode()
-_VERSION = (_HEADER, PROTOCOL_VERSION.encode())
+_VERSION = VERSION_HEADER = (_HEADER, PROTOCOL_VERSION.encode())
+"""The header every answer carries."""
+
+
+def _tag(message: Message) -> None:
+    message["headers"] = [*message.get("headers", []), _VERSION]
+
+
+Answer = Callable[[Send], Awaitable[None]]
+"""A refusal made before any route: sends its whole answer."""
 
 
 class GuardMiddleware:
     def __init__(self, app: ASGIApp, max_request_bytes: int) -> None:
         self.app = app
         self.limit = max_request_bytes
+        self._versions: dict[bytes, dict[str, Any] | None] = {}
+        """The refusal of each ``X-Flux-Protocol`` value seen lately (``None``: compatible)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = None
-        for key, value in scope["headers"]:
-            if key == _HEADER:
-                try:
-                    check_compatible(value.decode("latin-1"), peer="client")
-                except ProtocolError as exc:
-                    body = exc.to_dict()
-                    await send_json(send, 426, body)
-                    return
-            elif key == b"content-length":
-                length = value
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            await send_json(send, 413, self._too_large_body())
-            return
-        if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
-            body = {
-                "type": "UsageError",
-                "code": "usage_error",
-                "message": "the URL contains a NUL character (%00), which no name or id can hold",
-                "details": {},
-            }
-            await send_json(send, 400, body)
+        refusal = self.check(scope)
+        if refusal is not None:
+            await refusal(send)
             return
 
         received = 0
@@ -77,7 +73,7 @@ class GuardMiddleware:
                 return
             if message["type"] == "http.response.start":
                 started = True
-                message["headers"] = [*message.get("headers", []), _VERSION]
+                _tag(message)
             await send(message)
 
         try:
@@ -87,6 +83,67 @@ class GuardMiddleware:
                 raise
         if too_large and not started:
             await send_json(send, 413, self._too_large_body())
+
+    def check(self, scope: Scope) -> Answer | None:
+        """The guard's answer to an HTTP request from its headers and URL alone (426, 413 or
+        400); ``None`` when it may go on. A body that announces no length is watched while
+        it streams (:meth:`__call__`), which this cannot tell."""
+        length = None
+        for key, value in scope["headers"]:
+            if key == _HEADER:
+                problem = self._version_problem(value)
+                if problem is not None:
+                    return partial(send_json, status=426, body=problem)
+            elif key == b"content-length":
+                length = value
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return partial(send_json, status=413, body=self._too_large_body())
+        if b"%00" in scope.get("raw_path", b"") or b"%00" in scope.get("query_string", b""):
+            body = {
+                "type": "UsageError",
+                "code": "usage_error",
+                "message": "the URL contains a NUL character (%00), which no name or id can hold",
+                "details": {},
+            }
+            return partial(send_json, status=400, body=body)
+        return None
+
+    @staticmethod
+    def bounded(scope: Scope) -> bool:
+        """Whether the request's body announces its length (so the server reads no more than
+        that, and :meth:`check` has judged it): no body of it needs watching."""
+        length = False
+        for key, _ in scope["headers"]:
+            if key == b"content-length":
+                length = True
+            elif key == b"transfer-encoding":
+                return False
+        return length
+
+    @staticmethod
+    def tagging(send: Send) -> Send:
+        """``send``, with the server's ``X-Flux-Protocol`` on the answer."""
+
+        async def tagged(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                _tag(message)
+            await send(message)
+
+        return tagged
+
+    def _version_problem(self, value: bytes) -> dict[str, Any] | None:
+        versions = self._versions
+        if value in versions:
+            return versions[value]
+        problem: dict[str, Any] | None = None
+        try:
+            check_compatible(value.decode("latin-1"), peer="client")
+        except ProtocolError as exc:
+            problem = exc.to_dict()
+        if len(versions) >= 64:
+            versions.clear()
+        versions[value] = problem
+        return problem
 
     def _too_large_body(self) -> dict[str, Any]:
         return {

@@ -24,6 +24,10 @@ class FailureLimiter:
         self._clock = time.monotonic
         self._failures: dict[str, tuple[float, int]] = {}  # address -> (window start, count)
 
+    def __bool__(self) -> bool:
+        """Whether any address has failures counted (if none, none waits)."""
+        return bool(self._failures)
+
     def retry_after(self, address: str) -> int | None:
         """Seconds ``address`` must wait before its credentials are checked again; ``None``
         when they are checked now."""
