@@ -149,7 +149,11 @@ class _CpuMeter:
         server, *workers = cluster.procs
         self._server = psutil.Process(server.pid)
         self._workers = [psutil.Process(w.pid) for w in workers]
+        url = cluster.database_url
+        self._database = url.rsplit("/", 1)[1] if url.startswith("postgresql") else None
+        """The cluster's PostgreSQL database, whose backends' CPU is read too (else ``None``)."""
         self._start = self._read()
+        self._backends_start = self._backends()
 
     def _read(self) -> tuple[float, float]:
         def cpu(proc: Any) -> float:
@@ -158,8 +162,38 @@ class _CpuMeter:
 
         return cpu(self._server), sum(cpu(w) for w in self._workers)
 
+    def _backends(self) -> dict[int, float]:
+        """CPU seconds so far of each PostgreSQL backend serving the cluster's database."""
+        if self._database is None:
+            return {}
+        import psutil
+        import psycopg
+
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+            pids = [pid for (pid,) in conn.execute(query, (self._database,))]
+        spent = {}
+        for pid in pids:
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:  # it ended meanwhile
+                continue
+            spent[pid] = times.user + times.system
+        return spent
+
     def restart(self) -> None:
         self._start = self._read()
+        self._backends_start = self._backends()
+
+    def database(self) -> float | None:
+        """CPU seconds of the PostgreSQL backends serving the cluster's database since the
+        start (``None`` on SQLite, whose work is the server's own): those alive at the end,
+        from the start or from their own start; a backend that ended meanwhile is not
+        counted (the server's connections are pooled, so few do)."""
+        if self._database is None:
+            return None
+        start = self._backends_start
+        return sum(t - start.get(pid, 0.0) for pid, t in self._backends().items())
 
     def spent(self) -> tuple[float, float]:
         """Server and worker (all workers) CPU seconds since the start."""
@@ -168,14 +202,23 @@ class _CpuMeter:
 
 
 def _cpu_rows(
-    label: str, what: str, spent: tuple[float, float], per: int, scale: float, unit: str
+    label: str,
+    what: str,
+    spent: tuple[float, float],
+    per: int,
+    scale: float,
+    unit: str,
+    database: float | None = None,
 ) -> list[tuple[str, float, str, str]]:
     server, workers = (s / per * scale for s in spent)
-    return [
+    rows = [
         (f"{label} server CPU per {what}", server, unit, "-"),
         (f"{label} worker CPU per {what}", workers, unit, "-"),
         (f"{label} server+worker CPU per {what}", server + workers, unit, "-"),
     ]
+    if database is not None:  # PostgreSQL's own processes, which share the machine
+        rows.append((f"{label} database CPU per {what}", database / per * scale, unit, "-"))
+    return rows
 
 
 async def _measure(cluster: Cluster, workers: int, label: str) -> list[tuple[str, float, str, str]]:
@@ -216,12 +259,13 @@ async def _measure(cluster: Cluster, workers: int, label: str) -> list[tuple[str
         meter.restart()
         load = await run_many(url, "bench_one", 1, N_WORKFLOWS, concurrency=64)
         spent = meter.spent()
+        database = meter.database()
         stop.set()
         await prober
         load.raise_for_failures()
         rows.append((f"{label} workflows/s ({workers} worker)", load.rate, "wf/s", ">= 500"))
         what = f"workflow ({workers} worker)"
-        rows += _cpu_rows(label, what, spent, N_WORKFLOWS, 1e6, "us")
+        rows += _cpu_rows(label, what, spent, N_WORKFLOWS, 1e6, "us", database)
         if health:
             rows.append((f"{label} /health p99 under load", _pct(health, 99), "ms", "-"))
         rows.append((f"{label} client CPU during workflows/s", load.cpu_share * 100, "% core", "-"))
@@ -230,10 +274,12 @@ async def _measure(cluster: Cluster, workers: int, label: str) -> list[tuple[str
         meter.restart()
         load = await run_many(url, "bench_tasks", n_tasks, n_wf, concurrency=n_wf)
         spent = meter.spent()
+        database = meter.database()
         load.raise_for_failures()
         rate = n_wf * n_tasks / load.elapsed
         rows.append((f"{label} tasks/s ({workers} worker)", rate, "tasks/s", ">= 3000"))
-        rows += _cpu_rows(label, f"task ({workers} worker)", spent, n_wf * n_tasks, 1e6, "us")
+        what = f"task ({workers} worker)"
+        rows += _cpu_rows(label, what, spent, n_wf * n_tasks, 1e6, "us", database)
 
         if workers == 1:
             # Rounds over the history sizes rather than one size after another: the database
