@@ -18,8 +18,8 @@ names the ones shadowed here, so a test holds them to the app's. The middleware 
 front of :class:`~flux_server.guard.GuardMiddleware` and
 :class:`~flux_server.gate.GateMiddleware` and asks their checks itself, so the version check,
 the size limit, the version header and every check of who may call apply as on the route,
-without two more layers around each request (about 10 % of the server's CPU per run in
-them; docs/benchmarks.md).
+without two more layers around each request (what that saves: docs/benchmarks.md). A
+request it hands on after all (a fallback) meets those checks again on its way to the route.
 """
 
 from __future__ import annotations
