@@ -127,7 +127,10 @@ class Runtime:
         if self.retention.enabled:
             self._work.append(self._spawn(self.retention.run(), "retention"))
         if not self.db.is_sqlite:
+            from flux_server.db.statistics import StatisticsKeeper
             from flux_server.listener import listen
+
+            self._work.append(self._spawn(StatisticsKeeper(self.db).run(), "statistics"))
 
             ready = asyncio.Event()
             self._spawn(listen(self.db, self.deliver, ready), "listener")

@@ -1,0 +1,85 @@
+"""Planner statistics for the tables that grow from empty faster than autovacuum looks at them
+(PostgreSQL).
+
+PostgreSQL plans a prepared statement for the table as it is when the statement has run a few
+times, and keeps that plan until something invalidates it, such as an ``ANALYZE`` of a table
+it reads. A new database's ``executions`` table grows from a handful of rows to thousands in
+its first minute; the server's claims and placement reads were planned for the near-empty
+table (a sequential scan is cheapest there) and go on scanning the whole table, every dead row
+included, until autovacuum analyzes it: it looks once a minute, and only after a tenth of the
+table changed.
+
+:class:`StatisticsKeeper` looks every :data:`INTERVAL` seconds and analyzes a table whose rows
+changed more often since its last analysis than the statistics count rows (so they are off by
+half or more): at :data:`FIRST` changes, then about each time the table doubles. A table past
+its first growth is left to autovacuum. One replica at a time analyzes (an advisory lock);
+the analysis also invalidates every replica's plans of the statements reading the table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import sqlalchemy as sa
+
+from flux_server.db.database import Database
+from flux_server.db.tx import Tx
+
+__all__ = ["FIRST", "INTERVAL", "TABLES", "StatisticsKeeper"]
+
+log = logging.getLogger(__name__)
+
+INTERVAL = 1.0
+"""Seconds between two looks at the tables' statistics (a look is one catalog query)."""
+FIRST = 1000
+"""Changes of rows since the last analysis below which a table is never analyzed here."""
+TABLES = ("executions", "events")
+"""The tables looked after: those the hot statements read."""
+_LOCK = 0x464C5853  # "FLXS": one replica analyzes at a time
+
+_STALE = sa.text(
+    "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
+    "WHERE s.schemaname = current_schema() AND s.relname IN :tables "
+    "AND s.n_mod_since_analyze >= greatest(:first, c.reltuples)"
+).bindparams(sa.bindparam("tables", expanding=True))
+
+
+class StatisticsKeeper:
+    """Analyzes :data:`TABLES` when their statistics fall far behind (see the module)."""
+
+    def __init__(self, db: Database, interval: float = INTERVAL) -> None:
+        self._db = db
+        self._interval = interval
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.check_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the next look tries again
+                log.warning("could not look at the tables' statistics", exc_info=True)
+            await asyncio.sleep(self._interval)
+
+    async def check_once(self) -> list[str]:
+        """Analyze the tables whose statistics are stale; their names (none when another
+        replica is analyzing)."""
+        params = {"tables": list(TABLES), "first": FIRST}
+        stale = await self._db.run_read(
+            lambda conn: [name for (name,) in conn.execute(_STALE, params)]
+        )
+        if not stale:
+            return []
+        return await self._db.run_write(lambda tx: _analyze(tx, stale))
+
+
+def _analyze(tx: Tx[Any], tables: list[str]) -> list[str]:
+    conn = tx.conn
+    if not conn.execute(sa.text(f"SELECT pg_try_advisory_xact_lock({_LOCK})")).scalar():
+        return []
+    for name in tables:  # names from TABLES only
+        conn.execute(sa.text(f'ANALYZE "{name}"'))
+        log.debug("analyzed %s: its statistics were far behind its rows", name)
+    return tables
