@@ -14,7 +14,7 @@ from flux_server.db.tables import compared_on, metadata
 
 
 def test_one_head() -> None:
-    assert heads() == ["0013"]
+    assert heads() == ["0014"]
 
 
 async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
@@ -42,7 +42,7 @@ async def test_upgrade_from_empty_matches_the_tables(db_url: str) -> None:
         await db.dispose()
     diff = [d for d in diff if not (d[0] == "remove_table" and d[1].name == VERSION_TABLE)]
     assert diff == []
-    assert version == [("0013",)]
+    assert version == [("0014",)]
 
 
 _OFFERED_LOAD = (

@@ -121,7 +121,10 @@ executions = sa.Table(
     sa.Index(
         "ix_executions_workflow_name_state_created_at", "workflow_name", "state", "created_at"
     ),
-    sa.Index("ix_executions_worker_name_state_created_at", "worker_name", "state", "created_at"),
+    # (of the executions a worker took: revision 0014)
+    _not_null_only(
+        "ix_executions_worker_name_state_created_at", "worker_name", "state", "created_at"
+    ),
     # A parent's children by state (revision 0012): children only.
     _not_null_only("ix_executions_parent_id_state", "parent_id", "state"),
 )
