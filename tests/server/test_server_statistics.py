@@ -90,7 +90,7 @@ async def test_a_plan_made_on_an_empty_table_is_replaced_once_it_grew(db: Databa
             conn.execute("EXECUTE held('{w0}')")
         assert await keeper.check_once() == []  # nothing to look at yet
 
-        _add_executions(db, 5 * FIRST)
+        _add_executions(db, FIRST)
         assert "Seq Scan on executions" in _plan(conn)  # planned for the young table
 
         assert await wait_until_async(keeper.check_once, what="an analysis") == ["executions"]
@@ -108,8 +108,8 @@ async def test_few_changes_are_left_to_autovacuum(db: Database) -> None:
 
 
 async def test_one_replica_analyzes_at_a_time(db: Database) -> None:
-    _add_executions(db, 2 * FIRST)
-    await _changes_reported(db, 6 * FIRST)
+    _add_executions(db, FIRST)
+    await _changes_reported(db, 3 * FIRST)
     keeper = StatisticsKeeper(db)
     with psycopg.connect(_conninfo(db), autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(%s)", (0x464C5853,))

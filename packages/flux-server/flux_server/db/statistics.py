@@ -10,10 +10,11 @@ included, until autovacuum analyzes it: it looks once a minute, and only after a
 table changed.
 
 :class:`StatisticsKeeper` looks every :data:`INTERVAL` seconds and analyzes a table whose rows
-changed more often since its last analysis than the statistics count rows (so they are off by
-half or more): at :data:`FIRST` changes, then about each time the table doubles. A table past
-its first growth is left to autovacuum. One replica at a time analyzes (an advisory lock);
-the analysis also invalidates every replica's plans of the statements reading the table.
+changed, since its last analysis, at least :data:`FIRST` times and more often than the
+statistics count rows (so they are off by half or more): about each time a young table
+doubles. An older table is left to autovacuum, which analyzes it after a tenth changed. One
+replica at a time analyzes (an advisory lock); the analysis invalidates every replica's plans
+of the statements reading the table.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ log = logging.getLogger(__name__)
 
 INTERVAL = 1.0
 """Seconds between two looks at the tables' statistics (a look is one catalog query)."""
-FIRST = 1000
-"""Changes of rows since the last analysis below which a table is never analyzed here."""
+FIRST = 10_000
+"""Changes of rows since the last analysis below which a table is never analyzed here: an
+analysis makes every connection plan its statements again (five times each before PostgreSQL
+settles on one plan), which costs more than a few thousand rows scanned."""
 TABLES = ("executions", "events")
 """The tables looked after: those the hot statements read."""
 _LOCK = 0x464C5853  # "FLXS": one replica analyzes at a time
