@@ -4,6 +4,8 @@ grown, until the table is analyzed; the keeper analyzes it long before autovacuu
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -115,3 +117,20 @@ async def test_one_replica_analyzes_at_a_time(db: Database) -> None:
         other.execute("SELECT pg_advisory_lock(%s)", (0x464C5853,))
         assert await keeper.check_once() == []  # another replica is at it
     assert await wait_until_async(keeper.check_once, what="an analysis") == ["executions"]
+
+
+async def test_a_database_that_does_not_answer_is_said_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    db = Database("postgresql://postgres@127.0.0.1:1/nowhere")  # nothing listens on port 1
+    keeper = asyncio.create_task(StatisticsKeeper(db, interval=0.01).run())
+    try:
+        with caplog.at_level(logging.DEBUG, logger="flux_server.db.statistics"):
+            await wait_until_async(lambda: len(caplog.records) >= 3, what="three looks that failed")
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+        await db.dispose()
+    levels = [r.levelno for r in caplog.records if r.name == "flux_server.db.statistics"]
+    assert levels[0] == logging.WARNING
+    assert set(levels[1:]) == {logging.DEBUG}

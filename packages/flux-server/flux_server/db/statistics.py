@@ -57,13 +57,18 @@ class StatisticsKeeper:
         self._interval = interval
 
     async def run(self) -> None:
+        failing = False
         while True:
             try:
                 await self.check_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # the next look tries again
-                log.warning("could not look at the tables' statistics", exc_info=True)
+                failing = False
+            except Exception:  # the next look tries again; said once while it keeps failing
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "could not look at the tables' statistics",
+                    exc_info=True,
+                )
+                failing = True
             await asyncio.sleep(self._interval)
 
     async def check_once(self) -> list[str]:
