@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import psycopg
 import pytest
 from flux_server.db import Database, upgrade
-from flux_server.db.statistics import FIRST, StatisticsKeeper
+from flux_server.db.statistics import FIRST, LOCK, StatisticsKeeper
 from flux_server.db.urls import sync_url
+from server_support import Server
 
 from tests.support.postgres import fresh_pg_database
 from tests.support.waiting import wait_until_async
@@ -46,10 +47,14 @@ def _conninfo(db: Database) -> str:
 
 
 def _add_executions(db: Database, n: int) -> None:
+    _add_executions_at(_conninfo(db), n)
+
+
+def _add_executions_at(url: str, n: int) -> None:
     """``n`` executions, inserted, claimed and finished (three changes of a row each), by a
     connection that is then closed (which reports its statistics)."""
     now = datetime.now(UTC)
-    with psycopg.connect(_conninfo(db), autocommit=True) as conn:
+    with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO workflows (id, name, version, source, source_hash, options, created_at) "
             "VALUES (%s, 'w', 1, '', '', '{}', %s) ON CONFLICT DO NOTHING",
@@ -83,7 +88,7 @@ def _plan(conn: psycopg.Connection) -> str:
     return "\n".join(row[0] for row in rows)
 
 
-async def test_a_plan_made_on_an_empty_table_is_replaced_once_it_grew(db: Database) -> None:
+async def test_a_plan_made_on_a_young_table_is_replaced_once_it_grew(db: Database) -> None:
     keeper = StatisticsKeeper(db)
     with psycopg.connect(_conninfo(db), autocommit=True) as conn:
         _add_executions(db, 200)  # a young database
@@ -114,7 +119,7 @@ async def test_one_replica_analyzes_at_a_time(db: Database) -> None:
     await _changes_reported(db, 3 * FIRST)
     keeper = StatisticsKeeper(db)
     with psycopg.connect(_conninfo(db), autocommit=True) as other:
-        other.execute("SELECT pg_advisory_lock(%s)", (0x464C5853,))
+        other.execute("SELECT pg_advisory_lock(%s)", (LOCK,))
         assert await keeper.check_once() == []  # another replica is at it
     assert await wait_until_async(keeper.check_once, what="an analysis") == ["executions"]
 
@@ -134,3 +139,24 @@ async def test_a_database_that_does_not_answer_is_said_once(
     levels = [r.levelno for r in caplog.records if r.name == "flux_server.db.statistics"]
     assert levels[0] == logging.WARNING
     assert set(levels[1:]) == {logging.DEBUG}
+
+
+def _last_analysis(url: str) -> datetime | None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'executions'"
+        ).fetchone()
+    return None if row is None else row[0]
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+async def test_a_server_on_postgresql_analyzes_a_table_that_grew(server: Server) -> None:
+    url = server.options.database_url
+    before = _last_analysis(url)
+    _add_executions_at(url, FIRST)
+
+    def analyzed() -> bool:
+        at = _last_analysis(url)
+        return at is not None and (before is None or at > before)
+
+    await wait_until_async(analyzed, what="the server's analysis of executions")

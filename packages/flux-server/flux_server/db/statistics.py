@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from flux_server.db.database import Database
 from flux_server.db.tx import Tx
 
-__all__ = ["FIRST", "INTERVAL", "TABLES", "StatisticsKeeper"]
+__all__ = ["FIRST", "INTERVAL", "LOCK", "TABLES", "StatisticsKeeper"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,8 @@ analysis makes every connection plan its statements again (five times each befor
 settles on one plan), which costs more than a few thousand rows scanned."""
 TABLES = ("executions", "events")
 """The tables looked after: those the hot statements read."""
-_LOCK = 0x464C5853  # "FLXS": one replica analyzes at a time
+LOCK = 0x464C5853  # "FLXS"
+"""The advisory lock a replica holds while it analyzes (the others skip their turn)."""
 
 _STALE = sa.text(
     "SELECT s.relname FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid "
@@ -85,7 +86,7 @@ class StatisticsKeeper:
 
 def _analyze(tx: Tx[Any], tables: list[str]) -> list[str]:
     conn = tx.conn
-    if not conn.execute(sa.text(f"SELECT pg_try_advisory_xact_lock({_LOCK})")).scalar():
+    if not conn.execute(sa.text(f"SELECT pg_try_advisory_xact_lock({LOCK})")).scalar():
         return []
     for name in tables:  # names from TABLES only
         conn.execute(sa.text(f'ANALYZE "{name}"'))
